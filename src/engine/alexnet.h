@@ -1,0 +1,125 @@
+/* alexnet.h: the engine's public interface. Plain C, no R inside.
+ *
+ * Conventions: single precision, channels first (N, C, H, W), row-major.
+ * Every call that can fail returns an an_status and leaves a message that
+ * names the culprit in a thread-local buffer read by an_error_message().
+ * No engine function exits, aborts or prints.
+ */
+#ifndef ALEXNET_H
+#define ALEXNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    AN_OK = 0,
+    AN_ERR_ARGUMENT,    /* a caller passed a bad value */
+    AN_ERR_MEMORY,      /* an allocation failed or would be unreasonably large */
+    AN_ERR_BACKEND,     /* oneDNN (or cuDNN) refused or failed */
+    AN_ERR_IO,          /* a file could not be read or written */
+    AN_ERR_FORMAT,      /* a file or image is not what it claims to be */
+    AN_ERR_INTERRUPTED  /* the caller asked to stop */
+} an_status;
+
+const char *an_error_message(void);
+/* Record a failure (printf-style) and return `status`, for use inside the engine. */
+an_status an_fail(an_status status, const char *fmt, ...);
+
+#define AN_INPUT_SIZE 227
+#define AN_INPUT_CHANNELS 3
+#define AN_INPUT_PIXELS (AN_INPUT_CHANNELS * AN_INPUT_SIZE * AN_INPUT_SIZE)
+
+/* Named activations, in graph order; each is the output of the step named. */
+enum {
+    AN_CONV_1,      /* conv 96 11x11/4 + ReLU        96x55x55 */
+    AN_POOL_1,      /* max 3x3/2                     96x27x27 */
+    AN_CONVPOOL_1,  /* LRN                           96x27x27 */
+    AN_CONV_2,      /* pad 2, 2 groups conv 5x5 ReLU 256x27x27 */
+    AN_POOL_2,      /* max 3x3/2                     256x13x13 */
+    AN_LRN_2,       /* LRN                           256x13x13 */
+    AN_CONV_3,      /* pad 1, conv 3x3 + ReLU        384x13x13 */
+    AN_CONV_4,      /* pad 1, 2 groups 3x3 + ReLU    384x13x13 */
+    AN_CONV_5,      /* pad 1, 2 groups 3x3 + ReLU    256x13x13 */
+    AN_CONVPOOL_5,  /* max 3x3/2                     256x6x6 */
+    AN_DENSE_1,     /* 9216 -> 4096 + ReLU           4096 */
+    AN_DENSE_2,     /* 4096 -> 4096 + ReLU           4096 */
+    AN_DENSE_3,     /* 4096 -> classes (logits)      classes */
+    AN_SOFTMAX,     /* softmax                       classes */
+    AN_N_OUTPUTS
+};
+
+typedef struct {
+    const char *name;
+    int c, h, w;            /* per image; dense outputs have h = w = 1 */
+} an_output_info;
+
+/* Layers with parameters. A two-group convolution is one layer here; its
+ * Keras halves are `<name>_1` (first out/2 filters) and `<name>_2`. */
+enum {
+    AN_P_CONV_1, AN_P_CONV_2, AN_P_CONV_3, AN_P_CONV_4, AN_P_CONV_5,
+    AN_P_DENSE_1, AN_P_DENSE_2, AN_P_DENSE_3,
+    AN_N_PARAM_LAYERS
+};
+
+typedef struct {
+    const char *name;
+    int is_conv;
+    int out, in;            /* channels (conv: `in` is the layer's total input channels) */
+    int kh, kw, stride, pad, groups;
+    int relu;
+    /* Offsets into the single parameter block, in floats. Weights are
+     * cross-correlation kernels (out, in/groups, kh, kw) for convolutions,
+     * (out, in) for dense layers, as in PyTorch. */
+    size_t weight_offset, weight_count, bias_offset, bias_count;
+} an_param_layer;
+
+typedef struct an_net an_net;
+
+/* A fresh net with he_normal weights (sd = sqrt(2 / fan_in)) drawn from
+ * `seed`, biases zero, ImageNet RGB means (123.68, 116.779, 103.939). */
+an_status an_net_create(int classes, uint64_t seed, an_net **out);
+void an_net_free(an_net *net);
+
+int an_net_classes(const an_net *net);
+size_t an_net_param_count(const an_net *net);
+const an_param_layer *an_net_param_layer(const an_net *net, int index);
+an_output_info an_net_output(const an_net *net, int index);
+int an_output_find(const char *name);  /* index, or -1 when unknown */
+size_t an_output_size(const an_net *net, int index); /* floats per image */
+
+/* The one contiguous block of all parameters (layout: an_param_layer). Call
+ * an_net_params_changed() after writing into it. */
+float *an_net_params(an_net *net);
+void an_net_params_changed(an_net *net);
+
+void an_net_set_mean(an_net *net, const float mean[3]);
+void an_net_get_mean(const an_net *net, float mean[3]);
+
+/* Threads used by the CPU backend (both cores by default: all available). */
+void an_set_threads(int threads);
+int an_get_threads(void);
+
+/* Run `n` images (n x 3 x 227 x 227, RGB in 0..255; the per-channel mean is
+ * subtracted inside) up to and including the step `until`, writing its
+ * activations (n x an_output_size(until)) to `out`. Inference mode:
+ * dropout off. */
+an_status an_net_forward(an_net *net, const float *images, int n, int until, float *out);
+
+/* Convert one image from a strided double array (h x w pixels, 1 or 3
+ * channels, values 0..255; element (y, x, ch) at src[y*sy + x*sx + ch*sc])
+ * to the net's input layout (3 x 227 x 227 floats), resizing bilinearly
+ * (half-pixel centres, as PIL and torch do) and copying grey to R, G, B. */
+an_status an_image_to_input(const double *src, ptrdiff_t sy, ptrdiff_t sx, ptrdiff_t sc,
+                            int h, int w, int channels, float *dst);
+
+/* Backend description, e.g. "cpu (oneDNN 2.6.3, 2 threads)". */
+const char *an_backend_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

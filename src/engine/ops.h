@@ -1,0 +1,80 @@
+/* ops.h: the backend operations, each a forward and (for training) a
+ * backward, created once per shape. Activations travel between ops in the
+ * backend's own layout (an_layout: blocked on the CPU); an op created with
+ * `in` = NULL takes plain NCHW, and one created with `plain_out` gives plain
+ * NCHW, which is how tests and the edges of the net see them. Weights and
+ * their gradients are always plain (PyTorch layout). */
+#ifndef AN_OPS_H
+#define AN_OPS_H
+
+#include "alexnet.h"
+
+typedef struct an_layout an_layout;
+/* bytes a tensor takes in this layout (blocked layouts may pad channels) */
+size_t an_layout_bytes(const an_layout *layout);
+an_status an_layout_to_plain(const an_layout *layout, const float *src, float *dst);
+an_status an_layout_from_plain(const an_layout *layout, const float *src, float *dst);
+
+/* ---- convolution (groups, zero padding, optional fused ReLU) ---- */
+typedef struct {
+    int n, in, h, w;        /* input batch, channels, rows, cols */
+    int out, k, stride, pad, groups;
+    int relu;               /* apply ReLU to the output */
+} an_conv_spec;
+
+typedef struct an_conv an_conv;
+
+void an_conv_output_hw(const an_conv_spec *spec, int *oh, int *ow);
+/* `training` also prepares the backward primitives. */
+an_status an_conv_create(const an_conv_spec *spec, int training, const an_layout *in,
+                         int plain_out, an_conv **out);
+const an_layout *an_conv_out_layout(const an_conv *op);
+void an_conv_free(an_conv *op);
+/* w: (out, in/groups, k, k), b: (out). The weights reordered for the
+ * primitive are kept while `w_version` stays the same non-zero number. */
+an_status an_conv_forward(an_conv *op, const float *x, const float *w, const float *b,
+                          uint64_t w_version, float *y);
+/* dy is the gradient with respect to the (post-ReLU) output y; the ReLU
+ * mask is applied from y inside. dx may be NULL (first layer). dw and db
+ * are overwritten. */
+an_status an_conv_backward(an_conv *op, const float *x, const float *w, const float *y,
+                           float *dy, float *dx, float *dw, float *db);
+
+/* ---- max pooling, no padding ---- */
+typedef struct { int n, c, h, w, k, stride; } an_pool_spec;
+typedef struct an_pool an_pool;
+void an_pool_output_hw(const an_pool_spec *spec, int *oh, int *ow);
+an_status an_pool_create(const an_pool_spec *spec, int training, const an_layout *in,
+                         int plain_out, an_pool **out);
+const an_layout *an_pool_out_layout(const an_pool *op);
+void an_pool_free(an_pool *op);
+an_status an_pool_forward(an_pool *op, const float *x, float *y);
+an_status an_pool_backward(an_pool *op, const float *dy, float *dx);
+
+/* ---- cross-channel LRN, Heuritech form:
+ *      y = x / (k + alpha * sum_{size neighbouring channels} x^2) ^ beta
+ * (alpha is NOT divided by size, unlike Caffe/PyTorch/oneDNN) ---- */
+typedef struct { int n, c, h, w, size; float alpha, beta, k; } an_lrn_spec;
+typedef struct an_lrn an_lrn;
+/* the output keeps the input's layout */
+an_status an_lrn_create(const an_lrn_spec *spec, int training, const an_layout *in, an_lrn **out);
+void an_lrn_free(an_lrn *op);
+an_status an_lrn_forward(an_lrn *op, const float *x, float *y);
+an_status an_lrn_backward(an_lrn *op, const float *x, const float *dy, float *dx);
+
+/* ---- dense: y = x W^T + b, W is (out, in) ---- */
+an_status an_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b,
+                           int relu, float *y);
+/* dy: gradient wrt the (post-ReLU when relu) output y, masked in place.
+ * dx may be NULL; dw, db overwritten. */
+void an_dense_backward(int n, int in, int out, const float *x, const float *w, const float *y,
+                       int relu, float *dy, float *dx, float *dw, float *db);
+
+/* ---- softmax over `classes` per row ---- */
+void an_softmax_forward(int n, int classes, const float *logits, float *prob);
+
+/* ---- tensor helpers ---- */
+/* the batch-wide mean subtraction of the input: y = x - mean[channel] */
+void an_subtract_mean(int n, const float *x, const float mean[3], float *y);
+
+#endif
