@@ -109,6 +109,46 @@ int an_get_threads(void);
  * dropout off. */
 an_status an_net_forward(an_net *net, const float *images, int n, int until, float *out);
 
+/* ---- training ----
+ * The loss is computed on the softmax of dense_3: cross-entropy, or the
+ * seed's mean squared error between the softmax and the one-hot label. */
+typedef enum { AN_LOSS_CROSS_ENTROPY = 0, AN_LOSS_MSE = 1 } an_loss_kind;
+
+/* Keras' SGD: lr_t = lr / (1 + decay * iterations); v = momentum v - lr_t g;
+ * p += v, or with Nesterov p += momentum v - lr_t g. weight_decay adds
+ * weight_decay * w to the gradient of weights (not biases). */
+typedef struct {
+    float lr, momentum, decay, weight_decay;
+    int nesterov;
+} an_sgd;
+
+/* Parameter layers before `first` (an AN_P_* index) are frozen: no
+ * gradients are computed for them or below them, and SGD leaves them. */
+an_status an_net_set_trainable_from(an_net *net, int first);
+int an_net_trainable_from(const an_net *net);
+an_status an_net_set_dropout(an_net *net, float rate);   /* 0.5 by default */
+void an_net_seed_dropout(an_net *net, uint64_t seed);
+
+/* Forward in training mode (dropout on) and backward: fills the gradient
+ * block (same layout as the parameters) for the learning layers. Adds the
+ * summed loss to *loss_sum and the count of correct argmax to *correct.
+ * Labels are 0-based class indices. */
+an_status an_net_backward(an_net *net, const float *images, const int *labels, int n,
+                          an_loss_kind loss, double *loss_sum, int *correct);
+an_status an_net_sgd_update(an_net *net, const an_sgd *opt);
+/* backward + update */
+an_status an_net_train_step(an_net *net, const float *images, const int *labels, int n,
+                            an_loss_kind loss, const an_sgd *opt, double *loss_sum, int *correct);
+/* loss and correct count in inference mode, no update */
+an_status an_net_evaluate(an_net *net, const float *images, const int *labels, int n,
+                          an_loss_kind loss, double *loss_sum, int *correct);
+
+const float *an_net_grads(const an_net *net);        /* NULL before the first backward */
+/* The momentum buffer (allocated on first use), for checkpoints. */
+an_status an_net_velocity(an_net *net, float **velocity);
+uint64_t an_net_iterations(const an_net *net);
+void an_net_set_iterations(an_net *net, uint64_t iterations);
+
 /* Convert one image from a strided double array (h x w pixels, 1 or 3
  * channels, values 0..255; element (y, x, ch) at src[y*sy + x*sx + ch*sc])
  * to the net's input layout (3 x 227 x 227 floats), resizing bilinearly

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "alexnet.h"
 #include "ops.h"
+#include "net_internal.h"
 #include "rng.h"
 
 /* name, is_conv, out, in, kh, kw, stride, pad, groups, relu; dense_3's out is the class count */
@@ -26,30 +27,6 @@ static const an_output_info output_table[AN_N_OUTPUTS] = {
     {"conv_3", 384, 13, 13}, {"conv_4", 384, 13, 13},  {"conv_5", 256, 13, 13},
     {"convpool_5", 256, 6, 6}, {"dense_1", 4096, 1, 1}, {"dense_2", 4096, 1, 1},
     {"dense_3", 0, 1, 1},    {"softmax", 0, 1, 1},
-};
-
-/* Everything the forward pass needs for one batch size. */
-typedef struct {
-    int n;
-    int training;
-    an_conv *conv[5];
-    an_pool *pool[3];
-    an_lrn *lrn[2];
-    float *input;                       /* mean-subtracted images, plain */
-    float *act[AN_N_OUTPUTS];           /* each step's output */
-    const an_layout *layout[AN_N_OUTPUTS]; /* its layout; NULL = plain */
-} an_plan;
-
-#define N_PLANS 2   /* a full batch and the last, smaller one */
-
-struct an_net {
-    int classes;
-    float mean[3];
-    an_param_layer layers[AN_N_PARAM_LAYERS];
-    size_t n_params;
-    float *params;
-    uint64_t params_version;            /* bumped on every write: invalidates cached reorders */
-    an_plan *plans[N_PLANS];            /* most recently used first */
 };
 
 int an_output_find(const char *name)
@@ -117,6 +94,8 @@ an_status an_net_create(int classes, uint64_t seed, an_net **out)
         memset(net->params + l->bias_offset, 0, l->bias_count * sizeof(float));
     }
     net->params_version = 1;
+    net->dropout = 0.5f;
+    an_rng_seed(&net->dropout_rng, seed ^ 0x5DEECE66DULL);
     *out = net;
     return AN_OK;
 }
@@ -128,7 +107,8 @@ static void plan_free(an_plan *plan)
     for (int i = 0; i < 3; i++) an_pool_free(plan->pool[i]);
     for (int i = 0; i < 2; i++) an_lrn_free(plan->lrn[i]);
     free(plan->input);
-    for (int i = 0; i < AN_N_OUTPUTS; i++) free(plan->act[i]);
+    for (int i = 0; i < AN_N_OUTPUTS; i++) { free(plan->act[i]); free(plan->grad[i]); }
+    for (int i = 0; i < 2; i++) free(plan->keep[i]);
     free(plan);
 }
 
@@ -137,6 +117,8 @@ void an_net_free(an_net *net)
     if (!net) return;
     for (int i = 0; i < N_PLANS; i++) plan_free(net->plans[i]);
     free(net->params);
+    free(net->grads);
+    free(net->velocity);
     free(net);
 }
 
@@ -157,11 +139,11 @@ static an_conv_spec conv_spec(const an_param_layer *l, int n, int h, int w)
 
 /* Refuse a batch whose activations alone would not fit in physical memory,
  * before allocating anything. */
-static an_status check_batch_memory(const an_net *net, int n)
+static an_status check_batch_memory(const an_net *net, int n, int training)
 {
     double per_image = AN_INPUT_PIXELS;
     for (int i = 0; i < AN_N_OUTPUTS; i++) per_image += (double)an_output_size(net, i);
-    double bytes = per_image * sizeof(float) * n * 1.3;  /* blocked layouts and reorder scratch */
+    double bytes = per_image * sizeof(float) * n * 1.3 * (training ? 2 : 1);  /* blocked layouts and reorder scratch */
     double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     if (phys > 0 && bytes > 0.8 * phys)
         return an_fail(AN_ERR_MEMORY, "a batch of %d images needs about %.1f GB for activations, more than this "
@@ -172,7 +154,7 @@ static an_status check_batch_memory(const an_net *net, int n)
 static an_status plan_create(const an_net *net, int n, int training, an_plan **out)
 {
     *out = NULL;
-    an_status s = check_batch_memory(net, n);
+    an_status s = check_batch_memory(net, n, training);
     if (s != AN_OK) return s;
     an_plan *p = calloc(1, sizeof *p);
     if (!p) return an_fail(AN_ERR_MEMORY, "out of memory creating a plan");
@@ -209,14 +191,18 @@ static an_status plan_create(const an_net *net, int n, int training, an_plan **o
     for (int i = 0; i < AN_N_OUTPUTS && s == AN_OK; i++) {
         size_t bytes = p->layout[i] ? an_layout_bytes(p->layout[i]) : sizeof(float) * n * an_output_size(net, i);
         s = alloc_floats(&p->act[i], bytes);
+        if (s == AN_OK && training) s = alloc_floats(&p->grad[i], bytes);
     }
+    for (int i = 0; i < 2 && s == AN_OK && training; i++)
+        if (!(p->keep[i] = malloc((size_t)n * net->layers[AN_P_DENSE_1 + i].out)))
+            s = an_fail(AN_ERR_MEMORY, "out of memory for dropout masks");
     if (s != AN_OK) { plan_free(p); return s; }
     *out = p;
     return AN_OK;
 }
 
 /* The plan for `n` images, reusing one of the cached ones when it fits. */
-static an_status plan_for(an_net *net, int n, int training, an_plan **out)
+an_status an_plan_for(an_net *net, int n, int training, an_plan **out)
 {
     for (int i = 0; i < N_PLANS; i++) {
         an_plan *p = net->plans[i];
@@ -238,7 +224,7 @@ static an_status plan_for(an_net *net, int n, int training, an_plan **out)
 }
 
 /* Run the plan's forward steps up to and including `until`. */
-static an_status plan_forward(an_net *net, an_plan *p, int until)
+an_status an_plan_forward(an_net *net, an_plan *p, int until)
 {
     const an_param_layer *L = net->layers;
     const float *P = net->params;
@@ -267,6 +253,8 @@ static an_status plan_forward(an_net *net, an_plan *p, int until)
         const an_param_layer *l = &L[AN_P_DENSE_1 + d];
         s = an_dense_forward(n, l->in, l->out, a[AN_CONVPOOL_5 + d], W(AN_P_DENSE_1 + d),
                              B(AN_P_DENSE_1 + d), l->relu, a[AN_DENSE_1 + d]);
+        if (s == AN_OK && p->training && d < 2 && net->dropout > 0)
+            an_dropout_forward((size_t)n * l->out, net->dropout, &net->dropout_rng, a[AN_DENSE_1 + d], p->keep[d]);
         if (s != AN_OK || until == AN_DENSE_1 + d) return s;
     }
     an_softmax_forward(n, net->classes, a[AN_DENSE_3], a[AN_SOFTMAX]);
@@ -283,10 +271,10 @@ an_status an_net_forward(an_net *net, const float *images, int n, int until, flo
     if (until < 0 || until >= AN_N_OUTPUTS)
         return an_fail(AN_ERR_ARGUMENT, "unknown output index %d", until);
     an_plan *p;
-    an_status s = plan_for(net, n, 0, &p);
+    an_status s = an_plan_for(net, n, 0, &p);
     if (s != AN_OK) return s;
     an_subtract_mean(n, images, net->mean, p->input);
-    s = plan_forward(net, p, until);
+    s = an_plan_forward(net, p, until);
     if (s != AN_OK) return s;
     if (p->layout[until]) return an_layout_to_plain(p->layout[until], p->act[until], out);
     memcpy(out, p->act[until], sizeof(float) * n * an_output_size(net, until));

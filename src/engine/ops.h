@@ -8,6 +8,7 @@
 #define AN_OPS_H
 
 #include "alexnet.h"
+#include "rng.h"
 
 typedef struct an_layout an_layout;
 /* bytes a tensor takes in this layout (blocked layouts may pad channels) */
@@ -72,6 +73,18 @@ void an_dense_backward(int n, int in, int out, const float *x, const float *w, c
 
 /* ---- softmax over `classes` per row ---- */
 void an_softmax_forward(int n, int classes, const float *logits, float *prob);
+
+/* ---- inverted dropout, in place: kept values scaled by 1 / (1 - rate) ---- */
+void an_dropout_forward(size_t count, float rate, an_rng *rng, float *x, uint8_t *keep);
+void an_dropout_backward(size_t count, float rate, const uint8_t *keep, float *dy);
+
+/* ---- the loss on a batch, from the logits and their softmax ----
+ * Writes dlogits (gradient of the batch-mean loss), adds the summed loss
+ * over the batch to *loss_sum and the number of rows whose argmax is the
+ * label to *correct. Labels are 0-based; the caller checks their range. */
+void an_loss_forward_backward(int n, int classes, const float *logits, const float *prob,
+                              const int *labels, an_loss_kind kind, float *dlogits,
+                              double *loss_sum, int *correct);
 
 /* ---- tensor helpers ---- */
 /* the batch-wide mean subtraction of the input: y = x - mean[channel] */

@@ -681,3 +681,57 @@ void an_subtract_mean(int n, const float *x, const float mean[3], float *y)
             for (size_t k = 0; k < plane; k++) y[off + k] = x[off + k] - mean[c];
         }
 }
+
+/* ---------------------------------------------------------------- dropout */
+
+void an_dropout_forward(size_t count, float rate, an_rng *rng, float *x, uint8_t *keep)
+{
+    /* drawn sequentially so that a seed gives the same masks whatever the threads */
+    const float scale = 1.0f / (1.0f - rate);
+    for (size_t i = 0; i < count; i++) {
+        keep[i] = an_rng_uniform(rng) >= rate;
+        x[i] = keep[i] ? x[i] * scale : 0.0f;
+    }
+}
+
+void an_dropout_backward(size_t count, float rate, const uint8_t *keep, float *dy)
+{
+    const float scale = 1.0f / (1.0f - rate);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < count; i++) dy[i] = keep[i] ? dy[i] * scale : 0.0f;
+}
+
+/* ------------------------------------------------------------------- loss */
+
+void an_loss_forward_backward(int n, int classes, const float *logits, const float *prob,
+                              const int *labels, an_loss_kind kind, float *dlogits,
+                              double *loss_sum, int *correct)
+{
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * classes, *p = prob + (size_t)i * classes;
+        float *dz = dlogits + (size_t)i * classes;
+        int label = labels[i], best = 0;
+        for (int j = 1; j < classes; j++) if (p[j] > p[best]) best = j;
+        *correct += best == label;
+        if (kind == AN_LOSS_CROSS_ENTROPY) {
+            /* -log softmax from the logits, exact where p underflows */
+            float max = z[0];
+            for (int j = 1; j < classes; j++) if (z[j] > max) max = z[j];
+            double sum = 0;
+            for (int j = 0; j < classes; j++) sum += exp((double)z[j] - max);
+            *loss_sum += log(sum) - ((double)z[label] - max);
+            for (int j = 0; j < classes; j++) dz[j] = (p[j] - (j == label)) / n;
+        } else {
+            /* Keras' mean squared error on the softmax output, through the softmax */
+            double loss = 0, dot = 0;
+            for (int j = 0; j < classes; j++) {
+                double d = p[j] - (j == label);
+                loss += d * d;
+                dz[j] = (float)(2.0 * d / ((double)n * classes));
+                dot += dz[j] * p[j];
+            }
+            *loss_sum += loss / classes;
+            for (int j = 0; j < classes; j++) dz[j] = (float)(p[j] * (dz[j] - dot));
+        }
+    }
+}

@@ -1,0 +1,162 @@
+/* train.c: the backward pass through the whole net and Keras' SGD
+ * (momentum, Nesterov, time decay), with frozen layers skipped. */
+#include <stdlib.h>
+#include <string.h>
+#include "net_internal.h"
+
+static an_status check_labels(const an_net *net, const int *labels, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= net->classes)
+            return an_fail(AN_ERR_ARGUMENT, "label %d of image %d is outside 0..%d (the net has %d classes)",
+                           labels[i], i + 1, net->classes - 1, net->classes);
+    return AN_OK;
+}
+
+static an_status batch_args(const an_net *net, const float *images, const int *labels, int n)
+{
+    if (!net || !images || !labels) return an_fail(AN_ERR_ARGUMENT, "training called with a NULL pointer");
+    if (n < 1) return an_fail(AN_ERR_ARGUMENT, "batch of %d images: at least 1 is needed", n);
+    return check_labels(net, labels, n);
+}
+
+an_status an_net_set_trainable_from(an_net *net, int first)
+{
+    if (first < 0 || first >= AN_N_PARAM_LAYERS)
+        return an_fail(AN_ERR_ARGUMENT, "no parameter layer %d: 0 to %d", first, AN_N_PARAM_LAYERS - 1);
+    net->trainable_from = first;
+    return AN_OK;
+}
+
+int an_net_trainable_from(const an_net *net) { return net->trainable_from; }
+
+an_status an_net_set_dropout(an_net *net, float rate)
+{
+    if (!(rate >= 0 && rate < 1)) return an_fail(AN_ERR_ARGUMENT, "dropout rate %g is not in [0, 1)", rate);
+    net->dropout = rate;
+    return AN_OK;
+}
+
+void an_net_seed_dropout(an_net *net, uint64_t seed) { an_rng_seed(&net->dropout_rng, seed); }
+
+uint64_t an_net_iterations(const an_net *net) { return net->iterations; }
+void an_net_set_iterations(an_net *net, uint64_t iterations) { net->iterations = iterations; }
+const float *an_net_grads(const an_net *net) { return net->grads; }
+
+an_status an_net_velocity(an_net *net, float **velocity)
+{
+    if (!net->velocity && !(net->velocity = calloc(net->n_params, sizeof(float))))
+        return an_fail(AN_ERR_MEMORY, "out of memory for the SGD momentum (%zu parameters)", net->n_params);
+    *velocity = net->velocity;
+    return AN_OK;
+}
+
+an_status an_net_backward(an_net *net, const float *images, const int *labels, int n,
+                          an_loss_kind loss, double *loss_sum, int *correct)
+{
+    an_status s = batch_args(net, images, labels, n);
+    if (s != AN_OK) return s;
+    if (!net->grads && !(net->grads = calloc(net->n_params, sizeof(float))))
+        return an_fail(AN_ERR_MEMORY, "out of memory for the gradients (%zu parameters)", net->n_params);
+    an_plan *p;
+    if ((s = an_plan_for(net, n, 1, &p)) != AN_OK) return s;
+    an_subtract_mean(n, images, net->mean, p->input);
+    if ((s = an_plan_forward(net, p, AN_SOFTMAX)) != AN_OK) return s;
+
+    float **a = p->act, **g = p->grad;
+    const an_param_layer *L = net->layers;
+    const float *P = net->params;
+    float *G = net->grads;
+    const int first = net->trainable_from;
+    an_loss_forward_backward(n, net->classes, a[AN_DENSE_3], a[AN_SOFTMAX], labels, loss, g[AN_DENSE_3],
+                             loss_sum, correct);
+#define W(i) (P + L[i].weight_offset)
+#define DW(i) (G + L[i].weight_offset)
+#define DB(i) (G + L[i].bias_offset)
+    /* dense_3, dense_2, dense_1: gradients flow down only as far as a layer still learns */
+    for (int d = 2; d >= 0; d--) {
+        int li = AN_P_DENSE_1 + d;
+        if (li < first) return AN_OK;
+        const an_param_layer *l = &L[li];
+        float *dx = li > first ? g[AN_CONVPOOL_5 + d] : NULL;
+        an_dense_backward(n, l->in, l->out, a[AN_CONVPOOL_5 + d], W(li), a[AN_DENSE_1 + d], l->relu,
+                          g[AN_DENSE_1 + d], dx, DW(li), DB(li));
+        if (dx && d > 0 && net->dropout > 0)
+            an_dropout_backward((size_t)n * l->in, net->dropout, p->keep[d - 1], dx);
+    }
+    if (first > AN_P_CONV_5) return AN_OK;
+    /* convolutions, top down; each step's input gradient is wanted only when
+     * a learning layer lies below it */
+    static const int conv_in[5] = {-1, AN_CONVPOOL_1, AN_LRN_2, AN_CONV_3, AN_CONV_4};
+    static const int conv_out[5] = {AN_CONV_1, AN_CONV_2, AN_CONV_3, AN_CONV_4, AN_CONV_5};
+    s = an_pool_backward(p->pool[2], g[AN_CONVPOOL_5], g[AN_CONV_5]);
+    for (int c = 4; c >= first && s == AN_OK; c--) {
+        const float *x = c == 0 ? p->input : a[conv_in[c]];
+        float *dx = c > first ? g[conv_in[c]] : NULL;
+        s = an_conv_backward(p->conv[c], x, W(c), a[conv_out[c]], g[conv_out[c]], dx, DW(c), DB(c));
+        if (s != AN_OK || !dx || c > 2) continue;
+        /* below conv_3 and conv_2 lie an LRN and a pooling */
+        int k = c - 1;   /* 1: lrn_2/pool_2, 0: convpool_1/pool_1 */
+        int lrn_out = k ? AN_LRN_2 : AN_CONVPOOL_1, pool_out = k ? AN_POOL_2 : AN_POOL_1;
+        s = an_lrn_backward(p->lrn[k], a[pool_out], g[lrn_out], g[pool_out]);
+        if (s == AN_OK) s = an_pool_backward(p->pool[k], g[pool_out], g[conv_out[k]]);
+    }
+    return s;
+#undef W
+#undef DW
+#undef DB
+}
+
+an_status an_net_sgd_update(an_net *net, const an_sgd *opt)
+{
+    if (!net->grads) return an_fail(AN_ERR_ARGUMENT, "no gradients yet: run a backward pass first");
+    if (!(opt->lr >= 0) || !(opt->momentum >= 0 && opt->momentum < 1) || !(opt->decay >= 0) ||
+        !(opt->weight_decay >= 0))
+        return an_fail(AN_ERR_ARGUMENT, "invalid SGD settings (lr %g, momentum %g, decay %g, weight decay %g)",
+                       opt->lr, opt->momentum, opt->decay, opt->weight_decay);
+    float *v;
+    an_status s = an_net_velocity(net, &v);
+    if (s != AN_OK) return s;
+    const float lr = (float)(opt->lr / (1.0 + opt->decay * (double)net->iterations));
+    const float mu = opt->momentum, wd = opt->weight_decay;
+    for (int i = net->trainable_from; i < AN_N_PARAM_LAYERS; i++) {
+        const an_param_layer *l = &net->layers[i];
+        /* weights and bias are adjacent; weight decay applies to the weights only */
+        size_t start = l->weight_offset, end = l->bias_offset + l->bias_count, wend = l->bias_offset;
+        float *p = net->params, *g = net->grads;
+#pragma omp parallel for schedule(static)
+        for (size_t k = start; k < end; k++) {
+            float grad = g[k] + (k < wend ? wd * p[k] : 0.0f);
+            v[k] = mu * v[k] - lr * grad;
+            p[k] += opt->nesterov ? mu * v[k] - lr * grad : v[k];
+        }
+    }
+    net->iterations++;
+    an_net_params_changed(net);
+    return AN_OK;
+}
+
+an_status an_net_train_step(an_net *net, const float *images, const int *labels, int n,
+                            an_loss_kind loss, const an_sgd *opt, double *loss_sum, int *correct)
+{
+    an_status s = an_net_backward(net, images, labels, n, loss, loss_sum, correct);
+    return s == AN_OK ? an_net_sgd_update(net, opt) : s;
+}
+
+an_status an_net_evaluate(an_net *net, const float *images, const int *labels, int n,
+                          an_loss_kind loss, double *loss_sum, int *correct)
+{
+    an_status s = batch_args(net, images, labels, n);
+    if (s != AN_OK) return s;
+    size_t k = (size_t)n * net->classes;
+    float *buf = malloc(sizeof(float) * 3 * k);
+    if (!buf) return an_fail(AN_ERR_MEMORY, "out of memory evaluating a batch");
+    float *logits = buf, *prob = buf + k, *dlogits = buf + 2 * k;
+    s = an_net_forward(net, images, n, AN_DENSE_3, logits);
+    if (s == AN_OK) {
+        an_softmax_forward(n, net->classes, logits, prob);
+        an_loss_forward_backward(n, net->classes, logits, prob, labels, loss, dlogits, loss_sum, correct);
+    }
+    free(buf);
+    return s;
+}
