@@ -1,0 +1,114 @@
+# Pixel arrays and the small "image_array" class that carries labels.
+
+#' Images with labels
+#'
+#' Bundles an array of pixels with one label per image, so that
+#' [alexnet_features()] returns the labels with the features.
+#'
+#' @section Layout of the pixels:
+#' A numeric array with `dim = c(n, height, width, channels)`: image, row
+#' (top to bottom), column (left to right), channel. `channels` is 3 (red,
+#' green, blue) or 1 (grey); a 3-d array `c(n, height, width)` is taken as
+#' grey. Values are on the 0..255 scale; there must be no `NA`, `NaN` or
+#' infinite value. Any height and width are accepted: images are resized
+#' bilinearly to 227 x 227 inside the package (a 227 x 227 image is used as
+#' it is). To pass a single image `img` with `dim = c(height, width, 3)`, use
+#' `array(img, c(1, dim(img)))`.
+#'
+#' @param x A numeric array of pixels (see the layout below).
+#' @param labels `NULL`, or one label per image: a factor, or a vector that
+#'   is turned into one with [factor()].
+#' @return An object of class `"image_array"`: a list with `pixels` (the
+#'   array, stored as double) and `labels` (a factor or `NULL`). It can be
+#'   subset by image with `[`.
+#' @export
+#' @examples
+#' px <- array(runif(4 * 28 * 28, 0, 255), dim = c(4, 28, 28))
+#' imgs <- image_array(px, labels = c("a", "b", "a", "b"))
+#' imgs
+#' imgs[1:2]
+image_array <- function(x, labels = NULL) {
+  if (inherits(x, "image_array")) {
+    if (is.null(labels)) {
+      labels <- x$labels
+    }
+    x <- x$pixels
+  }
+  x <- check_pixels(x)
+  labels <- check_labels(labels, dim(x)[1L])
+  structure(list(pixels = x, labels = labels), class = "image_array")
+}
+
+#' @export
+print.image_array <- function(x, ...) {
+  d <- dim(x$pixels)
+  ch <- if (length(d) == 3L || d[4L] == 1L) "grey" else "RGB"
+  cat(sprintf("<image_array> %d image%s of %d x %d pixels, %s\n",
+              d[1L], if (d[1L] == 1L) "" else "s", d[2L], d[3L], ch))
+  if (is.null(x$labels)) {
+    cat("no labels\n")
+  } else {
+    tab <- table(x$labels)
+    cat(sprintf("labels: %s\n", paste(sprintf("%s (%d)", names(tab), as.integer(tab)),
+                                      collapse = ", ")))
+  }
+  invisible(x)
+}
+
+#' @export
+`[.image_array` <- function(x, i) {
+  d <- dim(x$pixels)
+  px <- if (length(d) == 3L) x$pixels[i, , , drop = FALSE] else x$pixels[i, , , , drop = FALSE]
+  lab <- if (is.null(x$labels)) NULL else x$labels[i]
+  structure(list(pixels = px, labels = lab), class = "image_array")
+}
+
+# Validate a pixel array and return it as a double array.
+check_pixels <- function(x, arg = caller_arg(x), call = caller_env()) {
+  layout <- "an array with {.code dim = c(n, height, width, channels)} (channels 1 or 3) or {.code c(n, height, width)} (grey)"
+  if (is.data.frame(x) || !is.numeric(x)) {
+    type <- if (is.data.frame(x)) "a data frame" else paste0("of type ", typeof(x))
+    abort(c("{.arg {arg}} must be a numeric array of pixels, not {type}.",
+            i = paste("Expected", layout, "with values in 0..255.")), call = call)
+  }
+  d <- dim(x)
+  if (length(d) != 3L && length(d) != 4L) {
+    got <- if (is.null(d)) "no dimensions" else paste0("dim c(", paste(d, collapse = ", "), ")")
+    hint <- if (length(d) == 2L) {
+      c(i = "For a single grey image {.code img}, use {.code array(img, c(1, dim(img)))}.")
+    }
+    abort(c("{.arg {arg}} has {got}.", x = paste0("It must be ", layout, "."), hint),
+          call = call)
+  }
+  if (any(d[1:3] < 1L)) {
+    abort("{.arg {arg}} must hold at least one image of at least 1 x 1 pixels (its dim is c({paste(d, collapse = ', ')})).",
+          call = call)
+  }
+  if (length(d) == 4L && !d[4L] %in% c(1L, 3L)) {
+    hint <- if (d[2L] %in% c(1L, 3L)) {
+      c(i = "Channels come last: permute a channels-first array with {.code aperm(x, c(1, 3, 4, 2))}.")
+    }
+    abort(c("{.arg {arg}} has {d[4L]} channels: it must have 1 (grey) or 3 (RGB).",
+            i = "The layout is {.code dim = c(n, height, width, channels)}.", hint),
+          call = call)
+  }
+  bad <- .Call(C_check_pixels, x)
+  if (bad > 0) {
+    image <- (bad - 1) %% d[1L] + 1
+    v <- x[bad]
+    abort("{.arg {arg}} has a missing or non-finite pixel ({v}) in image {image}.",
+          call = call)
+  }
+  if (!is.double(x)) {
+    storage.mode(x) <- "double"
+  }
+  x
+}
+
+# Pixels and labels of an image_array or a plain array.
+as_images <- function(x, arg = caller_arg(x), call = caller_env()) {
+  if (inherits(x, "image_array")) {
+    return(list(pixels = check_pixels(x$pixels, arg = arg, call = call), labels = x$labels))
+  }
+  list(pixels = check_pixels(x, arg = arg, call = call), labels = NULL)
+}

@@ -1,0 +1,313 @@
+# The network object: creation, printing, layer tables, parameters.
+
+.layer_names <- c(
+  "conv_1", "pool_1", "convpool_1", "conv_2", "pool_2", "lrn_2", "conv_3",
+  "conv_4", "conv_5", "convpool_5", "dense_1", "dense_2", "dense_3", "softmax"
+)
+
+.imagenet_mean <- c(123.68, 116.779, 103.939)
+
+#' Create an AlexNet network
+#'
+#' Builds the AlexNet of the Heuritech `convnets-keras` model (grouped
+#' convolutions in layers 2, 4 and 5, cross-channel LRN after the first two
+#' blocks) with a last dense layer of `classes` units followed by a softmax.
+#' Weights are drawn with the `he_normal` initialisation (normal with standard
+#' deviation `sqrt(2 / fan_in)`), biases are zero.
+#'
+#' The network lives in compiled memory, outside R: it cannot be saved with
+#' [save()] or [saveRDS()] and used again in another session (such a copy is
+#' reported as no longer valid). Printing it shows the layer table (see
+#' [alexnet_layer_table()]) and the number of parameters: 56,876,418 for 2
+#' classes, 62,378,344 for 1000. Each network holds its parameters in single
+#' precision, about 4 bytes per parameter.
+#'
+#' @param classes Number of classes, the size of the last dense layer
+#'   (`dense_3`). When `labels` is given and `classes` is not, the number of
+#'   labels.
+#' @param seed Seed of the weight initialisation: a whole number between 0
+#'   and 2^53. `NULL` (the default) draws one from R's random number
+#'   generator, so [set.seed()] makes it reproducible.
+#' @param device Where the network runs: `"auto"` (the best available, the
+#'   CPU in this version) or `"cpu"`. The GPU backend is not built yet.
+#' @param mean Per-channel means (red, green, blue) subtracted from the input
+#'   pixels (0..255 scale) inside the network; one number is used for all
+#'   three channels. The default is the ImageNet mean used by the original
+#'   model. Use `0` to feed pixels unchanged.
+#' @param labels Class names, one per class; by default `"1"`, `"2"`, ...
+#'   They name the columns of the probabilities and the levels of the class
+#'   predictions of [predict.alexnet()].
+#'
+#' @return An object of class `"alexnet"`.
+#' @seealso [alexnet_features()], [predict.alexnet()], [alexnet_layer_table()]
+#' @export
+#' @examples
+#' net <- alexnet(classes = 2, seed = 1, labels = c("cat", "dog"))
+#' net
+alexnet <- function(classes = 1000, seed = NULL, device = c("auto", "cpu"),
+                    mean = c(123.68, 116.779, 103.939), labels = NULL) {
+  if (missing(classes) && !is.null(labels)) {
+    classes <- length(labels)
+  }
+  classes <- check_count(classes)
+  device <- check_device(device)
+  seed <- check_seed(seed)
+  mean <- check_mean(mean)
+  labels <- check_class_labels(labels, classes)
+  ptr <- engine(.Call(C_net_create, classes, seed, mean))
+  structure(
+    list(ptr = ptr, classes = classes, labels = labels, seed = seed, device = device),
+    class = "alexnet"
+  )
+}
+
+check_device <- function(device, call = caller_env()) {
+  if (identical(device, c("auto", "cpu"))) {
+    device <- "auto"
+  }
+  if (!is.character(device) || length(device) != 1L || is.na(device)) {
+    abort("{.arg device} must be one of {.val {c('auto', 'cpu')}}.", call = call)
+  }
+  if (tolower(device) %in% c("cuda", "gpu")) {
+    abort(c("{.arg device} is {.val {device}}, but the GPU backend is not built yet.",
+            i = "This version of alexnet runs on the CPU: use {.code device = \"cpu\"} or {.code \"auto\"}."),
+          call = call)
+  }
+  if (!device %in% c("auto", "cpu")) {
+    abort("{.arg device} must be one of {.val {c('auto', 'cpu')}}, not {.val {device}}.",
+          call = call)
+  }
+  "cpu"
+}
+
+check_seed <- function(seed, call = caller_env()) {
+  if (is.null(seed)) {
+    return(as.double(sample.int(.Machine$integer.max, 1L)))
+  }
+  if (!is.numeric(seed) || length(seed) != 1L || is.na(seed) || !is.finite(seed) ||
+      seed != round(seed) || seed < 0 || seed > 2^53) {
+    abort("{.arg seed} must be NULL or a single whole number between 0 and 2^53.",
+          call = call)
+  }
+  as.double(seed)
+}
+
+check_class_labels <- function(labels, classes, call = caller_env()) {
+  if (is.null(labels)) {
+    return(as.character(seq_len(classes)))
+  }
+  if (is.factor(labels)) {
+    labels <- as.character(labels)
+  }
+  if (!is.atomic(labels) || is.list(labels)) {
+    abort("{.arg labels} must be a character vector of class names.", call = call)
+  }
+  labels <- as.character(labels)
+  if (length(labels) != classes) {
+    abort("{.arg labels} has {length(labels)} name{?s} but {.arg classes} is {classes}.",
+          call = call)
+  }
+  if (anyNA(labels) || any(labels == "")) {
+    abort("{.arg labels} must not contain missing or empty names.", call = call)
+  }
+  if (anyDuplicated(labels)) {
+    abort("{.arg labels} must be unique; {.val {unique(labels[duplicated(labels)])}} {?is/are} repeated.",
+          call = call)
+  }
+  labels
+}
+
+#' Names of the layers whose activations can be extracted
+#'
+#' The named outputs of the network, in graph order, valid as `layer` in
+#' [alexnet_features()]. They are the Heuritech/Keras names: `conv_1`,
+#' `pool_1`, `convpool_1` (after the first LRN), `conv_2` (both groups
+#' concatenated), `pool_2`, `lrn_2`, `conv_3`, `conv_4`, `conv_5`,
+#' `convpool_5` (256 x 6 x 6, the usual feature layer), `dense_1`, `dense_2`,
+#' `dense_3` (logits) and `softmax` (class probabilities).
+#'
+#' @return A character vector.
+#' @seealso [alexnet_layer_table()] for their shapes.
+#' @export
+#' @examples
+#' alexnet_layers()
+alexnet_layers <- function() {
+  .layer_names
+}
+
+.step_operation <- c(
+  pool_1 = "max pool 3x3/2",
+  convpool_1 = "LRN 5 (alpha 1e-4, beta 0.75, k 2)",
+  pool_2 = "max pool 3x3/2",
+  lrn_2 = "LRN 5 (alpha 1e-4, beta 0.75, k 2)",
+  convpool_5 = "max pool 3x3/2",
+  softmax = "softmax"
+)
+
+#' Layer table of a network
+#'
+#' One row per step of the network, with the Heuritech names: the grouped
+#' convolutions show as two rows each (`conv_2_1` and `conv_2_2`, ...) with
+#' the parameters of their group, followed by a row for the concatenated
+#' output (`conv_2`, ...).
+#'
+#' @param net A network made by [alexnet()].
+#' @return A data frame with columns `name`, `operation`, `output` (the
+#'   shape per image as text: channels x height x width, or the number of
+#'   units of dense layers), `channels`, `height`,
+#'   `width`, `params` (number of parameters of the row) and `feature`
+#'   (whether `name` can be used as `layer` in [alexnet_features()]); the
+#'   parameters sum to the size of the network.
+#' @export
+#' @examples
+#' net <- alexnet(classes = 2, seed = 1)
+#' tab <- alexnet_layer_table(net)
+#' tab[, c("name", "output", "params")]
+#' sum(tab$params)
+alexnet_layer_table <- function(net) {
+  check_net(net)
+  outs <- .Call(C_net_outputs, net$ptr)
+  lay <- .Call(C_net_layers, net$ptr)
+  rows <- list()
+  add <- function(name, operation, c, h, w, params, feature) {
+    shape <- if (h == 1L && w == 1L) as.character(c) else paste(c, h, w, sep = "x")
+    rows[[length(rows) + 1L]] <<- data.frame(
+      name = name, operation = operation, output = shape,
+      channels = as.integer(c), height = as.integer(h), width = as.integer(w),
+      params = as.double(params), feature = feature, stringsAsFactors = FALSE
+    )
+  }
+  for (i in seq_along(outs$name)) {
+    name <- outs$name[i]
+    j <- match(name, lay$name)
+    if (is.na(j)) {
+      op <- .step_operation[name]
+      add(name, if (is.na(op)) "" else unname(op), outs$c[i], outs$h[i], outs$w[i], 0, TRUE)
+      next
+    }
+    relu <- if (lay$relu[j]) ", ReLU" else ""
+    params <- lay$weight_count[j] + lay$bias_count[j]
+    groups <- lay$groups[j]
+    if (lay$kind[j] == "conv") {
+      pad <- if (lay$pad[j] > 0) sprintf(", pad %d", lay$pad[j]) else ""
+      op <- sprintf("conv %dx%d/%d%s%s", lay$kh[j], lay$kw[j], lay$stride[j], pad, relu)
+    } else {
+      op <- sprintf("dense %d -> %d%s", lay$`in`[j], lay$out[j], relu)
+    }
+    if (groups > 1L) {
+      for (g in seq_len(groups)) {
+        add(paste0(name, "_", g),
+            sprintf("%s, group %d/%d", op, g, groups),
+            outs$c[i] %/% groups, outs$h[i], outs$w[i], params / groups, FALSE)
+      }
+      add(name, sprintf("concatenate %s", paste0(name, "_", seq_len(groups), collapse = " ")),
+          outs$c[i], outs$h[i], outs$w[i], 0, TRUE)
+    } else {
+      add(name, op, outs$c[i], outs$h[i], outs$w[i], params, TRUE)
+    }
+  }
+  tab <- do.call(rbind, rows)
+  rownames(tab) <- NULL
+  tab
+}
+
+#' @export
+print.alexnet <- function(x, ...) {
+  if (!isTRUE(.Call(C_net_valid, x$ptr))) {
+    cat("<alexnet> an invalid network (saved and reloaded?): create it again with alexnet()\n")
+    return(invisible(x))
+  }
+  tab <- alexnet_layer_table(x)
+  mean <- .Call(C_net_get_mean, x$ptr)
+  labels <- x$labels
+  shown <- if (length(labels) > 6L) {
+    paste0(paste(utils::head(labels, 5L), collapse = ", "), ", ..., ", labels[length(labels)])
+  } else {
+    paste(labels, collapse = ", ")
+  }
+  cat(sprintf("<alexnet> AlexNet, %d class%s (%s), seed %s\n", x$classes,
+              if (x$classes == 1L) "" else "es", shown, format(x$seed, scientific = FALSE)))
+  cat(sprintf("backend: %s\n", .Call(C_backend_name)))
+  cat(sprintf("input: 3x227x227 RGB, 0..255, minus the mean (%s)\n\n",
+              paste(vapply(signif(mean, 7), format, ""), collapse = ", ")))
+  cols <- list(
+    layer = c("layer", "input", tab$name),
+    operation = c("operation", "", tab$operation),
+    output = c("output", "3x227x227", tab$output),
+    params = c("params", "0", format(tab$params, big.mark = ",", scientific = FALSE, trim = TRUE))
+  )
+  w <- vapply(cols, function(v) max(nchar(v)), 1L)
+  lines <- paste(formatC(cols$layer, width = -w[1L]), formatC(cols$operation, width = -w[2L]),
+                 formatC(cols$output, width = -w[3L]), formatC(cols$params, width = w[4L]),
+                 sep = "  ")
+  cat(paste0(" ", lines, "\n"), sep = "")
+  total <- sum(tab$params)
+  cat(sprintf("\nTotal parameters: %s\n", format(total, big.mark = ",", scientific = FALSE)))
+  cat(sprintf("Layers for alexnet_features(): %s\n", paste(alexnet_layers(), collapse = ", ")))
+  invisible(x)
+}
+
+#' Class probabilities or labels
+#'
+#' @param object A network made by [alexnet()].
+#' @param newdata Images, as for [alexnet_features()]: an [image_array()] or
+#'   a numeric array of pixels (see [image_array()] for the layout).
+#' @param type `"prob"` for the matrix of class probabilities (the softmax
+#'   output), `"class"` for the most probable class of each image.
+#' @param batch_size Number of images run through the network at once.
+#' @param ... Not used.
+#' @return For `type = "prob"`, a numeric matrix with one row per image and
+#'   one column per class, named by the class labels of the network; each row
+#'   sums to 1. For `type = "class"`, a factor with the labels of the network
+#'   as levels.
+#' @export
+#' @examples
+#' net <- alexnet(classes = 2, seed = 1, labels = c("cat", "dog"))
+#' px <- array(runif(2 * 28 * 28 * 3, 0, 255), dim = c(2, 28, 28, 3))
+#' predict(net, px)
+#' predict(net, px, type = "class")
+predict.alexnet <- function(object, newdata, type = c("prob", "class"), batch_size = 32, ...) {
+  check_net(object)
+  if (missing(newdata)) {
+    abort("{.arg newdata} is missing: give the images to predict.")
+  }
+  if (!is.character(type) || length(type) < 1L || is.na(type[1L]) ||
+      !type[1L] %in% c("prob", "class")) {
+    abort("{.arg type} must be {.val prob} or {.val class}.")
+  }
+  type <- type[1L]
+  batch_size <- check_count(batch_size)
+  images <- as_images(newdata, arg = "newdata")
+  prob <- forward(object, images, "softmax", batch_size)
+  if (type == "class") {
+    return(factor(object$labels[max.col(prob, ties.method = "first")], levels = object$labels))
+  }
+  colnames(prob) <- object$labels
+  prob
+}
+
+# Parameters as one numeric vector, in the engine's order (see
+# alexnet_layer_table() and the offsets of .Call(C_net_layers)). Internal:
+# for tests, and later for saving and loading.
+net_params <- function(net) {
+  check_net(net)
+  .Call(C_net_get_params, net$ptr)
+}
+
+set_net_params <- function(net, value) {
+  check_net(net)
+  if (!is.numeric(value)) {
+    abort("{.arg value} must be a numeric vector.")
+  }
+  n <- .Call(C_net_param_count, net$ptr)
+  if (length(value) != n) {
+    abort("{.arg value} must have {n} elements, not {length(value)}.")
+  }
+  engine(.Call(C_net_set_params, net$ptr, as.double(value)))
+  invisible(net)
+}
+
+net_param_count <- function(net) {
+  check_net(net)
+  .Call(C_net_param_count, net$ptr)
+}

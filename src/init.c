@@ -1,0 +1,41 @@
+/* init.c: registration of the .Call entry points (see r_alexnet.c).
+ * In R they are called as .Call(C_<name>, ...), via
+ * useDynLib(alexnet, .registration = TRUE, .fixes = "C_"). */
+#include <stdlib.h>
+#include <R.h>
+#include <Rinternals.h>
+#include <R_ext/Rdynload.h>
+
+#include "r_alexnet.h"
+
+#define CALLDEF(name, n) {#name, (DL_FUNC) &r_an_##name, n}
+
+static const R_CallMethodDef call_methods[] = {
+    CALLDEF(net_create, 3),
+    CALLDEF(net_valid, 1),
+    CALLDEF(net_free, 1),
+    CALLDEF(net_classes, 1),
+    CALLDEF(net_param_count, 1),
+    CALLDEF(net_get_mean, 1),
+    CALLDEF(net_set_mean, 2),
+    CALLDEF(net_layers, 1),
+    CALLDEF(net_outputs, 1),
+    CALLDEF(output_find, 1),
+    CALLDEF(net_get_params, 1),
+    CALLDEF(net_set_params, 2),
+    CALLDEF(check_pixels, 1),
+    CALLDEF(image_to_input, 2),
+    CALLDEF(forward, 4),
+    CALLDEF(forward_input, 3),
+    CALLDEF(backend_name, 0),
+    CALLDEF(get_threads, 0),
+    CALLDEF(set_threads, 1),
+    {NULL, NULL, 0}
+};
+
+void R_init_alexnet(DllInfo *dll)
+{
+    R_registerRoutines(dll, NULL, call_methods, NULL, NULL);
+    R_useDynamicSymbols(dll, FALSE);
+    R_forceSymbols(dll, TRUE);
+}

@@ -1,0 +1,412 @@
+/* r_alexnet.c: the .Call entry points of the alexnet package.
+ *
+ * Only glue lives here: convert R objects, call the engine (engine/alexnet.h),
+ * turn engine failures into R errors with an_error_message(). The argument
+ * checks that produce user-facing messages are done in R (R/checks.R); the
+ * checks here are a second line of defence so that no input can crash R.
+ *
+ * Memory: temporary buffers come from R_alloc, which R reclaims when the
+ * .Call returns, also when it is left by an error or an interrupt.
+ */
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#include <limits.h>
+
+#define R_NO_REMAP
+#include <R.h>
+#include <Rinternals.h>
+
+#include "alexnet.h"
+#include "r_alexnet.h"
+
+/* ------------------------------------------------------------------ nets -- */
+
+static SEXP net_tag(void)
+{
+    static SEXP tag = NULL;
+    if (tag == NULL) tag = Rf_install("alexnet_net");
+    return tag;
+}
+
+static void net_finalize(SEXP ptr)
+{
+    an_net *net = (an_net *) R_ExternalPtrAddr(ptr);
+    if (net != NULL) {
+        an_net_free(net);
+        R_ClearExternalPtr(ptr);
+    }
+}
+
+static an_net *get_net(SEXP ptr)
+{
+    if (TYPEOF(ptr) != EXTPTRSXP || R_ExternalPtrTag(ptr) != net_tag())
+        Rf_error("not an alexnet network (expected the external pointer of an alexnet object)");
+    an_net *net = (an_net *) R_ExternalPtrAddr(ptr);
+    if (net == NULL)
+        Rf_error("this alexnet object is no longer valid (saved and reloaded?); "
+                 "create it again with alexnet()");
+    return net;
+}
+
+static void engine_error(an_status status)
+{
+    const char *msg = an_error_message();
+    if (msg == NULL || msg[0] == '\0') msg = "the alexnet engine failed (no message)";
+    if (status == AN_ERR_INTERRUPTED) Rf_error("interrupted: %s", msg);
+    Rf_error("%s", msg);
+}
+
+static int scalar_int(SEXP x, const char *what)
+{
+    if (Rf_length(x) != 1) Rf_error("`%s` must be a single number", what);
+    int v = Rf_asInteger(x);
+    if (v == NA_INTEGER) Rf_error("`%s` must not be NA", what);
+    return v;
+}
+
+static void set_mean(an_net *net, SEXP mean)
+{
+    if (TYPEOF(mean) != REALSXP || XLENGTH(mean) != 3)
+        Rf_error("`mean` must be a numeric vector of length 3");
+    float m[3];
+    for (int i = 0; i < 3; i++) {
+        double v = REAL(mean)[i];
+        if (!R_FINITE(v)) Rf_error("`mean` must be finite");
+        m[i] = (float) v;
+    }
+    an_net_set_mean(net, m);
+}
+
+SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean)
+{
+    int k = scalar_int(classes, "classes");
+    if (k < 1) Rf_error("`classes` must be at least 1");
+    if (TYPEOF(seed) != REALSXP || XLENGTH(seed) != 1)
+        Rf_error("`seed` must be a single number");
+    double s = REAL(seed)[0];
+    if (!R_FINITE(s) || s < 0 || s > 9007199254740992.0 || s != floor(s))
+        Rf_error("`seed` must be a whole number between 0 and 2^53");
+
+    /* Make the pointer first, so that an allocation failure cannot leak the net. */
+    SEXP ptr = PROTECT(R_MakeExternalPtr(NULL, net_tag(), R_NilValue));
+    R_RegisterCFinalizerEx(ptr, net_finalize, TRUE);
+    an_net *net = NULL;
+    an_status st = an_net_create(k, (uint64_t) s, &net);
+    if (st != AN_OK) {
+        if (net != NULL) an_net_free(net);
+        engine_error(st);
+    }
+    R_SetExternalPtrAddr(ptr, net);
+    set_mean(net, mean);
+    UNPROTECT(1);
+    return ptr;
+}
+
+SEXP r_an_net_valid(SEXP ptr)
+{
+    return Rf_ScalarLogical(TYPEOF(ptr) == EXTPTRSXP && R_ExternalPtrTag(ptr) == net_tag() &&
+                            R_ExternalPtrAddr(ptr) != NULL);
+}
+
+SEXP r_an_net_free(SEXP ptr)
+{
+    if (TYPEOF(ptr) == EXTPTRSXP && R_ExternalPtrTag(ptr) == net_tag()) net_finalize(ptr);
+    return R_NilValue;
+}
+
+SEXP r_an_net_classes(SEXP ptr)
+{
+    return Rf_ScalarInteger(an_net_classes(get_net(ptr)));
+}
+
+SEXP r_an_net_param_count(SEXP ptr)
+{
+    return Rf_ScalarReal((double) an_net_param_count(get_net(ptr)));
+}
+
+SEXP r_an_net_get_mean(SEXP ptr)
+{
+    float m[3];
+    an_net_get_mean(get_net(ptr), m);
+    SEXP res = PROTECT(Rf_allocVector(REALSXP, 3));
+    for (int i = 0; i < 3; i++) REAL(res)[i] = m[i];
+    UNPROTECT(1);
+    return res;
+}
+
+SEXP r_an_net_set_mean(SEXP ptr, SEXP mean)
+{
+    set_mean(get_net(ptr), mean);
+    return R_NilValue;
+}
+
+/* ---------------------------------------------------------------- tables -- */
+
+static SEXP named_list(int n, const char **names)
+{
+    SEXP res = PROTECT(Rf_allocVector(VECSXP, n));
+    SEXP nm = PROTECT(Rf_allocVector(STRSXP, n));
+    for (int i = 0; i < n; i++) SET_STRING_ELT(nm, i, Rf_mkChar(names[i]));
+    Rf_setAttrib(res, R_NamesSymbol, nm);
+    UNPROTECT(2);
+    return res;
+}
+
+SEXP r_an_net_layers(SEXP ptr)
+{
+    an_net *net = get_net(ptr);
+    static const char *cols[] = {"name", "kind", "out", "in", "kh", "kw", "stride", "pad",
+                                 "groups", "relu", "weight_count", "bias_count",
+                                 "weight_offset", "bias_offset"};
+    const int ncol = (int) (sizeof cols / sizeof cols[0]);
+    const int n = AN_N_PARAM_LAYERS;
+    SEXP res = PROTECT(named_list(ncol, cols));
+    SET_VECTOR_ELT(res, 0, Rf_allocVector(STRSXP, n));
+    SET_VECTOR_ELT(res, 1, Rf_allocVector(STRSXP, n));
+    for (int j = 2; j <= 8; j++) SET_VECTOR_ELT(res, j, Rf_allocVector(INTSXP, n));
+    SET_VECTOR_ELT(res, 9, Rf_allocVector(LGLSXP, n));
+    for (int j = 10; j <= 13; j++) SET_VECTOR_ELT(res, j, Rf_allocVector(REALSXP, n));
+    for (int i = 0; i < n; i++) {
+        const an_param_layer *l = an_net_param_layer(net, i);
+        if (l == NULL) Rf_error("the engine has no parameter layer %d", i);
+        SET_STRING_ELT(VECTOR_ELT(res, 0), i, Rf_mkChar(l->name ? l->name : ""));
+        SET_STRING_ELT(VECTOR_ELT(res, 1), i, Rf_mkChar(l->is_conv ? "conv" : "dense"));
+        INTEGER(VECTOR_ELT(res, 2))[i] = l->out;
+        INTEGER(VECTOR_ELT(res, 3))[i] = l->in;
+        INTEGER(VECTOR_ELT(res, 4))[i] = l->kh;
+        INTEGER(VECTOR_ELT(res, 5))[i] = l->kw;
+        INTEGER(VECTOR_ELT(res, 6))[i] = l->stride;
+        INTEGER(VECTOR_ELT(res, 7))[i] = l->pad;
+        INTEGER(VECTOR_ELT(res, 8))[i] = l->groups;
+        LOGICAL(VECTOR_ELT(res, 9))[i] = l->relu != 0;
+        REAL(VECTOR_ELT(res, 10))[i] = (double) l->weight_count;
+        REAL(VECTOR_ELT(res, 11))[i] = (double) l->bias_count;
+        REAL(VECTOR_ELT(res, 12))[i] = (double) l->weight_offset;
+        REAL(VECTOR_ELT(res, 13))[i] = (double) l->bias_offset;
+    }
+    UNPROTECT(1);
+    return res;
+}
+
+SEXP r_an_net_outputs(SEXP ptr)
+{
+    an_net *net = get_net(ptr);
+    static const char *cols[] = {"name", "c", "h", "w", "size"};
+    const int n = AN_N_OUTPUTS;
+    SEXP res = PROTECT(named_list(5, cols));
+    SET_VECTOR_ELT(res, 0, Rf_allocVector(STRSXP, n));
+    for (int j = 1; j <= 3; j++) SET_VECTOR_ELT(res, j, Rf_allocVector(INTSXP, n));
+    SET_VECTOR_ELT(res, 4, Rf_allocVector(REALSXP, n));
+    for (int i = 0; i < n; i++) {
+        an_output_info o = an_net_output(net, i);
+        SET_STRING_ELT(VECTOR_ELT(res, 0), i, Rf_mkChar(o.name ? o.name : ""));
+        INTEGER(VECTOR_ELT(res, 1))[i] = o.c;
+        INTEGER(VECTOR_ELT(res, 2))[i] = o.h;
+        INTEGER(VECTOR_ELT(res, 3))[i] = o.w;
+        REAL(VECTOR_ELT(res, 4))[i] = (double) an_output_size(net, i);
+    }
+    UNPROTECT(1);
+    return res;
+}
+
+SEXP r_an_output_find(SEXP name)
+{
+    if (TYPEOF(name) != STRSXP || XLENGTH(name) != 1 || STRING_ELT(name, 0) == NA_STRING)
+        Rf_error("`layer` must be a single string");
+    return Rf_ScalarInteger(an_output_find(Rf_translateCharUTF8(STRING_ELT(name, 0))));
+}
+
+/* ------------------------------------------------------------ parameters -- */
+
+SEXP r_an_net_get_params(SEXP ptr)
+{
+    an_net *net = get_net(ptr);
+    size_t n = an_net_param_count(net);
+    const float *p = an_net_params(net);
+    if (p == NULL) Rf_error("the engine returned no parameter block");
+    SEXP res = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) n));
+    double *r = REAL(res);
+    for (size_t i = 0; i < n; i++) r[i] = (double) p[i];
+    UNPROTECT(1);
+    return res;
+}
+
+SEXP r_an_net_set_params(SEXP ptr, SEXP values)
+{
+    an_net *net = get_net(ptr);
+    size_t n = an_net_param_count(net);
+    if (TYPEOF(values) != REALSXP)
+        Rf_error("the parameters must be a double vector");
+    if ((size_t) XLENGTH(values) != n)
+        Rf_error("the parameters must be a vector of length %.0f, not %.0f",
+                 (double) n, (double) XLENGTH(values));
+    const double *v = REAL(values);
+    for (size_t i = 0; i < n; i++)
+        if (!R_FINITE(v[i]))
+            Rf_error("the parameters must be finite (element %.0f is not)", (double) i + 1);
+    float *p = an_net_params(net);
+    if (p == NULL) Rf_error("the engine returned no parameter block");
+    for (size_t i = 0; i < n; i++) p[i] = (float) v[i];
+    an_net_params_changed(net);
+    return R_NilValue;
+}
+
+/* ---------------------------------------------------------------- images -- */
+
+typedef struct {
+    const double *data;
+    int n, h, w, channels;
+} pixel_array;
+
+/* A numeric array with dim c(n, h, w) (grey) or c(n, h, w, channels). */
+static pixel_array get_pixels(SEXP x)
+{
+    pixel_array a;
+    if (TYPEOF(x) != REALSXP) Rf_error("`x` must be a double array of pixels");
+    SEXP dim = Rf_getAttrib(x, R_DimSymbol);
+    int nd = Rf_length(dim);
+    if (nd != 3 && nd != 4)
+        Rf_error("`x` must be an array with dim c(n, height, width, channels) or c(n, height, width)");
+    const int *d = INTEGER(dim);
+    a.data = REAL(x);
+    a.n = d[0];
+    a.h = d[1];
+    a.w = d[2];
+    a.channels = nd == 4 ? d[3] : 1;
+    if (a.n < 1 || a.h < 1 || a.w < 1)
+        Rf_error("`x` must hold at least one image of at least 1 x 1 pixels");
+    if (a.channels != 1 && a.channels != 3)
+        Rf_error("`x` must have 1 (grey) or 3 (RGB) channels, not %d", a.channels);
+    return a;
+}
+
+static an_status image_input(const pixel_array *a, int i, float *dst)
+{
+    ptrdiff_t n = a->n;
+    ptrdiff_t sy = n, sx = n * a->h, sc = n * a->h * (ptrdiff_t) a->w;
+    return an_image_to_input(a->data + i, sy, sx, sc, a->h, a->w, a->channels, dst);
+}
+
+SEXP r_an_check_pixels(SEXP x)
+{
+    R_xlen_t n = XLENGTH(x);
+    if (TYPEOF(x) == REALSXP) {
+        const double *v = REAL(x);
+        for (R_xlen_t i = 0; i < n; i++)
+            if (!R_FINITE(v[i])) return Rf_ScalarReal((double) i + 1);
+    } else if (TYPEOF(x) == INTSXP) {
+        const int *v = INTEGER(x);
+        for (R_xlen_t i = 0; i < n; i++)
+            if (v[i] == NA_INTEGER) return Rf_ScalarReal((double) i + 1);
+    } else {
+        Rf_error("`x` must be numeric");
+    }
+    return Rf_ScalarReal(0);
+}
+
+SEXP r_an_image_to_input(SEXP x, SEXP index)
+{
+    pixel_array a = get_pixels(x);
+    int i = scalar_int(index, "index") - 1;
+    if (i < 0 || i >= a.n) Rf_error("`index` must be between 1 and %d", a.n);
+    SEXP res = PROTECT(Rf_allocVector(REALSXP, AN_INPUT_PIXELS));
+    float *buf = (float *) R_alloc(AN_INPUT_PIXELS, sizeof(float));
+    an_status st = image_input(&a, i, buf);
+    if (st != AN_OK) engine_error(st);
+    for (int k = 0; k < AN_INPUT_PIXELS; k++) REAL(res)[k] = buf[k];
+    UNPROTECT(1);
+    return res;
+}
+
+/* --------------------------------------------------------------- forward -- */
+
+static int get_until(SEXP until)
+{
+    int u = scalar_int(until, "layer");
+    if (u < 0 || u >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", u);
+    return u;
+}
+
+/* out (b x size, row-major floats) into rows i0.. of the n x size R matrix */
+static void copy_rows(double *res, R_xlen_t n, R_xlen_t i0, int b, size_t size, const float *out)
+{
+    for (int j = 0; j < b; j++) {
+        const float *row = out + (size_t) j * size;
+        double *dst = res + i0 + j;
+        for (size_t k = 0; k < size; k++) dst[(R_xlen_t) k * n] = (double) row[k];
+    }
+}
+
+SEXP r_an_forward(SEXP ptr, SEXP x, SEXP until, SEXP batch_size)
+{
+    an_net *net = get_net(ptr);
+    pixel_array a = get_pixels(x);
+    int u = get_until(until);
+    int batch = scalar_int(batch_size, "batch_size");
+    if (batch < 1) Rf_error("`batch_size` must be at least 1");
+    if (batch > a.n) batch = a.n;
+    size_t size = an_output_size(net, u);
+    if (size == 0) Rf_error("the engine reports no output size for layer %d", u);
+
+    SEXP res = PROTECT(Rf_allocMatrix(REALSXP, a.n, (int) size));
+    float *in = (float *) R_alloc((size_t) batch * AN_INPUT_PIXELS, sizeof(float));
+    float *out = (float *) R_alloc((size_t) batch * size, sizeof(float));
+    for (int i0 = 0; i0 < a.n; i0 += batch) {
+        int b = a.n - i0 < batch ? a.n - i0 : batch;
+        for (int j = 0; j < b; j++) {
+            an_status st = image_input(&a, i0 + j, in + (size_t) j * AN_INPUT_PIXELS);
+            if (st != AN_OK) engine_error(st);
+        }
+        an_status st = an_net_forward(net, in, b, u, out);
+        if (st != AN_OK) engine_error(st);
+        copy_rows(REAL(res), a.n, i0, b, size, out);
+        R_CheckUserInterrupt();
+    }
+    UNPROTECT(1);
+    return res;
+}
+
+/* Forward from input already in the engine's layout: `input` holds n images
+ * of 3 x 227 x 227 (row-major, RGB 0..255). For tests. */
+SEXP r_an_forward_input(SEXP ptr, SEXP input, SEXP until)
+{
+    an_net *net = get_net(ptr);
+    int u = get_until(until);
+    if (TYPEOF(input) != REALSXP || XLENGTH(input) == 0 || XLENGTH(input) % AN_INPUT_PIXELS != 0)
+        Rf_error("`input` must be a double vector of n x 3 x 227 x 227 values");
+    R_xlen_t n = XLENGTH(input) / AN_INPUT_PIXELS;
+    if (n > INT_MAX) Rf_error("`input` is too long");
+    size_t size = an_output_size(net, u);
+    SEXP res = PROTECT(Rf_allocMatrix(REALSXP, (int) n, (int) size));
+    float *in = (float *) R_alloc((size_t) n * AN_INPUT_PIXELS, sizeof(float));
+    float *out = (float *) R_alloc((size_t) n * size, sizeof(float));
+    const double *v = REAL(input);
+    for (R_xlen_t k = 0; k < XLENGTH(input); k++) in[k] = (float) v[k];
+    an_status st = an_net_forward(net, in, (int) n, u, out);
+    if (st != AN_OK) engine_error(st);
+    copy_rows(REAL(res), n, 0, (int) n, size, out);
+    UNPROTECT(1);
+    return res;
+}
+
+/* --------------------------------------------------------------- backend -- */
+
+SEXP r_an_backend_name(void)
+{
+    const char *name = an_backend_name();
+    return Rf_mkString(name ? name : "unknown");
+}
+
+SEXP r_an_get_threads(void)
+{
+    return Rf_ScalarInteger(an_get_threads());
+}
+
+SEXP r_an_set_threads(SEXP threads)
+{
+    int t = scalar_int(threads, "threads");
+    if (t < 1) Rf_error("`threads` must be at least 1");
+    an_set_threads(t);
+    return Rf_ScalarInteger(an_get_threads());
+}

@@ -1,0 +1,25 @@
+# Shared fixtures. A network takes about 1 s and 250 MB to create, so most
+# tests share one, made on first use.
+
+shared_net <- local({
+  net <- NULL
+  function() {
+    if (is.null(net)) {
+      net <<- alexnet(classes = 2, seed = 42, labels = c("cat", "dog"))
+    }
+    net
+  }
+})
+
+# n random images, values 0..255, dim c(n, h, w, channels) (or c(n, h, w)
+# when channels is 0).
+random_pixels <- function(n = 2, h = 28, w = 28, channels = 3, seed = 1) {
+  set.seed(seed)
+  d <- if (channels == 0) c(n, h, w) else c(n, h, w, channels)
+  array(stats::runif(prod(d), 0, 255), dim = d)
+}
+
+# Free the memory of nets made inside a test.
+release <- function() {
+  invisible(gc(verbose = FALSE))
+}
