@@ -1,0 +1,1050 @@
+/* weights.c: the net's parameters in HDF5 files (see weights.h): the
+ * package's own format, and Keras 1 save_weights() files such as
+ * Heuritech's alexnet_weights.h5 (Theano kernels, flipped on loading).
+ *
+ * Every HDF5 id opened here is closed on every path, and HDF5's automatic
+ * error printing is switched off for the duration of each public call (and
+ * restored afterwards): failures come back as an_status with a message.
+ * Saving builds the file in memory and writes it with plain POSIX calls (see
+ * an_weights_save). */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "weights.h"
+
+/* ---------------------------------------------------------------- layers */
+
+static const struct {
+    const char *name;
+    int param, half;        /* AN_P_* layer; 0 whole, 1 first out/2 filters, 2 second */
+} KLAYERS[AN_W_N_LAYERS] = {
+    {"conv_1", AN_P_CONV_1, 0},   {"conv_2_1", AN_P_CONV_2, 1}, {"conv_2_2", AN_P_CONV_2, 2},
+    {"conv_3", AN_P_CONV_3, 0},   {"conv_4_1", AN_P_CONV_4, 1}, {"conv_4_2", AN_P_CONV_4, 2},
+    {"conv_5_1", AN_P_CONV_5, 1}, {"conv_5_2", AN_P_CONV_5, 2}, {"dense_1", AN_P_DENSE_1, 0},
+    {"dense_2", AN_P_DENSE_2, 0}, {"dense_3", AN_P_DENSE_3, 0},
+};
+
+static const double IMAGENET_MEAN[3] = {123.68, 116.779, 103.939};
+
+static const char *LAYOUT =
+    "float32, channels first. Convolution `weight` (out, in/groups, kh, kw), applied as "
+    "cross-correlation (no kernel flip, as PyTorch); dense `weight` (out, in), y = W x + b. "
+    "Two-group convolutions are stored as their halves <name>_1 (first out/2 filters, first "
+    "in/2 input channels) and <name>_2. Input: RGB 0..255 minus `mean`, 3 x 227 x 227.";
+
+const char *an_weights_layer_name(int layer)
+{
+    return layer >= 0 && layer < AN_W_N_LAYERS ? KLAYERS[layer].name : NULL;
+}
+
+int an_weights_layer_param(int layer, int *half)
+{
+    if (layer < 0 || layer >= AN_W_N_LAYERS) {
+        if (half) *half = 0;
+        return -1;
+    }
+    if (half) *half = KLAYERS[layer].half;
+    return KLAYERS[layer].param;
+}
+
+/* The part of the parameter block that Keras layer k occupies, and its
+ * shapes: `own` in the engine's layout, `keras` as a Keras 1 file holds it. */
+typedef struct {
+    size_t w_off, w_count, b_off, b_count;
+    int ndims;
+    hsize_t own[4], keras[4];
+} klayer_geom;
+
+static klayer_geom geometry(const an_net *net, int k)
+{
+    const an_param_layer *L = an_net_param_layer(net, KLAYERS[k].param);
+    int half = KLAYERS[k].half;
+    klayer_geom g;
+    memset(&g, 0, sizeof g);
+    int parts = half ? 2 : 1;
+    g.w_count = L->weight_count / parts;
+    g.b_count = L->bias_count / parts;
+    g.w_off = L->weight_offset + (half ? (size_t)(half - 1) * g.w_count : 0);
+    g.b_off = L->bias_offset + (half ? (size_t)(half - 1) * g.b_count : 0);
+    if (L->is_conv) {
+        g.ndims = 4;
+        g.own[0] = g.keras[0] = (hsize_t)(L->out / parts);
+        g.own[1] = g.keras[1] = (hsize_t)(L->in / L->groups);
+        g.own[2] = g.keras[2] = (hsize_t)L->kh;
+        g.own[3] = g.keras[3] = (hsize_t)L->kw;
+    } else {
+        g.ndims = 2;
+        g.own[0] = g.keras[1] = (hsize_t)L->out;
+        g.own[1] = g.keras[0] = (hsize_t)L->in;
+    }
+    return g;
+}
+
+static void format_dims(char *buf, size_t size, int ndims, const hsize_t *dims)
+{
+    size_t used = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndims && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%llu", i ? ", " : "",
+                                 (unsigned long long)dims[i]);
+    if (used < size) snprintf(buf + used, size - used, ndims == 1 ? ",)" : ")");
+}
+
+/* ---------------------------------------------------------------- HDF5 plumbing */
+
+typedef struct {
+    H5E_auto2_t func;
+    void *data;
+} h5_quiet;
+
+static void quiet_begin(h5_quiet *q)
+{
+    q->func = NULL;
+    q->data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void quiet_end(const h5_quiet *q)
+{
+    H5Eclear2(H5E_DEFAULT);
+    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
+}
+
+static herr_t detail_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    char *buf = data;
+    if (n == 0 && e && e->desc) snprintf(buf, 160, "%s", e->desc);
+    return 0;
+}
+
+/* HDF5's most specific complaint about the last failure, on one line (just
+ * the system's message where HDF5 quotes one), then clears the stack. */
+static const char *h5_detail(char buf[160])
+{
+    buf[0] = '\0';
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_cb, buf);
+    H5Eclear2(H5E_DEFAULT);
+    const char *quoted = strstr(buf, "error message = '");
+    if (quoted) {
+        quoted += strlen("error message = '");
+        size_t n = strcspn(quoted, "'");
+        memmove(buf, quoted, n);
+        buf[n] = '\0';
+    }
+    for (char *c = buf; *c; c++)
+        if (*c == '\n' || *c == '\r') *c = ' ';
+    if (!buf[0]) snprintf(buf, 160, "no detail from HDF5");
+    return buf;
+}
+
+static void close_id(hid_t *id)
+{
+    if (*id < 0) return;
+    switch (H5Iget_type(*id)) {
+    case H5I_FILE: H5Fclose(*id); break;
+    case H5I_GROUP: H5Gclose(*id); break;
+    case H5I_DATASET: H5Dclose(*id); break;
+    case H5I_ATTR: H5Aclose(*id); break;
+    case H5I_DATASPACE: H5Sclose(*id); break;
+    case H5I_DATATYPE: H5Tclose(*id); break;
+    case H5I_GENPROP_LST: H5Pclose(*id); break;
+    default: break;
+    }
+    *id = -1;
+}
+
+static hid_t file_access_plist(void)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if defined(H5_VERSION_GE)
+#if (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 7) || H5_VERSION_GE(1, 12, 1)
+    /* lock, but do not fail on file systems without locks */
+    if (fapl >= 0) H5Pset_file_locking(fapl, 1, 1);
+#endif
+#endif
+    return fapl;
+}
+
+static void free_strings(char **s, int n)
+{
+    if (!s) return;
+    for (int i = 0; i < n; i++) free(s[i]);
+    free(s);
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+    size_t len = 0;
+    while (len < n && s[len]) len++;
+    char *d = malloc(len + 1);
+    if (d) {
+        memcpy(d, s, len);
+        d[len] = '\0';
+    }
+    return d;
+}
+
+/* A string or string-array attribute, fixed or variable length, as n
+ * malloc'd strings. An attribute with no elements (as h5py writes an empty
+ * list: float64, shape (0,)) reads as n = 0 whatever its type. Returns 0,
+ * or -1 when absent, -2 when not strings, -3 on a read or memory failure. */
+static int read_strings_attr(hid_t loc, const char *name, char ***out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (H5Aexists(loc, name) <= 0) return -1;
+    int rc = -3;
+    hid_t a = -1, sp = -1, ft = -1, mt = -1;
+    char **list = NULL;
+    char *raw = NULL;
+    hssize_t count = 0;
+    if ((a = H5Aopen(loc, name, H5P_DEFAULT)) < 0 || (sp = H5Aget_space(a)) < 0) goto done;
+    H5S_class_t cls = H5Sget_simple_extent_type(sp);
+    count = cls == H5S_NULL ? 0 : H5Sget_simple_extent_npoints(sp);
+    if (count < 0) goto done;
+    if (count == 0) { rc = 0; goto done; }
+    if (count > 10000000) { rc = -2; goto done; }
+    if ((ft = H5Aget_type(a)) < 0) goto done;
+    if (H5Tget_class(ft) != H5T_STRING) { rc = -2; goto done; }
+    if (!(list = calloc((size_t)count, sizeof *list))) goto done;
+    if ((mt = H5Tcopy(H5T_C_S1)) < 0) goto done;
+    H5Tset_cset(mt, H5Tget_cset(ft));
+    if (H5Tis_variable_str(ft) > 0) {
+        char **vl = calloc((size_t)count, sizeof *vl);
+        if (!vl || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, vl) < 0) {
+            free(vl);
+            goto done;
+        }
+        int ok = 1;
+        for (hssize_t i = 0; i < count; i++)
+            if (!(list[i] = dup_n(vl[i] ? vl[i] : "", (size_t)-1))) ok = 0;
+#if defined(H5_VERSION_GE) && H5_VERSION_GE(1, 12, 0)
+        H5Treclaim(mt, sp, H5P_DEFAULT, vl);
+#else
+        H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, vl);
+#endif
+        free(vl);
+        if (!ok) goto done;
+    } else {
+        size_t size = H5Tget_size(ft);
+        if (size == 0 || H5Tset_size(mt, size) < 0 || H5Tset_strpad(mt, H5T_STR_NULLPAD) < 0) goto done;
+        if (!(raw = malloc(size * (size_t)count)) || H5Aread(a, mt, raw) < 0) goto done;
+        for (hssize_t i = 0; i < count; i++)
+            if (!(list[i] = dup_n(raw + (size_t)i * size, size))) goto done;
+    }
+    rc = 0;
+done:
+    free(raw);
+    if (rc == 0 && count > 0) {
+        *out = list;
+        *n = (int)count;
+    } else {
+        free_strings(list, (int)count);
+    }
+    close_id(&mt);
+    close_id(&ft);
+    close_id(&sp);
+    close_id(&a);
+    H5Eclear2(H5E_DEFAULT);
+    return rc;
+}
+
+/* A single string: the attribute must hold exactly one. */
+static int read_string_attr(hid_t loc, const char *name, char *buf, size_t size)
+{
+    char **s;
+    int n;
+    int rc = read_strings_attr(loc, name, &s, &n);
+    if (rc != 0) return rc;
+    if (n != 1) {
+        free_strings(s, n);
+        return -2;
+    }
+    snprintf(buf, size, "%s", s[0]);
+    free_strings(s, n);
+    return 0;
+}
+
+/* `count` numbers (integer or float class) as doubles. 0, -1 absent, -2 wrong type or count, -3 read. */
+static int read_numbers_attr(hid_t loc, const char *name, double *out, int count)
+{
+    if (H5Aexists(loc, name) <= 0) return -1;
+    int rc = -3;
+    hid_t a = -1, sp = -1, ft = -1;
+    if ((a = H5Aopen(loc, name, H5P_DEFAULT)) < 0 || (sp = H5Aget_space(a)) < 0 ||
+        (ft = H5Aget_type(a)) < 0)
+        goto done;
+    H5T_class_t c = H5Tget_class(ft);
+    if ((c != H5T_INTEGER && c != H5T_FLOAT) || H5Sget_simple_extent_npoints(sp) != count) {
+        rc = -2;
+        goto done;
+    }
+    if (H5Aread(a, H5T_NATIVE_DOUBLE, out) >= 0) rc = 0;
+done:
+    close_id(&ft);
+    close_id(&sp);
+    close_id(&a);
+    H5Eclear2(H5E_DEFAULT);
+    return rc;
+}
+
+static int write_attr(hid_t loc, const char *name, hid_t type, hid_t space, const void *data)
+{
+    hid_t a = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) return -1;
+    herr_t e = H5Awrite(a, type, data);
+    herr_t c = H5Aclose(a);
+    return e < 0 || c < 0 ? -1 : 0;
+}
+
+/* UTF-8 variable-length strings (h5py reads them as str): scalar when n < 0 */
+static int write_strings_attr(hid_t loc, const char *name, const char *const *s, int n)
+{
+    hsize_t dim = n < 0 ? 1 : (hsize_t)n;
+    hid_t t = H5Tcopy(H5T_C_S1);
+    hid_t sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
+    int rc = -1;
+    if (t >= 0 && sp >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0)
+        rc = write_attr(loc, name, t, sp, s);
+    close_id(&sp);
+    close_id(&t);
+    return rc;
+}
+
+static int write_numbers_attr(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                              const void *data, int n)
+{
+    hsize_t dim = (hsize_t)n;
+    hid_t sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
+    int rc = sp >= 0 ? 0 : -1;
+    if (rc == 0) {
+        hid_t a = H5Acreate2(loc, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
+        rc = a >= 0 && H5Awrite(a, mem_type, data) >= 0 ? 0 : -1;
+        if (a >= 0 && H5Aclose(a) < 0) rc = -1;
+    }
+    close_id(&sp);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+typedef struct {
+    const char *path;
+    hid_t file, root;               /* root: the group holding the layers */
+    an_weights_kind kind;
+    int flip;                       /* Keras 1 Theano kernels: flip to cross-correlation */
+    char backend[16];
+    char **layer_names;             /* Keras: root attribute layer_names */
+    int n_layer_names;
+    int present[AN_W_N_LAYERS];
+    int n_present;
+    int format_version, classes;    /* own files */
+    int has_mean;
+    double mean[3];
+    char **class_names;
+    int n_class_names;
+} wfile;
+
+static void wfile_close(wfile *f)
+{
+    close_id(&f->root);
+    close_id(&f->file);
+    free_strings(f->layer_names, f->n_layer_names);
+    free_strings(f->class_names, f->n_class_names);
+    f->layer_names = f->class_names = NULL;
+    f->n_layer_names = f->n_class_names = 0;
+    H5Eclear2(H5E_DEFAULT);
+}
+
+/* "its top-level objects: a, b, c" for messages */
+static void list_top_level(hid_t root, char *buf, size_t size)
+{
+    H5G_info_t gi;
+    buf[0] = '\0';
+    if (H5Gget_info(root, &gi) < 0) return;
+    if (gi.nlinks == 0) {
+        snprintf(buf, size, "it is empty");
+        return;
+    }
+    size_t used = (size_t)snprintf(buf, size, "its top-level objects: ");
+    for (hsize_t i = 0; i < gi.nlinks && i < 8 && used < size; i++) {
+        char name[64];
+        if (H5Lget_name_by_idx(root, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0)
+            break;
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", name);
+    }
+    if (gi.nlinks > 8 && used < size) snprintf(buf + used, size - used, ", ... (%llu)", (unsigned long long)gi.nlinks);
+    H5Eclear2(H5E_DEFAULT);
+}
+
+static an_status read_own_header(wfile *f)
+{
+    double v;
+    int rc = read_numbers_attr(f->root, "format_version", &v, 1);
+    if (rc != 0)
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its format_version attribute is %s",
+                       f->path, rc == -1 ? "missing" : "not a number");
+    if (v != floor(v) || v < 1)
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' has format_version %g, which is not a version of "
+                       "this format", f->path, v);
+    if (v > AN_WEIGHTS_FORMAT_VERSION)
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' has format_version %g: it was written by a newer "
+                       "version of alexnet, which this one (format_version %d) cannot read",
+                       f->path, v, AN_WEIGHTS_FORMAT_VERSION);
+    f->format_version = (int)v;
+    rc = read_numbers_attr(f->root, "classes", &v, 1);
+    if (rc != 0 || v != floor(v) || v < 1 || v > 1000000)
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its classes attribute is %s", f->path,
+                       rc == -1 ? "missing" : "not a class count");
+    f->classes = (int)v;
+    rc = read_numbers_attr(f->root, "mean", f->mean, 3);
+    if (rc == 0 && !(isfinite(f->mean[0]) && isfinite(f->mean[1]) && isfinite(f->mean[2]))) rc = -2;
+    if (rc == -3) return an_fail(AN_ERR_FORMAT, "weights file '%s': cannot read its mean attribute", f->path);
+    if (rc == -2)
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its mean attribute is not 3 finite "
+                       "numbers", f->path);
+    f->has_mean = rc == 0;
+    if (!f->has_mean) memcpy(f->mean, IMAGENET_MEAN, sizeof f->mean);
+    rc = read_strings_attr(f->root, "class_names", &f->class_names, &f->n_class_names);
+    if (rc == -2 || rc == -3 || (rc == 0 && f->n_class_names != f->classes))
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its class_names attribute %s",
+                       f->path, rc == 0 ? "does not have one name per class" : "cannot be read as strings");
+    for (int k = 0; k < AN_W_N_LAYERS; k++) {
+        htri_t e = H5Lexists(f->root, KLAYERS[k].name, H5P_DEFAULT);
+        f->present[k] = e > 0;
+        f->n_present += e > 0;
+    }
+    H5Eclear2(H5E_DEFAULT);
+    return AN_OK;
+}
+
+static an_status read_keras_header(wfile *f)
+{
+    int rc = read_strings_attr(f->root, "layer_names", &f->layer_names, &f->n_layer_names);
+    if (rc != 0)
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its layer_names attribute cannot be "
+                       "read as strings", f->path);
+    f->backend[0] = '\0';
+    if (read_string_attr(f->root, "backend", f->backend, sizeof f->backend) != 0)
+        read_string_attr(f->file, "backend", f->backend, sizeof f->backend);
+    /* Theano (and files from before Keras recorded the backend) convolve with
+     * flipped kernels; TensorFlow's "convolution" is cross-correlation. */
+    f->flip = strcmp(f->backend, "tensorflow") != 0;
+    for (int k = 0; k < AN_W_N_LAYERS; k++)
+        for (int i = 0; i < f->n_layer_names; i++)
+            if (strcmp(f->layer_names[i], KLAYERS[k].name) == 0) {
+                f->present[k] = 1;
+                f->n_present++;
+                break;
+            }
+    return AN_OK;
+}
+
+static an_status wfile_open(wfile *f, const char *path)
+{
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    f->file = f->root = -1;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return an_fail(AN_ERR_IO, "cannot read weights file '%s': %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return an_fail(AN_ERR_IO, "cannot read weights file '%s': it is a directory", path);
+    FILE *probe = fopen(path, "rb");
+    if (!probe) return an_fail(AN_ERR_IO, "cannot read weights file '%s': %s", path, strerror(errno));
+    fclose(probe);
+    char detail[160];
+#if defined(H5_VERSION_GE) && H5_VERSION_GE(1, 12, 0)
+    htri_t is = H5Fis_accessible(path, H5P_DEFAULT);
+#else
+    htri_t is = H5Fis_hdf5(path);
+#endif
+    if (is <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return an_fail(AN_ERR_FORMAT, "'%s' is not an HDF5 file (%lld bytes): not a weights file", path,
+                       (long long)st.st_size);
+    }
+    hid_t fapl = file_access_plist();
+    f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl < 0 ? H5P_DEFAULT : fapl);
+    if (f->file < 0) {
+        h5_detail(detail);
+        close_id(&fapl);
+        unsigned long long have, want;
+        if (sscanf(detail, "truncated file: eof = %llu, sblock->base_addr = %*u, stored_eof = %llu", &have,
+                   &want) == 2)
+            return an_fail(AN_ERR_FORMAT, "HDF5 file '%s' is truncated: it has %llu of its %llu bytes (an "
+                           "interrupted download or copy?)", path, have, want);
+        return an_fail(AN_ERR_FORMAT, "cannot open HDF5 file '%s' (%lld bytes), it is damaged: %s", path,
+                       (long long)st.st_size, detail);
+    }
+    close_id(&fapl);
+    if ((f->root = H5Gopen2(f->file, "/", H5P_DEFAULT)) < 0)
+        return an_fail(AN_ERR_FORMAT, "cannot read HDF5 file '%s', it is damaged: %s", path, h5_detail(detail));
+    char format[32] = "";
+    if (read_string_attr(f->root, "format", format, sizeof format) == 0 && strcmp(format, "alexnet") == 0) {
+        f->kind = AN_WEIGHTS_OWN;
+        return read_own_header(f);
+    }
+    if (H5Aexists(f->root, "layer_names") <= 0 && H5Lexists(f->root, "model_weights", H5P_DEFAULT) > 0) {
+        /* a Keras model file: the weights are under /model_weights */
+        hid_t g = H5Gopen2(f->root, "model_weights", H5P_DEFAULT);
+        if (g >= 0 && H5Aexists(g, "layer_names") > 0) {
+            close_id(&f->root);
+            f->root = g;
+        } else {
+            close_id(&g);
+        }
+    }
+    H5Eclear2(H5E_DEFAULT);
+    if (H5Aexists(f->root, "layer_names") > 0) {
+        f->kind = AN_WEIGHTS_KERAS1;
+        return read_keras_header(f);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    char top[256];
+    list_top_level(f->root, top, sizeof top);
+    return an_fail(AN_ERR_FORMAT, "HDF5 file '%s' holds no AlexNet weights: it has neither a Keras "
+                   "layer_names attribute nor format = \"alexnet\" (%s)", path, top);
+}
+
+/* "none of the layers conv_1, ..., dense_3" */
+static an_status no_known_layers(const wfile *f)
+{
+    char have[200] = "";
+    if (f->kind == AN_WEIGHTS_KERAS1) {
+        size_t used = (size_t)snprintf(have, sizeof have, "; its layers: %s", f->n_layer_names ? "" : "none");
+        for (int i = 0; i < f->n_layer_names && i < 8 && used < sizeof have; i++)
+            used += (size_t)snprintf(have + used, sizeof have - used, "%s%s", i ? ", " : "", f->layer_names[i]);
+        if (f->n_layer_names > 8 && used < sizeof have) snprintf(have + used, sizeof have - used, ", ...");
+    }
+    return an_fail(AN_ERR_FORMAT, "weights file '%s' holds none of AlexNet's layers (conv_1, conv_2_1, ..., "
+                   "dense_3)%s", f->path, have);
+}
+
+/* One dataset of a layer: opened, its float class and shape checked. */
+typedef struct {
+    hid_t d;
+    int ndims;
+    hsize_t dims[8];
+} dset;
+
+/* Opens `name` in group g. Returns AN_OK (d->d >= 0) or a failure naming the layer. */
+static an_status open_dataset(const wfile *f, int k, hid_t g, const char *name, dset *d)
+{
+    char detail[160];
+    d->d = -1;
+    d->ndims = 0;
+    htri_t e = H5Lexists(g, name, H5P_DEFAULT);
+    if (e <= 0 || (d->d = H5Dopen2(g, name, H5P_DEFAULT)) < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: dataset '%s' is missing", f->path,
+                       KLAYERS[k].name, name);
+    }
+    hid_t sp = H5Dget_space(d->d), t = H5Dget_type(d->d);
+    an_status s = AN_OK;
+    if (sp < 0 || t < 0) {
+        s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: cannot read dataset '%s': %s", f->path,
+                    KLAYERS[k].name, name, h5_detail(detail));
+    } else if (H5Tget_class(t) != H5T_FLOAT) {
+        s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: dataset '%s' does not hold floating-point "
+                    "numbers", f->path, KLAYERS[k].name, name);
+    } else {
+        int nd = H5Sget_simple_extent_ndims(sp);
+        if (nd < 0 || nd > 8) {
+            s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: dataset '%s' has %d dimensions", f->path,
+                        KLAYERS[k].name, name, nd);
+        } else {
+            d->ndims = nd;
+            H5Sget_simple_extent_dims(sp, d->dims, NULL);
+        }
+    }
+    close_id(&t);
+    close_id(&sp);
+    if (s != AN_OK) close_id(&d->d);
+    return s;
+}
+
+static int dims_equal(const dset *d, int ndims, const hsize_t *dims)
+{
+    if (d->ndims != ndims) return 0;
+    for (int i = 0; i < ndims; i++)
+        if (d->dims[i] != dims[i]) return 0;
+    return 1;
+}
+
+static an_status read_floats(const wfile *f, int k, const char *name, hid_t d, float *dst)
+{
+    char detail[160];
+    if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+        return an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: cannot read dataset '%s' (damaged file?): %s",
+                       f->path, KLAYERS[k].name, name, h5_detail(detail));
+    return AN_OK;
+}
+
+/* (out, in, kh, kw) true-convolution kernels -> cross-correlation: flipping
+ * both spatial axes of a row-major kh x kw plane reverses it. */
+static void flip_kernels(const float *src, float *dst, size_t planes, size_t plane)
+{
+    for (size_t p = 0; p < planes; p++) {
+        const float *s = src + p * plane;
+        float *d = dst + p * plane;
+        for (size_t j = 0; j < plane; j++) d[j] = s[plane - 1 - j];
+    }
+}
+
+/* src (rows, cols) -> dst (cols, rows) */
+static void transpose(const float *src, float *dst, size_t rows, size_t cols)
+{
+    const size_t T = 32;
+    for (size_t r0 = 0; r0 < rows; r0 += T)
+        for (size_t c0 = 0; c0 < cols; c0 += T) {
+            size_t r1 = r0 + T < rows ? r0 + T : rows, c1 = c0 + T < cols ? c0 + T : cols;
+            for (size_t c = c0; c < c1; c++)
+                for (size_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
+        }
+}
+
+/* Read Keras layer k into scratch (same layout as the net's block). */
+static an_status read_layer(const wfile *f, const an_net *net, int k, int by_name, float *scratch,
+                            an_weights_report *rep)
+{
+    const char *lname = KLAYERS[k].name;
+    klayer_geom geo = geometry(net, k);
+    const an_param_layer *L = an_net_param_layer(net, KLAYERS[k].param);
+    hsize_t bdim = (hsize_t)geo.b_count;
+    char want_w[64], want_b[64], got_w[64] = "", got_b[64] = "", detail[160];
+    const hsize_t *wdims = f->kind == AN_WEIGHTS_OWN ? geo.own : geo.keras;
+    format_dims(want_w, sizeof want_w, geo.ndims, wdims);
+    format_dims(want_b, sizeof want_b, 1, &bdim);
+
+    if (!f->present[k]) {
+        if (!by_name)
+            return an_fail(AN_ERR_FORMAT, "weights file '%s' has no layer %s (with by_name the net would keep "
+                           "its own)", f->path, lname);
+        rep->state[k] = AN_WEIGHTS_MISSING;
+        rep->n_missing++;
+        return AN_OK;
+    }
+    an_status s = AN_OK;
+    hid_t g = H5Gopen2(f->root, lname, H5P_DEFAULT);
+    dset w = {-1, 0, {0}}, b = {-1, 0, {0}};
+    char **names = NULL;
+    int n_names = 0;
+    float *tmp = NULL;
+    if (g < 0) {
+        s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: listed in layer_names but its group cannot be "
+                    "opened (damaged file?): %s", f->path, lname, h5_detail(detail));
+        goto done;
+    }
+    const char *wname = "weight", *bname = "bias";
+    char wbuf[64], bbuf[64];
+    if (f->kind == AN_WEIGHTS_KERAS1) {
+        int rc = read_strings_attr(g, "weight_names", &names, &n_names);
+        if (rc == -1) {
+            /* no weight_names: Keras 1's own naming */
+            snprintf(wbuf, sizeof wbuf, "%s_W", lname);
+            snprintf(bbuf, sizeof bbuf, "%s_b", lname);
+            wname = wbuf;
+            bname = bbuf;
+        } else if (rc != 0) {
+            s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: its weight_names attribute cannot be read "
+                        "as strings", f->path, lname);
+            goto done;
+        } else if (n_names != 2) {
+            snprintf(got_w, sizeof got_w, "%d weights", n_names);
+            if (!by_name) {
+                s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: has %d weights, the net needs 2 (kernel "
+                            "%s and bias %s)", f->path, lname, n_names, want_w, want_b);
+                goto done;
+            }
+            goto kept;
+        } else {
+            wname = names[0];
+            bname = names[1];
+        }
+    }
+    if ((s = open_dataset(f, k, g, wname, &w)) != AN_OK || (s = open_dataset(f, k, g, bname, &b)) != AN_OK)
+        goto done;
+    format_dims(got_w, sizeof got_w, w.ndims, w.dims);
+    format_dims(got_b, sizeof got_b, b.ndims, b.dims);
+    if (!dims_equal(&w, geo.ndims, wdims) || !dims_equal(&b, 1, &bdim)) {
+        if (!by_name) {
+            s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: %s '%s' has shape %s and %s '%s' %s; "
+                        "the net needs %s and %s%s", f->path, lname,
+                        "kernel", wname, got_w, "bias", bname, got_b, want_w, want_b,
+                        k == AN_W_DENSE_3 ? " (another number of classes? by_name keeps the net's own dense_3)" : "");
+            goto done;
+        }
+        goto kept;
+    }
+    float *dst_w = scratch + geo.w_off;
+    if (f->kind == AN_WEIGHTS_OWN || (L->is_conv && !f->flip)) {
+        s = read_floats(f, k, wname, w.d, dst_w);
+    } else {
+        if (!(tmp = malloc(geo.w_count * sizeof *tmp))) {
+            s = an_fail(AN_ERR_MEMORY, "out of memory reading layer %s of '%s'", lname, f->path);
+            goto done;
+        }
+        s = read_floats(f, k, wname, w.d, tmp);
+        if (s == AN_OK && L->is_conv)
+            flip_kernels(tmp, dst_w, (size_t)(wdims[0] * wdims[1]), (size_t)(wdims[2] * wdims[3]));
+        else if (s == AN_OK)
+            transpose(tmp, dst_w, (size_t)wdims[0], (size_t)wdims[1]);
+    }
+    if (s == AN_OK) s = read_floats(f, k, bname, b.d, scratch + geo.b_off);
+    if (s == AN_OK) {
+        rep->state[k] = AN_WEIGHTS_LOADED;
+        rep->n_loaded++;
+    }
+    goto done;
+kept:
+    rep->state[k] = AN_WEIGHTS_KEPT;
+    rep->n_kept++;
+    if (got_b[0])
+        snprintf(rep->file_shape[k], sizeof rep->file_shape[k], "W %s, b %s", got_w, got_b);
+    else
+        snprintf(rep->file_shape[k], sizeof rep->file_shape[k], "%s", got_w);
+done:
+    free(tmp);
+    free_strings(names, n_names);
+    close_id(&w.d);
+    close_id(&b.d);
+    close_id(&g);
+    H5Eclear2(H5E_DEFAULT);
+    return s;
+}
+
+an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights_report *report)
+{
+    if (report) memset(report, 0, sizeof *report);
+    if (!net) return an_fail(AN_ERR_ARGUMENT, "no network to load weights into");
+    if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no weights file named");
+    h5_quiet q;
+    quiet_begin(&q);
+    an_weights_report rep;
+    memset(&rep, 0, sizeof rep);
+    float *scratch = NULL;
+    wfile f;
+    an_status s = wfile_open(&f, path);
+    if (s == AN_OK && f.n_present == 0) s = no_known_layers(&f);
+    if (s == AN_OK) {
+        rep.kind = f.kind;
+        size_t n = an_net_param_count(net);
+        if (!(scratch = malloc(n * sizeof *scratch)))
+            s = an_fail(AN_ERR_MEMORY, "out of memory (%.0f MB) reading weights file '%s'", n * 4.0 / 1e6, path);
+    }
+    for (int k = 0; k < AN_W_N_LAYERS && s == AN_OK; k++) s = read_layer(&f, net, k, by_name, scratch, &rep);
+    if (s == AN_OK && rep.n_loaded == 0)
+        s = an_fail(AN_ERR_FORMAT, "weights file '%s': no layer matches the net's shapes (all %d kept)", path,
+                    rep.n_kept);
+    if (s == AN_OK) {
+        /* everything read: commit */
+        float *p = an_net_params(net);
+        for (int k = 0; k < AN_W_N_LAYERS; k++) {
+            if (rep.state[k] != AN_WEIGHTS_LOADED) continue;
+            klayer_geom geo = geometry(net, k);
+            memcpy(p + geo.w_off, scratch + geo.w_off, geo.w_count * sizeof *p);
+            memcpy(p + geo.b_off, scratch + geo.b_off, geo.b_count * sizeof *p);
+        }
+        an_net_params_changed(net);
+        if (f.kind == AN_WEIGHTS_OWN && f.has_mean) {
+            float m[3] = {(float)f.mean[0], (float)f.mean[1], (float)f.mean[2]};
+            an_net_set_mean(net, m);
+            rep.mean_loaded = 1;
+        }
+        if (report) *report = rep;
+    }
+    free(scratch);
+    wfile_close(&f);
+    quiet_end(&q);
+    return s;
+}
+
+an_status an_weights_info(const char *path, an_weights_file_info *info)
+{
+    if (!info) return an_fail(AN_ERR_ARGUMENT, "no place for the weights file's description");
+    memset(info, 0, sizeof *info);
+    if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no weights file named");
+    h5_quiet q;
+    quiet_begin(&q);
+    wfile f;
+    an_status s = wfile_open(&f, path);
+    if (s == AN_OK && f.n_present == 0) s = no_known_layers(&f);
+    if (s == AN_OK) {
+        info->kind = f.kind;
+        memcpy(info->present, f.present, sizeof info->present);
+        if (f.kind == AN_WEIGHTS_OWN) {
+            info->format_version = f.format_version;
+            info->classes = f.classes;
+            info->has_mean = f.has_mean;
+            memcpy(info->mean, f.mean, sizeof info->mean);
+            info->class_names = f.class_names;      /* handed over */
+            f.class_names = NULL;
+            f.n_class_names = 0;
+        } else {
+            memcpy(info->mean, IMAGENET_MEAN, sizeof info->mean);
+            snprintf(info->backend, sizeof info->backend, "%s", f.backend);
+            /* classes: the outputs of dense_3's kernel (in, out), or its bias length */
+            if (f.present[AN_W_DENSE_3]) {
+                hid_t g = H5Gopen2(f.root, "dense_3", H5P_DEFAULT);
+                char **names = NULL;
+                int n = 0;
+                int rc = g >= 0 ? read_strings_attr(g, "weight_names", &names, &n) : -3;
+                const char *bias = rc == 0 && n >= 2 ? names[1] : rc == -1 ? "dense_3_b" : NULL;
+                if (bias) {
+                    dset d;
+                    if (open_dataset(&f, AN_W_DENSE_3, g, bias, &d) == AN_OK) {
+                        if (d.ndims == 1 && d.dims[0] <= 1000000) info->classes = (int)d.dims[0];
+                        close_id(&d.d);
+                    }
+                }
+                free_strings(names, n);
+                close_id(&g);
+                H5Eclear2(H5E_DEFAULT);
+            }
+        }
+    }
+    wfile_close(&f);
+    quiet_end(&q);
+    if (s != AN_OK) an_weights_info_free(info);
+    return s;
+}
+
+void an_weights_info_free(an_weights_file_info *info)
+{
+    if (!info) return;
+    free_strings(info->class_names, info->class_names ? info->classes : 0);
+    info->class_names = NULL;
+}
+
+/* ---------------------------------------------------------------- saving */
+
+static an_status write_contents(const an_net *net, hid_t file, const char *path,
+                                const char *const *class_names)
+{
+    char detail[160];
+    const char *what = "the file attributes";
+    int classes = an_net_classes(net);
+    int version = AN_WEIGHTS_FORMAT_VERSION;
+    float fmean[3];
+    an_net_get_mean(net, fmean);
+    double mean[3] = {fmean[0], fmean[1], fmean[2]};
+    const char *format = "alexnet";
+    const char *layers[AN_W_N_LAYERS];
+    for (int k = 0; k < AN_W_N_LAYERS; k++) layers[k] = KLAYERS[k].name;
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    int bad = root < 0 ||
+              write_strings_attr(root, "format", &format, -1) < 0 ||
+              write_numbers_attr(root, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version, -1) < 0 ||
+              write_numbers_attr(root, "classes", H5T_STD_I32LE, H5T_NATIVE_INT, &classes, -1) < 0 ||
+              (class_names && write_strings_attr(root, "class_names", class_names, classes) < 0) ||
+              write_numbers_attr(root, "mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, mean, 3) < 0 ||
+              write_strings_attr(root, "layers", layers, AN_W_N_LAYERS) < 0 ||
+              write_strings_attr(root, "layout", &LAYOUT, -1) < 0;
+    if (bad) h5_detail(detail);
+    close_id(&root);
+    const float *params = an_net_params((an_net *)net);   /* read only */
+    for (int k = 0; k < AN_W_N_LAYERS && !bad; k++) {
+        what = KLAYERS[k].name;
+        klayer_geom geo = geometry(net, k);
+        const an_param_layer *L = an_net_param_layer(net, KLAYERS[k].param);
+        hsize_t bdim = (hsize_t)geo.b_count;
+        hid_t g = H5Gcreate2(file, KLAYERS[k].name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t ws = H5Screate_simple(geo.ndims, geo.own, NULL), bs = H5Screate_simple(1, &bdim, NULL);
+        hid_t wd = -1, bd = -1;
+        const char *type = L->is_conv ? "convolution" : "dense";
+        int conv[3] = {L->stride, L->pad, L->relu};
+        bad = g < 0 || ws < 0 || bs < 0 ||
+              write_strings_attr(g, "type", &type, -1) < 0 ||
+              (L->is_conv && (write_numbers_attr(g, "stride", H5T_STD_I32LE, H5T_NATIVE_INT, &conv[0], -1) < 0 ||
+                              write_numbers_attr(g, "padding", H5T_STD_I32LE, H5T_NATIVE_INT, &conv[1], -1) < 0)) ||
+              write_numbers_attr(g, "relu", H5T_STD_I32LE, H5T_NATIVE_INT, &conv[2], -1) < 0 ||
+              (wd = H5Dcreate2(g, "weight", H5T_IEEE_F32LE, ws, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+              H5Dwrite(wd, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, params + geo.w_off) < 0 ||
+              (bd = H5Dcreate2(g, "bias", H5T_IEEE_F32LE, bs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+              H5Dwrite(bd, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, params + geo.b_off) < 0;
+        if (bad) h5_detail(detail);
+        if (wd >= 0 && H5Dclose(wd) < 0 && !bad) { bad = 1; h5_detail(detail); }
+        if (bd >= 0 && H5Dclose(bd) < 0 && !bad) { bad = 1; h5_detail(detail); }
+        close_id(&bs);
+        close_id(&ws);
+        if (g >= 0 && H5Gclose(g) < 0 && !bad) { bad = 1; h5_detail(detail); }
+        if (bad) break;
+    }
+    if (!bad) return AN_OK;
+    return an_fail(AN_ERR_MEMORY, "cannot save weights to '%s': HDF5 failed writing %s (out of memory?): %s",
+                   path, what, detail);
+}
+
+/* HDF5 builds the file in memory (the core driver, no backing store) and
+ * this code writes it out: HDF5 1.10 cannot recover from a failed write
+ * (after a failed H5Fclose the library crashes at exit), so a full disk must
+ * never reach it. The callbacks hand the image over at close instead of
+ * freeing it, which saves a copy. */
+typedef struct {
+    void *mem;
+    size_t size;
+} mem_image;
+
+static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    ((mem_image *)udata)->size = size;
+    return malloc(size);
+}
+
+static void *image_memcpy(void *dst, const void *src, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    (void)udata;
+    return memcpy(dst, src, size);
+}
+
+static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    void *p = realloc(ptr, size);
+    if (p) ((mem_image *)udata)->size = size;
+    return p;
+}
+
+static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    mem_image *im = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && !im->mem) im->mem = ptr;
+    else free(ptr);
+    return 0;
+}
+
+static void *image_udata_copy(void *udata) { return udata; }
+static herr_t image_udata_free(void *udata) { (void)udata; return 0; }
+
+/* The file's length: the end-of-file address in its version 2 or 3
+ * superblock (the 1.8 format asked for below), else the whole image. */
+static size_t image_length(const mem_image *im)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    const unsigned char *m = im->mem;
+    if (im->size < 48 || memcmp(m, sig, 8) != 0 || (m[8] != 2 && m[8] != 3) || m[9] != 8) return im->size;
+    uint64_t base = 0, eof = 0;
+    for (int i = 7; i >= 0; i--) {
+        base = base << 8 | m[12 + i];
+        eof = eof << 8 | m[28 + i];
+    }
+    return base == 0 && eof >= 48 && eof <= im->size ? (size_t)eof : im->size;
+}
+
+static int write_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = ENOSPC;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The file in memory; on success im->mem holds it (free it). */
+static an_status build_image(const an_net *net, const char *path, const char *name,
+                             const char *const *class_names, mem_image *im)
+{
+    char detail[160];
+    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free,
+                                      image_udata_copy, image_udata_free, im};
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
+    int bad = fcpl < 0 || fapl < 0 ||
+              /* in memory only, allocated once: the parameters and 4 MB for the rest */
+              H5Pset_fapl_core(fapl, an_net_param_count(net) * sizeof(float) + ((size_t)4 << 20), 0) < 0 ||
+              H5Pset_file_image_callbacks(fapl, &cb) < 0 ||
+              /* dense attribute storage on the root group: class_names may exceed the 64 KB of
+               * an object header (needs the 1.8 file format, read by any HDF5 since 2008) */
+              H5Pset_attr_phase_change(fcpl, 0, 0) < 0 ||
+              H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0;
+    hid_t file = bad ? -1 : H5Fcreate(name, H5F_ACC_TRUNC, fcpl, fapl);
+    close_id(&fcpl);
+    close_id(&fapl);
+    if (file < 0)
+        return an_fail(AN_ERR_MEMORY, "cannot save weights to '%s': HDF5 cannot create the file in memory: %s",
+                       path, h5_detail(detail));
+    an_status s = write_contents(net, file, path, class_names);
+    if (H5Fclose(file) < 0 && s == AN_OK)
+        s = an_fail(AN_ERR_MEMORY, "cannot save weights to '%s': HDF5 cannot finish the file: %s", path,
+                    h5_detail(detail));
+    if (s == AN_OK && !im->mem)
+        s = an_fail(AN_ERR_MEMORY, "cannot save weights to '%s': HDF5 produced no file image", path);
+    if (s != AN_OK) {
+        free(im->mem);
+        im->mem = NULL;
+    }
+    return s;
+}
+
+an_status an_weights_save(const an_net *net, const char *path, const char *const *class_names)
+{
+    if (!net) return an_fail(AN_ERR_ARGUMENT, "no network to save");
+    if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no file name to save the weights to");
+    if (class_names)
+        for (int i = 0; i < an_net_classes(net); i++)
+            if (!class_names[i])
+                return an_fail(AN_ERR_ARGUMENT, "cannot save weights to '%s': class name %d of %d is missing",
+                               path, i + 1, an_net_classes(net));
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return an_fail(AN_ERR_IO, "cannot save weights to '%s': it is a directory", path);
+
+    size_t len = strlen(path) + 32;
+    char *tmp = malloc(len);
+    if (!tmp) return an_fail(AN_ERR_MEMORY, "out of memory saving weights to '%s'", path);
+    snprintf(tmp, len, "%s.tmp-%ld", path, (long)getpid());
+    /* first, so that a missing or read-only directory fails before any work */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) {
+        an_status s = an_fail(AN_ERR_IO, "cannot save weights to '%s': cannot create '%s': %s", path, tmp,
+                              strerror(errno));
+        free(tmp);
+        return s;
+    }
+    /* HDF5's name for the in-memory file: it only looks whether such a file exists */
+    char *mem_name = malloc(len + 16);
+    if (!mem_name) {
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return an_fail(AN_ERR_MEMORY, "out of memory saving weights to '%s'", path);
+    }
+    snprintf(mem_name, len + 16, "%s.in-memory", tmp);
+    h5_quiet q;
+    quiet_begin(&q);
+    mem_image im = {NULL, 0};
+    an_status s = build_image(net, path, mem_name, class_names, &im);
+    free(mem_name);
+    quiet_end(&q);
+    if (s == AN_OK && write_all(fd, im.mem, image_length(&im)) != 0)
+        s = an_fail(AN_ERR_IO, "cannot save weights to '%s': writing '%s' failed: %s", path, tmp, strerror(errno));
+    free(im.mem);
+    /* on disk before it replaces the old file */
+    if (s == AN_OK && fsync(fd) != 0)
+        s = an_fail(AN_ERR_IO, "cannot save weights to '%s': flushing '%s' failed: %s", path, tmp, strerror(errno));
+    if (close(fd) != 0 && s == AN_OK)
+        s = an_fail(AN_ERR_IO, "cannot save weights to '%s': closing '%s' failed: %s", path, tmp, strerror(errno));
+    if (s == AN_OK && rename(tmp, path) != 0)
+        s = an_fail(AN_ERR_IO, "cannot save weights to '%s': renaming '%s' to it failed: %s", path, tmp,
+                    strerror(errno));
+    if (s != AN_OK) unlink(tmp);
+    free(tmp);
+    return s;
+}

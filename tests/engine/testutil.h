@@ -1,0 +1,62 @@
+/* testutil.h: what the engine's C tests share: the PASS/FAIL lines and the
+ * tolerance comparison against fixture references (see test_engine.c's head
+ * comment for the tolerances). Each test program prints its own
+ * "N passed, M failed"; `make check` adds them up. */
+#ifndef TESTUTIL_H
+#define TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alexnet.h"
+#include "fixture.h"
+
+extern int n_pass, n_fail;
+extern const char *fixture_dir;     /* "fixtures" unless set from argv */
+
+#define RTOL 1e-4
+#define ATOL_OP 1e-5
+#define ATOL_SHALLOW 1e-5
+#define ATOL_DEEP 3e-5
+#define SUM_RTOL 2e-6
+
+/* one line: name, max abs/rel error (negative: none), PASS/FAIL, note */
+void result(const char *name, double maxabs, double maxrel, int ok, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+#define CHECK(name, cond, ...) result(name, -1, -1, (cond) != 0, __VA_ARGS__)
+/* 1 when st is AN_OK, else a FAIL line with the engine's message */
+int status_ok(const char *name, an_status st);
+
+void *xmalloc(size_t bytes);                /* exits on failure */
+float *falloc(size_t n, float value);
+float *fdup(const float *src, size_t n);
+
+/* fixture_dir/file, or NULL after a FAIL line */
+anfx_file *load(const char *file);
+/* per-op fixture parameters NAME.xscale (1 when absent) and NAME.spec (int32[len]) */
+float xscale(const anfx_file *f, const char *name);
+const int32_t *ispec(const anfx_file *f, const char *name, int len);
+
+typedef struct {
+    int ok;
+    int ndim, dims[ANFX_MAX_DIMS];
+    size_t count;
+    const float *full;                  /* whole tensor, or */
+    const int32_t *idx;                 /* a sample of it ... */
+    const float *val;
+    size_t nsample;
+    double sum, sumabs, maxabs;         /* ... and its statistics */
+} ref_t;
+
+ref_t get_ref(const anfx_file *f, const char *name);
+/* got[0..count) against ref; prints the result line(s), returns 1 when within tolerance */
+int compare(const char *name, const float *got, size_t count, const ref_t *r, double atol_frac, double rtol);
+/* half a unit in the last place of float x */
+double half_ulp(float x);
+/* compare() allowing half an ulp of rounded[i] on top (NULL: none) */
+int compare_ex(const char *name, const float *got, size_t count, const ref_t *r, double atol_frac, double rtol,
+               const float *rounded);
+int check_ref(const anfx_file *f, const char *label, const char *refname, const float *got, size_t count,
+              double atol_frac);
+
+#endif
