@@ -19,7 +19,7 @@
 #' [save()] or [saveRDS()] and used again in another session (such a copy is
 #' reported as no longer valid). Printing it shows the layer table (see
 #' [alexnet_layer_table()]) and the number of parameters: 56,876,418 for 2
-#' classes, 62,378,344 for 1000. Each network holds its parameters in single
+#' classes, 60,965,224 for 1000 (grouped convolutions). Each network holds its parameters in single
 #' precision, about 4 bytes per parameter.
 #'
 #' @param classes Number of classes, the size of the last dense layer
@@ -34,6 +34,10 @@
 #'   pixels (0..255 scale) inside the network; one number is used for all
 #'   three channels. The default is the ImageNet mean used by the original
 #'   model. Use `0` to feed pixels unchanged.
+#' @param scale The input fed to the network is `(pixel - mean) * scale`.
+#'   `1` (the default) is the convention of the Heuritech weights; a small
+#'   scale such as `1/255` keeps the outputs of a freshly initialised network
+#'   moderate, which makes training from scratch more stable.
 #' @param labels Class names, one per class; by default `"1"`, `"2"`, ...
 #'   They name the columns of the probabilities and the levels of the class
 #'   predictions of [predict.alexnet()].
@@ -45,7 +49,7 @@
 #' net <- alexnet(classes = 2, seed = 1, labels = c("cat", "dog"))
 #' net
 alexnet <- function(classes = 1000, seed = NULL, device = c("auto", "cpu"),
-                    mean = c(123.68, 116.779, 103.939), labels = NULL) {
+                    mean = c(123.68, 116.779, 103.939), scale = 1, labels = NULL) {
   if (missing(classes) && !is.null(labels)) {
     classes <- length(labels)
   }
@@ -54,7 +58,9 @@ alexnet <- function(classes = 1000, seed = NULL, device = c("auto", "cpu"),
   seed <- check_seed(seed)
   mean <- check_mean(mean)
   labels <- check_class_labels(labels, classes)
+  check_number(scale, min = 0, open_min = TRUE)
   ptr <- engine(.Call(C_net_create, classes, seed, mean))
+  .Call(C_net_scale, ptr, as.double(scale))
   structure(
     list(ptr = ptr, classes = classes, labels = labels, seed = seed, device = device),
     class = "alexnet"
@@ -228,8 +234,10 @@ print.alexnet <- function(x, ...) {
   cat(sprintf("<alexnet> AlexNet, %d class%s (%s), seed %s\n", x$classes,
               if (x$classes == 1L) "" else "es", shown, format(x$seed, scientific = FALSE)))
   cat(sprintf("backend: %s\n", .Call(C_backend_name)))
-  cat(sprintf("input: 3x227x227 RGB, 0..255, minus the mean (%s)\n\n",
-              paste(vapply(signif(mean, 7), format, ""), collapse = ", ")))
+  scale <- .Call(C_net_scale, x$ptr, NULL)
+  cat(sprintf("input: 3x227x227 RGB, 0..255, minus the mean (%s)%s\n\n",
+              paste(vapply(signif(mean, 7), format, ""), collapse = ", "),
+              if (scale == 1) "" else sprintf(", times %s", format(signif(scale, 4)))))
   cols <- list(
     layer = c("layer", "input", tab$name),
     operation = c("operation", "", tab$operation),

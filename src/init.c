@@ -13,6 +13,7 @@
 static const R_CallMethodDef call_methods[] = {
     CALLDEF(net_create, 3),
     CALLDEF(net_valid, 1),
+    CALLDEF(net_scale, 2),
     CALLDEF(net_free, 1),
     CALLDEF(net_classes, 1),
     CALLDEF(net_param_count, 1),
@@ -30,6 +31,13 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(backend_name, 0),
     CALLDEF(get_threads, 0),
     CALLDEF(set_threads, 1),
+    CALLDEF(train_batch, 6),
+    CALLDEF(evaluate, 5),
+    CALLDEF(set_trainable_from, 2),
+    CALLDEF(get_trainable_from, 1),
+    CALLDEF(set_dropout, 3),
+    CALLDEF(get_state, 2),
+    CALLDEF(set_state, 3),
     {NULL, NULL, 0}
 };
 

@@ -29,16 +29,22 @@ static SEXP net_tag(void)
     return tag;
 }
 
+/* Nets live outside R's heap (hundreds of MB each), so R's collector does
+ * not feel their weight: count them, and collect before making another
+ * while some exist, so unreachable nets are finalised before memory runs out. */
+static int live_nets = 0;
+
 static void net_finalize(SEXP ptr)
 {
     an_net *net = (an_net *) R_ExternalPtrAddr(ptr);
     if (net != NULL) {
         an_net_free(net);
+        live_nets--;
         R_ClearExternalPtr(ptr);
     }
 }
 
-static an_net *get_net(SEXP ptr)
+an_net *get_net(SEXP ptr)
 {
     if (TYPEOF(ptr) != EXTPTRSXP || R_ExternalPtrTag(ptr) != net_tag())
         Rf_error("not an alexnet network (expected the external pointer of an alexnet object)");
@@ -49,7 +55,7 @@ static an_net *get_net(SEXP ptr)
     return net;
 }
 
-static void engine_error(an_status status)
+void engine_error(an_status status)
 {
     const char *msg = an_error_message();
     if (msg == NULL || msg[0] == '\0') msg = "the alexnet engine failed (no message)";
@@ -57,7 +63,7 @@ static void engine_error(an_status status)
     Rf_error("%s", msg);
 }
 
-static int scalar_int(SEXP x, const char *what)
+int scalar_int(SEXP x, const char *what)
 {
     if (Rf_length(x) != 1) Rf_error("`%s` must be a single number", what);
     int v = Rf_asInteger(x);
@@ -88,6 +94,7 @@ SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean)
     if (!R_FINITE(s) || s < 0 || s > 9007199254740992.0 || s != floor(s))
         Rf_error("`seed` must be a whole number between 0 and 2^53");
 
+    if (live_nets > 0) R_gc();
     /* Make the pointer first, so that an allocation failure cannot leak the net. */
     SEXP ptr = PROTECT(R_MakeExternalPtr(NULL, net_tag(), R_NilValue));
     R_RegisterCFinalizerEx(ptr, net_finalize, TRUE);
@@ -98,9 +105,20 @@ SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean)
         engine_error(st);
     }
     R_SetExternalPtrAddr(ptr, net);
+    live_nets++;
     set_mean(net, mean);
     UNPROTECT(1);
     return ptr;
+}
+
+SEXP r_an_net_scale(SEXP ptr, SEXP scale)
+{
+    an_net *net = get_net(ptr);
+    if (!Rf_isNull(scale)) {
+        an_status st = an_net_set_input_scale(net, (float) Rf_asReal(scale));
+        if (st != AN_OK) engine_error(st);
+    }
+    return Rf_ScalarReal(an_net_input_scale(net));
 }
 
 SEXP r_an_net_valid(SEXP ptr)
@@ -254,13 +272,8 @@ SEXP r_an_net_set_params(SEXP ptr, SEXP values)
 
 /* ---------------------------------------------------------------- images -- */
 
-typedef struct {
-    const double *data;
-    int n, h, w, channels;
-} pixel_array;
-
 /* A numeric array with dim c(n, h, w) (grey) or c(n, h, w, channels). */
-static pixel_array get_pixels(SEXP x)
+pixel_array get_pixels(SEXP x)
 {
     pixel_array a;
     if (TYPEOF(x) != REALSXP) Rf_error("`x` must be a double array of pixels");
@@ -281,7 +294,7 @@ static pixel_array get_pixels(SEXP x)
     return a;
 }
 
-static an_status image_input(const pixel_array *a, int i, float *dst)
+an_status image_input(const pixel_array *a, int i, float *dst)
 {
     ptrdiff_t n = a->n;
     ptrdiff_t sy = n, sx = n * a->h, sc = n * a->h * (ptrdiff_t) a->w;

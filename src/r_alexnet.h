@@ -3,9 +3,32 @@
 #define R_ALEXNET_H
 
 #include <Rinternals.h>
+#include "alexnet.h"
+
+/* helpers shared by the glue files (r_alexnet.c) */
+typedef struct {
+    const double *data;
+    int n, h, w, channels;
+} pixel_array;
+
+an_net *get_net(SEXP ptr);
+void engine_error(an_status status);          /* raises an R error */
+int scalar_int(SEXP x, const char *what);
+pixel_array get_pixels(SEXP x);               /* dim c(n, h, w[, channels]) */
+an_status image_input(const pixel_array *a, int i, float *dst);
+
+/* training (r_train.c) */
+SEXP r_an_train_batch(SEXP ptr, SEXP x, SEXP index, SEXP labels, SEXP loss, SEXP sgd);
+SEXP r_an_evaluate(SEXP ptr, SEXP x, SEXP labels, SEXP loss, SEXP batch_size);
+SEXP r_an_set_trainable_from(SEXP ptr, SEXP first);
+SEXP r_an_get_trainable_from(SEXP ptr);
+SEXP r_an_set_dropout(SEXP ptr, SEXP rate, SEXP seed);
+SEXP r_an_get_state(SEXP ptr, SEXP what);
+SEXP r_an_set_state(SEXP ptr, SEXP what, SEXP value);
 
 SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean);
 SEXP r_an_net_valid(SEXP ptr);
+SEXP r_an_net_scale(SEXP ptr, SEXP scale);   /* get, and set unless NULL */
 SEXP r_an_net_free(SEXP ptr);
 SEXP r_an_net_classes(SEXP ptr);
 SEXP r_an_net_param_count(SEXP ptr);

@@ -98,13 +98,18 @@ void an_net_params_changed(an_net *net);
 
 void an_net_set_mean(an_net *net, const float mean[3]);
 void an_net_get_mean(const an_net *net, float mean[3]);
+/* Input = (pixel - mean) * scale; 1 (the Heuritech weights' convention) by
+ * default. A smaller scale (e.g. 1/255) keeps the logits of a freshly
+ * initialised net moderate, which makes training from scratch stable. */
+an_status an_net_set_input_scale(an_net *net, float scale);
+float an_net_input_scale(const an_net *net);
 
 /* Threads used by the CPU backend (both cores by default: all available). */
 void an_set_threads(int threads);
 int an_get_threads(void);
 
 /* Run `n` images (n x 3 x 227 x 227, RGB in 0..255; the per-channel mean is
- * subtracted inside) up to and including the step `until`, writing its
+ * subtracted and the scale applied inside) up to and including the step `until`, writing its
  * activations (n x an_output_size(until)) to `out`. Inference mode:
  * dropout off. */
 an_status an_net_forward(an_net *net, const float *images, int n, int until, float *out);
@@ -146,6 +151,8 @@ an_status an_net_evaluate(an_net *net, const float *images, const int *labels, i
 const float *an_net_grads(const an_net *net);        /* NULL before the first backward */
 /* The momentum buffer (allocated on first use), for checkpoints. */
 an_status an_net_velocity(an_net *net, float **velocity);
+/* zero velocity and iteration count, as a freshly compiled Keras model has */
+void an_net_reset_optimizer(an_net *net);
 uint64_t an_net_iterations(const an_net *net);
 void an_net_set_iterations(an_net *net, uint64_t iterations);
 

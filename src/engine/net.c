@@ -56,6 +56,13 @@ float *an_net_params(an_net *net) { return net->params; }
 void an_net_params_changed(an_net *net) { net->params_version++; }
 void an_net_set_mean(an_net *net, const float mean[3]) { memcpy(net->mean, mean, sizeof net->mean); }
 void an_net_get_mean(const an_net *net, float mean[3]) { memcpy(mean, net->mean, sizeof net->mean); }
+an_status an_net_set_input_scale(an_net *net, float scale)
+{
+    if (!(scale > 0) || !isfinite(scale)) return an_fail(AN_ERR_ARGUMENT, "input scale %g must be a positive number", scale);
+    net->input_scale = scale;
+    return AN_OK;
+}
+float an_net_input_scale(const an_net *net) { return net->input_scale; }
 
 an_status an_net_create(int classes, uint64_t seed, an_net **out)
 {
@@ -65,6 +72,7 @@ an_status an_net_create(int classes, uint64_t seed, an_net **out)
     an_net *net = calloc(1, sizeof *net);
     if (!net) return an_fail(AN_ERR_MEMORY, "out of memory creating the network");
     net->classes = classes;
+    net->input_scale = 1.0f;
     net->mean[0] = 123.68f; net->mean[1] = 116.779f; net->mean[2] = 103.939f;
     memcpy(net->layers, layer_table, sizeof layer_table);
     net->layers[AN_P_DENSE_3].out = classes;
@@ -273,7 +281,7 @@ an_status an_net_forward(an_net *net, const float *images, int n, int until, flo
     an_plan *p;
     an_status s = an_plan_for(net, n, 0, &p);
     if (s != AN_OK) return s;
-    an_subtract_mean(n, images, net->mean, p->input);
+    an_preprocess(n, images, net->mean, net->input_scale, p->input);
     s = an_plan_forward(net, p, until);
     if (s != AN_OK) return s;
     if (p->layout[until]) return an_layout_to_plain(p->layout[until], p->act[until], out);

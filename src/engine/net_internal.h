@@ -22,7 +22,7 @@ typedef struct {
     uint8_t *keep[2];                   /* dropout masks after dense_1 and dense_2 */
 } an_plan;
 
-#define N_PLANS 2   /* a full batch and the last, smaller one */
+#define N_PLANS 3   /* a full batch, the last smaller one, and evaluation */
 
 struct an_net {
     int classes;
@@ -34,6 +34,7 @@ struct an_net {
     float dropout;                      /* rate after dense_1 and dense_2 */
     an_rng dropout_rng;
     float mean[3];
+    float input_scale;                  /* after the mean: (x - mean) * scale */
     an_param_layer layers[AN_N_PARAM_LAYERS];
     size_t n_params;
     float *params;

@@ -87,7 +87,7 @@ void an_loss_forward_backward(int n, int classes, const float *logits, const flo
                               double *loss_sum, int *correct);
 
 /* ---- tensor helpers ---- */
-/* the batch-wide mean subtraction of the input: y = x - mean[channel] */
-void an_subtract_mean(int n, const float *x, const float mean[3], float *y);
+/* the input's preprocessing: y = (x - mean[channel]) * scale */
+void an_preprocess(int n, const float *x, const float mean[3], float scale, float *y);
 
 #endif

@@ -671,14 +671,14 @@ void an_softmax_forward(int n, int classes, const float *logits, float *prob)
     }
 }
 
-void an_subtract_mean(int n, const float *x, const float mean[3], float *y)
+void an_preprocess(int n, const float *x, const float mean[3], float scale, float *y)
 {
     const size_t plane = (size_t)AN_INPUT_SIZE * AN_INPUT_SIZE;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < n; i++)
         for (int c = 0; c < AN_INPUT_CHANNELS; c++) {
             size_t off = ((size_t)i * AN_INPUT_CHANNELS + c) * plane;
-            for (size_t k = 0; k < plane; k++) y[off + k] = x[off + k] - mean[c];
+            for (size_t k = 0; k < plane; k++) y[off + k] = (x[off + k] - mean[c]) * scale;
         }
 }
 

@@ -60,7 +60,7 @@ an_status an_net_backward(an_net *net, const float *images, const int *labels, i
         return an_fail(AN_ERR_MEMORY, "out of memory for the gradients (%zu parameters)", net->n_params);
     an_plan *p;
     if ((s = an_plan_for(net, n, 1, &p)) != AN_OK) return s;
-    an_subtract_mean(n, images, net->mean, p->input);
+    an_preprocess(n, images, net->mean, net->input_scale, p->input);
     if ((s = an_plan_forward(net, p, AN_SOFTMAX)) != AN_OK) return s;
 
     float **a = p->act, **g = p->grad;
@@ -159,4 +159,10 @@ an_status an_net_evaluate(an_net *net, const float *images, const int *labels, i
     }
     free(buf);
     return s;
+}
+
+void an_net_reset_optimizer(an_net *net)
+{
+    if (net->velocity) memset(net->velocity, 0, net->n_params * sizeof(float));
+    net->iterations = 0;
 }

@@ -1,0 +1,275 @@
+/* images.h: JPEG files into the net's input (jpeg.c, augment.c, loader.c).
+ *
+ * Plain C, no R. Every file is decoded by libjpeg straight to RGB (greyscale
+ * becomes R = G = B; CMYK and YCCK are converted, Adobe's inverted CMYK
+ * included), at the smallest DCT scale (1/8, 1/4, 1/2 or 1) that still
+ * gives at least one decoded pixel per output pixel, then resized (and
+ * augmented) into 3 x size x size floats, RGB 0..255, planar (channels
+ * first). The mean is NOT subtracted: the net does that itself. Paths are
+ * UTF-8 byte strings (on Windows opened through the wide-character API).
+ *
+ * Resize, centre crop and augmentation are composed into one affine map from
+ * output pixel to source pixel, sampled bilinearly once (half-pixel centres,
+ * as in image.c). Keras' ImageDataGenerator samples its transform with
+ * nearest neighbour (order = 0); bilinear is a deliberate quality choice.
+ *
+ * Errors: every failure returns an an_status and a message that names the
+ * file (an_error_message(), or an_load_result.message in the loader). No
+ * function here prints, exits or aborts; libjpeg's error_exit is replaced by
+ * a setjmp/longjmp manager and its messages are captured, never printed.
+ */
+#ifndef AN_IMAGES_H
+#define AN_IMAGES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "alexnet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- options ------------------------------------------------------------ */
+
+typedef enum {
+    AN_RESIZE_STRETCH = 0,  /* the whole image to size x size (aspect not kept) */
+    AN_RESIZE_CROP = 1      /* short side to `resize_short`, then the centre
+                               size x size (torchvision Resize + CenterCrop:
+                               long side int(short * long / short), crop
+                               offset round-half-even((n - size) / 2)) */
+} an_resize_mode;
+
+typedef struct {
+    int size;                   /* output side: AN_INPUT_SIZE (227) */
+    an_resize_mode resize_mode; /* AN_RESIZE_STRETCH */
+    int resize_short;           /* AN_RESIZE_CROP only: 256 (must be >= size) */
+    double max_megapixels;      /* 100 (0 also means 100): larger declared
+                                   images are refused before anything is
+                                   allocated */
+    int dct_scaling;            /* 1: decode at libjpeg's 1/8, 1/4 or 1/2 scale
+                                   when that is still large enough; 0: always
+                                   decode at full size */
+    int lenient;                /* 0: libjpeg's "Corrupt JPEG data" warnings and a
+                                   premature end of file are errors; 1: such
+                                   images are kept as libjpeg decodes them (the
+                                   missing part grey), the warning goes to the
+                                   message with status AN_OK. Harmless warnings
+                                   (extraneous bytes before a marker, unknown
+                                   JFIF revision, ...) never fail an image. */
+} an_image_options;
+
+void an_image_options_init(an_image_options *opt);
+
+/* Keras 1 ImageDataGenerator's random transform, drawn per image. In Keras'
+ * (row, column) coordinates about the image centre, output pixel o is taken
+ * from input  centre + R(theta) (Sh(s) Z o + t),  with
+ *   R = [[cos, -sin], [sin, cos]], theta ~ U(-rotation_range, +) degrees;
+ *   t = (height_shift * size, width_shift * size), each ~ U(-range, range);
+ *   Sh = [[1, -sin s], [0, cos s]], s ~ U(-shear_range, shear_range) radians;
+ *   Z = diag(zx, zy), zx, zy ~ U(zoom_lo, zoom_hi) independently (zx scales
+ *       rows): a zoom above 1 samples a larger part of the image (zooms
+ *       out), below 1 magnifies, exactly as in Keras;
+ * fill_mode 'nearest': points outside the (resized or cropped) image take
+ * the nearest edge pixel. Then a horizontal (vertical) flip of the output
+ * with probability 0.5 each. Keras' zoom_range = z means (1 - z, 1 + z).
+ * Two deliberate differences: the centre is the image's true centre (Keras 1
+ * uses pixel index h/2 + 0.5, a pixel off), and sampling is bilinear. */
+typedef struct {
+    double rotation_range;      /* degrees */
+    double width_shift_range;   /* fraction of the output width */
+    double height_shift_range;  /* fraction of the output height */
+    double shear_range;         /* radians */
+    double zoom_lo, zoom_hi;    /* (1, 1): no zoom */
+    int horizontal_flip, vertical_flip;
+} an_augment;
+
+/* No augmentation: all ranges 0, zoom (1, 1), no flips. */
+void an_augment_init(an_augment *aug);
+/* Keras' augment(shear, zoom, flip): shear_range = shear, zoom (1-z, 1+z),
+ * horizontal_flip = flip; everything else off. */
+void an_augment_keras(an_augment *aug, double shear, double zoom, int horizontal_flip);
+an_status an_augment_check(const an_augment *aug);
+
+/* One image's drawn parameters. */
+typedef struct {
+    double theta;       /* radians */
+    double height_shift, width_shift;  /* fractions of the output (Keras' tx, ty) */
+    double shear;       /* radians */
+    double zx, zy;
+    int hflip, vflip;
+} an_transform;
+
+/* The transform for image `index` of epoch `epoch`: drawn from a generator
+ * seeded by (seed, epoch, index) alone, so it does not depend on threads or
+ * on the order of decoding. Eight uniforms are always drawn, in Keras' order
+ * (rotation, height shift, width shift, shear, zx, zy, hflip, vflip), so
+ * turning one option on does not change the others' draws. aug = NULL gives
+ * the identity. */
+void an_augment_draw(const an_augment *aug, uint64_t seed, uint64_t epoch, uint64_t index,
+                     an_transform *t);
+
+/* ---- one file ------------------------------------------------------------ */
+
+typedef struct {
+    int width, height;      /* as declared in the file */
+    int components;         /* 1 (grey), 3 (YCbCr / RGB) or 4 (CMYK / YCCK) */
+    int progressive;        /* 1 for progressive (or multi-scan) files */
+    int adobe;              /* 1 when an Adobe APP14 marker is present */
+    const char *color_space;/* "grey", "YCbCr", "RGB", "CMYK", "YCCK" or "unknown" */
+} an_jpeg_info;
+
+/* The header only: no pixels decoded. */
+an_status an_jpeg_read_info(const char *path, an_jpeg_info *info);
+
+/* The whole image at its native size, RGB interleaved (h x w x 3 bytes),
+ * decoded exactly as libjpeg's defaults do (accurate integer IDCT, fancy
+ * upsampling), i.e. as PIL does. *rgb comes from malloc(): free() it.
+ * max_megapixels <= 0 means the default (100). */
+an_status an_jpeg_read_rgb(const char *path, double max_megapixels, uint8_t **rgb,
+                           int *width, int *height);
+
+/* Decode, resize (and augment) one file into dst (3 x size x size floats).
+ * aug = NULL: no augmentation (seed, epoch, index unused). *width and
+ * *height (may be NULL) get the file's declared size. On failure dst is
+ * filled with zeros. opt = NULL: an_image_options_init's defaults. */
+an_status an_image_load(const char *path, const an_image_options *opt, const an_augment *aug,
+                        uint64_t seed, uint64_t epoch, uint64_t index, float *dst,
+                        int *width, int *height);
+
+/* ---- the loader ------------------------------------------------------------
+ * Batches decoded by a pool of worker threads (pthreads, not OpenMP) while
+ * the caller computes: submit batch k + 1, wait for batch k, compute it.
+ * Two batches may be outstanding (submitted and not yet waited for). Batch
+ * slot j of a batch is image indices[j] of the path list; its transform is
+ * drawn from (seed, epoch, indices[j]), so the pixels do not depend on the
+ * number of threads or on scheduling. A bad file never stops the other
+ * images: each image has its own an_load_result. */
+
+typedef enum {
+    AN_ON_ERROR_STOP = 0,   /* an_loader_wait returns the first failure's status */
+    AN_ON_ERROR_SKIP = 1    /* an_loader_wait returns AN_OK; failures are only reported */
+} an_error_policy;
+
+typedef struct {
+    an_image_options image;
+    int augment_on;         /* 0: `augment` is ignored */
+    an_augment augment;
+    uint64_t seed;
+    int threads;            /* worker threads: 2 (0 means the default) */
+    an_error_policy on_error;
+} an_loader_options;
+
+void an_loader_options_init(an_loader_options *opt);
+
+typedef struct {
+    an_status status;       /* AN_OK, AN_ERR_IO (missing, unreadable), AN_ERR_FORMAT
+                               (not a JPEG, corrupt, truncated), AN_ERR_MEMORY
+                               (declared too large), ... */
+    int width, height;      /* declared size, 0 when the header was not read */
+    char message[512];      /* names the file; empty when the image is fine,
+                               libjpeg's warning when kept by `lenient` */
+} an_load_result;
+
+/* A loader is driven from one thread at a time (its workers are its own). */
+typedef struct an_loader an_loader;
+
+/* paths are copied. Threads start here and wait for work. */
+an_status an_loader_create(const char *const *paths, int n_paths, const an_loader_options *opt,
+                           an_loader **out);
+/* Joins every thread (an image being decoded is finished first; queued
+ * images are dropped) and frees everything. NULL is fine. */
+void an_loader_free(an_loader *loader);
+
+int an_loader_size(const an_loader *loader);     /* number of paths */
+const char *an_loader_path(const an_loader *loader, int index);
+
+/* Queue a batch of `count` images (indices into the path list, repeats
+ * allowed). Returns at once. AN_ERR_ARGUMENT when two batches are already
+ * outstanding or an index is out of range. */
+an_status an_loader_submit(an_loader *loader, const int *indices, int count, uint64_t epoch);
+
+/* Wait for the oldest outstanding batch and copy it to dst (count x 3 x size
+ * x size floats; a failed image is all zeros) and its per-image results to
+ * `results` (count entries; NULL to ignore). With AN_ON_ERROR_STOP the
+ * first failed image's status is returned (its message in
+ * an_error_message()); with AN_ON_ERROR_SKIP, AN_OK. *n_failed (may be NULL)
+ * gets the number of failed images either way. The batch is complete and
+ * its slot free in every case. AN_ERR_ARGUMENT when nothing is outstanding. */
+an_status an_loader_wait(an_loader *loader, float *dst, an_load_result *results, int *n_failed);
+
+/* an_loader_wait without the copy: *pixels points at the batch inside the
+ * loader, valid until the next an_loader_submit (which may reuse that
+ * memory). The usual loop submits k + 1 before waiting for k and computes
+ * k before submitting k + 2, so it can hand *pixels straight to the net. */
+an_status an_loader_wait_buffer(an_loader *loader, const float **pixels, an_load_result *results,
+                                int *n_failed);
+
+/* Wait at most timeout_ms for the oldest outstanding batch: 1 when it is
+ * complete (an_loader_wait will not block), 0 when not yet, -1 when nothing
+ * is outstanding. Lets a caller check for a user interrupt while it waits. */
+int an_loader_poll(an_loader *loader, int timeout_ms);
+
+/* ---- inside the engine (shared by jpeg.c, augment.c, loader.c) ------------ */
+
+/* Reusable per-thread memory: the file's bytes, the decoded pixels, taps. */
+typedef struct {
+    uint8_t *file;  size_t file_cap;
+    uint8_t *rgb;   size_t rgb_cap;
+    uint8_t *row;   size_t row_cap;
+    void *taps;     size_t taps_cap;
+} an_image_scratch;
+
+void an_image_scratch_free(an_image_scratch *s);
+
+/* Chooses libjpeg's scale numerator M (denominator 8) from the declared
+ * size; NULL means full size (8). */
+typedef int (*an_scale_choice)(void *ctx, int width, int height);
+
+typedef struct {
+    int width, height;      /* declared */
+    int out_w, out_h;       /* decoded (after DCT scaling) */
+    int scale_num;          /* M of M/8 */
+    uint8_t *rgb;           /* out_h x out_w x 3 in the scratch */
+    char warning[200];      /* a kept libjpeg warning, "" if none */
+} an_decoded;
+
+/* Read the file into s->file and decode it to RGB at the chosen scale into
+ * s->rgb (with 16 bytes of slack after the last pixel). */
+an_status an_jpeg_decode_scaled(an_image_scratch *s, const char *path, double max_megapixels,
+                                int lenient, an_scale_choice choose, void *ctx, an_decoded *out);
+
+/* The map from output pixel to source pixel for one image. Crop space is
+ * always clamped to [0.5, size - 0.5] (fill_mode 'nearest'). */
+typedef struct {
+    int size;
+    double g[2][3];         /* output (x, y) centre -> crop-space (x, y): g[r][0]x + g[r][1]y + g[r][2] */
+    int axis_aligned;       /* g[0][1] == g[1][0] == 0: separable sampling */
+    double qx, ox, qy, oy;  /* crop space -> original: x_orig = x * qx + ox */
+    int hflip, vflip;
+} an_geometry;
+
+an_status an_geometry_build(const an_image_options *opt, const an_transform *t, int width,
+                            int height, an_geometry *g);
+/* libjpeg's M for this geometry: the smallest M in {1, 2, 4, 8} with
+ * M/8 * (smallest singular value of d(original)/d(output)) >= 1, i.e. at
+ * least one decoded pixel per output pixel in every direction. */
+int an_geometry_scale_num(const an_geometry *g);
+/* Sample the decoded image (RGB interleaved, w x h, scale M/8 of the
+ * original) into dst (3 x size x size). rgb must have 8 readable bytes past
+ * its last pixel (an_jpeg_decode_scaled leaves 16). May overwrite rgb (an
+ * in-place box reduction when the decoded image is still 2x or more too
+ * large). */
+an_status an_geometry_sample(const an_geometry *g, an_image_scratch *s, uint8_t *rgb, int w,
+                             int h, int scale_num, float *dst);
+
+/* an_image_load with the caller's scratch; a libjpeg warning kept by
+ * `lenient` goes to `warning`. */
+an_status an_image_load_scratch(an_image_scratch *s, const char *path, const an_image_options *opt,
+                                const an_augment *aug, uint64_t seed, uint64_t epoch,
+                                uint64_t index, float *dst, int *width, int *height,
+                                char *warning, size_t warning_size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

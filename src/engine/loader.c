@@ -1,0 +1,463 @@
+/* loader.c: one file into the net's input, and batches of files decoded by
+ * worker threads while the caller computes.
+ *
+ * The loader holds two batch slots. A worker takes the next image of the
+ * oldest submitted batch that still has undecoded images, decodes it
+ * straight into that slot (images are independent, so no ordering among
+ * workers matters), and the last worker to finish a batch wakes the caller.
+ * Workers block every signal, so an interrupt reaches the caller's thread.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "images.h"
+
+/* ---- one file ---------------------------------------------------------------- */
+
+typedef struct {
+    const an_image_options *opt;
+    const an_transform *t;
+    an_geometry geom;
+    an_status status;
+    char message[512];
+} scale_ctx;
+
+static int choose_scale(void *p, int width, int height)
+{
+    scale_ctx *c = p;
+    c->status = an_geometry_build(c->opt, c->t, width, height, &c->geom);
+    if (c->status != AN_OK) {
+        snprintf(c->message, sizeof c->message, "%s", an_error_message());
+        return 8;
+    }
+    return c->opt->dct_scaling ? an_geometry_scale_num(&c->geom) : 8;
+}
+
+an_status an_image_load_scratch(an_image_scratch *s, const char *path, const an_image_options *opt,
+                                const an_augment *aug, uint64_t seed, uint64_t epoch,
+                                uint64_t index, float *dst, int *width, int *height,
+                                char *warning, size_t warning_size)
+{
+    an_image_options defaults;
+    if (!opt) {
+        an_image_options_init(&defaults);
+        opt = &defaults;
+    }
+    if (width) *width = 0;
+    if (height) *height = 0;
+    if (warning && warning_size) warning[0] = 0;
+    if (!dst) return an_fail(AN_ERR_ARGUMENT, "an_image_load: dst is NULL");
+    size_t n_out = (size_t)3 * opt->size * opt->size;
+    an_geometry probe;   /* the options, before any decoding */
+    an_status st = an_geometry_build(opt, NULL, 1, 1, &probe);
+    if (st != AN_OK) goto fail;
+    if ((st = an_augment_check(aug)) != AN_OK) goto fail;
+    an_transform t;
+    an_augment_draw(aug, seed, epoch, index, &t);
+    scale_ctx ctx;
+    ctx.opt = opt;
+    ctx.t = &t;
+    ctx.status = AN_OK;
+    an_decoded d;
+    st = an_jpeg_decode_scaled(s, path, opt->max_megapixels, opt->lenient, choose_scale, &ctx, &d);
+    if (width) *width = d.width;
+    if (height) *height = d.height;
+    if (st != AN_OK) goto fail;
+    if (ctx.status != AN_OK) {
+        st = an_fail(ctx.status, "'%s': %s", path, ctx.message);
+        goto fail;
+    }
+    st = an_geometry_sample(&ctx.geom, s, d.rgb, d.out_w, d.out_h, d.scale_num, dst);
+    if (st != AN_OK) goto fail;
+    if (d.warning[0] && warning && warning_size)
+        snprintf(warning, warning_size, "'%s': kept despite a libjpeg warning (%s)", path, d.warning);
+    return AN_OK;
+fail:
+    if (opt->size >= 1 && opt->size <= 8192) memset(dst, 0, n_out * sizeof *dst);
+    return st;
+}
+
+an_status an_image_load(const char *path, const an_image_options *opt, const an_augment *aug,
+                        uint64_t seed, uint64_t epoch, uint64_t index, float *dst, int *width,
+                        int *height)
+{
+    an_image_scratch s;
+    memset(&s, 0, sizeof s);
+    an_status st = an_image_load_scratch(&s, path, opt, aug, seed, epoch, index, dst, width, height,
+                                         NULL, 0);
+    an_image_scratch_free(&s);
+    return st;
+}
+
+/* ---- the loader ------------------------------------------------------------------ */
+
+enum { SLOT_FREE, SLOT_PENDING };
+
+typedef struct {
+    int state;
+    uint64_t serial;        /* submission order */
+    uint64_t epoch;
+    int count, cap;
+    int next;               /* next image to hand to a worker */
+    int done;               /* images finished */
+    int *indices;
+    float *pixels;
+    an_load_result *results;
+} slot;
+
+struct an_loader {
+    char **paths;
+    int n_paths;
+    an_loader_options opt;
+    size_t image_floats;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work;    /* workers: an image to decode, or shutdown */
+    pthread_cond_t done;    /* caller: a batch completed */
+    slot slots[2];
+    uint64_t next_serial;   /* serial of the next submission */
+    uint64_t wait_serial;   /* serial of the batch an_loader_wait returns next */
+    int shutdown;
+
+    int n_threads;          /* started */
+    pthread_t *threads;
+    an_image_scratch *scratch;   /* one per thread */
+};
+
+typedef struct {
+    an_loader *ld;
+    int id;
+} worker_arg;
+
+void an_loader_options_init(an_loader_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    an_image_options_init(&opt->image);
+    an_augment_init(&opt->augment);
+    opt->augment_on = 0;
+    opt->seed = 0;
+    opt->threads = 2;
+    opt->on_error = AN_ON_ERROR_STOP;
+}
+
+/* The oldest pending batch with an image not yet handed out, or NULL. */
+static slot *next_work(an_loader *ld)
+{
+    slot *best = NULL;
+    for (int i = 0; i < 2; i++) {
+        slot *b = &ld->slots[i];
+        if (b->state == SLOT_PENDING && b->next < b->count && (!best || b->serial < best->serial))
+            best = b;
+    }
+    return best;
+}
+
+static void *worker(void *p)
+{
+    an_loader *ld = ((worker_arg *)p)->ld;
+    an_image_scratch *s = &ld->scratch[((worker_arg *)p)->id];
+    free(p);
+    const an_augment *aug = ld->opt.augment_on ? &ld->opt.augment : NULL;
+    pthread_mutex_lock(&ld->mu);
+    for (;;) {
+        slot *b = NULL;
+        while (!ld->shutdown && !(b = next_work(ld))) pthread_cond_wait(&ld->work, &ld->mu);
+        if (ld->shutdown) break;
+        int j = b->next++;
+        int index = b->indices[j];
+        uint64_t epoch = b->epoch;
+        float *dst = b->pixels + (size_t)j * ld->image_floats;
+        an_load_result *r = &b->results[j];
+        pthread_mutex_unlock(&ld->mu);
+
+        r->message[0] = 0;
+        r->status = an_image_load_scratch(s, ld->paths[index], &ld->opt.image, aug, ld->opt.seed,
+                                          epoch, (uint64_t)index, dst, &r->width, &r->height,
+                                          r->message, sizeof r->message);
+        if (r->status != AN_OK) snprintf(r->message, sizeof r->message, "%s", an_error_message());
+
+        pthread_mutex_lock(&ld->mu);
+        if (++b->done == b->count) pthread_cond_broadcast(&ld->done);
+    }
+    pthread_mutex_unlock(&ld->mu);
+    return NULL;
+}
+
+static void stop_threads(an_loader *ld)
+{
+    pthread_mutex_lock(&ld->mu);
+    ld->shutdown = 1;
+    pthread_cond_broadcast(&ld->work);
+    pthread_mutex_unlock(&ld->mu);
+    for (int i = 0; i < ld->n_threads; i++) pthread_join(ld->threads[i], NULL);
+    ld->n_threads = 0;
+}
+
+void an_loader_free(an_loader *ld)
+{
+    if (!ld) return;
+    stop_threads(ld);
+    pthread_mutex_destroy(&ld->mu);
+    pthread_cond_destroy(&ld->work);
+    pthread_cond_destroy(&ld->done);
+    if (ld->scratch)
+        for (int i = 0; i < ld->opt.threads; i++) an_image_scratch_free(&ld->scratch[i]);
+    free(ld->scratch);
+    free(ld->threads);
+    for (int i = 0; i < 2; i++) {
+        free(ld->slots[i].indices);
+        free(ld->slots[i].pixels);
+        free(ld->slots[i].results);
+    }
+    if (ld->paths)
+        for (int i = 0; i < ld->n_paths; i++) free(ld->paths[i]);
+    free(ld->paths);
+    free(ld);
+}
+
+an_status an_loader_create(const char *const *paths, int n_paths, const an_loader_options *opt,
+                           an_loader **out)
+{
+    if (!out) return an_fail(AN_ERR_ARGUMENT, "an_loader_create: out is NULL");
+    *out = NULL;
+    if (n_paths < 0 || (n_paths > 0 && !paths))
+        return an_fail(AN_ERR_ARGUMENT, "an_loader_create: %d paths", n_paths);
+    an_loader_options defaults;
+    if (!opt) {
+        an_loader_options_init(&defaults);
+        opt = &defaults;
+    }
+    if (opt->threads < 0 || opt->threads > 256)
+        return an_fail(AN_ERR_ARGUMENT, "threads is %d: 0 (default 2) to 256 expected", opt->threads);
+    if (opt->on_error != AN_ON_ERROR_STOP && opt->on_error != AN_ON_ERROR_SKIP)
+        return an_fail(AN_ERR_ARGUMENT, "unknown error policy %d", (int)opt->on_error);
+    if (opt->augment_on) {
+        an_status st = an_augment_check(&opt->augment);
+        if (st != AN_OK) return st;
+    }
+    an_geometry probe;   /* validates the image options */
+    an_status st = an_geometry_build(&opt->image, NULL, 1, 1, &probe);
+    if (st != AN_OK) return st;
+    for (int i = 0; i < n_paths; i++)
+        if (!paths[i]) return an_fail(AN_ERR_ARGUMENT, "an_loader_create: path %d is NULL", i + 1);
+
+    an_loader *ld = calloc(1, sizeof *ld);
+    if (!ld) return an_fail(AN_ERR_MEMORY, "out of memory for the loader");
+    ld->opt = *opt;
+    if (ld->opt.threads == 0) ld->opt.threads = 2;
+    ld->image_floats = (size_t)3 * opt->image.size * opt->image.size;
+    ld->n_paths = n_paths;
+    ld->paths = calloc(n_paths ? (size_t)n_paths : 1, sizeof *ld->paths);
+    ld->threads = calloc((size_t)ld->opt.threads, sizeof *ld->threads);
+    ld->scratch = calloc((size_t)ld->opt.threads, sizeof *ld->scratch);
+    int sync_ok = 0;
+    if (ld->paths && ld->threads && ld->scratch) {
+        sync_ok = pthread_mutex_init(&ld->mu, NULL) == 0;
+        if (sync_ok && pthread_cond_init(&ld->work, NULL) != 0) {
+            pthread_mutex_destroy(&ld->mu);
+            sync_ok = 0;
+        }
+        if (sync_ok && pthread_cond_init(&ld->done, NULL) != 0) {
+            pthread_cond_destroy(&ld->work);
+            pthread_mutex_destroy(&ld->mu);
+            sync_ok = 0;
+        }
+    }
+    if (!sync_ok) {
+        free(ld->paths);
+        free(ld->threads);
+        free(ld->scratch);
+        free(ld);
+        return an_fail(AN_ERR_MEMORY, "out of memory creating the loader");
+    }
+    for (int i = 0; i < n_paths; i++) {
+        size_t len = strlen(paths[i]);
+        ld->paths[i] = malloc(len + 1);
+        if (!ld->paths[i]) {
+            an_loader_free(ld);
+            return an_fail(AN_ERR_MEMORY, "out of memory copying %d paths", n_paths);
+        }
+        memcpy(ld->paths[i], paths[i], len + 1);
+    }
+
+#ifndef _WIN32
+    /* Workers inherit a mask that blocks every signal. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+#endif
+    int err = 0;
+    for (int i = 0; i < ld->opt.threads; i++) {
+        worker_arg *a = malloc(sizeof *a);
+        if (!a) {
+            err = ENOMEM;
+            break;
+        }
+        a->ld = ld;
+        a->id = i;
+        err = pthread_create(&ld->threads[i], NULL, worker, a);
+        if (err) {
+            free(a);
+            break;
+        }
+        ld->n_threads++;
+    }
+#ifndef _WIN32
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+#endif
+    if (err) {
+        int started = ld->n_threads;
+        an_loader_free(ld);
+        return an_fail(AN_ERR_MEMORY, "could not start loader thread %d of %d (error %d)", started + 1,
+                       opt->threads ? opt->threads : 2, err);
+    }
+    *out = ld;
+    return AN_OK;
+}
+
+int an_loader_size(const an_loader *ld) { return ld ? ld->n_paths : 0; }
+
+const char *an_loader_path(const an_loader *ld, int index)
+{
+    return ld && index >= 0 && index < ld->n_paths ? ld->paths[index] : NULL;
+}
+
+an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_t epoch)
+{
+    if (!ld) return an_fail(AN_ERR_ARGUMENT, "an_loader_submit: loader is NULL");
+    if (count < 0 || (count > 0 && !indices))
+        return an_fail(AN_ERR_ARGUMENT, "an_loader_submit: batch of %d images", count);
+    for (int j = 0; j < count; j++)
+        if (indices[j] < 0 || indices[j] >= ld->n_paths)
+            return an_fail(AN_ERR_ARGUMENT, "an_loader_submit: image index %d (batch position %d) is "
+                           "outside 0..%d", indices[j], j, ld->n_paths - 1);
+    pthread_mutex_lock(&ld->mu);
+    slot *b = NULL;
+    for (int i = 0; i < 2 && !b; i++)
+        if (ld->slots[i].state == SLOT_FREE) b = &ld->slots[i];
+    pthread_mutex_unlock(&ld->mu);
+    if (!b)
+        return an_fail(AN_ERR_ARGUMENT, "an_loader_submit: two batches are already outstanding: "
+                       "call an_loader_wait first");
+    /* The slot is free: no worker touches it until it is published below. */
+    if (count > b->cap) {
+        size_t bytes = (size_t)count * ld->image_floats * sizeof(float);
+        float *px = malloc(bytes);
+        int *ix = malloc((size_t)count * sizeof *ix);
+        an_load_result *rs = malloc((size_t)count * sizeof *rs);
+        if (!px || !ix || !rs) {
+            free(px);
+            free(ix);
+            free(rs);
+            return an_fail(AN_ERR_MEMORY, "out of memory for a batch of %d images (%.0f MB)", count,
+                           bytes / 1e6);
+        }
+        free(b->pixels);
+        free(b->indices);
+        free(b->results);
+        b->pixels = px;
+        b->indices = ix;
+        b->results = rs;
+        b->cap = count;
+    }
+    if (count) memcpy(b->indices, indices, (size_t)count * sizeof *indices);
+    pthread_mutex_lock(&ld->mu);
+    b->count = count;
+    b->epoch = epoch;
+    b->next = 0;
+    b->done = 0;
+    b->serial = ld->next_serial++;
+    b->state = SLOT_PENDING;
+    pthread_cond_broadcast(&ld->work);
+    pthread_mutex_unlock(&ld->mu);
+    return AN_OK;
+}
+
+static slot *oldest(an_loader *ld)
+{
+    for (int i = 0; i < 2; i++)
+        if (ld->slots[i].state == SLOT_PENDING && ld->slots[i].serial == ld->wait_serial)
+            return &ld->slots[i];
+    return NULL;
+}
+
+int an_loader_poll(an_loader *ld, int timeout_ms)
+{
+    if (!ld) return -1;
+    pthread_mutex_lock(&ld->mu);
+    slot *b = oldest(ld);
+    int r = -1;
+    if (b) {
+        if (b->done < b->count && timeout_ms > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += timeout_ms / 1000;
+            ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            while (b->done < b->count)
+                if (pthread_cond_timedwait(&ld->done, &ld->mu, &ts) == ETIMEDOUT) break;
+        }
+        r = b->done == b->count;
+    }
+    pthread_mutex_unlock(&ld->mu);
+    return r;
+}
+
+/* Wait for the oldest batch, report it, free its slot (its memory stays
+ * untouched until the next submission). */
+static an_status wait_oldest(an_loader *ld, float *dst, const float **pixels, an_load_result *results,
+                             int *n_failed)
+{
+    if (n_failed) *n_failed = 0;
+    if (pixels) *pixels = NULL;
+    if (!ld) return an_fail(AN_ERR_ARGUMENT, "an_loader_wait: loader is NULL");
+    pthread_mutex_lock(&ld->mu);
+    slot *b = oldest(ld);
+    if (!b) {
+        pthread_mutex_unlock(&ld->mu);
+        return an_fail(AN_ERR_ARGUMENT, "an_loader_wait: no batch outstanding (call an_loader_submit)");
+    }
+    while (b->done < b->count) pthread_cond_wait(&ld->done, &ld->mu);
+    pthread_mutex_unlock(&ld->mu);
+
+    /* Complete: no worker writes to it any more. */
+    if (dst && b->count) memcpy(dst, b->pixels, (size_t)b->count * ld->image_floats * sizeof *dst);
+    if (pixels) *pixels = b->pixels;
+    if (results && b->count) memcpy(results, b->results, (size_t)b->count * sizeof *results);
+    int failed = 0, first = -1;
+    for (int j = 0; j < b->count; j++)
+        if (b->results[j].status != AN_OK) {
+            if (first < 0) first = j;
+            failed++;
+        }
+    an_status st = AN_OK;
+    if (failed && ld->opt.on_error == AN_ON_ERROR_STOP)
+        st = an_fail(b->results[first].status, "%s", b->results[first].message);
+    if (n_failed) *n_failed = failed;
+
+    pthread_mutex_lock(&ld->mu);
+    b->state = SLOT_FREE;
+    ld->wait_serial++;
+    pthread_mutex_unlock(&ld->mu);
+    return st;
+}
+
+an_status an_loader_wait(an_loader *ld, float *dst, an_load_result *results, int *n_failed)
+{
+    return wait_oldest(ld, dst, NULL, results, n_failed);
+}
+
+an_status an_loader_wait_buffer(an_loader *ld, const float **pixels, an_load_result *results,
+                                int *n_failed)
+{
+    if (!pixels) return an_fail(AN_ERR_ARGUMENT, "an_loader_wait_buffer: pixels is NULL");
+    return wait_oldest(ld, NULL, pixels, results, n_failed);
+}

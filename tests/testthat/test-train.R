@@ -1,0 +1,143 @@
+# Training from R: learning, reproducibility, interrupts, checkpoints, errors.
+
+stripes <- function(n, seed) {
+  # class "h": horizontal stripes, "v": vertical stripes, random phase and noise
+  set.seed(seed)
+  px <- array(0, c(n, 32, 32))
+  lab <- rep(c("h", "v"), length.out = n)
+  for (i in seq_len(n)) {
+    phase <- sample(0:7, 1)
+    band <- ((seq_len(32) + phase) %/% 4) %% 2 * 255
+    img <- if (lab[i] == "h") matrix(band, 32, 32) else matrix(band, 32, 32, byrow = TRUE)
+    px[i, , ] <- pmin(255, pmax(0, img + rnorm(32 * 32, sd = 20)))
+  }
+  image_array(px, labels = factor(lab, levels = c("h", "v")))
+}
+
+test_that("training learns a small problem to high accuracy", {
+  train <- stripes(32, 1)
+  test <- stripes(16, 2)
+  # scale 1/255 keeps the logits of a fresh net moderate (see ?alexnet)
+  net <- alexnet(labels = c("h", "v"), seed = 1, scale = 1 / 255)
+  fit <- alexnet_train(net, train, validation = test, epochs = 3, batch_size = 16,
+                       optimizer = sgd(lr = 1e-3), seed = 1)
+  expect_s3_class(fit, "alexnet_fit")
+  expect_identical(names(fit$history),
+                   c("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"))
+  expect_equal(nrow(fit$history), 3)
+  expect_gte(fit$history$val_accuracy[3], 0.9)
+  expect_lt(fit$history$loss[3], fit$history$loss[1])
+  # the net itself was trained in place
+  expect_gte(mean(predict(net, test, type = "class") == test$labels), 0.9)
+})
+
+test_that("the same seed gives the same history and weights", {
+  train <- stripes(16, 5)
+  run <- function() {
+    net <- alexnet(labels = c("h", "v"), seed = 7)
+    fit <- alexnet_train(net, train, epochs = 2, batch_size = 8,
+                         optimizer = sgd(lr = 1e-5), seed = 9)
+    list(h = fit$history[, c("loss", "accuracy")], p = alexnet:::net_params(net))
+  }
+  a <- run()
+  b <- run()
+  expect_identical(a$h, b$h)
+  expect_true(identical(a$p, b$p))   # not expect_identical: no 57M-element diff on failure
+})
+
+test_that("mse loss and layer freezing work", {
+  train <- stripes(8, 6)
+  net <- alexnet(labels = c("h", "v"), seed = 2)
+  before <- alexnet:::net_params(net)
+  freeze(net, through = "dense_2")
+  expect_identical(trainable_layers(net), "dense_3")
+  fit <- alexnet_train(net, train, epochs = 1, batch_size = 8, loss = "mse",
+                       optimizer = sgd(lr = 0.1), seed = 1)
+  after <- alexnet:::net_params(net)
+  tab <- alexnet_layer_table(net)
+  n_frozen <- sum(tab$params[seq_len(match("dense_2", tab$name))])   # conv_1 .. dense_2
+  expect_true(identical(after[seq_len(n_frozen)], before[seq_len(n_frozen)]))
+  expect_false(identical(after, before))
+  expect_true(is.finite(fit$history$loss))
+  unfreeze(net, from = "conv_5_1")
+  expect_identical(trainable_layers(net), c("conv_5", "dense_1", "dense_2", "dense_3"))
+})
+
+test_that("an interrupt between batches returns the net and the finished epochs", {
+  train <- stripes(16, 3)
+  net <- alexnet(labels = c("h", "v"), seed = 1)
+  old <- options(alexnet.after_batch = function(epoch, done) {
+    if (epoch == 2 && done == 8) tools::pskill(Sys.getpid(), tools::SIGINT)
+  })
+  on.exit(options(old))
+  expect_warning(
+    fit <- alexnet_train(net, train, epochs = 3, batch_size = 8, optimizer = sgd(lr = 1e-5), seed = 1),
+    "interrupted in epoch 2"
+  )
+  expect_true(fit$interrupted)
+  expect_equal(nrow(fit$history), 1)
+  # the net still works
+  expect_equal(dim(predict(net, train)), c(16, 2))
+})
+
+test_that("a checkpoint lets a run resume where it stopped", {
+  train <- stripes(16, 4)
+  file <- tempfile(fileext = ".rds")
+  on.exit(unlink(file))
+  straight <- alexnet(labels = c("h", "v"), seed = 5)
+  full <- alexnet_train(straight, train, epochs = 2, batch_size = 8, optimizer = sgd(lr = 1e-5), seed = 6)
+  resumed <- alexnet(labels = c("h", "v"), seed = 5)
+  first <- alexnet_train(resumed, train, epochs = 1, batch_size = 8, optimizer = sgd(lr = 1e-5),
+                         seed = 6, checkpoint = file)
+  expect_true(file.exists(file))
+  fresh <- alexnet(labels = c("h", "v"), seed = 99)   # a new session's net
+  second <- alexnet_train(fresh, train, epochs = 2, batch_size = 8, optimizer = sgd(lr = 1e-5),
+                          seed = 6, checkpoint = file)
+  expect_equal(nrow(second$history), 2)
+  expect_identical(second$history$loss, full$history$loss)
+  expect_true(identical(alexnet:::net_params(fresh), alexnet:::net_params(straight)))
+})
+
+test_that("layer-wise fine-tuning runs its stages", {
+  train <- stripes(8, 7)
+  net <- alexnet(labels = c("h", "v"), seed = 1)
+  fit <- alexnet_finetune(net, train, batch_size = 8, seed = 1,
+                          schedule = finetune_schedule(c("dense_3", "conv_5_1"), epochs = 1,
+                                                       lr = c(1e-4, 1e-5)))
+  expect_identical(fit$history$stage, c("dense_3", "conv_5_1"))
+  expect_identical(fit$history$epoch, 1:2)
+  expect_identical(trainable_layers(net), c("conv_5", "dense_1", "dense_2", "dense_3"))
+  s <- finetune_schedule()
+  expect_identical(s$layer, c("dense_3", "dense_2", "dense_1", "conv_5", "conv_4", "conv_3", "conv_2", "conv_1"))
+  expect_identical(s$lr, c(1e-2, rep(1e-3, 7)))
+  expect_true(all(s$epochs == 10))
+})
+
+test_that("bad training arguments give clear errors", {
+  train <- stripes(4, 8)
+  net <- alexnet(labels = c("h", "v"), seed = 1)
+  expect_error(alexnet_train(net, train, epochs = 0), "epochs", class = "alexnet_error")
+  expect_error(sgd(lr = NA), "lr", class = "alexnet_error")
+  expect_error(sgd(momentum = 1), "momentum", class = "alexnet_error")
+  other <- image_array(train$pixels, labels = c("cat", "dog", "cat", "dog"))
+  expect_error(alexnet_train(net, other, epochs = 1), "do not match", class = "alexnet_error")
+  expect_error(alexnet_train(net, image_array(train$pixels), epochs = 1), "no labels",
+               class = "alexnet_error")
+  expect_error(alexnet_train(net, train, batch_size = -1), "batch_size", class = "alexnet_error")
+  expect_error(finetune_schedule(c("dense_3", "conv_9")), "conv_9", class = "alexnet_error")
+  expect_error(unfreeze(net, from = "softmax"), "not a layer with weights", class = "alexnet_error")
+  expect_error(alexnet_train(net, train, loss = "hinge"), "should be one of")
+})
+
+test_that("history prints and plots", {
+  h <- data.frame(epoch = 1:2, loss = c(0.7, 0.5), accuracy = c(0.5, 0.8), val_loss = c(0.7, 0.6),
+                  val_accuracy = c(0.5, 0.7), lr = 0.01, seconds = 1)
+  fit <- structure(list(history = h, interrupted = FALSE, loss = "mse"), class = "alexnet_fit")
+  expect_output(print(fit), "2 epochs, loss mse")
+  file <- tempfile(fileext = ".png")
+  on.exit(unlink(file))
+  grDevices::png(file)
+  expect_invisible(plot(fit))
+  grDevices::dev.off()
+  expect_gt(file.size(file), 1000)
+})
