@@ -2,7 +2,9 @@
 """Write the engine's reference fixtures (tests/engine/fixtures/*.anfx).
 
 Development tool only: needs PyTorch and numpy (Debian: python3-torch); the
-package never runs it. Usage:  /usr/bin/python3 tools/make_fixtures.py [OUTDIR]
+package never runs it. Usage:
+    /usr/bin/python3 tools/make_fixtures.py [OUTDIR [ops|image|net|train ...]]
+(default: all four; train takes a minute or two, for its near-tie list).
 
 No weights or inputs are stored: both sides regenerate them with the hash fill
 below (C twin: tests/engine/hashfill.h), so the fixtures hold only shapes and
@@ -25,6 +27,7 @@ Streams:
       (r is dy, the gradient of L = sum(y * r))
   whole net: parameter layer j (0..7, alexnet.h order): weight 1000+2j, bias 1001+2j;
       input images (2 x 3 x 227 x 227) 2000
+  training (train.anfx): the whole-net parameters above, images (3 x 3 x 227 x 227) 2001
   image_to_input: grey 28x28 image 3000, RGB 20x28 image 3001
   hash self-check: stream 7
 
@@ -36,6 +39,18 @@ Large tensors (over FULL_LIMIT elements) are stored as NAME.idx (int32 flat
 indices of a jittered strided sample), NAME.val (float32 values there),
 NAME.stats (float64: sum, sum of |x|, max |x|, element count) and NAME.shape
 (int32 dims); small ones as NAME itself.
+
+train.anfx (see train_fixtures): the whole net with dropout off on 3 images;
+per parameter layer L (alexnet.h names) and part P (w: weights, b: bias):
+  train.labels, train.classes, train.correct (int32), train.sgd (float32: lr,
+  momentum, decay, weight_decay, nesterov)
+  train.{ce,mse}.loss        float64 per-image losses at the initial parameters
+  train.{ce,mse}.grad.L.P    gradient of the batch-mean loss
+  train.step{1,2}.v.L.P      SGD velocity after step 1, 2 (cross-entropy)
+  train.step{1,2}.dp.L.P     the step's change of the parameters (p1 - p0, p2 - p1)
+  train.step2.loss           float64 per-image cross-entropy at p1 (step 2's loss)
+  train.nt{0,1}.{sites,unit,scale}  near-ties of the forward pass at p0, p1 that
+                             the engine may decide otherwise (see train_sites)
 """
 import math
 import os
@@ -95,19 +110,19 @@ class Writer:
             dtype = np.int32 if arr.dtype.kind in "iu" else np.float32
         self.items.append((name, np.ascontiguousarray(arr, dtype=dtype)))
 
-    def add_ref(self, name, arr):
+    def add_ref(self, name, arr, sample=SAMPLE):
         """Full tensor when small, else a sample plus whole-tensor statistics."""
-        a64 = np.asarray(arr, dtype=np.float64)
+        a64 = np.asarray(arr.detach() if torch.is_tensor(arr) else arr, dtype=np.float64)
         if a64.size <= FULL_LIMIT:
             self.add(name, a64.astype(np.float32))
             return
         n = a64.size
         flat = a64.reshape(-1)
         # jittered stride: evenly spread, but not locked to any spatial period
-        step = n // SAMPLE
-        jitter = (splitmix64(np.arange(SAMPLE, dtype=np.uint64) + np.uint64(n))
+        step = n // sample
+        jitter = (splitmix64(np.arange(sample, dtype=np.uint64) + np.uint64(n))
                   % np.uint64(step)).astype(np.int64)
-        idx = np.arange(SAMPLE, dtype=np.int64) * step + jitter
+        idx = np.arange(sample, dtype=np.int64) * step + jitter
         self.add(name + ".shape", np.array(a64.shape, dtype=np.int32))
         self.add(name + ".idx", idx.astype(np.int32))
         self.add(name + ".val", flat[idx].astype(np.float32))
@@ -257,16 +272,21 @@ def net_params():
     return ps
 
 
-def net_fixtures(out):
-    wr = Writer()
-    ps = net_params()
-    x = t64(fill_image(2000, (2, 3, 227, 227)))
-    x = x - torch.tensor(MEAN, dtype=torch.float64).view(1, 3, 1, 1)
-    outs = {}
+def net_forward(x, ps, outs=None, pre=None):
+    """The whole net on mean-subtracted images x; returns the logits and
+    records every named activation in `outs` and the pre-ReLU values of the
+    layers with a ReLU in `pre`, when given."""
+    outs = {} if outs is None else outs
+    pre = {} if pre is None else pre
 
     def conv(x, j):
         _, _, _, _, stride, pad, g = CONVS[j]
-        return F.relu(F.conv2d(x, ps[j][0], ps[j][1], stride=stride, padding=pad, groups=g))
+        z = pre[CONVS[j][0]] = F.conv2d(x, ps[j][0], ps[j][1], stride=stride, padding=pad, groups=g)
+        return F.relu(z)
+
+    def dense(x, j):
+        z = pre[DENSES[j - 5][0]] = F.linear(x, *ps[j])
+        return F.relu(z)
 
     h = outs["conv_1"] = conv(x, 0)
     h = outs["pool_1"] = F.max_pool2d(h, 3, 2)
@@ -278,11 +298,25 @@ def net_fixtures(out):
     h = outs["conv_4"] = conv(h, 3)
     h = outs["conv_5"] = conv(h, 4)
     h = outs["convpool_5"] = F.max_pool2d(h, 3, 2)
-    h = h.reshape(2, -1)
-    h = outs["dense_1"] = F.relu(F.linear(h, *ps[5]))
-    h = outs["dense_2"] = F.relu(F.linear(h, *ps[6]))
+    h = h.reshape(h.shape[0], -1)
+    h = outs["dense_1"] = dense(h, 5)
+    h = outs["dense_2"] = dense(h, 6)
     h = outs["dense_3"] = F.linear(h, *ps[7])
     outs["softmax"] = torch.softmax(h, dim=1)
+    return h
+
+
+def net_images(stream, n):
+    x = t64(fill_image(stream, (n, 3, 227, 227)))
+    return x - torch.tensor(MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+
+
+def net_fixtures(out):
+    wr = Writer()
+    ps = net_params()
+    x = net_images(2000, 2)
+    outs = {}
+    net_forward(x, ps, outs)
     wr.add("net.classes", [CLASSES])
     for name, t in outs.items():
         wr.add_ref("net." + name, t)
@@ -291,6 +325,219 @@ def net_fixtures(out):
               % (name, tuple(t.shape), a.max().item(), a.mean().item(),
                  100.0 * (t == 0).double().mean().item()))
     wr.write(os.path.join(out, "net.anfx"))
+
+
+# ---------------------------------------------------------------- training
+PNAMES = [c[0] for c in CONVS] + [d[0] for d in DENSES]
+TRAIN_N = 3
+# image 0's argmax is its label; 1 and 2 are labelled with other classes
+# (the script checks this and that the argmax margins are clear)
+TRAIN_LABELS = [9, 4, 1]
+TRAIN_CORRECT = 1
+# Keras SGD. The net's gradients span 4 decades (|dL/dw| of dense_3 ~ 3, of
+# conv biases ~ 1e-4, because dense_2's outputs are ~ 10-100), so lr is set by
+# dense_3: at 1e-6 step 1 takes the mean cross-entropy from 1.87 to 1.60 and
+# changes the gradients by ~20%, leaving the softmax unsaturated for step 2. decay 0.25 gives lr/1.25 at step 2, and
+# weight_decay 0.01 is ~6% of conv_1's gradient, so both are visible.
+TRAIN_SGD = dict(lr=1e-6, momentum=0.9, decay=0.25, weight_decay=0.01, nesterov=1)
+TRAIN_SAMPLE = 3072     # smaller samples than the other fixtures: 48 sampled tensors
+
+
+def train_loss(kind, z, labels):
+    """Per-image losses; the engine's gradient is that of their mean."""
+    if kind == "ce":
+        return F.cross_entropy(z, labels, reduction="none")
+    onehot = F.one_hot(labels, z.shape[1]).to(z.dtype)
+    return ((torch.softmax(z, dim=1) - onehot) ** 2).mean(dim=1)   # Keras MSE on the softmax
+
+
+def train_grads(x, ps, labels, kind):
+    flat = [p.detach().clone().requires_grad_() for wb in ps for p in wb]
+    with torch.enable_grad():
+        z = net_forward(x, [flat[2 * j:2 * j + 2] for j in range(len(ps))])
+        losses = train_loss(kind, z, labels)
+        grads = torch.autograd.grad(losses.mean(), flat)
+    return z.detach(), losses.detach(), [g.detach() for g in grads]
+
+
+# Near-discontinuities. ReLU and max pooling make the gradient jump where a
+# pre-activation crosses zero or two values in a pooling window swap order.
+# The engine computes in float32 (errors ~1e-6 of a layer's largest value),
+# so at values that close to a kink it may decide the other way than this
+# float64 reference, and one such flip moves a deep gradient by up to ~10%.
+# With ~10^6 such decisions per image some always fall that close, so
+# instead of avoiding them the fixture lists every decision within
+# TRAIN_BAND (relative to the layer's largest value; ~20x the engine's error)
+# whose flip would change a gradient, with torch's choice and the flip's exact
+# effect; the test reads the engine's own choices from its forward pass and
+# widens the tolerance only by the effect of the decisions it took otherwise.
+TRAIN_BAND = 3e-5
+RELU_CODES = {name: j for j, name in enumerate(PNAMES[:7])}     # 0..6: conv_1..dense_2
+POOL_CODES = {"pool_1": (10, "conv_1", 0), "pool_2": (11, "conv_2", 1), "convpool_5": (12, "conv_5", 4)}
+
+
+def train_sites(x, ps, labels):
+    """Near-ties of the forward pass at ps: sites int32 (K, 4), unit effects
+    float32 (K, 16, 2) and per-loss scales float32 (K, 2) (cross-entropy,
+    MSE); a flip of site k moves parameter tensor t (alexnet.h order, weight
+    then bias) by at most scale * unit[k, t, 0] per element and
+    scale * unit[k, t, 1] in sum |x|.
+    Sites: ReLU [layer 0..6, flat index into that layer's output, torch's
+    choice (1: passes), 0]; pooling [10 pool_1 | 11 pool_2 | 12 convpool_5,
+    flat index of the window's output, flat index of torch's maximum in the
+    input, flat index of the runner-up]."""
+    flat = [p.detach().clone().requires_grad_() for wb in ps for p in wb]
+    with torch.enable_grad():
+        outs, pre = {}, {}
+        z = net_forward(x, [flat[2 * j:2 * j + 2] for j in range(len(ps))], outs, pre)
+        watch = PNAMES[:7] + list(POOL_CODES)
+        up = []     # per loss: upstream gradient at each watched output
+        for kind in ("ce", "mse"):
+            g = torch.autograd.grad(train_loss(kind, z, labels).mean(), [outs[k] for k in watch],
+                                    retain_graph=True)
+            up.append(dict(zip(watch, g)))
+        cand = []   # (site row, target tensor, unit direction, scales, deepest layer)
+        pooled = {v[1]: k for k, v in POOL_CODES.items()}
+        for name, code in RELU_CODES.items():
+            zl = pre[name].detach()
+            idx = torch.nonzero(zl.abs().reshape(-1) < TRAIN_BAND * zl.abs().max()).reshape(-1)
+            for s in idx.tolist():
+                passes = bool(zl.reshape(-1)[s] > 0)
+                if passes or name not in pooled:
+                    # the flip removes (adds) the gradient arriving at the output
+                    sc = [(-1.0 if passes else 1.0) * u[name].reshape(-1)[s].item() for u in up]
+                else:
+                    # a blocked value next to a pooling window that is otherwise all
+                    # zero becomes that window's maximum when it passes
+                    ylay = outs[name].detach()
+                    pool = pooled[name]
+                    n_, c_, h_, w_ = np.unravel_index(s, ylay.shape)
+                    sc = [0.0, 0.0]
+                    ph, pw = outs[pool].shape[2:]
+                    for oh in range(max(0, (h_ - 1) // 2), min(ph, h_ // 2 + 1)):
+                        for ow in range(max(0, (w_ - 1) // 2), min(pw, w_ // 2 + 1)):
+                            if ylay[n_, c_, 2 * oh:2 * oh + 3, 2 * ow:2 * ow + 3].max() == 0:
+                                for i, u in enumerate(up):
+                                    sc[i] += u[pool][n_, c_, oh, ow].item()
+                if sc[0] == 0 and sc[1] == 0:
+                    continue
+                e = torch.zeros_like(zl)
+                e.reshape(-1)[s] = 1.0
+                cand.append(([code, s, int(passes), 0], pre[name], e, sc, code))
+        for pool, (code, conv, j) in POOL_CODES.items():
+            y = outs[conv].detach()
+            n, c, h, w = y.shape
+            _, arg = F.max_pool2d(y, 3, 2, return_indices=True)
+            win = F.unfold(y.reshape(n * c, 1, h, w), 3, stride=2)     # (n*c, 9, L)
+            top = win.topk(2, dim=1)
+            gap = top.values[:, 0] - top.values[:, 1]
+            near = (top.values[:, 1] > 0) & (gap < TRAIN_BAND * y.max())
+            pw = outs[pool].shape[3]
+            for row, l in torch.nonzero(near).tolist():
+                widx = row * win.shape[2] + l
+                oh, ow = divmod(l, pw)
+                k2 = top.indices[row, 1, l].item()
+                a = row * h * w + arg.reshape(-1)[widx].item()
+                b = row * h * w + (2 * oh + k2 // 3) * w + 2 * ow + k2 % 3
+                assert a != b
+                sc = [u[pool].reshape(-1)[widx].item() for u in up]
+                if sc[0] == 0 and sc[1] == 0:
+                    continue
+                e = torch.zeros_like(y)
+                e.reshape(-1)[b] = 1.0
+                e.reshape(-1)[a] = -1.0
+                cand.append(([code, widx, a, b], outs[conv], e, sc, j))
+        sites, unit, scale = [], [], []
+        for row, target, e, sc, deepest in cand:
+            need = flat[:2 * deepest + 2]
+            g = torch.autograd.grad(target, need, e, retain_graph=True)
+            u = np.zeros((len(flat), 2))
+            for t, gt in enumerate(g):
+                a = gt.abs()
+                u[t] = [a.max().item(), a.sum().item()]
+            sites.append(row)
+            unit.append(u)
+            scale.append(sc)
+    counts = {}
+    for r in sites:
+        key = PNAMES[r[0]] + " relu" if r[0] < 10 else [k for k, v in POOL_CODES.items() if v[0] == r[0]][0]
+        counts[key] = counts.get(key, 0) + 1
+    print("  near-ties within %g that carry gradient: %s" % (TRAIN_BAND, counts))
+    K = len(sites)
+    return (np.array(sites, dtype=np.int32).reshape(K, 4), np.array(unit).reshape(K, len(flat), 2),
+            np.array(scale).reshape(K, 2))
+
+
+def train_fixtures(out):
+    wr = Writer()
+    ps = net_params()
+    x = net_images(2001, TRAIN_N)
+    labels = torch.tensor(TRAIN_LABELS, dtype=torch.int64)
+    f32 = lambda v: float(np.float32(v))     # the engine holds the settings as float
+    lr, mu, decay, wd = (f32(TRAIN_SGD[k]) for k in ("lr", "momentum", "decay", "weight_decay"))
+    nesterov = TRAIN_SGD["nesterov"]
+    wr.add("train.classes", [CLASSES])
+    wr.add("train.labels", TRAIN_LABELS)
+    wr.add("train.correct", [TRAIN_CORRECT])
+    wr.add("train.sgd", [lr, mu, decay, wd, nesterov], np.float32)
+
+    def add_set(prefix, tensors):
+        for j, name in enumerate(PNAMES):
+            wr.add_ref("%s.%s.w" % (prefix, name), tensors[2 * j], TRAIN_SAMPLE)
+            wr.add_ref("%s.%s.b" % (prefix, name), tensors[2 * j + 1], TRAIN_SAMPLE)
+
+    def report(tag, z, losses, grads):
+        prob = torch.softmax(z, dim=1)
+        print("  %-5s loss %s  max p %s  argmax %s" % (tag, losses.numpy().round(5),
+              prob.max(1).values.numpy().round(3), z.argmax(1).numpy()))
+        for j, name in enumerate(PNAMES):
+            gw, gb = grads[2 * j], grads[2 * j + 1]
+            print("        %-8s max|gw| %9.3g  zero %5.1f%%  max|gb| %9.3g" % (
+                name, gw.abs().max().item(), 100.0 * (gw == 0).double().mean().item(),
+                gb.abs().max().item()))
+
+    # (a), (b): loss and gradients at the initial parameters
+    for kind in ("ce", "mse"):
+        z, losses, grads = train_grads(x, ps, labels, kind)
+        report(kind, z, losses, grads)
+        prob = torch.softmax(z, dim=1)
+        assert prob.max().item() < 0.5, "softmax close to one-hot"
+        top2 = prob.topk(2, dim=1).values
+        assert (top2[:, 0] - top2[:, 1] > 0.005).all(), "argmax nearly tied"
+        assert int((z.argmax(1) == labels).sum()) == TRAIN_CORRECT
+        wr.add("train.%s.loss" % kind, losses.numpy(), np.float64)
+        add_set("train.%s.grad" % kind, grads)
+
+    def add_sites(prefix, params):
+        sites, unit, scale = train_sites(x, params, labels)
+        wr.add(prefix + ".sites", sites)
+        wr.add(prefix + ".unit", unit, np.float32)
+        wr.add(prefix + ".scale", scale, np.float32)
+
+    add_sites("train.nt0", ps)
+
+    # two SGD steps on the cross-entropy, Keras semantics, from zero velocity;
+    # lr_t = lr / (1 + decay * t) with t = 0, 1
+    p = [t for wb in ps for t in wb]
+    v = [torch.zeros_like(t) for t in p]
+    for t in range(2):
+        z, losses, grads = train_grads(x, [p[2 * j:2 * j + 2] for j in range(len(ps))], labels, "ce")
+        if t == 1:
+            report("ce@p1", z, losses, grads)
+            wr.add("train.step2.loss", losses.numpy(), np.float64)
+            add_sites("train.nt1", [p[2 * j:2 * j + 2] for j in range(len(ps))])
+        lr_t = lr / (1.0 + decay * t)
+        newp, dp = [], []
+        for k in range(len(p)):
+            g = grads[k] + (wd * p[k] if k % 2 == 0 else 0.0)   # weights only
+            v[k] = mu * v[k] - lr_t * g
+            step = mu * v[k] - lr_t * g if nesterov else v[k]
+            newp.append(p[k] + step)
+            dp.append(step)
+        add_set("train.step%d.v" % (t + 1), v)
+        add_set("train.step%d.dp" % (t + 1), dp)
+        p = newp
+    wr.write(os.path.join(out, "train.anfx"))
 
 
 # ---------------------------------------------------------------- image_to_input
@@ -311,10 +558,12 @@ def image_fixtures(out):
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "tests", "engine", "fixtures")
+    which = sys.argv[2:] or ["ops", "image", "net", "train"]
+    makers = {"ops": op_fixtures, "image": image_fixtures, "net": net_fixtures,
+              "train": train_fixtures}
     os.makedirs(out, exist_ok=True)
-    op_fixtures(out)
-    image_fixtures(out)
-    net_fixtures(out)
+    for name in which:
+        makers[name](out)
 
 
 if __name__ == "__main__":

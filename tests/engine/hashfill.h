@@ -10,6 +10,7 @@
  *   per-op case c (1-based): x 16c+0, w 16c+1, b 16c+2, r (= dy) 16c+3
  *   whole net: parameter layer j (alexnet.h order) weight 1000+2j, bias 1001+2j;
  *              dense_3 weight scale (float)(sqrt(6.0/4096)/32); images 2000
+ *   training (train.anfx): the whole-net parameters above; images 2001
  *   image_to_input: grey 28x28 3000, RGB 20x28 (h x w x ch) 3001
  *   hash self-check: 7
  * Exactness needs plain IEEE float arithmetic: no FMA contraction
