@@ -41,6 +41,19 @@
 #' @param labels Class names, one per class; by default `"1"`, `"2"`, ...
 #'   They name the columns of the probabilities and the levels of the class
 #'   predictions of [predict.alexnet()].
+#' @param weights `NULL` (the default: `he_normal` weights), or an HDF5
+#'   weights file loaded into the new network by layer name (see
+#'   [load_weights()]): a file written by [save_weights()] or a Keras 1 file
+#'   such as the Heuritech `alexnet_weights.h5`. When neither `classes` nor
+#'   `labels` is given, they are taken from the file (its number of classes
+#'   and, for the package's files, its class names; a Keras file has none, so
+#'   the labels are `"1"`, `"2"`, ...). A layer of another shape in the file
+#'   keeps the new network's own weights: `alexnet(classes = 2, weights =
+#'   "alexnet_weights.h5")` loads the 10 other layers of the 1000-class
+#'   Heuritech file and keeps its own 2-class `dense_3`. A file of the package
+#'   also sets the input means, unless `mean` is given. The returned network
+#'   has the load report (see [load_weights()]) in its attribute
+#'   `"weights_report"`; in an interactive session it is also printed.
 #'
 #' @return An object of class `"alexnet"`.
 #' @seealso [alexnet_features()], [predict.alexnet()], [alexnet_layer_table()]
@@ -49,7 +62,23 @@
 #' net <- alexnet(classes = 2, seed = 1, labels = c("cat", "dog"))
 #' net
 alexnet <- function(classes = 1000, seed = NULL, device = c("auto", "cpu"),
-                    mean = c(123.68, 116.779, 103.939), scale = 1, labels = NULL) {
+                    mean = c(123.68, 116.779, 103.939), scale = 1, labels = NULL,
+                    weights = NULL) {
+  mean_given <- !missing(mean)
+  if (!is.null(weights)) {
+    check_string(weights)
+    info <- weights_file_info(weights)
+    if (missing(classes) && is.null(labels)) {
+      if (is.na(info$classes)) {
+        abort(c("The weights file {.file {weights}} has no {.val dense_3} layer, so its number of classes is unknown.",
+                i = "Give {.arg classes}."))
+      }
+      classes <- info$classes
+    }
+    if (is.null(labels) && isTRUE(length(info$class_names) == classes)) {
+      labels <- info$class_names
+    }
+  }
   if (missing(classes) && !is.null(labels)) {
     classes <- length(labels)
   }
@@ -61,10 +90,19 @@ alexnet <- function(classes = 1000, seed = NULL, device = c("auto", "cpu"),
   check_number(scale, min = 0, open_min = TRUE)
   ptr <- engine(.Call(C_net_create, classes, seed, mean))
   .Call(C_net_scale, ptr, as.double(scale))
-  structure(
+  net <- structure(
     list(ptr = ptr, classes = classes, labels = labels, seed = seed, device = device),
     class = "alexnet"
   )
+  if (!is.null(weights)) {
+    loaded <- load_weights_into(net, weights, by_name = TRUE, verbose = interactive(),
+                                call = environment())
+    if (mean_given) {
+      .Call(C_net_set_mean, ptr, mean)
+    }
+    attr(net, "weights_report") <- loaded$report
+  }
+  net
 }
 
 check_device <- function(device, call = caller_env()) {

@@ -38,6 +38,11 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(set_dropout, 3),
     CALLDEF(get_state, 2),
     CALLDEF(set_state, 3),
+    CALLDEF(weights_save, 3),
+    CALLDEF(weights_load, 3),
+    CALLDEF(weights_info, 1),
+    CALLDEF(weights_digest, 1),
+    CALLDEF(weights_write_test_file, 3),
     {NULL, NULL, 0}
 };
 

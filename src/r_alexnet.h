@@ -26,6 +26,13 @@ SEXP r_an_set_dropout(SEXP ptr, SEXP rate, SEXP seed);
 SEXP r_an_get_state(SEXP ptr, SEXP what);
 SEXP r_an_set_state(SEXP ptr, SEXP what, SEXP value);
 
+/* weights files (r_weights.c); the last two are for the tests only */
+SEXP r_an_weights_save(SEXP ptr, SEXP path, SEXP class_names);
+SEXP r_an_weights_load(SEXP ptr, SEXP path, SEXP by_name);
+SEXP r_an_weights_info(SEXP path);
+SEXP r_an_weights_digest(SEXP ptr);
+SEXP r_an_weights_write_test_file(SEXP ptr, SEXP path, SEXP what);
+
 SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean);
 SEXP r_an_net_valid(SEXP ptr);
 SEXP r_an_net_scale(SEXP ptr, SEXP scale);   /* get, and set unless NULL */

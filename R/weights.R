@@ -1,0 +1,283 @@
+# Weights in HDF5 files: save, load (by Keras layer name), describe. The
+# work is done by the engine (src/engine/weights.c) through src/r_weights.c.
+
+.weight_layers <- c(
+  "conv_1", "conv_2_1", "conv_2_2", "conv_3", "conv_4_1", "conv_4_2",
+  "conv_5_1", "conv_5_2", "dense_1", "dense_2", "dense_3"
+)
+
+#' Save and load the weights of a network
+#'
+#' `save_weights()` writes the parameters of `net` to an HDF5 file;
+#' `load_weights()` reads such a file, or a Keras 1 `save_weights()` file such
+#' as the Heuritech `alexnet_weights.h5`, into `net`, which is changed in
+#' place.
+#'
+#' @section The package's files:
+#' The files are self-describing HDF5: the root group holds the attributes
+#' `format` (`"alexnet"`), `format_version` (1), `classes`, `class_names`
+#' (the `labels` of the network), `mean` (the input means, red, green,
+#' blue), `layers` (the layer names in order) and `layout` (a sentence
+#' describing the layout). Each layer with weights (`conv_1`, `conv_2_1`,
+#' `conv_2_2`, `conv_3`, `conv_4_1`, `conv_4_2`, `conv_5_1`, `conv_5_2`,
+#' `dense_1`, `dense_2`, `dense_3`, the Heuritech names) is a group with the
+#' float32 datasets `weight` and `bias`, in PyTorch's layout: convolution
+#' kernels `(out, in / groups, height, width)` applied as cross-correlation,
+#' the grouped convolutions as their two halves; dense weights `(out, in)`.
+#' Other tools (for example h5py) can read them by layer name.
+#'
+#' The input `scale` of [alexnet()] is not saved: give it again when creating
+#' the network that loads the file.
+#'
+#' Saving writes a temporary file next to `file` and renames it to `file`
+#' only when it is complete, so a failed save leaves any earlier `file` as it
+#' was. A file of 1000 classes takes about 244 MB, one of 2 classes 228 MB.
+#'
+#' @section Loading:
+#' Both the package's files and Keras 1 files are read by layer name. Keras 1
+#' (Theano) convolution kernels are flipped into cross-correlation kernels and
+#' dense kernels transposed. Loading is all or nothing: the whole file is read
+#' and checked before `net` changes, so on any error (a missing file, a file
+#' that is not HDF5, a truncated or damaged file, a file without AlexNet's
+#' layers, a layer of the wrong shape with `by_name = FALSE`) `net` is
+#' unchanged and the error names the file and, where one is at fault, the
+#' layer.
+#'
+#' With `by_name = TRUE` (the default), a layer of another shape in the file
+#' (for example the 1000-class `dense_3` of the Heuritech weights loaded into
+#' a 2-class network) or missing from it keeps the network's own weights, and
+#' the report says so; at least one layer must load. With `by_name = FALSE`
+#' every layer must be in the file with the network's shapes.
+#'
+#' A file of the package also sets the network's input means. Its class names
+#' become the `labels` of the returned network when its `dense_3` was loaded:
+#' use `net <- load_weights(net, file)` to keep them.
+#'
+#' @param net A network made by [alexnet()].
+#' @param file Path of the HDF5 file.
+#' @param by_name Keep the network's own weights for layers that the file
+#'   lacks or has with another shape (`TRUE`), or require every layer with
+#'   the network's shapes (`FALSE`).
+#' @param verbose Print which layers were loaded and which kept (for
+#'   `save_weights()`: a line naming the file). Defaults to [interactive()].
+#' @return `save_weights()`: `file`, invisibly. `load_weights()`: `net`,
+#'   invisibly, with the attribute `"weights_report"`: a data frame with one
+#'   row per layer with weights: `layer`, `status` (`"loaded"`, `"kept"`:
+#'   in the file with another shape, or `"missing"`: not in the file) and
+#'   `file_shape` (the file's shapes of kept layers, else `NA`), and the
+#'   attributes `file`, `kind` (`"alexnet"` or `"keras1"`) and
+#'   `mean_loaded`.
+#' @seealso [weights_info()] to describe a file; the `weights` argument of
+#'   [alexnet()] to create a network from one.
+#' @export
+#' @examples
+#' \donttest{
+#' net <- alexnet(classes = 2, seed = 1, labels = c("cat", "dog"))
+#' file <- tempfile(fileext = ".h5")
+#' save_weights(net, file)
+#' weights_info(file)
+#' other <- alexnet(classes = 2, seed = 2)
+#' other <- load_weights(other, file, verbose = TRUE)
+#' other$labels
+#' # a network of other classes keeps its own dense_3
+#' net3 <- alexnet(classes = 3, weights = file)
+#' attr(net3, "weights_report")
+#' unlink(file)
+#' }
+save_weights <- function(net, file, verbose = interactive()) {
+  call <- environment()
+  check_net(net)
+  check_string(file)
+  check_weights_flag(verbose)
+  path <- path.expand(file)
+  dir <- dirname(path)
+  if (!dir.exists(dir)) {
+    abort(c("Cannot save weights to {.file {file}}.",
+            x = "The directory {.file {dir}} does not exist."))
+  }
+  tryCatch(
+    .Call(C_weights_save, net$ptr, enc2native(path), as.character(net$labels)),
+    error = function(e) {
+      msg <- conditionMessage(e)
+      abort(c("Saving the weights failed.", x = "{msg}"), call = call)
+    }
+  )
+  if (verbose) {
+    scale <- .Call(C_net_scale, net$ptr, NULL)
+    cli::cli_inform(c(
+      v = "Saved the weights ({net$classes} class{?es}) to {.file {file}} ({format_bytes(file.size(path))}).",
+      if (scale != 1) c(i = "The input scale ({format(signif(scale, 4))}) is not saved.")
+    ))
+  }
+  invisible(file)
+}
+
+#' @rdname save_weights
+#' @export
+load_weights <- function(net, file, by_name = TRUE, verbose = interactive()) {
+  check_net(net)
+  res <- load_weights_into(net, file, by_name, verbose)
+  if (!is.null(res$class_names)) {
+    net$labels <- res$class_names
+  }
+  attr(net, "weights_report") <- res$report
+  invisible(net)
+}
+
+# The work of load_weights(), without changing net$labels: returns
+# list(report, class_names), class_names being the file's when its dense_3
+# was loaded and it has them (else NULL).
+load_weights_into <- function(net, file, by_name, verbose, call = caller_env()) {
+  check_string(file, call = call)
+  check_weights_flag(by_name, call = call)
+  check_weights_flag(verbose, call = call)
+  path <- enc2native(path.expand(file))
+  res <- tryCatch(
+    .Call(C_weights_load, net$ptr, path, by_name),
+    error = function(e) {
+      msg <- conditionMessage(e)
+      abort(c("Loading the weights failed; {.arg net} is unchanged.", x = "{msg}"), call = call)
+    }
+  )
+  report <- data.frame(layer = res$layer, status = res$status, file_shape = res$file_shape,
+                       stringsAsFactors = FALSE)
+  attr(report, "file") <- file
+  attr(report, "kind") <- res$kind
+  attr(report, "mean_loaded") <- res$mean_loaded
+  class_names <- NULL
+  if (res$kind == "alexnet" && report$status[report$layer == "dense_3"] == "loaded") {
+    info <- tryCatch(.Call(C_weights_info, path), error = function(e) NULL)
+    if (!is.null(info$class_names) && length(info$class_names) == net$classes) {
+      class_names <- info$class_names
+    }
+  }
+  if (verbose) {
+    inform_loaded(net, report, file, mean = if (res$mean_loaded) .Call(C_net_get_mean, net$ptr))
+  }
+  list(report = report, class_names = class_names)
+}
+
+inform_loaded <- function(net, report, file, mean = NULL) {
+  kind <- attr(report, "kind")
+  what <- if (kind == "keras1") "a Keras 1 file" else "an alexnet file"
+  loaded <- report$layer[report$status == "loaded"]
+  lines <- if (length(loaded) == nrow(report)) {
+    c(v = "Loaded all {nrow(report)} layers from {.file {file}} ({what}).")
+  } else {
+    others <- report$layer[report$status != "loaded"]
+    c(v = "Loaded {length(loaded)} of {nrow(report)} layers from {.file {file}} ({what}): all but {.val {others}}.")
+  }
+  shapes <- layer_shapes(net, kind)
+  for (i in which(report$status == "kept")) {
+    layer <- report$layer[i]
+    lines <- c(lines, i = sprintf("Kept the net's own %s %s: the file's is %s.",
+                                  layer, shapes[[layer]], report$file_shape[i]))
+  }
+  missing <- report$layer[report$status == "missing"]
+  if (length(missing) > 0L) {
+    lines <- c(lines, i = "Not in the file, kept the net's own: {.val {missing}}.")
+  }
+  if (!is.null(mean)) {
+    lines <- c(lines, i = "Input mean set from the file: {format_mean(mean)}.")
+  }
+  cli::cli_inform(lines)
+}
+
+# The net's shapes of each layer with weights, as a file of `kind` holds
+# them: "W (out, in, kh, kw), b (out,)" (the engine's notation); dense W is (out, in) in the
+# package's files, (in, out) in Keras 1 files.
+layer_shapes <- function(net, kind) {
+  lay <- .Call(C_net_layers, net$ptr)
+  shapes <- character()
+  for (layer in .weight_layers) {
+    base <- sub("_[12]$", "", layer)
+    j <- match(base, lay$name)
+    if (is.na(j)) {
+      shapes[[layer]] <- ""
+      next
+    }
+    parts <- if (base != layer) 2L else 1L
+    out <- lay$out[j] %/% parts
+    w <- if (lay$kind[j] == "conv") {
+      c(out, lay$`in`[j] %/% lay$groups[j], lay$kh[j], lay$kw[j])
+    } else if (kind == "keras1") {
+      c(lay$`in`[j], out)
+    } else {
+      c(out, lay$`in`[j])
+    }
+    shapes[[layer]] <- sprintf("W (%s), b (%d,)", paste(w, collapse = ", "), out)
+  }
+  shapes
+}
+
+format_mean <- function(mean) {
+  paste(vapply(signif(mean, 7), format, ""), collapse = ", ")
+}
+
+format_bytes <- function(n) {
+  if (is.na(n)) return("size unknown")
+  if (n >= 1e6) sprintf("%.0f MB", n / 1e6) else sprintf("%.0f kB", n / 1e3)
+}
+
+check_weights_flag <- function(x, arg = caller_arg(x), call = caller_env()) {
+  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
+    abort("{.arg {arg}} must be TRUE or FALSE.", call = call)
+  }
+  x
+}
+
+#' Describe a weights file
+#'
+#' Reads the description of a weights file (the package's own, see
+#' [save_weights()], or a Keras 1 file such as the Heuritech
+#' `alexnet_weights.h5`) without loading its weights.
+#'
+#' @param file Path of the HDF5 file.
+#' @return An object of class `"alexnet_weights_info"`: a list with `file`,
+#'   `kind` (`"alexnet"` or `"keras1"`), `format_version` (0 for Keras
+#'   files), `classes` (the outputs of its `dense_3`; `NA` when it has none),
+#'   `class_names` (`NULL` when the file has none, as Keras files), `mean`
+#'   (the file's input means, or the ImageNet means for Keras files),
+#'   `has_mean`, `layers` (the layers with weights it holds) and `backend`
+#'   (Keras files: the Keras backend it names, `""` when none).
+#' @seealso [save_weights()], [load_weights()]
+#' @export
+weights_info <- function(file) {
+  check_string(file)
+  weights_file_info(file)
+}
+
+weights_file_info <- function(file, call = caller_env()) {
+  path <- enc2native(path.expand(file))
+  info <- tryCatch(
+    .Call(C_weights_info, path),
+    error = function(e) {
+      msg <- conditionMessage(e)
+      abort(c("Cannot read the weights file.", x = "{msg}"), call = call)
+    }
+  )
+  if (info$classes == 0L) info$classes <- NA_integer_
+  structure(c(list(file = file), info), class = "alexnet_weights_info")
+}
+
+#' @export
+print.alexnet_weights_info <- function(x, ...) {
+  kind <- switch(x$kind, alexnet = sprintf("alexnet file, format version %d", x$format_version),
+                 keras1 = paste0("Keras 1 file", if (nzchar(x$backend)) sprintf(" (backend %s)", x$backend)),
+                 x$kind)
+  cat(sprintf("<alexnet_weights_info> %s\n", x$file))
+  cat(sprintf("kind: %s\n", kind))
+  names <- x$class_names
+  shown <- if (is.null(names)) {
+    "no class names"
+  } else if (length(names) > 6L) {
+    paste0(paste(utils::head(names, 5L), collapse = ", "), ", ..., ", names[length(names)])
+  } else {
+    paste(names, collapse = ", ")
+  }
+  cat(sprintf("classes: %s (%s)\n", if (is.na(x$classes)) "unknown (no dense_3)" else x$classes, shown))
+  cat(sprintf("mean: %s%s\n", format_mean(x$mean),
+              if (x$has_mean) "" else " (not in the file: ImageNet's)"))
+  cat(sprintf("layers: %s\n", paste(x$layers, collapse = ", ")))
+  invisible(x)
+}
