@@ -1,0 +1,1099 @@
+/* test_images.c: JPEG decoding, resize, augmentation and the loader
+ * (src/engine/images.h). Usage: test_images [FIXTURE_DIR]. One line per
+ * check, then "N passed, M failed"; exit status 1 on any failure.
+ *
+ * Test JPEGs are written here with libjpeg's compressor into a temporary
+ * directory (RGB, greyscale, progressive, CMYK, YCCK, a 4000 x 3000 photo
+ * for DCT scaling, and bad files). References: this file's own libjpeg
+ * decode at full size and its own double-precision bilinear resize; PIL's
+ * decode of the committed tiny JPEGs in FIXTURE_DIR/images
+ * (make_image_fixtures.py).
+ *
+ * AN_IMAGES_QUICK=1 leaves out the 4000 x 3000 image (for valgrind). Race
+ * and memory checks, run by hand:
+ *   make -C tests/engine build/test_images CFLAGS='-O1 -g -std=gnu11 -fsanitize=thread'
+ *   make -C tests/engine build/test_images CFLAGS='-O1 -g -std=gnu11 -fsanitize=address,undefined'
+ *   AN_IMAGES_QUICK=1 valgrind --tool=helgrind build/test_images fixtures
+ */
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <jpeglib.h>
+
+#include "alexnet.h"
+#include "images.h"
+
+static int n_pass, n_fail;
+static const char *fixture_dir = "fixtures";
+static char tmpdir[256];
+static int quick;
+
+static void result(const char *name, int ok, const char *fmt, ...)
+{
+    char note[600] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(note, sizeof note, fmt, ap);
+        va_end(ap);
+    }
+    printf("%-44s %s%s%s\n", name, ok ? "PASS" : "FAIL", note[0] ? "  " : "", note);
+    fflush(stdout);
+    if (ok) n_pass++; else n_fail++;
+}
+
+#define CHECK(name, cond, ...) result(name, (cond) != 0, __VA_ARGS__)
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory (%zu bytes)\n", n);
+        exit(2);
+    }
+    return p;
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* A path in the temporary directory; stays valid until free_paths(). */
+static char **path_pool;
+static size_t path_count, path_cap;
+
+static const char *tpath(const char *name)
+{
+    if (path_count == path_cap) {
+        path_cap = path_cap ? 2 * path_cap : 64;
+        path_pool = realloc(path_pool, path_cap * sizeof *path_pool);
+        if (!path_pool) exit(2);
+    }
+    size_t n = strlen(tmpdir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", tmpdir, name);
+    return path_pool[path_count++] = p;
+}
+
+static void free_paths(void)
+{
+    for (size_t i = 0; i < path_count; i++) free(path_pool[i]);
+    free(path_pool);
+}
+
+/* ---- synthetic photos -------------------------------------------------------- */
+
+static uint32_t hash3(uint32_t x, uint32_t y, uint32_t z)
+{
+    uint32_t h = x * 0x9E3779B1u ^ (y + 0x7F4A7C15u) * 0x85EBCA77u ^ (z + 0x165667B1u) * 0xC2B2AE3Du;
+    h ^= h >> 15;
+    h *= 0x2C1B3C6Du;
+    h ^= h >> 12;
+    return h;
+}
+
+/* Smooth colour gradients, a sinusoid, a hard edge and (noise > 0) grain. */
+static int pattern(int x, int y, int c, int w, int h, int seed, int noise)
+{
+    double fx = (double)x / w, fy = (double)y / h;
+    double v = 40 + 150 * (c == 0 ? fx : c == 1 ? fy : 1 - 0.5 * (fx + fy));
+    v += 35 * sin(6.2832 * (1.7 * fx + 0.3 * c + 0.1 * seed)) * cos(6.2832 * 1.3 * fy);
+    if (fx > 0.62 && fy > 0.2 && fy < 0.7) v = 0.4 * v + 20 * c;
+    if (noise) v += (int)(hash3((uint32_t)x, (uint32_t)y, (uint32_t)(c + 7 * seed)) % (2 * noise + 1)) - noise;
+    return v < 0 ? 0 : v > 255 ? 255 : (int)v;
+}
+
+typedef struct {
+    int components;          /* 1, 3 or 4 */
+    J_COLOR_SPACE jpeg_space;/* for 4 components: JCS_CMYK or JCS_YCCK */
+    int progressive, quality, noise, seed;
+} jpeg_spec;
+
+static int write_jpeg(const char *path, int w, int h, jpeg_spec sp)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = sp.components;
+    c.in_color_space = sp.components == 1 ? JCS_GRAYSCALE : sp.components == 3 ? JCS_RGB : JCS_CMYK;
+    jpeg_set_defaults(&c);
+    if (sp.components == 4) jpeg_set_colorspace(&c, sp.jpeg_space);   /* writes an Adobe marker */
+    jpeg_set_quality(&c, sp.quality, TRUE);
+    if (sp.progressive) jpeg_simple_progression(&c);
+    jpeg_start_compress(&c, TRUE);
+    JSAMPLE *row = xmalloc((size_t)w * sp.components);
+    while (c.next_scanline < c.image_height) {
+        int y = (int)c.next_scanline;
+        for (int x = 0; x < w; x++) {
+            if (sp.components == 1) {
+                row[x] = (JSAMPLE)pattern(x, y, 1, w, h, sp.seed, sp.noise);
+            } else if (sp.components == 3) {
+                for (int ch = 0; ch < 3; ch++) row[x * 3 + ch] = (JSAMPLE)pattern(x, y, ch, w, h, sp.seed, sp.noise);
+            } else {
+                /* Photoshop's Adobe CMYK stores 255 - ink */
+                int k = 255 - pattern(x, y, 2, w, h, sp.seed + 1, sp.noise) / 3;
+                for (int ch = 0; ch < 3; ch++) row[x * 4 + ch] = (JSAMPLE)(255 - (255 - pattern(x, y, ch, w, h, sp.seed, sp.noise)) / 2);
+                row[x * 4 + 3] = (JSAMPLE)k;
+            }
+        }
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    free(row);
+    return fclose(f) == 0;
+}
+
+/* The reference decode: libjpeg's defaults, RGB out (grey -> R = G = B), or
+ * CMYK out converted here with PIL's formula (Adobe: inverted). */
+static uint8_t *ref_decode(const char *path, int *w, int *h)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    struct jpeg_decompress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_decompress(&c);
+    jpeg_stdio_src(&c, f);
+    jpeg_read_header(&c, TRUE);
+    int cmyk = c.jpeg_color_space == JCS_CMYK || c.jpeg_color_space == JCS_YCCK;
+    c.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+    jpeg_start_decompress(&c);
+    *w = (int)c.output_width;
+    *h = (int)c.output_height;
+    uint8_t *rgb = xmalloc((size_t)*w * *h * 3), *row = xmalloc((size_t)*w * 4);
+    while (c.output_scanline < c.output_height) {
+        int y = (int)c.output_scanline;
+        JSAMPROW r = row;
+        jpeg_read_scanlines(&c, &r, 1);
+        for (int x = 0; x < *w; x++) {
+            uint8_t *o = rgb + ((size_t)y * *w + x) * 3;
+            if (!cmyk) {
+                memcpy(o, row + x * 3, 3);
+                continue;
+            }
+            int inv = c.saw_Adobe_marker;
+            int k = inv ? 255 - row[x * 4 + 3] : row[x * 4 + 3], nk = 255 - k;
+            for (int ch = 0; ch < 3; ch++) {
+                int v = inv ? 255 - row[x * 4 + ch] : row[x * 4 + ch];
+                int t = v * nk + 128;
+                o[ch] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+            }
+        }
+    }
+    jpeg_finish_decompress(&c);
+    jpeg_destroy_decompress(&c);
+    fclose(f);
+    free(row);
+    return rgb;
+}
+
+/* Half-pixel bilinear resize of w x h to nw x nh, then the S x S window at
+ * (left, top); planar floats. Stretch is nw = nh = S, left = top = 0. */
+static void ref_resize(const uint8_t *rgb, int w, int h, int nw, int nh, int left, int top, int S,
+                       float *out)
+{
+    for (int oy = 0; oy < S; oy++) {
+        double py = (oy + top + 0.5) * h / nh - 0.5;
+        if (py < 0) py = 0;
+        int y0 = (int)py;
+        if (y0 > h - 1) y0 = h - 1;
+        int y1 = y0 + 1 < h ? y0 + 1 : h - 1;
+        double fy = py - y0;
+        for (int ox = 0; ox < S; ox++) {
+            double px = (ox + left + 0.5) * w / nw - 0.5;
+            if (px < 0) px = 0;
+            int x0 = (int)px;
+            if (x0 > w - 1) x0 = w - 1;
+            int x1 = x0 + 1 < w ? x0 + 1 : w - 1;
+            double fx = px - x0;
+            for (int c = 0; c < 3; c++) {
+                double a = rgb[((size_t)y0 * w + x0) * 3 + c], b = rgb[((size_t)y0 * w + x1) * 3 + c];
+                double d = rgb[((size_t)y1 * w + x0) * 3 + c], e = rgb[((size_t)y1 * w + x1) * 3 + c];
+                double t = a + fx * (b - a), u = d + fx * (e - d);
+                out[(size_t)c * S * S + (size_t)oy * S + ox] = (float)(t + fy * (u - t));
+            }
+        }
+    }
+}
+
+static void diff_stats(const float *a, const float *b, size_t n, double *maxd, double *meand)
+{
+    double m = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= m)) m = d;   /* NaN counts as the worst */
+        s += d;
+    }
+    *maxd = m;
+    *meand = n ? s / n : 0;
+}
+
+static int bytes_max_diff(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    int m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = abs((int)a[i] - (int)b[i]);
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+static uint8_t *read_ppm(const char *path, int *w, int *h)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    int maxv;
+    if (fscanf(f, "P6 %d %d %d", w, h, &maxv) != 3 || maxv != 255 || fgetc(f) == EOF) {
+        fclose(f);
+        return NULL;
+    }
+    size_t n = (size_t)*w * *h * 3;
+    uint8_t *p = xmalloc(n);
+    if (fread(p, 1, n, f) != n) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    return p;
+}
+
+static int write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    size_t k = n ? fwrite(data, 1, n, f) : 0;
+    return (fclose(f) == 0) & (k == n);
+}
+
+static uint8_t *read_bytes(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *p = xmalloc((size_t)len);
+    *n = fread(p, 1, (size_t)len, f);
+    fclose(f);
+    return p;
+}
+
+static int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+/* ---- the files ---------------------------------------------------------------- */
+
+static const jpeg_spec RGB90 = {3, JCS_YCbCr, 0, 90, 6, 1};
+
+static void make_files(void)
+{
+    jpeg_spec grey = {1, JCS_GRAYSCALE, 0, 90, 6, 2}, prog = {3, JCS_YCbCr, 1, 85, 6, 3};
+    jpeg_spec cmyk = {4, JCS_CMYK, 0, 90, 4, 4}, ycck = {4, JCS_YCCK, 0, 90, 4, 5};
+    int ok = write_jpeg(tpath("rgb.jpg"), 320, 240, RGB90) && write_jpeg(tpath("grey.jpg"), 300, 200, grey) &&
+             write_jpeg(tpath("progressive.jpg"), 400, 300, prog) &&
+             write_jpeg(tpath("cmyk.jpg"), 200, 150, cmyk) && write_jpeg(tpath("ycck.jpg"), 180, 160, ycck);
+    jpeg_spec a = RGB90, b = RGB90, c = RGB90, d = grey;
+    a.seed = 11;
+    b.seed = 12;
+    c.seed = 13;
+    c.progressive = 1;
+    d.seed = 14;
+    ok = ok && write_jpeg(tpath("grey_1600x1200.jpg"), 1600, 1200, d);
+    ok = ok && write_jpeg(tpath("photo_640x480.jpg"), 640, 480, a) &&
+         write_jpeg(tpath("photo_200x300.jpg"), 200, 300, b) &&
+         write_jpeg(tpath("photo_1200x900.jpg"), 1200, 900, c);
+    CHECK("write test JPEGs with libjpeg", ok, "%s", tmpdir);
+}
+
+/* ---- decoding ------------------------------------------------------------------ */
+
+static void check_native(const char *name, const char *file, int comps, const char *space, int progressive)
+{
+    char lab[96];
+    an_jpeg_info info;
+    an_status st = an_jpeg_read_info(tpath(file), &info);
+    snprintf(lab, sizeof lab, "info %s", name);
+    CHECK(lab, st == AN_OK && info.components == comps && !strcmp(info.color_space, space) &&
+                   info.progressive == progressive,
+          "%d x %d, %d components, %s, progressive %d%s%s", info.width, info.height, info.components,
+          info.color_space, info.progressive, st ? ": " : "", st ? an_error_message() : "");
+    int rw, rh, w = 0, h = 0;
+    uint8_t *ref = ref_decode(tpath(file), &rw, &rh), *rgb = NULL;
+    st = an_jpeg_read_rgb(tpath(file), 0, &rgb, &w, &h);
+    snprintf(lab, sizeof lab, "native decode %s = libjpeg", name);
+    int d = st == AN_OK && ref && w == rw && h == rh ? bytes_max_diff(rgb, ref, (size_t)w * h * 3) : 999;
+    CHECK(lab, d == 0, "%d x %d, max diff %d%s%s", w, h, d, st ? ": " : "", st ? an_error_message() : "");
+    if (comps == 1 && st == AN_OK) {
+        int grey = 1;
+        for (size_t i = 0; i < (size_t)w * h; i++)
+            grey &= rgb[i * 3] == rgb[i * 3 + 1] && rgb[i * 3] == rgb[i * 3 + 2];
+        CHECK("grey decodes to R = G = B", grey, NULL);
+    }
+    /* 227 x 227 without DCT scaling = the reference resize of the reference decode */
+    if (ref) {
+        enum { S = AN_INPUT_SIZE };
+        float *out = xmalloc(sizeof(float) * AN_INPUT_PIXELS), *exp = xmalloc(sizeof(float) * AN_INPUT_PIXELS);
+        an_image_options o;
+        an_image_options_init(&o);
+        o.dct_scaling = 0;
+        st = an_image_load(tpath(file), &o, NULL, 0, 0, 0, out, NULL, NULL);
+        ref_resize(ref, rw, rh, S, S, 0, 0, S, exp);
+        double mx, mean;
+        diff_stats(out, exp, AN_INPUT_PIXELS, &mx, &mean);
+        snprintf(lab, sizeof lab, "227 stretch %s = reference resize", name);
+        CHECK(lab, st == AN_OK && mx <= 2e-3, "max diff %.2g%s%s", mx, st ? ": " : "", st ? an_error_message() : "");
+        /* resize 256 then centre crop 227 */
+        o.resize_mode = AN_RESIZE_CROP;
+        o.resize_short = 256;
+        st = an_image_load(tpath(file), &o, NULL, 0, 0, 0, out, NULL, NULL);
+        int nw, nh;
+        if (rw <= rh) {
+            nw = 256;
+            nh = (int)(256.0 * rh / rw);
+        } else {
+            nh = 256;
+            nw = (int)(256.0 * rw / rh);
+        }
+        ref_resize(ref, rw, rh, nw, nh, (int)nearbyint((nw - S) / 2.0), (int)nearbyint((nh - S) / 2.0), S, exp);
+        diff_stats(out, exp, AN_INPUT_PIXELS, &mx, &mean);
+        snprintf(lab, sizeof lab, "256 + crop 227 %s = reference", name);
+        CHECK(lab, st == AN_OK && mx <= 2e-3, "max diff %.2g%s%s", mx, st ? ": " : "", st ? an_error_message() : "");
+        free(out);
+        free(exp);
+    }
+    free(ref);
+    free(rgb);
+}
+
+static void test_decode(void)
+{
+    check_native("rgb", "rgb.jpg", 3, "YCbCr", 0);
+    check_native("grey", "grey.jpg", 1, "grey", 0);
+    check_native("progressive", "progressive.jpg", 3, "YCbCr", 1);
+    check_native("cmyk (Adobe, inverted)", "cmyk.jpg", 4, "CMYK", 0);
+    check_native("ycck", "ycck.jpg", 4, "YCCK", 0);
+
+    /* DCT scaling (1/2, 1/4) of a progressive and a grey file ~ full decode */
+    const char *scaled[2] = {"photo_1200x900.jpg", "grey_1600x1200.jpg"};
+    float *a = xmalloc(sizeof(float) * AN_INPUT_PIXELS), *b = xmalloc(sizeof(float) * AN_INPUT_PIXELS);
+    for (int i = 0; i < 2; i++) {
+        an_image_options o;
+        an_image_options_init(&o);
+        an_status s1 = an_image_load(tpath(scaled[i]), &o, NULL, 0, 0, 0, a, NULL, NULL);
+        o.dct_scaling = 0;
+        an_status s2 = an_image_load(tpath(scaled[i]), &o, NULL, 0, 0, 0, b, NULL, NULL);
+        double mx, mean;
+        diff_stats(a, b, AN_INPUT_PIXELS, &mx, &mean);
+        char lab[96];
+        snprintf(lab, sizeof lab, "DCT-scaled ~ full: %s", scaled[i]);
+        /* grain (+-6) is averaged differently by the IDCT and the box filter */
+        CHECK(lab, s1 == AN_OK && s2 == AN_OK && mean < 2.0, "mean abs diff %.3f, max %.1f", mean, mx);
+    }
+    free(a);
+    free(b);
+
+    /* CMYK is not a plain copy of the channels: a dark K darkens all three */
+    int w, h;
+    uint8_t *rgb = NULL;
+    an_jpeg_info info;
+    if (an_jpeg_read_info(tpath("cmyk.jpg"), &info) == AN_OK && an_jpeg_read_rgb(tpath("cmyk.jpg"), 0, &rgb, &w, &h) == AN_OK) {
+        double mean = 0;
+        for (size_t i = 0; i < (size_t)w * h * 3; i++) mean += rgb[i];
+        mean /= (double)w * h * 3;
+        CHECK("cmyk: Adobe marker seen, plausible RGB", info.adobe && mean > 40 && mean < 220, "mean %.1f", mean);
+    } else {
+        CHECK("cmyk: Adobe marker seen, plausible RGB", 0, "%s", an_error_message());
+    }
+    free(rgb);
+}
+
+/* PIL's decode of committed tiny files (and its resize, upscaling). */
+static void test_pil_fixtures(void)
+{
+    const char *kinds[] = {"rgb", "grey", "progressive", "cmyk"};
+    char jpg[512], ppm[512], lab[96];
+    for (int k = 0; k < 4; k++) {
+        snprintf(jpg, sizeof jpg, "%s/images/%s.jpg", fixture_dir, kinds[k]);
+        snprintf(ppm, sizeof ppm, "%s/images/%s.ppm", fixture_dir, kinds[k]);
+        int pw, ph, w = 0, h = 0;
+        uint8_t *pil = read_ppm(ppm, &pw, &ph), *rgb = NULL;
+        an_status st = an_jpeg_read_rgb(jpg, 0, &rgb, &w, &h);
+        snprintf(lab, sizeof lab, "PIL fixture %s: native decode", kinds[k]);
+        int d = pil && st == AN_OK && w == pw && h == ph ? bytes_max_diff(rgb, pil, (size_t)w * h * 3) : 999;
+        CHECK(lab, d <= 1, "max diff %d (%s)%s%s", d, pil ? "read" : "missing fixture", st ? ": " : "",
+              st ? an_error_message() : "");
+        free(pil);
+        free(rgb);
+    }
+    /* upscaling 40 x 30 to 64 x 64: PIL's bilinear is plain bilinear there */
+    an_image_options o;
+    an_image_options_init(&o);
+    o.size = 64;
+    float *out = xmalloc(sizeof(float) * 3 * 64 * 64);
+    for (int mode = 0; mode < 2; mode++) {
+        snprintf(jpg, sizeof jpg, "%s/images/rgb.jpg", fixture_dir);
+        snprintf(ppm, sizeof ppm, "%s/images/%s", fixture_dir, mode ? "rgb_crop64.ppm" : "rgb_resize64.ppm");
+        if (mode) {
+            o.resize_mode = AN_RESIZE_CROP;
+            o.resize_short = 72;
+        }
+        int pw, ph;
+        uint8_t *pil = read_ppm(ppm, &pw, &ph);
+        an_status st = an_image_load(jpg, &o, NULL, 0, 0, 0, out, NULL, NULL);
+        double mx = 999;
+        if (pil && st == AN_OK && pw == 64 && ph == 64) {
+            mx = 0;
+            for (int c = 0; c < 3; c++)
+                for (int i = 0; i < 64 * 64; i++) mx = fmax(mx, fabs(out[c * 4096 + i] - pil[i * 3 + c]));
+        }
+        /* PIL rounds to 8 bits (0.5) and its weights are fixed-point */
+        CHECK(mode ? "PIL fixture: Resize(72) + CenterCrop(64)" : "PIL fixture: resize to 64 x 64", mx <= 1.0,
+              "max diff %.3f%s%s", mx, st ? ": " : "", st ? an_error_message() : "");
+        free(pil);
+    }
+    free(out);
+}
+
+/* ---- DCT scaling on a 4000 x 3000 photo ------------------------------------------------ */
+
+static void test_large(void)
+{
+    if (quick) {
+        printf("# 4000 x 3000 tests left out (AN_IMAGES_QUICK)\n");
+        return;
+    }
+    jpeg_spec sp = RGB90;
+    sp.noise = 0;   /* smooth at the output's scale, so every downscale agrees */
+    sp.seed = 21;
+    sp.quality = 85;
+    if (!write_jpeg(tpath("large.jpg"), 4000, 3000, sp)) {
+        CHECK("write 4000 x 3000 JPEG", 0, NULL);
+        return;
+    }
+    float *dct = xmalloc(sizeof(float) * AN_INPUT_PIXELS), *full = xmalloc(sizeof(float) * AN_INPUT_PIXELS);
+    float *ref = xmalloc(sizeof(float) * AN_INPUT_PIXELS);
+    an_image_options o;
+    an_image_options_init(&o);
+    an_status s1 = AN_OK, s2 = AN_OK;
+    double t_dct = 1e9, t_full = 1e9;   /* fastest of 3: the machine may be busy */
+    for (int r = 0; r < 3; r++) {
+        double t0 = now();
+        o.dct_scaling = 1;
+        s1 |= an_image_load(tpath("large.jpg"), &o, NULL, 0, 0, 0, dct, NULL, NULL);
+        double t1 = now();
+        o.dct_scaling = 0;
+        s2 |= an_image_load(tpath("large.jpg"), &o, NULL, 0, 0, 0, full, NULL, NULL);
+        t_dct = fmin(t_dct, t1 - t0);
+        t_full = fmin(t_full, now() - t1);
+    }
+    int w, h;
+    uint8_t *rgb = ref_decode(tpath("large.jpg"), &w, &h);
+    ref_resize(rgb, w, h, AN_INPUT_SIZE, AN_INPUT_SIZE, 0, 0, AN_INPUT_SIZE, ref);
+    free(rgb);
+    double mx, mean, mx2, mean2;
+    diff_stats(dct, full, AN_INPUT_PIXELS, &mx, &mean);
+    CHECK("4000x3000: 1/8 DCT decode ~ full decode", s1 == AN_OK && s2 == AN_OK && mean < 1.0,
+          "mean abs diff %.3f, max %.1f; %.0f ms vs %.0f ms", mean, mx, t_dct * 1e3, t_full * 1e3);
+    diff_stats(dct, ref, AN_INPUT_PIXELS, &mx, &mean);
+    diff_stats(full, ref, AN_INPUT_PIXELS, &mx2, &mean2);
+    CHECK("4000x3000: both ~ reference decode + resize", mean < 1.0 && mean2 < 1.0,
+          "mean abs diff %.3f (DCT), %.3f (full + box)", mean, mean2);
+    CHECK("4000x3000: DCT scaling is faster", t_dct < t_full, "%.1fx", t_full / t_dct);
+    /* zoom in (0.5) needs twice the resolution: still close to the full decode */
+    an_augment a;
+    an_augment_init(&a);
+    a.zoom_lo = a.zoom_hi = 0.5;
+    o.dct_scaling = 1;
+    s1 = an_image_load(tpath("large.jpg"), &o, &a, 1, 0, 0, dct, NULL, NULL);
+    o.dct_scaling = 0;
+    s2 = an_image_load(tpath("large.jpg"), &o, &a, 1, 0, 0, full, NULL, NULL);
+    diff_stats(dct, full, AN_INPUT_PIXELS, &mx, &mean);
+    CHECK("4000x3000 zoom 0.5: DCT ~ full", s1 == AN_OK && s2 == AN_OK && mean < 1.0, "mean abs diff %.3f", mean);
+    free(dct);
+    free(full);
+    free(ref);
+}
+
+/* ---- augmentation ----------------------------------------------------------------- */
+
+/* Keras 1's transform, built as it builds it: 3x3 matrices in (row, col),
+ * transform = R T Sh Z about the centre (the true centre here). */
+static void keras_point(const an_transform *t, int S, double ux, double uy, double *px, double *py)
+{
+    double th = t->theta, s = t->shear;
+    double R[3][3] = {{cos(th), -sin(th), 0}, {sin(th), cos(th), 0}, {0, 0, 1}};
+    double T[3][3] = {{1, 0, t->height_shift * S}, {0, 1, t->width_shift * S}, {0, 0, 1}};
+    double Sh[3][3] = {{1, -sin(s), 0}, {0, cos(s), 0}, {0, 0, 1}};
+    double Z[3][3] = {{t->zx, 0, 0}, {0, t->zy, 0}, {0, 0, 1}};
+    double c = S / 2.0;
+    double O[3][3] = {{1, 0, c}, {0, 1, c}, {0, 0, 1}}, Ri[3][3] = {{1, 0, -c}, {0, 1, -c}, {0, 0, 1}};
+    double (*seq[6])[3] = {O, R, T, Sh, Z, Ri};
+    double M[3][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
+    for (int k = 0; k < 6; k++) {
+        double N[3][3];
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++)
+                N[i][j] = M[i][0] * seq[k][0][j] + M[i][1] * seq[k][1][j] + M[i][2] * seq[k][2][j];
+        memcpy(M, N, sizeof M);
+    }
+    *py = M[0][0] * uy + M[0][1] * ux + M[0][2];
+    *px = M[1][0] * uy + M[1][1] * ux + M[1][2];
+}
+
+static void test_augment(void)
+{
+    enum { S = AN_INPUT_SIZE, P = AN_INPUT_PIXELS };
+    an_image_options o;
+    an_image_options_init(&o);
+    const char *f = tpath("photo_640x480.jpg");
+    float *base = xmalloc(sizeof(float) * P), *out = xmalloc(sizeof(float) * P);
+    an_status st = an_image_load(f, &o, NULL, 0, 0, 0, base, NULL, NULL);
+    CHECK("load without augmentation", st == AN_OK, "%s", st ? an_error_message() : "");
+
+    /* zoom 1, shear 0, everything off: the identity, bit for bit */
+    an_augment a;
+    an_augment_keras(&a, 0, 0, 0);
+    st = an_image_load(f, &o, &a, 42, 3, 7, out, NULL, NULL);
+    CHECK("augment(shear 0, zoom 0): identity", st == AN_OK && !memcmp(base, out, sizeof(float) * P), NULL);
+
+    /* flip: an exact mirror, drawn with probability 1/2 */
+    an_augment_init(&a);
+    a.horizontal_flip = 1;
+    int flips = 0, same = 0, bad = 0;
+    for (int i = 0; i < 16; i++) {
+        an_transform t;
+        an_augment_draw(&a, 5, 0, (uint64_t)i, &t);
+        st = an_image_load(f, &o, &a, 5, 0, (uint64_t)i, out, NULL, NULL);
+        if (st != AN_OK) {
+            bad++;
+            continue;
+        }
+        int ok = 1;
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++) {
+                    size_t src = (size_t)c * S * S + (size_t)y * S + (t.hflip ? S - 1 - x : x);
+                    ok &= out[(size_t)c * S * S + (size_t)y * S + x] == base[src];
+                }
+        if (!ok) bad++;
+        else if (t.hflip) flips++;
+        else same++;
+    }
+    CHECK("horizontal flip: exact mirror, p = 1/2", !bad && flips >= 3 && same >= 3,
+          "%d flipped, %d not, %d wrong", flips, same, bad);
+    an_augment_init(&a);
+    a.vertical_flip = 1;
+    an_transform t;
+    int found = 0;
+    for (int i = 0; i < 16 && !found; i++) {
+        an_augment_draw(&a, 5, 0, (uint64_t)i, &t);
+        if (!t.vflip) continue;
+        found = 1;
+        st = an_image_load(f, &o, &a, 5, 0, (uint64_t)i, out, NULL, NULL);
+        int ok = st == AN_OK;
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < S; y++)
+                ok &= !memcmp(out + (size_t)c * S * S + (size_t)y * S, base + (size_t)c * S * S + (size_t)(S - 1 - y) * S,
+                              sizeof(float) * S);
+        CHECK("vertical flip: exact mirror", ok, NULL);
+    }
+    if (!found) CHECK("vertical flip: exact mirror", 0, "never drawn");
+
+    /* draws: reproducible, within range, different per epoch and image */
+    an_augment_keras(&a, 0.2, 0.2, 1);
+    a.rotation_range = 15;
+    a.width_shift_range = 0.1;
+    a.height_shift_range = 0.05;
+    an_transform t1, t2, t3, t4;
+    an_augment_draw(&a, 9, 2, 17, &t1);
+    an_augment_draw(&a, 9, 2, 17, &t2);
+    an_augment_draw(&a, 9, 3, 17, &t3);
+    an_augment_draw(&a, 9, 2, 18, &t4);
+    CHECK("same (seed, epoch, index): same transform", !memcmp(&t1, &t2, sizeof t1), NULL);
+    CHECK("another epoch: another transform", t1.shear != t3.shear && t1.zx != t3.zx, "shear %.4f vs %.4f", t1.shear, t3.shear);
+    CHECK("another image: another transform", t1.shear != t4.shear && t1.zy != t4.zy, NULL);
+    int in_range = 1;
+    double smin = 1, smax = -1, zmin = 2, zmax = 0;
+    for (int i = 0; i < 2000; i++) {
+        an_augment_draw(&a, 1, 0, (uint64_t)i, &t);
+        in_range &= fabs(t.shear) <= 0.2 && t.zx >= 0.8 && t.zx <= 1.2 && t.zy >= 0.8 && t.zy <= 1.2 &&
+                    fabs(t.theta) <= 15 * 3.14159265358979 / 180 && fabs(t.width_shift) <= 0.1 &&
+                    fabs(t.height_shift) <= 0.05;
+        smin = fmin(smin, t.shear);
+        smax = fmax(smax, t.shear);
+        zmin = fmin(zmin, t.zx);
+        zmax = fmax(zmax, t.zx);
+    }
+    CHECK("draws cover U(-s, s) and U(1 - z, 1 + z)", in_range && smin < -0.19 && smax > 0.19 && zmin < 0.81 && zmax > 1.19,
+          "shear %.3f..%.3f, zoom %.3f..%.3f", smin, smax, zmin, zmax);
+    float *e2 = xmalloc(sizeof(float) * P);
+    an_image_load(f, &o, &a, 9, 2, 17, out, NULL, NULL);
+    an_image_load(f, &o, &a, 9, 3, 17, e2, NULL, NULL);
+    CHECK("another epoch: other pixels", memcmp(out, e2, sizeof(float) * P) != 0, NULL);
+    free(e2);
+
+    /* the map is Keras' matrix product */
+    an_transform k = {0.3, 0.1, -0.05, 0.2, 0.9, 1.15, 0, 0};
+    an_geometry g;
+    st = an_geometry_build(&o, &k, 640, 480, &g);
+    double worst = 0;
+    for (int i = 0; i < 5; i++) {
+        double ux = 10.5 + 50 * i, uy = 200.5 - 37 * i, kx, ky;
+        keras_point(&k, S, ux, uy, &kx, &ky);
+        double gx = g.g[0][0] * ux + g.g[0][1] * uy + g.g[0][2], gy = g.g[1][0] * ux + g.g[1][1] * uy + g.g[1][2];
+        worst = fmax(worst, fmax(fabs(gx - kx), fabs(gy - ky)));
+    }
+    CHECK("transform = Keras' R T Sh Z about the centre", st == AN_OK && worst < 1e-9, "max diff %.2g", worst);
+
+    /* rotation + shear + zoom + shift + flip: pixels = a double-precision
+     * reference (Keras' map, clamp, bilinear) on the full decode */
+    {
+        an_augment r;
+        an_augment_keras(&r, 0.2, 0.15, 1);
+        r.rotation_range = 20;
+        r.width_shift_range = r.height_shift_range = 0.1;
+        int rw, rh, checked = 0;
+        double mx = 0;
+        uint8_t *ref = ref_decode(tpath("rgb.jpg"), &rw, &rh);
+        for (int i = 0; i < 4 && ref; i++) {
+            an_augment_draw(&r, 8, 0, (uint64_t)i, &t);
+            st = an_image_load(tpath("rgb.jpg"), &o, &r, 8, 0, (uint64_t)i, out, NULL, NULL);
+            if (st != AN_OK) break;
+            for (int oy = 0; oy < S; oy++)
+                for (int ox = 0; ox < S; ox++) {
+                    double px, py;
+                    keras_point(&t, S, ox + 0.5, oy + 0.5, &px, &py);
+                    px = fmin(fmax(px, 0.5), S - 0.5) * rw / S - 0.5;
+                    py = fmin(fmax(py, 0.5), S - 0.5) * rh / S - 0.5;
+                    px = fmin(fmax(px, 0), rw - 1);
+                    py = fmin(fmax(py, 0), rh - 1);
+                    int x0 = (int)px < rw - 2 ? (int)px : rw - 2, y0 = (int)py < rh - 2 ? (int)py : rh - 2;
+                    double fx = px - x0, fy = py - y0;
+                    int tx = t.hflip ? S - 1 - ox : ox, ty = t.vflip ? S - 1 - oy : oy;
+                    for (int c = 0; c < 3; c++) {
+                        const uint8_t *p0 = ref + ((size_t)y0 * rw + x0) * 3 + c, *p1 = p0 + (size_t)rw * 3;
+                        double v = (1 - fy) * ((1 - fx) * p0[0] + fx * p0[3]) + fy * ((1 - fx) * p1[0] + fx * p1[3]);
+                        mx = fmax(mx, fabs(v - out[(size_t)c * S * S + (size_t)ty * S + tx]));
+                    }
+                }
+            checked++;
+        }
+        free(ref);
+        /* the SIMD path weighs columns in 1/256 pixel: at most 1/512 of a step */
+        CHECK("rotate+shear+zoom+shift+flip = reference", checked == 4 && mx < 0.5, "max diff %.3f", mx);
+    }
+
+    /* zoom 0.5 magnifies: the output centre region is the base's centre, doubled */
+    an_augment_init(&a);
+    a.zoom_lo = a.zoom_hi = 0.5;
+    st = an_image_load(f, &o, &a, 0, 0, 0, out, NULL, NULL);
+    double err = 0;
+    int n = 0;
+    for (int c = 0; c < 3; c++)
+        for (int y = 60; y < 168; y += 3)
+            for (int x = 60; x < 168; x += 3) {
+                /* output (x, y) samples crop space 113.5 + (x + 0.5 - 113.5) / 2 */
+                double px = 113.5 + (x + 0.5 - 113.5) / 2 - 0.5, py = 113.5 + (y + 0.5 - 113.5) / 2 - 0.5;
+                int x0 = (int)px, y0 = (int)py;
+                double fx = px - x0, fy = py - y0;
+                const float *b = base + (size_t)c * S * S;
+                double v = (1 - fy) * ((1 - fx) * b[y0 * S + x0] + fx * b[y0 * S + x0 + 1]) +
+                           fy * ((1 - fx) * b[(y0 + 1) * S + x0] + fx * b[(y0 + 1) * S + x0 + 1]);
+                err += fabs(v - out[(size_t)c * S * S + (size_t)y * S + x]);
+                n++;
+            }
+    CHECK("zoom 0.5 (Keras: < 1 magnifies) ~ 2x centre", st == AN_OK && err / n < 3.0, "mean abs diff %.2f", err / n);
+    /* fill_mode nearest: a big shift repeats the edge column */
+    an_augment_init(&a);
+    a.width_shift_range = 0.5;
+    for (int i = 0; i < 20; i++) {
+        an_augment_draw(&a, 3, 0, (uint64_t)i, &t);
+        if (fabs(t.width_shift) > 0.3) break;
+    }
+    an_geometry_build(&o, &t, 640, 480, &g);
+    int idx = 0;
+    for (int i = 0; i < 20; i++) {
+        an_transform u;
+        an_augment_draw(&a, 3, 0, (uint64_t)i, &u);
+        if (!memcmp(&u, &t, sizeof u)) {
+            idx = i;
+            break;
+        }
+    }
+    st = an_image_load(f, &o, &a, 3, 0, (uint64_t)idx, out, NULL, NULL);
+    int edge_col = t.width_shift > 0 ? S - 1 : 0, probe = t.width_shift > 0 ? S - 5 : 4, rep = 1;
+    for (int y = 0; y < S; y++) rep &= out[(size_t)y * S + probe] == out[(size_t)y * S + edge_col];
+    CHECK("shift: fill_mode nearest repeats the edge", st == AN_OK && fabs(t.width_shift) > 0.3 && rep,
+          "width shift %.3f", t.width_shift);
+    free(base);
+    free(out);
+}
+
+/* ---- bad files --------------------------------------------------------------------- */
+
+typedef struct {
+    const char *label, *file;
+    an_status expect;
+    const char *word;   /* in the message */
+} bad_case;
+
+static void make_bad_files(void)
+{
+    size_t n = 0;
+    uint8_t *good = read_bytes(tpath("rgb.jpg"), &n);
+    int ok = good != NULL;
+    ok &= write_bytes(tpath("empty.jpg"), "", 0);
+    ok &= write_bytes(tpath("half.jpg"), good, n / 2);
+    uint8_t *junk = xmalloc(4096);
+    for (int i = 0; i < 4096; i++) junk[i] = (uint8_t)(hash3((uint32_t)i, 1, 2) >> 8);
+    junk[0] = 0x13;
+    ok &= write_bytes(tpath("random.jpg"), junk, 4096);
+    junk[0] = 0xFF;
+    junk[1] = 0xD8;   /* a JPEG signature, then garbage */
+    ok &= write_bytes(tpath("random_soi.jpg"), junk, 4096);
+    static const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                  0, 0, 0, 16, 0, 0, 0, 16, 8, 2, 0, 0, 0, 0x90, 0x91, 0x68, 0x36};
+    ok &= write_bytes(tpath("png_named.jpg"), png, sizeof png);
+    /* corrupt entropy-coded data: a stray marker (RST3, no restart interval)
+     * in the middle of the scan, as a broken download or disk leaves */
+    uint8_t *bad = xmalloc(n);
+    memcpy(bad, good, n);
+    size_t at = n / 2;
+    while (at < n - 4 && (bad[at - 1] == 0xFF || bad[at] == 0xFF)) at++;
+    bad[at] = 0xFF;
+    bad[at + 1] = 0xD3;
+    ok &= write_bytes(tpath("corrupt.jpg"), bad, n);
+    /* a header declaring 65500 x 65500 */
+    memcpy(bad, good, n);
+    int patched = 0;
+    for (size_t i = 2; i + 9 < n && !patched; i++)
+        if (bad[i] == 0xFF && (bad[i + 1] == 0xC0 || bad[i + 1] == 0xC2)) {
+            bad[i + 5] = 0xFF; bad[i + 6] = 0xDC;   /* height 65500 */
+            bad[i + 7] = 0xFF; bad[i + 8] = 0xDC;   /* width 65500 */
+            patched = 1;
+        }
+    ok &= patched && write_bytes(tpath("huge.jpg"), bad, n);
+    ok &= mkdir(tpath("folder.jpg"), 0700) == 0;
+    /* a valid file whose name is not ASCII (UTF-8): café_猫_кот.jpg */
+    ok &= write_bytes(tpath("caf\xc3\xa9_\xe7\x8c\xab_\xd0\xba\xd0\xbe\xd1\x82.jpg"), good, n);
+    CHECK("write bad files", ok, NULL);
+    free(good);
+    free(bad);
+    free(junk);
+}
+
+static const bad_case BAD[] = {
+    {"zero-byte file", "empty.jpg", AN_ERR_FORMAT, "empty"},
+    {"truncated (first half)", "half.jpg", AN_ERR_FORMAT, "truncated"},
+    {"random bytes", "random.jpg", AN_ERR_FORMAT, "not a JPEG"},
+    {"random bytes after FF D8", "random_soi.jpg", AN_ERR_FORMAT, "JPEG"},
+    {"PNG named .jpg", "png_named.jpg", AN_ERR_FORMAT, "PNG"},
+    {"corrupt entropy data", "corrupt.jpg", AN_ERR_FORMAT, "JPEG"},
+    {"declares 65500 x 65500", "huge.jpg", AN_ERR_MEMORY, "megapixels"},
+    {"missing file", "missing.jpg", AN_ERR_IO, "no such file"},
+    {"unreadable (a directory)", "folder.jpg", AN_ERR_IO, "directory"},
+};
+#define N_BAD ((int)(sizeof BAD / sizeof BAD[0]))
+
+static void test_bad_files(void)
+{
+    make_bad_files();
+    float *out = xmalloc(sizeof(float) * AN_INPUT_PIXELS);
+    char lab[96];
+    for (int i = 0; i < N_BAD; i++) {
+        const char *p = tpath(BAD[i].file);
+        for (int k = 0; k < AN_INPUT_PIXELS; k++) out[k] = 7;
+        an_status st = an_image_load(p, NULL, NULL, 0, 0, 0, out, NULL, NULL);
+        const char *m = an_error_message();
+        int zero = 1;
+        for (int k = 0; k < AN_INPUT_PIXELS; k++) zero &= out[k] == 0;
+        snprintf(lab, sizeof lab, "bad: %s", BAD[i].label);
+        CHECK(lab, st == BAD[i].expect && strstr(m, p) && strstr(m, BAD[i].word) && zero, "status %d: %s", (int)st, m);
+        uint8_t *rgb = NULL;
+        int w, h;
+        st = an_jpeg_read_rgb(p, 0, &rgb, &w, &h);
+        snprintf(lab, sizeof lab, "bad (native): %s", BAD[i].label);
+        CHECK(lab, st == BAD[i].expect && strstr(an_error_message(), p) && !rgb, "status %d", (int)st);
+        free(rgb);
+    }
+    /* header only: what the header shows */
+    an_jpeg_info info;
+    an_status st = an_jpeg_read_info(tpath("huge.jpg"), &info);
+    CHECK("info of the 65500 x 65500 header", st == AN_OK && info.width == 65500 && info.height == 65500, NULL);
+    st = an_jpeg_read_info(tpath("png_named.jpg"), &info);
+    CHECK("info of a PNG named .jpg fails", st == AN_ERR_FORMAT && strstr(an_error_message(), "png_named.jpg"), NULL);
+    st = an_jpeg_read_info(tpath("empty.jpg"), &info);
+    CHECK("info of a zero-byte file fails", st == AN_ERR_FORMAT && strstr(an_error_message(), "empty.jpg"), NULL);
+    /* a lower limit refuses a normal photo, naming it */
+    an_image_options o;
+    an_image_options_init(&o);
+    o.max_megapixels = 0.05;
+    st = an_image_load(tpath("rgb.jpg"), &o, NULL, 0, 0, 0, out, NULL, NULL);
+    CHECK("max_megapixels = 0.05 refuses 320 x 240", st == AN_ERR_MEMORY && strstr(an_error_message(), "rgb.jpg"),
+          "%s", an_error_message());
+    /* lenient keeps a corrupt file, with libjpeg's warning */
+    an_image_scratch s;
+    memset(&s, 0, sizeof s);
+    an_image_options_init(&o);
+    o.lenient = 1;
+    char warn[512];
+    st = an_image_load_scratch(&s, tpath("corrupt.jpg"), &o, NULL, 0, 0, 0, out, NULL, NULL, warn, sizeof warn);
+    CHECK("lenient: corrupt file kept, warning names it", st == AN_OK && strstr(warn, "corrupt.jpg"), "%s", warn);
+    st = an_image_load_scratch(&s, tpath("half.jpg"), &o, NULL, 0, 0, 0, out, NULL, NULL, warn, sizeof warn);
+    CHECK("lenient: truncated file kept, warning names it", st == AN_OK && strstr(warn, "half.jpg"), "%s", warn);
+    an_image_scratch_free(&s);
+    /* non-ASCII name: loads, same pixels as the ASCII copy */
+    float *ref = xmalloc(sizeof(float) * AN_INPUT_PIXELS);
+    an_image_load(tpath("rgb.jpg"), NULL, NULL, 0, 0, 0, ref, NULL, NULL);
+    st = an_image_load(tpath("caf\xc3\xa9_\xe7\x8c\xab_\xd0\xba\xd0\xbe\xd1\x82.jpg"), NULL, NULL, 0, 0, 0, out, NULL, NULL);
+    CHECK("non-ASCII (UTF-8) file name loads", st == AN_OK && !memcmp(out, ref, sizeof(float) * AN_INPUT_PIXELS), "%s",
+          st ? an_error_message() : "");
+    /* options */
+    an_image_options_init(&o);
+    o.resize_mode = AN_RESIZE_CROP;
+    o.resize_short = 200;
+    st = an_image_load(tpath("rgb.jpg"), &o, NULL, 0, 0, 0, out, NULL, NULL);
+    CHECK("crop: short side < 227 refused", st == AN_ERR_ARGUMENT, "%s", an_error_message());
+    an_augment a;
+    an_augment_keras(&a, 0.2, 1.5, 1);
+    st = an_image_load(tpath("rgb.jpg"), NULL, &a, 0, 0, 0, out, NULL, NULL);
+    CHECK("zoom range 1.5 (lower bound < 0) refused", st == AN_ERR_ARGUMENT, "%s", an_error_message());
+    free(ref);
+    free(out);
+}
+
+/* ---- the loader -------------------------------------------------------------------- */
+
+static const char *LOADER_FILES[] = {"rgb.jpg", "grey.jpg", "progressive.jpg", "cmyk.jpg", "ycck.jpg",
+                                     "photo_640x480.jpg", "photo_200x300.jpg", "photo_1200x900.jpg"};
+#define N_LF 8
+
+static int load_batches(int threads, const an_augment *aug, int crop, float *out3, int *failures)
+{
+    const char *paths[N_LF];
+    for (int i = 0; i < N_LF; i++) paths[i] = tpath(LOADER_FILES[i]);
+    an_loader_options lo;
+    an_loader_options_init(&lo);
+    lo.threads = threads;
+    lo.seed = 77;
+    if (aug) {
+        lo.augment_on = 1;
+        lo.augment = *aug;
+    }
+    if (crop) lo.image.resize_mode = AN_RESIZE_CROP;
+    an_loader *ld;
+    if (an_loader_create(paths, N_LF, &lo, &ld) != AN_OK) return 0;
+    static const int b0[] = {0, 1, 2, 3, 4}, b1[] = {5, 6, 7, 7, 0, 2, 1}, b2[] = {3, 6, 5};
+    an_load_result res[7];
+    int ok = 1, nf;
+    ok &= an_loader_submit(ld, b0, 5, 0) == AN_OK;
+    ok &= an_loader_submit(ld, b1, 7, 0) == AN_OK;
+    ok &= an_loader_wait(ld, out3, res, &nf) == AN_OK;
+    *failures = nf;
+    ok &= an_loader_submit(ld, b2, 3, 1) == AN_OK;
+    ok &= an_loader_wait(ld, out3 + (size_t)5 * AN_INPUT_PIXELS, res, &nf) == AN_OK;
+    *failures += nf;
+    ok &= an_loader_wait(ld, out3 + (size_t)12 * AN_INPUT_PIXELS, res, &nf) == AN_OK;
+    *failures += nf;
+    an_loader_free(ld);
+    return ok;
+}
+
+static void test_loader(void)
+{
+    const size_t P = AN_INPUT_PIXELS;
+    const char *paths[N_LF];
+    for (int i = 0; i < N_LF; i++) paths[i] = tpath(LOADER_FILES[i]);
+    an_loader_options lo;
+    an_loader_options_init(&lo);
+    an_loader *warm = NULL;   /* lets a sanitizer start its own helper thread first */
+    if (an_loader_create(paths, N_LF, &lo, &warm) == AN_OK) an_loader_free(warm);
+    int before = count_threads();
+    CHECK("loader default: 2 threads, stop on error", lo.threads == 2 && lo.on_error == AN_ON_ERROR_STOP, NULL);
+    an_loader *ld = NULL;
+    an_status st = an_loader_create(paths, N_LF, &lo, &ld);
+    int during = count_threads();
+    CHECK("loader create", st == AN_OK, "%s", st ? an_error_message() : "");
+    if (st != AN_OK) return;
+    CHECK("loader started 2 threads", before < 0 || during == before + 2, "%d -> %d", before, during);
+    CHECK("loader: nothing outstanding", an_loader_poll(ld, 0) == -1 &&
+                                             an_loader_wait(ld, NULL, NULL, NULL) == AN_ERR_ARGUMENT, NULL);
+    static const int b0[] = {0, 1, 2, 3, 4}, b1[] = {5, 6, 7, 7, 0, 2, 1}, b2[] = {3, 6, 5}, bx[] = {0, 8};
+    float *got = xmalloc(sizeof(float) * P * 15), *exp = xmalloc(sizeof(float) * P);
+    an_load_result res[15];
+    int nf = -1, ok = 1;
+    ok &= an_loader_submit(ld, b0, 5, 0) == AN_OK;
+    ok &= an_loader_submit(ld, b1, 7, 0) == AN_OK;
+    st = an_loader_submit(ld, b2, 3, 0);
+    CHECK("loader: a third outstanding batch is refused", st == AN_ERR_ARGUMENT, "%s", an_error_message());
+    ok &= an_loader_wait(ld, got, res, &nf) == AN_OK && nf == 0;
+    ok &= an_loader_submit(ld, b2, 3, 1) == AN_OK;   /* batch 3 decodes while we look at batch 1 */
+    int polled = an_loader_poll(ld, 10000);
+    ok &= an_loader_wait(ld, got + 5 * P, res + 5, &nf) == AN_OK && nf == 0;
+    ok &= an_loader_wait(ld, got + 12 * P, res + 12, &nf) == AN_OK && nf == 0;
+    CHECK("loader: 3 batches (5, 7, 3) double-buffered", ok && polled == 1, NULL);
+    st = an_loader_submit(ld, bx, 2, 0);
+    CHECK("loader: index out of range refused", st == AN_ERR_ARGUMENT && strstr(an_error_message(), "8"), "%s",
+          an_error_message());
+    /* without the copy: a pointer into the loader */
+    const float *px = NULL;
+    ok = an_loader_submit(ld, b2, 3, 1) == AN_OK && an_loader_wait_buffer(ld, &px, res + 12, &nf) == AN_OK && px;
+    CHECK("loader: wait_buffer = wait", ok && !memcmp(px, got + 12 * P, sizeof(float) * P * 3), NULL);
+    const int *order[3] = {b0, b1, b2};
+    int counts[3] = {5, 7, 3}, base = 0, same = 1, sizes = 1;
+    for (int b = 0; b < 3; b++) {
+        for (int j = 0; j < counts[b]; j++) {
+            int w, h;
+            an_image_load(paths[order[b][j]], NULL, NULL, 0, 0, 0, exp, &w, &h);
+            same &= !memcmp(exp, got + (size_t)(base + j) * P, sizeof(float) * P);
+            sizes &= res[base + j].width == w && res[base + j].height == h && res[base + j].status == AN_OK;
+        }
+        base += counts[b];
+    }
+    CHECK("loader batches = an_image_load, in order", same && sizes, NULL);
+    an_loader_free(ld);
+    int after = count_threads();
+    CHECK("loader free joins its threads", before < 0 || after == before, "%d threads before, %d after", before, after);
+
+    /* seeded augmentation: the same pixels with 1, 2 or 3 threads */
+    an_augment a;
+    an_augment_keras(&a, 0.2, 0.2, 1);
+    a.rotation_range = 10;
+    float *one = xmalloc(sizeof(float) * P * 15), *three = xmalloc(sizeof(float) * P * 15);
+    int f1 = -1, f2 = -1, f3 = -1;
+    int ok1 = load_batches(1, &a, 0, one, &f1), ok2 = load_batches(2, &a, 0, got, &f2),
+        ok3 = load_batches(3, &a, 0, three, &f3);
+    CHECK("augmented batches: same with 1, 2, 3 threads", ok1 && ok2 && ok3 && !f1 && !f2 && !f3 &&
+                                                              !memcmp(one, got, sizeof(float) * P * 15) &&
+                                                              !memcmp(one, three, sizeof(float) * P * 15), NULL);
+    /* and the same as an_image_load with (seed, epoch, index) */
+    an_image_load(paths[6], NULL, &a, 77, 0, 6, exp, NULL, NULL);
+    int same6 = !memcmp(exp, one + (size_t)6 * P, sizeof(float) * P);
+    an_image_load(paths[6], NULL, &a, 77, 1, 6, exp, NULL, NULL);   /* batch 3 is epoch 1 */
+    same6 &= !memcmp(exp, one + (size_t)13 * P, sizeof(float) * P);
+    CHECK("loader transform = an_image_load(seed, epoch, index)", same6, NULL);
+    /* image 7 twice in one batch (same epoch, same index): identical */
+    CHECK("repeated image in a batch: same transform", !memcmp(one + (size_t)7 * P, one + (size_t)8 * P, sizeof(float) * P), NULL);
+    int okc = load_batches(2, &a, 1, got, &f2) && !f2;
+    CHECK("loader with resize-then-crop + augmentation", okc, NULL);
+    free(one);
+    free(three);
+
+    /* bad files: skip keeps going and reports each, naming it */
+    const char *mixed[N_BAD + 2];
+    mixed[0] = tpath("rgb.jpg");
+    for (int i = 0; i < N_BAD; i++) mixed[i + 1] = tpath(BAD[i].file);
+    mixed[N_BAD + 1] = tpath("caf\xc3\xa9_\xe7\x8c\xab_\xd0\xba\xd0\xbe\xd1\x82.jpg");
+    int idx[N_BAD + 2];
+    for (int i = 0; i < N_BAD + 2; i++) idx[i] = i;
+    for (int policy = 0; policy < 2; policy++) {
+        an_loader_options_init(&lo);
+        lo.on_error = policy ? AN_ON_ERROR_SKIP : AN_ON_ERROR_STOP;
+        if (an_loader_create(mixed, N_BAD + 2, &lo, &ld) != AN_OK) {
+            CHECK("loader with bad files", 0, "%s", an_error_message());
+            continue;
+        }
+        an_loader_submit(ld, idx, N_BAD + 2, 0);
+        st = an_loader_wait(ld, got, res, &nf);
+        int named = 1, zeros = 1;
+        for (int i = 0; i < N_BAD; i++) {
+            named &= res[i + 1].status == BAD[i].expect && strstr(res[i + 1].message, mixed[i + 1]) != NULL;
+            for (size_t k = 0; k < P; k++) zeros &= got[(i + 1) * P + k] == 0;
+        }
+        named &= res[0].status == AN_OK && res[N_BAD + 1].status == AN_OK && !res[0].message[0];
+        an_image_load(mixed[0], NULL, NULL, 0, 0, 0, exp, NULL, NULL);
+        int good = !memcmp(exp, got, sizeof(float) * P) && !memcmp(exp, got + (N_BAD + 1) * P, sizeof(float) * P);
+        if (policy) {
+            CHECK("loader skip: OK, failures counted and named", st == AN_OK && nf == N_BAD && named && zeros && good,
+                  "%d failed", nf);
+        } else {
+            CHECK("loader stop: first failure returned, by name", st == BAD[0].expect && nf == N_BAD && named && good &&
+                                                                    strstr(an_error_message(), mixed[1]),
+                  "%s", an_error_message());
+            /* one bad batch does not end the run */
+            int two[2] = {0, N_BAD + 1};
+            an_loader_submit(ld, two, 2, 1);
+            st = an_loader_wait(ld, got, res, &nf);
+            CHECK("loader stop: next batch still loads", st == AN_OK && nf == 0, NULL);
+        }
+        an_loader_free(ld);
+    }
+    /* freed with batches outstanding: threads still joined */
+    an_loader_options_init(&lo);
+    lo.threads = 2;
+    if (an_loader_create(paths, N_LF, &lo, &ld) == AN_OK) {
+        an_loader_submit(ld, b1, 7, 0);
+        an_loader_submit(ld, b0, 5, 0);
+        an_loader_free(ld);
+        CHECK("loader freed mid-batch joins its threads", before < 0 || count_threads() == before, NULL);
+    }
+    free(got);
+    free(exp);
+}
+
+/* ---- main ------------------------------------------------------------------------- */
+
+static void cleanup(void)
+{
+    DIR *d = opendir(tmpdir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        const char *p = tpath(e->d_name);
+        if (remove(p) != 0) rmdir(p);
+    }
+    closedir(d);
+    rmdir(tmpdir);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) fixture_dir = argv[1];
+    const char *q = getenv("AN_IMAGES_QUICK");
+    quick = q && q[0] && strcmp(q, "0");
+    const char *t = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/an_images_XXXXXX", t && t[0] ? t : "/tmp");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    make_files();
+    test_decode();
+    test_pil_fixtures();
+    test_large();
+    test_augment();
+    test_bad_files();
+    test_loader();
+    if (!getenv("AN_KEEP")) cleanup();
+    free_paths();
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
