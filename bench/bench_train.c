@@ -1,0 +1,63 @@
+/* bench_train.c: training throughput of the engine (SGD step with Nesterov
+ * momentum, cross-entropy, dropout 0.5) at a given batch size, and the
+ * process's peak memory. Prints: engine train batch=B ips=X peak_rss_mb=M */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "alexnet.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static double peak_rss_mb(void)
+{
+    char line[256];
+    double kb = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) kb = atof(line + 6);
+    if (f) fclose(f);
+    return kb / 1024;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    int batch = argc > 1 ? atoi(argv[1]) : 16, steps = argc > 2 ? atoi(argv[2]) : 12;
+    int classes = 2;
+    an_set_threads(2);
+    an_net *net;
+    if (an_net_create(classes, 1, &net) != AN_OK) { fprintf(stderr, "%s\n", an_error_message()); return 1; }
+    float *x = malloc(sizeof(float) * batch * AN_INPUT_PIXELS);
+    int *labels = malloc(sizeof(int) * batch);
+    srand(1);
+    for (size_t i = 0; i < (size_t)batch * AN_INPUT_PIXELS; i++) x[i] = (float)(rand() % 256);
+    for (int i = 0; i < batch; i++) labels[i] = i % classes;
+    an_sgd opt = {1e-5f, 0.9f, 1e-6f, 0.0f, 1};
+    double *t = malloc(sizeof(double) * steps);
+    for (int s = -2; s < steps; s++) {   /* two warm-up steps */
+        double loss = 0, t0 = now();
+        int correct = 0;
+        if (an_net_train_step(net, x, labels, batch, AN_LOSS_CROSS_ENTROPY, &opt, &loss, &correct) != AN_OK) {
+            fprintf(stderr, "%s\n", an_error_message());
+            return 1;
+        }
+        if (s >= 0) t[s] = now() - t0;
+    }
+    qsort(t, steps, sizeof *t, cmp);
+    printf("engine train batch=%d ips=%.2f steps=%d peak_rss_mb=%.1f\n", batch, batch / t[steps / 2], steps,
+           peak_rss_mb());
+    an_net_free(net);
+    free(x); free(labels); free(t);
+    return 0;
+}
