@@ -56,7 +56,8 @@ fashion_mnist <- function(set = c("train", "test"), classes = NULL, n_per_class 
     keep <- unlist(lapply(codes, function(code) {
       idx <- which(labels == code)
       if (length(idx) < n_per_class) {
-        abort("The {set} set has {length(idx)} image{?s} of {.val {.fashion_mnist_classes[code + 1L]}}, fewer than {.arg n_per_class} = {n_per_class}.")
+        name <- .fashion_mnist_classes[code + 1L]
+        abort("The {set} set has {length(idx)} image{?s} of {.val {name}}, fewer than {.arg n_per_class} = {n_per_class}.")
       }
       if (is.null(seed)) idx[seq_len(n_per_class)] else with_seed(seed + code, sort(idx[sample.int(length(idx), n_per_class)]))
     }))

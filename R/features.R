@@ -5,6 +5,9 @@ forward <- function(net, images, layer, batch_size, call = caller_env()) {
   if (until < 0L) {
     abort("The engine does not know the layer {.val {layer}}.", call = call)
   }
+  if (inherits(images, "image_folder")) {  # JPEG files: R/folders.R
+    return(folder_forward(net, images, until, batch_size, call = call))
+  }
   engine(.Call(C_forward, net$ptr, images$pixels, until, batch_size), call = call)
 }
 
@@ -21,7 +24,9 @@ forward <- function(net, images, layer, batch_size, call = caller_env()) {
 #' 9216 columns.
 #'
 #' @param net A network made by [alexnet()].
-#' @param x Images: an [image_array()] or a numeric array of pixels with
+#' @param x Images: an [image_array()], an [image_folder()] of JPEG files
+#'   (a file that fails with `on_error = "skip"` gives a row of `NA`) or a
+#'   numeric array of pixels with
 #'   `dim = c(n, height, width, channels)` (channels 1 or 3) or
 #'   `c(n, height, width)` (grey), values 0..255; see [image_array()] for
 #'   the layout.
@@ -46,7 +51,7 @@ alexnet_features <- function(net, x, layer = "convpool_5", batch_size = 32) {
   check_net(net)
   layer <- check_layer(layer)
   batch_size <- check_count(batch_size)
-  images <- as_images(x)
+  images <- if (inherits(x, "image_folder")) x else as_images(x)
   out <- forward(net, images, layer, batch_size)
   if (!is.null(images$labels)) {
     attr(out, "labels") <- images$labels

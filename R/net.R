@@ -323,7 +323,7 @@ predict.alexnet <- function(object, newdata, type = c("prob", "class"), batch_si
   }
   type <- type[1L]
   batch_size <- check_count(batch_size)
-  images <- as_images(newdata, arg = "newdata")
+  images <- if (inherits(newdata, "image_folder")) newdata else as_images(newdata, arg = "newdata")
   prob <- forward(object, images, "softmax", batch_size)
   if (type == "class") {
     return(factor(object$labels[max.col(prob, ties.method = "first")], levels = object$labels))

@@ -132,8 +132,8 @@ label_codes <- function(net, labels, arg, call = caller_env()) {
 }
 
 as_labelled_images <- function(x, arg = caller_arg(x), call = caller_env()) {
-  if (!inherits(x, "image_array")) {
-    abort("{.arg {arg}} must be an {.fn image_array} with labels, not {.obj_type_friendly {x}}.",
+  if (!inherits(x, c("image_array", "image_folder"))) {
+    abort("{.arg {arg}} must be an {.fn image_array} or {.fn image_folder} with labels, not {.obj_type_friendly {x}}.",
           call = call)
   }
   x
@@ -175,8 +175,11 @@ sgd_vector <- function(opt) {
 #' The same `seed` gives the same history on the CPU.
 #'
 #' @param net A network made by [alexnet()].
-#' @param data Training images with labels: an [image_array()].
-#' @param validation Optional images with labels, evaluated after every epoch
+#' @param data Training images with labels: an [image_array()], or an
+#'   [image_folder()] of JPEG files (decoded in threads while the net
+#'   computes, and augmented when it has an [augment()]).
+#' @param validation Optional images with labels (an [image_array()] or an
+#'   [image_folder()], never augmented), evaluated after every epoch
 #'   (inference mode: no dropout).
 #' @param epochs Number of epochs (passes over `data`).
 #' @param batch_size Images per SGD step.
@@ -231,13 +234,18 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
     state <- restore_checkpoint(net, checkpoint)
     if (verbose) cli::cli_inform("Resuming from {.file {checkpoint}} after epoch {state$epoch}.")
   }
-  n <- dim(data$pixels)[1L]
+  n <- n_images(data)
   # the orders of all epochs and the dropout seed, drawn once from `seed`
   # (dropout seed first: a run of fewer epochs draws the same start)
   plan <- with_seed(seed, list(
     dropout_seed = as.double(sample.int(.Machine$integer.max, 1L)),
-    orders = lapply(seq_len(epochs), function(e) if (shuffle) sample.int(n) else seq_len(n))
+    orders = lapply(seq_len(epochs), function(e) if (shuffle) sample.int(n) else seq_len(n)),
+    augment_seed = as.double(sample.int(.Machine$integer.max, 1L))
   ))
+  # image folders are read by a threaded loader (R/folders.R), freed on exit
+  src <- batch_source(data, training = TRUE, seed = plan$augment_seed)
+  val_src <- if (!is.null(validation)) batch_source(validation)
+  on.exit(close_sources(src, val_src), add = TRUE)
   history <- state$history
   starts <- seq(1L, n, by = batch_size)
   # One handler around everything: an interrupt (raised by the engine glue at
@@ -251,7 +259,7 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
       order <- plan$orders[[epoch]]
       # dropout masks seeded per epoch, so a resumed run repeats an uninterrupted one
       engine(.Call(C_set_dropout, net$ptr, dropout, plan$dropout_seed + epoch))
-      sums <- c(0, 0)
+      sums <- c(0, 0, 0)  # loss, correct, images used
       if (verbose) {
         bar <- cli::cli_progress_bar(
           format = paste("epoch", epoch, "/", epochs, "{cli::pb_bar} {cli::pb_current}/{cli::pb_total}",
@@ -263,8 +271,8 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
       done <- 0L
       for (s in starts) {
         idx <- order[s:min(s + batch_size - 1L, n)]
-        res <- engine(.Call(C_train_batch, net$ptr, data$pixels, idx, labels[idx],
-                            loss_code(loss), sgd_vector(optimizer)))
+        res <- train_batch(src, net, idx, labels[idx], loss_code(loss), sgd_vector(optimizer),
+                           epoch, next_batch(order, s, batch_size))
         sums <- sums + res
         done <- done + length(idx)
         running <- sums[1L] / done
@@ -276,10 +284,10 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
       if (verbose) cli::cli_progress_done(id = bar)
       val <- c(NA_real_, NA_real_)
       if (!is.null(validation)) {
-        v <- engine(.Call(C_evaluate, net$ptr, validation$pixels, val_labels, loss_code(loss), batch_size))
-        val <- v / length(val_labels)
+        v <- evaluate_source(val_src, net, val_labels, loss_code(loss), batch_size)
+        val <- v[1:2] / v[3L]
       }
-      row <- data.frame(epoch = epoch, loss = sums[1L] / n, accuracy = sums[2L] / n,
+      row <- data.frame(epoch = epoch, loss = sums[1L] / sums[3L], accuracy = sums[2L] / sums[3L],
                         val_loss = val[1L], val_accuracy = val[2L], lr = lr_now,
                         seconds = proc.time()[["elapsed"]] - t0)
       history <- rbind(history, row)
@@ -293,6 +301,7 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
     }
     FALSE
   }, interrupt = function(e) TRUE)
+  report_skipped(src, val_src)
   if (interrupted) {
     cli::cli_warn(c("Training interrupted in epoch {epoch} after {done} image{?s}.",
                     i = "The net keeps the weights of the last finished batch; the history has the {nrow(history)} finished epoch{?s}."))

@@ -43,6 +43,14 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(weights_info, 1),
     CALLDEF(weights_digest, 1),
     CALLDEF(weights_write_test_file, 3),
+    /* JPEG folders (r_images.c); test_write_jpeg is for the tests only */
+    CALLDEF(loader_create, 6),
+    CALLDEF(loader_free, 1),
+    CALLDEF(loader_forward, 7),
+    CALLDEF(loader_train_batch, 9),
+    CALLDEF(loader_evaluate, 7),
+    CALLDEF(loader_pixels, 3),
+    CALLDEF(test_write_jpeg, 3),
     {NULL, NULL, 0}
 };
 

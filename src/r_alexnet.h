@@ -33,6 +33,19 @@ SEXP r_an_weights_info(SEXP path);
 SEXP r_an_weights_digest(SEXP ptr);
 SEXP r_an_weights_write_test_file(SEXP ptr, SEXP path, SEXP what);
 
+/* JPEG folders (r_images.c); the last is for the tests only */
+SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP seed,
+                        SEXP threads);
+SEXP r_an_loader_free(SEXP ptr);
+SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP epoch, SEXP next, SEXP until,
+                         SEXP skip);
+SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP epoch,
+                             SEXP next, SEXP loss, SEXP sgd, SEXP skip);
+SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP next, SEXP loss,
+                          SEXP skip);
+SEXP r_an_loader_pixels(SEXP lptr, SEXP index, SEXP epoch);
+SEXP r_an_test_write_jpeg(SEXP path, SEXP x, SEXP quality);
+
 SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean);
 SEXP r_an_net_valid(SEXP ptr);
 SEXP r_an_net_scale(SEXP ptr, SEXP scale);   /* get, and set unless NULL */

@@ -1,0 +1,348 @@
+# JPEG files on disk: augment(), image_folder(), image_files(), and the batch
+# sources that let alexnet_features(), predict() and alexnet_train() read
+# them through the engine's threaded loader (src/r_images.c).
+
+#' Random augmentation of training images
+#'
+#' The random transformations of Keras' `ImageDataGenerator` (Keras 1), drawn
+#' anew for every image in every epoch of training. Give the result to
+#' [image_folder()] or [image_files()]; it is used by [alexnet_train()] and
+#' [alexnet_finetune()] only: [alexnet_features()], [predict.alexnet()] and
+#' validation images are never augmented.
+#'
+#' With Keras' meaning of each option:
+#' * `shear`: `shear_range`, the shear angle in **radians** (Keras 1), drawn
+#'   uniformly from `(-shear, shear)`.
+#' * `zoom`: `zoom_range`. A single number `z` means zoom factors drawn from
+#'   `(1 - z, 1 + z)`, independently for the two axes; two numbers are the
+#'   range itself. As in Keras, a factor above 1 samples a larger part of the
+#'   image (zooms **out**), below 1 magnifies.
+#' * `flip`: `horizontal_flip`, a left-right flip with probability 0.5.
+#' * `rotation`: `rotation_range`, degrees, drawn from `(-rotation, rotation)`.
+#' * `width_shift`, `height_shift`: fractions of the width and height, drawn
+#'   from `(-shift, shift)`.
+#'
+#' Points that fall outside the image take the nearest edge pixel (Keras'
+#' `fill_mode = "nearest"`). Unlike Keras, which samples with nearest
+#' neighbour, the transform (combined with the resize) is sampled
+#' **bilinearly**, once, and it turns about the true centre of the image.
+#' The transform of image `i` in epoch `e` depends only on the seed, `e` and
+#' `i`, so training is reproducible whatever the number of threads.
+#'
+#' @param shear Shear range in radians (>= 0).
+#' @param zoom Zoom range: one number in `[0, 1)` or two numbers
+#'   `c(lo, hi)` with `0 < lo <= hi`.
+#' @param flip Random horizontal flips.
+#' @param rotation Rotation range in degrees, in `[0, 180]`.
+#' @param width_shift,height_shift Shift ranges as fractions of the image, in
+#'   `[0, 1)`.
+#' @return An object of class `"alexnet_augment"`.
+#' @seealso [image_folder()]
+#' @export
+#' @examples
+#' augment()                       # the seed's: shear 0.2, zoom 0.2, flips
+#' augment(shear = 0, zoom = 0, flip = TRUE, rotation = 10)
+augment <- function(shear = 0.2, zoom = 0.2, flip = TRUE, rotation = 0, width_shift = 0,
+                    height_shift = 0) {
+  check_number(shear, min = 0, max = pi / 2, open_max = TRUE)
+  if (!is.numeric(zoom) || !length(zoom) %in% 1:2 || anyNA(zoom) || !all(is.finite(zoom))) {
+    abort("{.arg zoom} must be one number in [0, 1) or two numbers {.code c(lo, hi)}.")
+  }
+  if (length(zoom) == 1L) {
+    check_number(zoom, min = 0, max = 1, open_max = TRUE)
+    zoom <- c(1 - zoom, 1 + zoom)
+  } else if (zoom[1L] <= 0 || zoom[1L] > zoom[2L]) {
+    abort("{.arg zoom} as {.code c(lo, hi)} needs {.code 0 < lo <= hi}, not c({zoom[1L]}, {zoom[2L]}).")
+  }
+  if (!is.logical(flip) || length(flip) != 1L || is.na(flip)) {
+    abort("{.arg flip} must be TRUE or FALSE.")
+  }
+  check_number(rotation, min = 0, max = 180)
+  check_number(width_shift, min = 0, max = 1, open_max = TRUE)
+  check_number(height_shift, min = 0, max = 1, open_max = TRUE)
+  structure(list(shear = shear, zoom = as.double(zoom), flip = flip, rotation = rotation,
+                 width_shift = width_shift, height_shift = height_shift),
+            class = "alexnet_augment")
+}
+
+#' @export
+print.alexnet_augment <- function(x, ...) {
+  cat(sprintf("<augment> shear %g rad, zoom %g..%g, %s, rotation %g deg, shift %g x %g\n",
+              x$shear, x$zoom[1L], x$zoom[2L], if (x$flip) "horizontal flips" else "no flips",
+              x$rotation, x$width_shift, x$height_shift))
+  invisible(x)
+}
+
+# c(rotation, width_shift, height_shift, shear, zoom_lo, zoom_hi, hflip, vflip) for C.
+augment_vector <- function(a) {
+  c(a$rotation, a$width_shift, a$height_shift, a$shear, a$zoom, as.numeric(a$flip), 0)
+}
+
+#' JPEG images in folders
+#'
+#' `image_folder()` describes a folder with one sub-folder per class, as
+#' Keras' `flow_from_directory()` reads it: the sorted names of the
+#' sub-folders are the classes (the levels of the labels), and every
+#' `.jpg` or `.jpeg` file (any case: `.JPG` too) inside a class folder,
+#' at any depth, is an image of that class. `image_files()` takes the files
+#' (and labels) directly. Nothing is decoded here: the images are read, in
+#' threads, while the network computes, wherever an [image_array()] is
+#' accepted: [alexnet_features()], [predict.alexnet()], [alexnet_train()]
+#' (`data` and `validation`) and [alexnet_finetune()].
+#'
+#' Every file is decoded by libjpeg to RGB (greyscale and CMYK files are
+#' converted) and resized bilinearly to the network's 227 x 227 input.
+#'
+#' @param path A folder with one sub-folder per class.
+#' @param files A character vector of JPEG files.
+#' @param labels `NULL`, or one label per file (a factor, or a vector turned
+#'   into one with [factor()]).
+#' @param size The side of the images given to the network: 227, the input
+#'   size of AlexNet (the only value accepted).
+#' @param resize `"stretch"`: the whole image to 227 x 227 (the aspect ratio
+#'   is not kept, as Keras' `target_size` does); `"crop"`: the short side to
+#'   256, then the centre 227 x 227 (as torchvision's `Resize(256)` and
+#'   `CenterCrop(227)`).
+#' @param augment `NULL` or an [augment()]: random transformations applied
+#'   when training only.
+#' @param on_error What to do with a file that cannot be decoded (missing,
+#'   empty, truncated, not a JPEG): `"stop"` raises an error naming the file;
+#'   `"skip"` leaves it out of training and evaluation (with one warning at
+#'   the end giving the number of such files and the first few names) and
+#'   gives it a row of `NA` in [alexnet_features()] and [predict.alexnet()]
+#'   (with a warning).
+#' @param seed `NULL` or a whole number: the seed of the augmentation. With
+#'   `NULL`, [alexnet_train()] draws one from its own `seed`.
+#' @return An object of class `"image_folder"`: a list with `files` (full
+#'   paths), `labels` (a factor, or `NULL` for `image_files()` without
+#'   labels) and the options. It has `print()`, `length()` and `[` methods.
+#' @seealso [augment()], [image_array()]
+#' @export
+#' @examples
+#' \dontrun{
+#' train <- image_folder("data/train", augment = augment(), seed = 1)
+#' train
+#' net <- alexnet(labels = levels(train$labels), seed = 1)
+#' fit <- alexnet_train(net, train, epochs = 2, batch_size = 16)
+#' }
+image_folder <- function(path, size = 227, resize = c("stretch", "crop"), augment = NULL,
+                         on_error = c("stop", "skip"), seed = NULL) {
+  check_string(path)
+  if (!dir.exists(path)) {
+    what <- if (file.exists(path)) "is a file, not a folder" else "does not exist"
+    abort("The image folder {.file {path}} {what}.")
+  }
+  classes <- sort(list.dirs(path, full.names = FALSE, recursive = FALSE))
+  if (length(classes) == 0L) {
+    abort(c("The image folder {.file {path}} has no class sub-folders.",
+            i = "Put the images of each class in a sub-folder named after the class, e.g. {.file {file.path(path, 'cat')}}."))
+  }
+  files <- vector("list", length(classes))
+  for (k in seq_along(classes)) {
+    f <- list.files(file.path(path, classes[k]), pattern = "\\.jpe?g$", ignore.case = TRUE,
+                    recursive = TRUE, full.names = TRUE)
+    if (length(f) == 0L) {
+      abort(c("The class folder {.file {file.path(path, classes[k])}} has no JPEG files.",
+              i = "Images must be {.file .jpg} or {.file .jpeg} files (any case)."))
+    }
+    files[[k]] <- sort(f)
+  }
+  labels <- factor(rep(classes, lengths(files)), levels = classes)
+  new_image_folder(unlist(files), labels, size, resize, augment, on_error, seed)
+}
+
+#' @rdname image_folder
+#' @param ... Options for `image_files()`: `size`, `resize`, `augment`,
+#'   `on_error`, `seed`, as for `image_folder()`.
+#' @export
+image_files <- function(files, labels = NULL, ...) {
+  if (!is.character(files) || length(files) == 0L || anyNA(files)) {
+    abort("{.arg files} must be a character vector of JPEG files, without NA.")
+  }
+  missing <- files[!file.exists(files) | dir.exists(files)]
+  if (length(missing) > 0L) {
+    abort(c("{length(missing)} of {.arg files} {?is/are} not {?a file/files}: {.file {utils::head(missing, 3)}}{if (length(missing) > 3) ', ...' else ''}."))
+  }
+  labels <- check_labels(labels, length(files))
+  new_image_folder(files, labels, ...)
+}
+
+new_image_folder <- function(files, labels, size = 227, resize = c("stretch", "crop"),
+                             augment = NULL, on_error = c("stop", "skip"), seed = NULL,
+                             call = caller_env()) {
+  size <- check_count(size, call = call)
+  if (size != 227L) {
+    abort(c("{.arg size} must be 227, not {size}.",
+            i = "AlexNet's input is 227 x 227 pixels."), call = call)
+  }
+  resize <- rlang::arg_match(resize, c("stretch", "crop"), error_call = call)
+  on_error <- rlang::arg_match(on_error, c("stop", "skip"), error_call = call)
+  if (!is.null(augment) && !inherits(augment, "alexnet_augment")) {
+    abort("{.arg augment} must be NULL or made by {.fn augment}, not {.obj_type_friendly {augment}}.",
+          call = call)
+  }
+  if (!is.null(seed)) seed <- check_seed(seed, call = call)
+  files <- enc2utf8(normalizePath(files, mustWork = FALSE))
+  structure(list(files = files, labels = labels, size = size, resize = resize,
+                 augment = augment, on_error = on_error, seed = seed),
+            class = "image_folder")
+}
+
+#' @export
+print.image_folder <- function(x, ...) {
+  n <- length(x$files)
+  cat(sprintf("<image_folder> %d JPEG file%s, resize %s to %d x %d, on error %s\n", n,
+              if (n == 1L) "" else "s", x$resize, x$size, x$size, x$on_error))
+  if (is.null(x$labels)) {
+    cat("no labels\n")
+  } else {
+    tab <- table(x$labels)
+    cat(sprintf("classes: %s\n", paste(sprintf("%s (%d)", names(tab), as.integer(tab)),
+                                       collapse = ", ")))
+  }
+  if (!is.null(x$augment)) print(x$augment)
+  invisible(x)
+}
+
+#' @export
+length.image_folder <- function(x) length(unclass(x)$files)
+
+#' @export
+`[.image_folder` <- function(x, i) {
+  y <- unclass(x)
+  y$files <- y$files[i]
+  if (anyNA(y$files)) abort("Index out of range: the folder has {length(x)} file{?s}.")
+  if (!is.null(y$labels)) y$labels <- y$labels[i]
+  structure(y, class = "image_folder")
+}
+
+# ---------------------------------------------------------- batch sources --
+# An image_array is used as before (the .Call entries of r_train.c); an
+# image_folder gets a loader (threads decoding JPEGs) and a record of the
+# files that failed. Callers free sources with close_sources() in on.exit().
+
+n_images <- function(x) {
+  if (inherits(x, "image_folder")) length(x) else dim(x$pixels)[1L]
+}
+
+batch_source <- function(x, training = FALSE, seed = NULL) {
+  if (!inherits(x, "image_folder")) {
+    return(list(folder = FALSE, pixels = x$pixels))
+  }
+  aug <- if (training && !is.null(x$augment)) augment_vector(x$augment)
+  s <- if (!is.null(x$seed)) x$seed else if (!is.null(seed)) seed else 0
+  src <- new.env(parent = emptyenv())
+  src$folder <- TRUE
+  src$files <- x$files
+  src$skip <- identical(x$on_error, "skip")
+  src$failed <- character()
+  src$ptr <- engine(.Call(C_loader_create, x$files, x$size,
+                          if (x$resize == "crop") 1L else 0L, aug, as.double(s), 0L))
+  src
+}
+
+close_sources <- function(...) {
+  for (src in list(...)) {
+    if (is.environment(src) && !is.null(src$ptr)) .Call(C_loader_free, src$ptr)
+  }
+}
+
+# Record a batch's failures; stop on the first when the policy is "stop".
+note_failures <- function(src, res, call) {
+  f <- res$failed
+  if (length(f$index) == 0L) return(invisible())
+  if (!src$skip) {
+    abort(c("Could not read the image {.file {src$files[f$index[1L]]}}.",
+            x = "{f$message[1L]}",
+            i = "Use {.code on_error = \"skip\"} in {.fn image_folder} to leave such files out."),
+          call = call)
+  }
+  src$failed <- c(src$failed, src$files[f$index])
+  invisible()
+}
+
+# One warning for the files skipped in training or evaluation.
+report_skipped <- function(..., call = caller_env()) {
+  failed <- unique(unlist(lapply(list(...), function(s) if (is.environment(s)) s$failed)))
+  if (length(failed) == 0L) return(invisible())
+  shown <- utils::head(failed, 3L)
+  cli::cli_warn(c("Skipped {length(failed)} image file{?s} that could not be read.",
+                  i = "{.file {shown}}{if (length(failed) > 3L) ', ...' else ''}"),
+                call = call)
+}
+
+next_batch <- function(order, s, batch_size) {
+  n <- length(order)
+  if (s + batch_size > n) NULL else order[(s + batch_size):min(s + 2L * batch_size - 1L, n)]
+}
+
+# c(loss_sum, correct, images used) of one SGD step.
+train_batch <- function(src, net, idx, labels, loss, sgd, epoch, next_idx, call = caller_env()) {
+  if (!src$folder) {
+    res <- engine(.Call(C_train_batch, net$ptr, src$pixels, idx, labels, loss, sgd), call = call)
+    return(c(res, length(idx)))
+  }
+  res <- engine(.Call(C_loader_train_batch, src$ptr, net$ptr, as.integer(idx), labels,
+                      as.double(epoch), if (!is.null(next_idx)) as.integer(next_idx), loss, sgd,
+                      src$skip), call = call)
+  note_failures(src, res, call)
+  res$value
+}
+
+# c(loss_sum, correct, images used) over all images, inference mode.
+evaluate_source <- function(src, net, labels, loss, batch_size, call = caller_env()) {
+  if (!src$folder) {
+    res <- engine(.Call(C_evaluate, net$ptr, src$pixels, labels, loss, batch_size), call = call)
+    return(c(res, length(labels)))
+  }
+  n <- length(labels)
+  order <- seq_len(n)
+  sums <- c(0, 0, 0)
+  for (s in seq(1L, n, by = batch_size)) {
+    idx <- order[s:min(s + batch_size - 1L, n)]
+    res <- engine(.Call(C_loader_evaluate, src$ptr, net$ptr, idx, labels[idx],
+                        next_batch(order, s, batch_size), loss, src$skip), call = call)
+    note_failures(src, res, call)
+    sums <- sums + res$value
+  }
+  sums
+}
+
+# forward() for an image_folder: the n x size matrix, failed rows NA.
+folder_forward <- function(net, x, until, batch_size, call = caller_env()) {
+  src <- batch_source(x)
+  on.exit(close_sources(src))
+  n <- length(x)
+  order <- seq_len(n)
+  out <- NULL
+  for (s in seq(1L, n, by = batch_size)) {
+    idx <- order[s:min(s + batch_size - 1L, n)]
+    res <- engine(.Call(C_loader_forward, src$ptr, net$ptr, idx, 0, next_batch(order, s, batch_size),
+                        until, src$skip), call = call)
+    note_failures(src, res, call)
+    if (is.null(out)) out <- matrix(NA_real_, n, ncol(res$value))
+    out[idx, ] <- res$value
+  }
+  failed <- unique(src$failed)
+  if (length(failed) > 0L) {
+    cli::cli_warn(c("{length(failed)} image file{?s} could not be read: {?its row is/their rows are} NA.",
+                    i = "{.file {utils::head(failed, 3L)}}{if (length(failed) > 3L) ', ...' else ''}"),
+                  call = call)
+  }
+  out
+}
+
+# The net's input made by the loader for images `index` in `epoch` (with the
+# augmentation when `training`), as an image_array of 227 x 227 RGB images,
+# or the raw planar vector. Internal, for tests and checks.
+folder_pixels <- function(x, index = seq_along(x$files), epoch = 0, training = FALSE,
+                          seed = NULL, raw = FALSE) {
+  src <- batch_source(x, training = training, seed = seed)
+  on.exit(close_sources(src))
+  res <- engine(.Call(C_loader_pixels, src$ptr, as.integer(index), as.double(epoch)))
+  if (raw) return(res$value)
+  s <- x$size
+  a <- array(res$value, c(s, s, 3L, length(index)))   # x, y, channel, image
+  px <- aperm(a, c(4L, 2L, 1L, 3L))
+  image_array(px, labels = if (!is.null(x$labels)) x$labels[index])
+}
