@@ -253,6 +253,10 @@ alexnet_experiments <- function(data = c("fashion-mnist", "dogs-vs-cats"),
   data <- match.arg(data)
   size <- match.arg(size)
   s <- experiment_settings(size, ...)
+  if (!requireNamespace("e1071", quietly = TRUE)) {
+    abort(c("The experiments need the package {.pkg e1071} for their support vector machines.",
+            i = "Install it: {.code install.packages(\"e1071\")} (Debian: {.pkg r-cran-e1071})."))
+  }
   if (!is.null(dir)) {
     check_string(dir)
     dir.create(dir, recursive = TRUE, showWarnings = FALSE)

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The main job: the seed's three experiments (AlexNet from scratch,
+# layer-wise fine-tuning, convpool_5 features into SVMs and a small
+# classifier) on Fashion-MNIST, in one command. On a fresh Debian machine
+# (as root) it installs what it needs, builds and installs the package, and
+# runs inst/experiments/run.R with the options given, for example
+#
+#   bash tools/experiments.sh                  # quick: about 15-20 minutes on 2 CPU cores
+#   bash tools/experiments.sh --full           # the seed's protocol (hours on a CPU)
+#   bash tools/experiments.sh --dir=out --weights=alexnet_weights.h5
+#   bash tools/experiments.sh --help
+#
+# It prints the results table beside the seed's and writes the plots (PNG)
+# and tables to the results folder (default: alexnet-results).
+# The package goes to R's default library when run as root, else to
+# $ALEXNET_LIB (default: .rlib under the repository).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+for a in "$@"; do
+  if [ "$a" = "--help" ] || [ "$a" = "-h" ]; then
+    sed -n '2,/^[^#]/p' inst/experiments/run.R | sed -n 's/^# \{0,1\}//p'
+    exit 0
+  fi
+done
+
+echo "== installing what is needed (Debian packages)"
+bash tools/install-deps.sh
+
+echo "== building and installing the R package alexnet"
+lib=${ALEXNET_LIB:-}
+if [ -z "$lib" ] && [ "$(id -u)" != 0 ]; then lib="$repo/.rlib"; fi
+if [ -n "$lib" ]; then
+  mkdir -p "$lib"
+  export R_LIBS="$lib${R_LIBS:+:$R_LIBS}"
+  R CMD INSTALL --no-multiarch -l "$lib" . > /tmp/alexnet-install.log 2>&1 ||
+    { cat /tmp/alexnet-install.log; exit 1; }
+else
+  R CMD INSTALL --no-multiarch . > /tmp/alexnet-install.log 2>&1 ||
+    { cat /tmp/alexnet-install.log; exit 1; }
+fi
+tail -n 1 /tmp/alexnet-install.log
+
+echo "== running the experiments"
+start=$(date +%s)
+export ALEXNET_COMMAND="bash tools/experiments.sh $*"
+Rscript inst/experiments/run.R "$@"
+echo "== done in $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s"
