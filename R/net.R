@@ -65,6 +65,7 @@ alexnet <- function(classes = 1000, seed = NULL, device = c("auto", "cpu"),
                     mean = c(123.68, 116.779, 103.939), scale = 1, labels = NULL,
                     weights = NULL) {
   mean_given <- !missing(mean)
+  scale_given <- !missing(scale)
   if (!is.null(weights)) {
     check_string(weights)
     info <- weights_file_info(weights)
@@ -97,8 +98,12 @@ alexnet <- function(classes = 1000, seed = NULL, device = c("auto", "cpu"),
   if (!is.null(weights)) {
     loaded <- load_weights_into(net, weights, by_name = TRUE, verbose = interactive(),
                                 call = environment())
+    # explicit arguments win over the file's preprocessing
     if (mean_given) {
       .Call(C_net_set_mean, ptr, mean)
+    }
+    if (scale_given) {
+      .Call(C_net_scale, ptr, as.double(scale))
     }
     attr(net, "weights_report") <- loaded$report
   }

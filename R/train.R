@@ -174,6 +174,11 @@ sgd_vector <- function(opt) {
 #'
 #' The same `seed` gives the same history on the CPU.
 #'
+#' The optimiser's state (momentum and the step count behind the time decay)
+#' carries over from one call to the next on the same network, as it does when
+#' Keras' `fit()` is called again; [alexnet_finetune()] starts each stage with
+#' a fresh optimiser.
+#'
 #' @param net A network made by [alexnet()].
 #' @param data Training images with labels: an [image_array()], or an
 #'   [image_folder()] of JPEG files (decoded in threads while the net

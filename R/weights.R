@@ -26,8 +26,8 @@
 #' the grouped convolutions as their two halves; dense weights `(out, in)`.
 #' Other tools (for example h5py) can read them by layer name.
 #'
-#' The input `scale` of [alexnet()] is not saved: give it again when creating
-#' the network that loads the file.
+#' The file also keeps the input `scale` of [alexnet()]; loading one of the
+#' package's own files sets the network's mean and scale from it.
 #'
 #' Saving writes a temporary file next to `file` and renames it to `file`
 #' only when it is complete, so a failed save leaves any earlier `file` as it
@@ -103,10 +103,8 @@ save_weights <- function(net, file, verbose = interactive()) {
     }
   )
   if (verbose) {
-    scale <- .Call(C_net_scale, net$ptr, NULL)
     cli::cli_inform(c(
-      v = "Saved the weights ({net$classes} class{?es}) to {.file {file}} ({format_bytes(file.size(path))}).",
-      if (scale != 1) c(i = "The input scale ({format(signif(scale, 4))}) is not saved.")
+      v = "Saved the weights ({net$classes} class{?es}) to {.file {file}} ({format_bytes(file.size(path))})."
     ))
   }
   invisible(file)

@@ -349,6 +349,7 @@ typedef struct {
     int format_version, classes;    /* own files */
     int has_mean;
     double mean[3];
+    double input_scale;             /* own files: (x - mean) * input_scale; 1 when absent */
     char **class_names;
     int n_class_names;
 } wfile;
@@ -413,6 +414,12 @@ static an_status read_own_header(wfile *f)
                        "numbers", f->path);
     f->has_mean = rc == 0;
     if (!f->has_mean) memcpy(f->mean, IMAGENET_MEAN, sizeof f->mean);
+    /* optional: files written before the attribute existed mean scale 1 */
+    rc = read_numbers_attr(f->root, "input_scale", &f->input_scale, 1);
+    if (rc == -1) f->input_scale = 1;
+    else if (rc != 0 || !(f->input_scale > 0) || !isfinite(f->input_scale))
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its input_scale attribute is not a "
+                       "positive number", f->path);
     rc = read_strings_attr(f->root, "class_names", &f->class_names, &f->n_class_names);
     if (rc == -2 || rc == -3 || (rc == 0 && f->n_class_names != f->classes))
         return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its class_names attribute %s",
@@ -759,6 +766,7 @@ an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights
             float m[3] = {(float)f.mean[0], (float)f.mean[1], (float)f.mean[2]};
             an_net_set_mean(net, m);
             rep.mean_loaded = 1;
+            an_net_set_input_scale(net, (float)f.input_scale);
         }
         if (report) *report = rep;
     }
@@ -786,11 +794,13 @@ an_status an_weights_info(const char *path, an_weights_file_info *info)
             info->classes = f.classes;
             info->has_mean = f.has_mean;
             memcpy(info->mean, f.mean, sizeof info->mean);
+            info->input_scale = f.input_scale;
             info->class_names = f.class_names;      /* handed over */
             f.class_names = NULL;
             f.n_class_names = 0;
         } else {
             memcpy(info->mean, IMAGENET_MEAN, sizeof info->mean);
+            info->input_scale = 1;
             snprintf(info->backend, sizeof info->backend, "%s", f.backend);
             /* classes: the outputs of dense_3's kernel (in, out), or its bias length */
             if (f.present[AN_W_DENSE_3]) {
@@ -837,6 +847,7 @@ static an_status write_contents(const an_net *net, hid_t file, const char *path,
     float fmean[3];
     an_net_get_mean(net, fmean);
     double mean[3] = {fmean[0], fmean[1], fmean[2]};
+    double input_scale = an_net_input_scale(net);
     const char *format = "alexnet";
     const char *layers[AN_W_N_LAYERS];
     for (int k = 0; k < AN_W_N_LAYERS; k++) layers[k] = KLAYERS[k].name;
@@ -847,6 +858,7 @@ static an_status write_contents(const an_net *net, hid_t file, const char *path,
               write_numbers_attr(root, "classes", H5T_STD_I32LE, H5T_NATIVE_INT, &classes, -1) < 0 ||
               (class_names && write_strings_attr(root, "class_names", class_names, classes) < 0) ||
               write_numbers_attr(root, "mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, mean, 3) < 0 ||
+              write_numbers_attr(root, "input_scale", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &input_scale, -1) < 0 ||
               write_strings_attr(root, "layers", layers, AN_W_N_LAYERS) < 0 ||
               write_strings_attr(root, "layout", &LAYOUT, -1) < 0;
     if (bad) h5_detail(detail);

@@ -189,3 +189,12 @@ test_that("saving fails cleanly into a missing directory and replaces an existin
 unlink(dir, recursive = TRUE)
 rm(a, src5)
 release()
+
+test_that("the input scale travels with the weights file", {
+  net <- alexnet(classes = 2, seed = 3, scale = 1 / 255)
+  file <- tempfile(fileext = ".h5")
+  on.exit(unlink(file))
+  save_weights(net, file, verbose = FALSE)
+  expect_equal(.Call(alexnet:::C_net_scale, alexnet(weights = file)$ptr, NULL), 1 / 255, tolerance = 1e-7)
+  expect_equal(.Call(alexnet:::C_net_scale, alexnet(weights = file, scale = 0.5)$ptr, NULL), 0.5)
+})
