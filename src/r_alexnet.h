@@ -16,6 +16,9 @@ void engine_error(an_status status);          /* raises an R error */
 int scalar_int(SEXP x, const char *what);
 pixel_array get_pixels(SEXP x);               /* dim c(n, h, w[, channels]) */
 an_status image_input(const pixel_array *a, int i, float *dst);
+/* (r_train.c) the loss code and the 0-based labels of a batch, checked */
+an_loss_kind get_loss(SEXP loss);
+const int *get_labels(SEXP labels, int n);
 
 /* training (r_train.c) */
 SEXP r_an_train_batch(SEXP ptr, SEXP x, SEXP index, SEXP labels, SEXP loss, SEXP sgd);

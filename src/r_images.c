@@ -279,20 +279,6 @@ static const float *kept(const float *px, const an_load_result *r, const int *la
     return in;
 }
 
-static const int *get_labels(SEXP labels, int n)
-{
-    if (TYPEOF(labels) != INTSXP || Rf_length(labels) != n)
-        Rf_error("`labels` must be an integer vector with one label per image (%d)", n);
-    return INTEGER(labels);
-}
-
-static an_loss_kind get_loss(SEXP loss)
-{
-    int k = scalar_int(loss, "loss");
-    if (k != AN_LOSS_CROSS_ENTROPY && k != AN_LOSS_MSE) Rf_error("unknown loss code %d", k);
-    return (an_loss_kind) k;
-}
-
 /* Forward batch `index` (epoch `epoch`) to output `until`: value is the
  * b x size matrix (rows of failed images NA), NULL when some failed and not
  * `skip`. */

@@ -10,7 +10,7 @@
 #include "alexnet.h"
 #include "r_alexnet.h"
 
-static an_loss_kind get_loss(SEXP loss)
+an_loss_kind get_loss(SEXP loss)
 {
     int k = scalar_int(loss, "loss");
     if (k != AN_LOSS_CROSS_ENTROPY && k != AN_LOSS_MSE) Rf_error("unknown loss code %d", k);
@@ -34,7 +34,7 @@ static float *batch_input(const pixel_array *a, SEXP index, int *n_out)
     return in;
 }
 
-static const int *get_labels(SEXP labels, int n)
+const int *get_labels(SEXP labels, int n)
 {
     if (TYPEOF(labels) != INTSXP || Rf_length(labels) != n)
         Rf_error("`labels` must be an integer vector with one label per image (%d)", n);
