@@ -54,8 +54,19 @@ int compare(const char *name, const float *got, size_t count, const ref_t *r, do
 /* half a unit in the last place of float x */
 double half_ulp(float x);
 /* compare() allowing half an ulp of rounded[i] on top (NULL: none) */
+/* Extra allowances on top of atol_frac/rtol:
+ * rounded: float results whose rounding is not in the reference (the new
+ *          parameters when `got` is their update): half an ulp of rounded[i]
+ *          per element, their sum on the [sums] check;
+ * flip, flip_sum: the largest change per element and in sum |x| that the
+ *          engine's other choices at near-ties can cause (see test_train). */
+typedef struct {
+    const float *rounded;
+    double flip, flip_sum;
+} allowance;
+
 int compare_ex(const char *name, const float *got, size_t count, const ref_t *r, double atol_frac, double rtol,
-               const float *rounded);
+               const allowance *al);
 int check_ref(const anfx_file *f, const char *label, const char *refname, const float *got, size_t count,
               double atol_frac);
 
