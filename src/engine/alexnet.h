@@ -148,7 +148,8 @@ an_status an_net_train_step(an_net *net, const float *images, const int *labels,
 an_status an_net_evaluate(an_net *net, const float *images, const int *labels, int n,
                           an_loss_kind loss, double *loss_sum, int *correct);
 
-const float *an_net_grads(const an_net *net);        /* NULL before the first backward */
+/* NULL before the first backward (or when a GPU's copy fails) */
+const float *an_net_grads(an_net *net);
 /* The momentum buffer (allocated on first use), for checkpoints. */
 an_status an_net_velocity(an_net *net, float **velocity);
 /* zero velocity and iteration count, as a freshly compiled Keras model has */
@@ -165,6 +166,24 @@ an_status an_image_to_input(const double *src, ptrdiff_t sy, ptrdiff_t sx, ptrdi
 
 /* Backend description, e.g. "cpu (oneDNN 2.6.3, 2 threads)". */
 const char *an_backend_name(void);
+
+/* ---- devices ----
+ * A net computes on the CPU or on one CUDA GPU; its parameters and training
+ * state live there, and a host copy (an_net_params) catches up on request. */
+#define AN_DEVICE_CPU (-1)
+/* Move a net to AN_DEVICE_CPU or the CUDA device `device` (0, 1, ...). On
+ * failure (no such GPU, out of GPU memory) it stays where it was. */
+an_status an_net_set_device(an_net *net, int device);
+int an_net_device(const an_net *net);
+
+int an_cuda_built(void);           /* 1 when the engine was built with CUDA and cuDNN */
+int an_cuda_device_count(void);    /* usable GPUs; 0 when not built, no driver or none */
+/* "NVIDIA H100 80GB HBM3, 79.1 GiB, compute 9.0; CUDA runtime 13.0, driver 13.0; cuDNN 9.19.0" */
+an_status an_cuda_describe(int device, char *buf, size_t size);
+/* TF32 tensor-core math in cuDNN convolutions (on by default, as in
+ * PyTorch; env AN_CUDA_TF32=0 turns it off). Dense layers are full FP32. */
+void an_cuda_set_tf32(int allow);
+int an_cuda_tf32(void);
 
 #ifdef __cplusplus
 }

@@ -52,8 +52,31 @@ size_t an_output_size(const an_net *net, int index)
 int an_net_classes(const an_net *net) { return net->classes; }
 size_t an_net_param_count(const an_net *net) { return net->n_params; }
 const an_param_layer *an_net_param_layer(const an_net *net, int i) { return &net->layers[i]; }
-float *an_net_params(an_net *net) { return net->params; }
-void an_net_params_changed(an_net *net) { net->params_version++; }
+float *an_net_params(an_net *net)
+{
+    /* a GPU net's host copy catches up after SGD; a failed copy leaves it
+     * behind (and the message in an_error_message()) */
+    if (net->host_behind &&
+        net->dev->ops->download(net->dev, net->params, net->dparams, net->n_params * sizeof(float)) == AN_OK)
+        net->host_behind = 0;
+    return net->params;
+}
+
+void an_net_params_changed(an_net *net)
+{
+    net->params_version++;
+    if (!an_net_on_host(net)) net->device_behind = 1;
+}
+
+an_status an_net_params_to_device(an_net *net)
+{
+    if (!net->device_behind) return AN_OK;
+    an_status s = net->dev->ops->upload(net->dev, net->dparams, net->params, net->n_params * sizeof(float));
+    if (s == AN_OK) net->device_behind = 0;
+    return s;
+}
+
+int an_net_device(const an_net *net) { return net->device; }
 void an_net_set_mean(an_net *net, const float mean[3]) { memcpy(net->mean, mean, sizeof net->mean); }
 void an_net_get_mean(const an_net *net, float mean[3]) { memcpy(mean, net->mean, sizeof net->mean); }
 an_status an_net_set_input_scale(an_net *net, float scale)
@@ -91,7 +114,9 @@ an_status an_net_create(int classes, uint64_t seed, an_net **out)
         free(net);
         return an_fail(AN_ERR_MEMORY, "out of memory allocating %zu parameters", offset);
     }
-    net->params = block;
+    net->params = net->dparams = block;
+    net->dev = an_cpu_device();
+    net->device = AN_DEVICE_CPU;
     /* he_normal as in the seed (Keras 1): normal, sd = sqrt(2 / fan_in); biases zero */
     an_rng rng;
     an_rng_seed(&rng, seed);
@@ -108,35 +133,107 @@ an_status an_net_create(int classes, uint64_t seed, an_net **out)
     return AN_OK;
 }
 
-static void plan_free(an_plan *plan)
+static void plan_free(an_device *dev, an_plan *plan)
 {
     if (!plan) return;
-    for (int i = 0; i < 5; i++) an_conv_free(plan->conv[i]);
-    for (int i = 0; i < 3; i++) an_pool_free(plan->pool[i]);
-    for (int i = 0; i < 2; i++) an_lrn_free(plan->lrn[i]);
-    free(plan->input);
-    for (int i = 0; i < AN_N_OUTPUTS; i++) { free(plan->act[i]); free(plan->grad[i]); }
-    for (int i = 0; i < 2; i++) free(plan->keep[i]);
+    const an_backend *B = dev->ops;
+    for (int i = 0; i < 5; i++) if (plan->conv[i]) B->conv_free(plan->conv[i]);
+    for (int i = 0; i < 3; i++) if (plan->pool[i]) B->pool_free(plan->pool[i]);
+    for (int i = 0; i < 2; i++) if (plan->lrn[i]) B->lrn_free(plan->lrn[i]);
+    B->release(dev, plan->input);
+    for (int i = 0; i < AN_N_OUTPUTS; i++) { B->release(dev, plan->act[i]); B->release(dev, plan->grad[i]); }
+    for (int i = 0; i < 2; i++) B->release(dev, plan->keep[i]);
     free(plan);
+}
+
+static void free_plans(an_net *net)
+{
+    for (int i = 0; i < N_PLANS; i++) {
+        plan_free(net->dev, net->plans[i]);
+        net->plans[i] = NULL;
+    }
+}
+
+/* Everything a net holds on a GPU (nothing on the CPU, whose device blocks
+ * are the host ones); the host copies must be current before this. */
+static void release_device_state(an_net *net)
+{
+    free_plans(net);
+    if (an_net_on_host(net)) return;
+    const an_backend *B = net->dev->ops;
+    B->release(net->dev, net->dparams);
+    B->release(net->dev, net->grads);
+    B->release(net->dev, net->velocity);
+    net->dparams = net->grads = net->velocity = NULL;
+    B->close(net->dev);
 }
 
 void an_net_free(an_net *net)
 {
     if (!net) return;
-    for (int i = 0; i < N_PLANS; i++) plan_free(net->plans[i]);
+    int on_host = an_net_on_host(net);
+    release_device_state(net);
     free(net->params);
-    free(net->grads);
-    free(net->velocity);
+    free(on_host ? net->grads : net->host_grads);
+    free(on_host ? net->velocity : net->host_velocity);
     free(net);
 }
 
-static an_status alloc_floats(float **out, size_t bytes)
+/* Move the net to `device` (AN_DEVICE_CPU or a CUDA ordinal): parameters
+ * and optimizer state go along; plans are made anew there. On failure the
+ * net stays where it was, unchanged. */
+an_status an_net_set_device(an_net *net, int device)
 {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
-        return an_fail(AN_ERR_MEMORY, "out of memory allocating %.1f MB of activations", bytes / 1048576.0);
-    *out = p;
+    if (device == net->device) return AN_OK;
+    if (device < AN_DEVICE_CPU) return an_fail(AN_ERR_ARGUMENT, "no device %d", device);
+    /* the host copies catch up first: they are what moves */
+    float *v = NULL;
+    an_status s = AN_OK;
+    an_net_params(net);
+    if (net->host_behind) return AN_ERR_BACKEND;       /* the download's message stands */
+    if (net->velocity && (s = an_net_velocity(net, &v)) != AN_OK) return s;
+    an_device *dev = an_cpu_device();
+    if (device != AN_DEVICE_CPU && (s = an_cuda_device_open(device, &dev)) != AN_OK) return s;
+    const an_backend *B = dev->ops;
+    float *dparams = net->params, *dvelocity = v;
+    if (dev != an_cpu_device()) {
+        size_t bytes = net->n_params * sizeof(float);
+        dvelocity = NULL;
+        s = B->alloc(dev, bytes, (void **)&dparams);
+        if (s == AN_OK) s = B->upload(dev, dparams, net->params, bytes);
+        if (s == AN_OK && v && (s = B->alloc(dev, bytes, (void **)&dvelocity)) == AN_OK)
+            s = B->upload(dev, dvelocity, v, bytes);
+        if (s != AN_OK) {
+            B->release(dev, dparams);
+            B->release(dev, dvelocity);
+            B->close(dev);
+            return s;
+        }
+    }
+    int was_on_host = an_net_on_host(net);
+    if (was_on_host) {  /* the host blocks become the mirrors */
+        net->host_grads = net->grads;
+        net->host_velocity = net->velocity;
+        net->grads = net->velocity = NULL;
+    }
+    release_device_state(net);
+    net->dev = dev;
+    net->device = device;
+    net->dparams = dparams;
+    net->velocity = dvelocity;
+    net->device_behind = net->host_behind = net->velocity_device_behind = 0;
+    if (dev == an_cpu_device()) {   /* back on the CPU: the mirrors are the blocks */
+        net->grads = net->host_grads;
+        net->velocity = net->host_velocity;
+        net->host_grads = net->host_velocity = NULL;
+    }
+    net->params_version++;
     return AN_OK;
+}
+
+static an_status alloc_floats(an_device *dev, float **out, size_t bytes)
+{
+    return dev->ops->alloc(dev, bytes ? bytes : 64, (void **)out);
 }
 
 static an_conv_spec conv_spec(const an_param_layer *l, int n, int h, int w)
@@ -149,6 +246,7 @@ static an_conv_spec conv_spec(const an_param_layer *l, int n, int h, int w)
  * before allocating anything. */
 static an_status check_batch_memory(const an_net *net, int n, int training)
 {
+    if (!an_net_on_host(net)) return AN_OK;     /* a GPU says so itself when an allocation fails */
     double per_image = AN_INPUT_PIXELS;
     for (int i = 0; i < AN_N_OUTPUTS; i++) per_image += (double)an_output_size(net, i);
     double bytes = per_image * sizeof(float) * n * 1.3 * (training ? 2 : 1);  /* blocked layouts and reorder scratch */
@@ -166,6 +264,8 @@ static an_status plan_create(const an_net *net, int n, int training, an_plan **o
     if (s != AN_OK) return s;
     an_plan *p = calloc(1, sizeof *p);
     if (!p) return an_fail(AN_ERR_MEMORY, "out of memory creating a plan");
+    an_device *dev = net->dev;
+    const an_backend *B = dev->ops;
     p->n = n;
     p->training = training;
     const an_param_layer *L = net->layers;
@@ -175,36 +275,35 @@ static an_status plan_create(const an_net *net, int n, int training, an_plan **o
     static const int conv_out[5] = {AN_CONV_1, AN_CONV_2, AN_CONV_3, AN_CONV_4, AN_CONV_5};
     for (int c = 0; c < 5 && s == AN_OK; c++) {
         an_conv_spec cs = conv_spec(&L[c], n, h, w);
-        s = an_conv_create(&cs, training, prev, 0, &p->conv[c]);
+        s = B->conv_create(dev, &cs, training, prev, 0, &p->conv[c]);
         if (s != AN_OK) break;
         an_conv_output_hw(&cs, &h, &w);
-        prev = p->layout[conv_out[c]] = an_conv_out_layout(p->conv[c]);
+        prev = p->layout[conv_out[c]] = B->conv_out_layout(p->conv[c]);
         if (c == 0 || c == 1 || c == 4) {
             int pi = c == 4 ? 2 : c;
             an_pool_spec ps = {n, L[c].out, h, w, 3, 2};
-            s = an_pool_create(&ps, training, prev, pi == 2, &p->pool[pi]);
+            s = B->pool_create(dev, &ps, training, prev, pi == 2, &p->pool[pi]);
             if (s != AN_OK) break;
             an_pool_output_hw(&ps, &h, &w);
             int pool_out = pi == 0 ? AN_POOL_1 : pi == 1 ? AN_POOL_2 : AN_CONVPOOL_5;
-            prev = p->layout[pool_out] = an_pool_out_layout(p->pool[pi]);
+            prev = p->layout[pool_out] = B->pool_out_layout(p->pool[pi]);
             if (pi < 2) {
                 an_lrn_spec ls = {n, L[c].out, h, w, 5, 1e-4f, 0.75f, 2.0f};
-                s = an_lrn_create(&ls, training, prev, &p->lrn[pi]);
+                s = B->lrn_create(dev, &ls, training, prev, &p->lrn[pi]);
                 p->layout[pi == 0 ? AN_CONVPOOL_1 : AN_LRN_2] = prev;
             }
         }
     }
     p->layout[AN_CONVPOOL_5] = NULL;  /* created plain: the dense layers read it as a matrix */
-    if (s == AN_OK) s = alloc_floats(&p->input, sizeof(float) * n * AN_INPUT_PIXELS);
+    if (s == AN_OK) s = alloc_floats(dev, &p->input, sizeof(float) * n * AN_INPUT_PIXELS);
     for (int i = 0; i < AN_N_OUTPUTS && s == AN_OK; i++) {
-        size_t bytes = p->layout[i] ? an_layout_bytes(p->layout[i]) : sizeof(float) * n * an_output_size(net, i);
-        s = alloc_floats(&p->act[i], bytes);
-        if (s == AN_OK && training) s = alloc_floats(&p->grad[i], bytes);
+        size_t bytes = p->layout[i] ? B->layout_bytes(p->layout[i]) : sizeof(float) * n * an_output_size(net, i);
+        s = alloc_floats(dev, &p->act[i], bytes);
+        if (s == AN_OK && training) s = alloc_floats(dev, &p->grad[i], bytes);
     }
     for (int i = 0; i < 2 && s == AN_OK && training; i++)
-        if (!(p->keep[i] = malloc((size_t)n * net->layers[AN_P_DENSE_1 + i].out)))
-            s = an_fail(AN_ERR_MEMORY, "out of memory for dropout masks");
-    if (s != AN_OK) { plan_free(p); return s; }
+        s = B->alloc(dev, (size_t)n * net->layers[AN_P_DENSE_1 + i].out, (void **)&p->keep[i]);
+    if (s != AN_OK) { plan_free(dev, p); return s; }
     *out = p;
     return AN_OK;
 }
@@ -224,7 +323,7 @@ an_status an_plan_for(an_net *net, int n, int training, an_plan **out)
     an_plan *p;
     an_status s = plan_create(net, n, training, &p);
     if (s != AN_OK) return s;
-    plan_free(net->plans[N_PLANS - 1]);
+    plan_free(net->dev, net->plans[N_PLANS - 1]);
     memmove(net->plans + 1, net->plans, sizeof(an_plan *) * (N_PLANS - 1));
     net->plans[0] = p;
     *out = p;
@@ -235,41 +334,42 @@ an_status an_plan_for(an_net *net, int n, int training, an_plan **out)
 an_status an_plan_forward(an_net *net, an_plan *p, int until)
 {
     const an_param_layer *L = net->layers;
-    const float *P = net->params;
+    const float *P = net->dparams;
     const uint64_t v = net->params_version;
+    const an_backend *B = net->dev->ops;
     float **a = p->act;
     int n = p->n;
-    an_status s = AN_OK;
+    an_status s = an_net_params_to_device(net);
 #define STEP(out_index, call)                      \
     do {                                           \
         if (s == AN_OK) s = (call);                \
         if (s != AN_OK || until == (out_index)) return s; \
     } while (0)
 #define W(i) (P + L[i].weight_offset)
-#define B(i) (P + L[i].bias_offset)
-    STEP(AN_CONV_1, an_conv_forward(p->conv[0], p->input, W(0), B(0), v, a[AN_CONV_1]));
-    STEP(AN_POOL_1, an_pool_forward(p->pool[0], a[AN_CONV_1], a[AN_POOL_1]));
-    STEP(AN_CONVPOOL_1, an_lrn_forward(p->lrn[0], a[AN_POOL_1], a[AN_CONVPOOL_1]));
-    STEP(AN_CONV_2, an_conv_forward(p->conv[1], a[AN_CONVPOOL_1], W(1), B(1), v, a[AN_CONV_2]));
-    STEP(AN_POOL_2, an_pool_forward(p->pool[1], a[AN_CONV_2], a[AN_POOL_2]));
-    STEP(AN_LRN_2, an_lrn_forward(p->lrn[1], a[AN_POOL_2], a[AN_LRN_2]));
-    STEP(AN_CONV_3, an_conv_forward(p->conv[2], a[AN_LRN_2], W(2), B(2), v, a[AN_CONV_3]));
-    STEP(AN_CONV_4, an_conv_forward(p->conv[3], a[AN_CONV_3], W(3), B(3), v, a[AN_CONV_4]));
-    STEP(AN_CONV_5, an_conv_forward(p->conv[4], a[AN_CONV_4], W(4), B(4), v, a[AN_CONV_5]));
-    STEP(AN_CONVPOOL_5, an_pool_forward(p->pool[2], a[AN_CONV_5], a[AN_CONVPOOL_5]));
+#define BIAS(i) (P + L[i].bias_offset)
+    STEP(AN_CONV_1, B->conv_forward(p->conv[0], p->input, W(0), BIAS(0), v, a[AN_CONV_1]));
+    STEP(AN_POOL_1, B->pool_forward(p->pool[0], a[AN_CONV_1], a[AN_POOL_1]));
+    STEP(AN_CONVPOOL_1, B->lrn_forward(p->lrn[0], a[AN_POOL_1], a[AN_CONVPOOL_1]));
+    STEP(AN_CONV_2, B->conv_forward(p->conv[1], a[AN_CONVPOOL_1], W(1), BIAS(1), v, a[AN_CONV_2]));
+    STEP(AN_POOL_2, B->pool_forward(p->pool[1], a[AN_CONV_2], a[AN_POOL_2]));
+    STEP(AN_LRN_2, B->lrn_forward(p->lrn[1], a[AN_POOL_2], a[AN_LRN_2]));
+    STEP(AN_CONV_3, B->conv_forward(p->conv[2], a[AN_LRN_2], W(2), BIAS(2), v, a[AN_CONV_3]));
+    STEP(AN_CONV_4, B->conv_forward(p->conv[3], a[AN_CONV_3], W(3), BIAS(3), v, a[AN_CONV_4]));
+    STEP(AN_CONV_5, B->conv_forward(p->conv[4], a[AN_CONV_4], W(4), BIAS(4), v, a[AN_CONV_5]));
+    STEP(AN_CONVPOOL_5, B->pool_forward(p->pool[2], a[AN_CONV_5], a[AN_CONVPOOL_5]));
     for (int d = 0; d < 3; d++) {
         const an_param_layer *l = &L[AN_P_DENSE_1 + d];
-        s = an_dense_forward(n, l->in, l->out, a[AN_CONVPOOL_5 + d], W(AN_P_DENSE_1 + d),
-                             B(AN_P_DENSE_1 + d), l->relu, a[AN_DENSE_1 + d]);
+        s = B->dense_forward(net->dev, n, l->in, l->out, a[AN_CONVPOOL_5 + d], W(AN_P_DENSE_1 + d),
+                             BIAS(AN_P_DENSE_1 + d), l->relu, a[AN_DENSE_1 + d]);
         if (s == AN_OK && p->training && d < 2 && net->dropout > 0)
-            an_dropout_forward((size_t)n * l->out, net->dropout, &net->dropout_rng, a[AN_DENSE_1 + d], p->keep[d]);
+            s = B->dropout_forward(net->dev, (size_t)n * l->out, net->dropout, &net->dropout_rng,
+                                   a[AN_DENSE_1 + d], p->keep[d]);
         if (s != AN_OK || until == AN_DENSE_1 + d) return s;
     }
-    an_softmax_forward(n, net->classes, a[AN_DENSE_3], a[AN_SOFTMAX]);
-    return AN_OK;
+    return B->softmax_forward(net->dev, n, net->classes, a[AN_DENSE_3], a[AN_SOFTMAX]);
 #undef STEP
 #undef W
-#undef B
+#undef BIAS
 }
 
 an_status an_net_forward(an_net *net, const float *images, int n, int until, float *out)
@@ -281,10 +381,10 @@ an_status an_net_forward(an_net *net, const float *images, int n, int until, flo
     an_plan *p;
     an_status s = an_plan_for(net, n, 0, &p);
     if (s != AN_OK) return s;
-    an_preprocess(n, images, net->mean, net->input_scale, p->input);
-    s = an_plan_forward(net, p, until);
+    const an_backend *B = net->dev->ops;
+    s = B->preprocess(net->dev, n, images, net->mean, net->input_scale, p->input);
+    if (s == AN_OK) s = an_plan_forward(net, p, until);
     if (s != AN_OK) return s;
-    if (p->layout[until]) return an_layout_to_plain(p->layout[until], p->act[until], out);
-    memcpy(out, p->act[until], sizeof(float) * n * an_output_size(net, until));
-    return AN_OK;
+    if (p->layout[until]) return B->download_plain(net->dev, p->layout[until], p->act[until], out);
+    return B->download(net->dev, out, p->act[until], sizeof(float) * n * an_output_size(net, until));
 }

@@ -3,12 +3,22 @@
  * backend's own layout (an_layout: blocked on the CPU); an op created with
  * `in` = NULL takes plain NCHW, and one created with `plain_out` gives plain
  * NCHW, which is how tests and the edges of the net see them. Weights and
- * their gradients are always plain (PyTorch layout). */
+ * their gradients are always plain (PyTorch layout).
+ *
+ * Two backends implement the table `an_backend` at the end of this file: the
+ * CPU (ops_cpu.c: oneDNN) and CUDA (ops_cuda.cu: cuDNN, cuBLAS). The net
+ * reaches every op through its device's table, so net.c and train.c do not
+ * know where they run. The plain functions declared first are the CPU
+ * backend's own, on host memory; the tests call them directly. */
 #ifndef AN_OPS_H
 #define AN_OPS_H
 
 #include "alexnet.h"
 #include "rng.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct an_layout an_layout;
 /* bytes a tensor takes in this layout (blocked layouts may pad channels) */
@@ -90,4 +100,82 @@ void an_loss_forward_backward(int n, int classes, const float *logits, const flo
 /* the input's preprocessing: y = (x - mean[channel]) * scale */
 void an_preprocess(int n, const float *x, const float mean[3], float scale, float *y);
 
+/* ---- Keras' SGD on one layer's parameters (weights then bias) ----
+ * v = momentum v - lr (g + weight_decay w); p += v, or with Nesterov
+ * p += momentum v - lr (g + weight_decay w). The first `weight_count` of the
+ * `count` values are weights (decayed); the rest are the bias. */
+typedef struct { float lr, momentum, weight_decay; int nesterov; } an_sgd_step;
+void an_sgd_apply(size_t count, size_t weight_count, float *p, const float *g, float *v,
+                  const an_sgd_step *step);
+
+/* ================================================================ backends
+ * A device is one backend instance: the CPU, or one GPU with its handles,
+ * stream and scratch memory. Memory pointers passed to a device's ops are
+ * that device's memory (for the CPU, host memory), except where a name says
+ * `host`. Every op created on a device keeps a pointer to it. */
+typedef struct an_device an_device;
+typedef struct an_backend an_backend;
+
+struct an_device {
+    const an_backend *ops;
+};
+
+struct an_backend {
+    const char *kind;                                   /* "cpu" or "cuda" */
+    void (*close)(an_device *dev);
+    /* memory */
+    an_status (*alloc)(an_device *dev, size_t bytes, void **out);
+    void (*release)(an_device *dev, void *ptr);
+    an_status (*upload)(an_device *dev, void *dst, const void *host_src, size_t bytes);
+    an_status (*download)(an_device *dev, void *host_dst, const void *src, size_t bytes);
+    an_status (*zero)(an_device *dev, void *dst, size_t bytes);
+    /* tensors in an op's layout (never NULL here: NULL means plain) */
+    size_t (*layout_bytes)(const an_layout *layout);
+    an_status (*download_plain)(an_device *dev, const an_layout *layout, const float *src, float *host_dst);
+    /* ops */
+    an_status (*conv_create)(an_device *dev, const an_conv_spec *spec, int training, const an_layout *in,
+                             int plain_out, an_conv **out);
+    const an_layout *(*conv_out_layout)(const an_conv *op);
+    void (*conv_free)(an_conv *op);
+    an_status (*conv_forward)(an_conv *op, const float *x, const float *w, const float *b,
+                              uint64_t w_version, float *y);
+    an_status (*conv_backward)(an_conv *op, const float *x, const float *w, const float *y,
+                               float *dy, float *dx, float *dw, float *db);
+    an_status (*pool_create)(an_device *dev, const an_pool_spec *spec, int training, const an_layout *in,
+                             int plain_out, an_pool **out);
+    const an_layout *(*pool_out_layout)(const an_pool *op);
+    void (*pool_free)(an_pool *op);
+    an_status (*pool_forward)(an_pool *op, const float *x, float *y);
+    an_status (*pool_backward)(an_pool *op, const float *x, const float *y, const float *dy, float *dx);
+    an_status (*lrn_create)(an_device *dev, const an_lrn_spec *spec, int training, const an_layout *in,
+                            an_lrn **out);
+    void (*lrn_free)(an_lrn *op);
+    an_status (*lrn_forward)(an_lrn *op, const float *x, float *y);
+    an_status (*lrn_backward)(an_lrn *op, const float *x, const float *y, const float *dy, float *dx);
+    an_status (*dense_forward)(an_device *dev, int n, int in, int out, const float *x, const float *w,
+                               const float *b, int relu, float *y);
+    an_status (*dense_backward)(an_device *dev, int n, int in, int out, const float *x, const float *w,
+                                const float *y, int relu, float *dy, float *dx, float *dw, float *db);
+    an_status (*softmax_forward)(an_device *dev, int n, int classes, const float *logits, float *prob);
+    /* the mask is drawn from `rng` on the host, so every backend drops the same units */
+    an_status (*dropout_forward)(an_device *dev, size_t count, float rate, an_rng *rng, float *x, uint8_t *keep);
+    an_status (*dropout_backward)(an_device *dev, size_t count, float rate, const uint8_t *keep, float *dy);
+    an_status (*loss)(an_device *dev, int n, int classes, const float *logits, const float *prob,
+                      const int *host_labels, an_loss_kind kind, float *dlogits, double *loss_sum, int *correct);
+    an_status (*preprocess)(an_device *dev, int n, const float *host_images, const float mean[3], float scale,
+                            float *y);
+    an_status (*sgd)(an_device *dev, size_t count, size_t weight_count, float *p, const float *g, float *v,
+                     const an_sgd_step *step);
+};
+
+/* the CPU device: one for the process, never closed */
+an_device *an_cpu_device(void);
+/* A CUDA device (ordinal 0, 1, ...), opened with its own stream, cuDNN and
+ * cuBLAS handles; close it with dev->ops->close. Fails with a clear message
+ * where the package was built without CUDA or the GPU is missing. */
+an_status an_cuda_device_open(int ordinal, an_device **out);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -735,3 +735,151 @@ void an_loss_forward_backward(int n, int classes, const float *logits, const flo
         }
     }
 }
+
+/* -------------------------------------------------------------------- SGD */
+
+void an_sgd_apply(size_t count, size_t weight_count, float *p, const float *g, float *v,
+                  const an_sgd_step *step)
+{
+    const float lr = step->lr, mu = step->momentum, wd = step->weight_decay;
+    const int nesterov = step->nesterov;
+#pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < count; k++) {
+        float grad = g[k] + (k < weight_count ? wd * p[k] : 0.0f);
+        v[k] = mu * v[k] - lr * grad;
+        p[k] += nesterov ? mu * v[k] - lr * grad : v[k];
+    }
+}
+
+/* ============================================================ the device
+ * The CPU backend's table: host memory, and adapters where the table's
+ * uniform signatures (a device first, x and y for every backward) differ
+ * from the functions above. */
+
+static an_status cpu_alloc(an_device *dev, size_t bytes, void **out)
+{
+    (void)dev;
+    *out = NULL;
+    if (posix_memalign(out, 64, bytes ? bytes : 64) != 0) {
+        *out = NULL;
+        return an_fail(AN_ERR_MEMORY, "out of memory allocating %.1f MB", bytes / 1048576.0);
+    }
+    return AN_OK;
+}
+static void cpu_release(an_device *dev, void *ptr) { (void)dev; free(ptr); }
+static an_status cpu_copy(an_device *dev, void *dst, const void *src, size_t bytes)
+{
+    (void)dev;
+    if (dst != src) memcpy(dst, src, bytes);
+    return AN_OK;
+}
+static an_status cpu_zero(an_device *dev, void *dst, size_t bytes)
+{
+    (void)dev;
+    memset(dst, 0, bytes);
+    return AN_OK;
+}
+static an_status cpu_download_plain(an_device *dev, const an_layout *layout, const float *src, float *dst)
+{
+    (void)dev;
+    return an_layout_to_plain(layout, src, dst);
+}
+static an_status cpu_conv_create(an_device *dev, const an_conv_spec *spec, int training, const an_layout *in,
+                                 int plain_out, an_conv **out)
+{
+    (void)dev;
+    return an_conv_create(spec, training, in, plain_out, out);
+}
+static an_status cpu_pool_create(an_device *dev, const an_pool_spec *spec, int training, const an_layout *in,
+                                 int plain_out, an_pool **out)
+{
+    (void)dev;
+    return an_pool_create(spec, training, in, plain_out, out);
+}
+static an_status cpu_pool_backward(an_pool *op, const float *x, const float *y, const float *dy, float *dx)
+{
+    (void)x; (void)y;   /* oneDNN keeps the argmax in its workspace */
+    return an_pool_backward(op, dy, dx);
+}
+static an_status cpu_lrn_create(an_device *dev, const an_lrn_spec *spec, int training, const an_layout *in,
+                                an_lrn **out)
+{
+    (void)dev;
+    return an_lrn_create(spec, training, in, out);
+}
+static an_status cpu_lrn_backward(an_lrn *op, const float *x, const float *y, const float *dy, float *dx)
+{
+    (void)y;
+    return an_lrn_backward(op, x, dy, dx);
+}
+static an_status cpu_dense_forward(an_device *dev, int n, int in, int out, const float *x, const float *w,
+                                   const float *b, int relu, float *y)
+{
+    (void)dev;
+    return an_dense_forward(n, in, out, x, w, b, relu, y);
+}
+static an_status cpu_dense_backward(an_device *dev, int n, int in, int out, const float *x, const float *w,
+                                    const float *y, int relu, float *dy, float *dx, float *dw, float *db)
+{
+    (void)dev;
+    an_dense_backward(n, in, out, x, w, y, relu, dy, dx, dw, db);
+    return AN_OK;
+}
+static an_status cpu_softmax(an_device *dev, int n, int classes, const float *logits, float *prob)
+{
+    (void)dev;
+    an_softmax_forward(n, classes, logits, prob);
+    return AN_OK;
+}
+static an_status cpu_dropout_forward(an_device *dev, size_t count, float rate, an_rng *rng, float *x,
+                                     uint8_t *keep)
+{
+    (void)dev;
+    an_dropout_forward(count, rate, rng, x, keep);
+    return AN_OK;
+}
+static an_status cpu_dropout_backward(an_device *dev, size_t count, float rate, const uint8_t *keep, float *dy)
+{
+    (void)dev;
+    an_dropout_backward(count, rate, keep, dy);
+    return AN_OK;
+}
+static an_status cpu_loss(an_device *dev, int n, int classes, const float *logits, const float *prob,
+                          const int *labels, an_loss_kind kind, float *dlogits, double *loss_sum, int *correct)
+{
+    (void)dev;
+    an_loss_forward_backward(n, classes, logits, prob, labels, kind, dlogits, loss_sum, correct);
+    return AN_OK;
+}
+static an_status cpu_preprocess(an_device *dev, int n, const float *images, const float mean[3], float scale,
+                                float *y)
+{
+    (void)dev;
+    an_preprocess(n, images, mean, scale, y);
+    return AN_OK;
+}
+static an_status cpu_sgd(an_device *dev, size_t count, size_t weight_count, float *p, const float *g, float *v,
+                         const an_sgd_step *step)
+{
+    (void)dev;
+    an_sgd_apply(count, weight_count, p, g, v, step);
+    return AN_OK;
+}
+static void cpu_close(an_device *dev) { (void)dev; }
+
+static const an_backend cpu_backend = {
+    "cpu", cpu_close,
+    cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero,
+    an_layout_bytes, cpu_download_plain,
+    cpu_conv_create, an_conv_out_layout, an_conv_free, an_conv_forward, an_conv_backward,
+    cpu_pool_create, an_pool_out_layout, an_pool_free, an_pool_forward, cpu_pool_backward,
+    cpu_lrn_create, an_lrn_free, an_lrn_forward, cpu_lrn_backward,
+    cpu_dense_forward, cpu_dense_backward, cpu_softmax,
+    cpu_dropout_forward, cpu_dropout_backward, cpu_loss, cpu_preprocess, cpu_sgd,
+};
+
+an_device *an_cpu_device(void)
+{
+    static an_device cpu = {&cpu_backend};
+    return &cpu;
+}

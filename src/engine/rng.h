@@ -2,7 +2,15 @@
  * gives the same weights and dropout masks on every platform. */
 #ifndef AN_RNG_H
 #define AN_RNG_H
+#include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#ifdef __cplusplus
+}
+#endif
+#endif
 
 typedef struct { uint64_t s[4]; } an_rng;
 
@@ -11,4 +19,7 @@ uint64_t an_rng_next(an_rng *rng);
 double an_rng_uniform(an_rng *rng);          /* [0, 1) */
 void an_rng_normal_fill(an_rng *rng, float *dst, size_t count, double sd);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -41,13 +41,51 @@ void an_net_seed_dropout(an_net *net, uint64_t seed) { an_rng_seed(&net->dropout
 
 uint64_t an_net_iterations(const an_net *net) { return net->iterations; }
 void an_net_set_iterations(an_net *net, uint64_t iterations) { net->iterations = iterations; }
-const float *an_net_grads(const an_net *net) { return net->grads; }
+/* a zeroed block of n_params floats on the net's device */
+static an_status device_block(an_net *net, float **block, const char *what)
+{
+    if (*block) return AN_OK;
+    size_t bytes = net->n_params * sizeof(float);
+    an_status s = net->dev->ops->alloc(net->dev, bytes, (void **)block);
+    if (s != AN_OK) return an_fail(s, "out of %s memory for the %s (%zu parameters)",
+                                   an_net_on_host(net) ? "host" : "GPU", what, net->n_params);
+    if ((s = net->dev->ops->zero(net->dev, *block, bytes)) != AN_OK) {
+        net->dev->ops->release(net->dev, *block);
+        *block = NULL;
+    }
+    return s;
+}
+
+/* the host copy of a GPU net's block, fetched now */
+static an_status host_mirror(an_net *net, const float *device_block, float **mirror)
+{
+    size_t bytes = net->n_params * sizeof(float);
+    if (!*mirror && !(*mirror = malloc(bytes)))
+        return an_fail(AN_ERR_MEMORY, "out of memory for a host copy of %zu parameters", net->n_params);
+    if (!device_block) { memset(*mirror, 0, bytes); return AN_OK; }
+    return net->dev->ops->download(net->dev, *mirror, device_block, bytes);
+}
+
+const float *an_net_grads(an_net *net)
+{
+    if (an_net_on_host(net) || !net->grads) return net->grads;
+    return host_mirror(net, net->grads, &net->host_grads) == AN_OK ? net->host_grads : NULL;
+}
 
 an_status an_net_velocity(an_net *net, float **velocity)
 {
-    if (!net->velocity && !(net->velocity = calloc(net->n_params, sizeof(float))))
-        return an_fail(AN_ERR_MEMORY, "out of memory for the SGD momentum (%zu parameters)", net->n_params);
-    *velocity = net->velocity;
+    *velocity = NULL;
+    if (an_net_on_host(net)) {
+        an_status s = device_block(net, &net->velocity, "SGD momentum");
+        *velocity = net->velocity;
+        return s;
+    }
+    /* a GPU net hands out a host copy, which the caller may write: it goes
+     * back to the device before the next update */
+    an_status s = host_mirror(net, net->velocity, &net->host_velocity);
+    if (s != AN_OK) return s;
+    net->velocity_device_behind = 1;
+    *velocity = net->host_velocity;
     return AN_OK;
 }
 
@@ -56,20 +94,21 @@ an_status an_net_backward(an_net *net, const float *images, const int *labels, i
 {
     an_status s = batch_args(net, images, labels, n);
     if (s != AN_OK) return s;
-    if (!net->grads && !(net->grads = calloc(net->n_params, sizeof(float))))
-        return an_fail(AN_ERR_MEMORY, "out of memory for the gradients (%zu parameters)", net->n_params);
+    if ((s = device_block(net, &net->grads, "gradients")) != AN_OK) return s;
     an_plan *p;
     if ((s = an_plan_for(net, n, 1, &p)) != AN_OK) return s;
-    an_preprocess(n, images, net->mean, net->input_scale, p->input);
+    const an_backend *B = net->dev->ops;
+    an_device *dev = net->dev;
+    if ((s = B->preprocess(dev, n, images, net->mean, net->input_scale, p->input)) != AN_OK) return s;
     if ((s = an_plan_forward(net, p, AN_SOFTMAX)) != AN_OK) return s;
 
     float **a = p->act, **g = p->grad;
     const an_param_layer *L = net->layers;
-    const float *P = net->params;
+    const float *P = net->dparams;
     float *G = net->grads;
     const int first = net->trainable_from;
-    an_loss_forward_backward(n, net->classes, a[AN_DENSE_3], a[AN_SOFTMAX], labels, loss, g[AN_DENSE_3],
-                             loss_sum, correct);
+    s = B->loss(dev, n, net->classes, a[AN_DENSE_3], a[AN_SOFTMAX], labels, loss, g[AN_DENSE_3], loss_sum, correct);
+    if (s != AN_OK) return s;
 #define W(i) (P + L[i].weight_offset)
 #define DW(i) (G + L[i].weight_offset)
 #define DB(i) (G + L[i].bias_offset)
@@ -79,27 +118,28 @@ an_status an_net_backward(an_net *net, const float *images, const int *labels, i
         if (li < first) return AN_OK;
         const an_param_layer *l = &L[li];
         float *dx = li > first ? g[AN_CONVPOOL_5 + d] : NULL;
-        an_dense_backward(n, l->in, l->out, a[AN_CONVPOOL_5 + d], W(li), a[AN_DENSE_1 + d], l->relu,
-                          g[AN_DENSE_1 + d], dx, DW(li), DB(li));
-        if (dx && d > 0 && net->dropout > 0)
-            an_dropout_backward((size_t)n * l->in, net->dropout, p->keep[d - 1], dx);
+        s = B->dense_backward(dev, n, l->in, l->out, a[AN_CONVPOOL_5 + d], W(li), a[AN_DENSE_1 + d], l->relu,
+                              g[AN_DENSE_1 + d], dx, DW(li), DB(li));
+        if (s == AN_OK && dx && d > 0 && net->dropout > 0)
+            s = B->dropout_backward(dev, (size_t)n * l->in, net->dropout, p->keep[d - 1], dx);
+        if (s != AN_OK) return s;
     }
     if (first > AN_P_CONV_5) return AN_OK;
     /* convolutions, top down; each step's input gradient is wanted only when
      * a learning layer lies below it */
     static const int conv_in[5] = {-1, AN_CONVPOOL_1, AN_LRN_2, AN_CONV_3, AN_CONV_4};
     static const int conv_out[5] = {AN_CONV_1, AN_CONV_2, AN_CONV_3, AN_CONV_4, AN_CONV_5};
-    s = an_pool_backward(p->pool[2], g[AN_CONVPOOL_5], g[AN_CONV_5]);
+    s = B->pool_backward(p->pool[2], a[AN_CONV_5], a[AN_CONVPOOL_5], g[AN_CONVPOOL_5], g[AN_CONV_5]);
     for (int c = 4; c >= first && s == AN_OK; c--) {
         const float *x = c == 0 ? p->input : a[conv_in[c]];
         float *dx = c > first ? g[conv_in[c]] : NULL;
-        s = an_conv_backward(p->conv[c], x, W(c), a[conv_out[c]], g[conv_out[c]], dx, DW(c), DB(c));
+        s = B->conv_backward(p->conv[c], x, W(c), a[conv_out[c]], g[conv_out[c]], dx, DW(c), DB(c));
         if (s != AN_OK || !dx || c > 2) continue;
         /* below conv_3 and conv_2 lie an LRN and a pooling */
         int k = c - 1;   /* 1: lrn_2/pool_2, 0: convpool_1/pool_1 */
         int lrn_out = k ? AN_LRN_2 : AN_CONVPOOL_1, pool_out = k ? AN_POOL_2 : AN_POOL_1;
-        s = an_lrn_backward(p->lrn[k], a[pool_out], g[lrn_out], g[pool_out]);
-        if (s == AN_OK) s = an_pool_backward(p->pool[k], g[pool_out], g[conv_out[k]]);
+        s = B->lrn_backward(p->lrn[k], a[pool_out], a[lrn_out], g[lrn_out], g[pool_out]);
+        if (s == AN_OK) s = B->pool_backward(p->pool[k], a[conv_out[k]], a[pool_out], g[pool_out], g[conv_out[k]]);
     }
     return s;
 #undef W
@@ -114,25 +154,27 @@ an_status an_net_sgd_update(an_net *net, const an_sgd *opt)
         !(opt->weight_decay >= 0))
         return an_fail(AN_ERR_ARGUMENT, "invalid SGD settings (lr %g, momentum %g, decay %g, weight decay %g)",
                        opt->lr, opt->momentum, opt->decay, opt->weight_decay);
-    float *v;
-    an_status s = an_net_velocity(net, &v);
+    an_device *dev = net->dev;
+    an_status s = device_block(net, &net->velocity, "SGD momentum");
+    if (s == AN_OK && net->velocity_device_behind) {
+        s = dev->ops->upload(dev, net->velocity, net->host_velocity, net->n_params * sizeof(float));
+        if (s == AN_OK) net->velocity_device_behind = 0;
+    }
+    if (s == AN_OK) s = an_net_params_to_device(net);
     if (s != AN_OK) return s;
-    const float lr = (float)(opt->lr / (1.0 + opt->decay * (double)net->iterations));
-    const float mu = opt->momentum, wd = opt->weight_decay;
-    for (int i = net->trainable_from; i < AN_N_PARAM_LAYERS; i++) {
+    an_sgd_step step = {(float)(opt->lr / (1.0 + opt->decay * (double)net->iterations)), opt->momentum,
+                        opt->weight_decay, opt->nesterov};
+    for (int i = net->trainable_from; i < AN_N_PARAM_LAYERS && s == AN_OK; i++) {
         const an_param_layer *l = &net->layers[i];
         /* weights and bias are adjacent; weight decay applies to the weights only */
-        size_t start = l->weight_offset, end = l->bias_offset + l->bias_count, wend = l->bias_offset;
-        float *p = net->params, *g = net->grads;
-#pragma omp parallel for schedule(static)
-        for (size_t k = start; k < end; k++) {
-            float grad = g[k] + (k < wend ? wd * p[k] : 0.0f);
-            v[k] = mu * v[k] - lr * grad;
-            p[k] += opt->nesterov ? mu * v[k] - lr * grad : v[k];
-        }
+        size_t start = l->weight_offset;
+        s = dev->ops->sgd(dev, l->bias_offset + l->bias_count - start, l->weight_count, net->dparams + start,
+                          net->grads + start, net->velocity + start, &step);
     }
+    if (s != AN_OK) return s;
     net->iterations++;
-    an_net_params_changed(net);
+    net->params_version++;
+    if (!an_net_on_host(net)) net->host_behind = 1;
     return AN_OK;
 }
 
@@ -163,6 +205,13 @@ an_status an_net_evaluate(an_net *net, const float *images, const int *labels, i
 
 void an_net_reset_optimizer(an_net *net)
 {
-    if (net->velocity) memset(net->velocity, 0, net->n_params * sizeof(float));
+    size_t bytes = net->n_params * sizeof(float);
+    /* a failed clear on a GPU frees the block instead: it comes back zeroed */
+    if (net->velocity && net->dev->ops->zero(net->dev, net->velocity, bytes) != AN_OK) {
+        net->dev->ops->release(net->dev, net->velocity);
+        net->velocity = NULL;
+    }
+    if (net->host_velocity) memset(net->host_velocity, 0, bytes);
+    net->velocity_device_behind = 0;
     net->iterations = 0;
 }
