@@ -414,6 +414,9 @@ static an_status decode(an_image_scratch *s, const char *path, double max_megapi
         return an_fail(AN_ERR_MEMORY, "'%s': out of memory for %zu x %zu RGB pixels", path, w, h);
     }
     uint8_t *rgb = own ? fresh : s->rgb;
+    /* the sampler's 8-byte tap loads read into the slack (the unused lanes):
+     * zero it, so that no output depends on uninitialised bytes (valgrind) */
+    if (!own) memset(rgb + bytes, 0, 16);
     if (cmyk && !grow((void **)&s->row, &s->row_cap, w * 4)) {
         jpeg_destroy_decompress(&cinfo);
         free(fresh);
