@@ -242,18 +242,22 @@ static an_conv_spec conv_spec(const an_param_layer *l, int n, int h, int w)
     return s;
 }
 
-/* Refuse a batch whose activations alone would not fit in physical memory,
- * before allocating anything. */
+/* Refuse a batch whose activations alone would not fit in the device's
+ * memory, before allocating anything. */
 static an_status check_batch_memory(const an_net *net, int n, int training)
 {
-    if (!an_net_on_host(net)) return AN_OK;     /* a GPU says so itself when an allocation fails */
     double per_image = AN_INPUT_PIXELS;
     for (int i = 0; i < AN_N_OUTPUTS; i++) per_image += (double)an_output_size(net, i);
     double bytes = per_image * sizeof(float) * n * 1.3 * (training ? 2 : 1);  /* blocked layouts and reorder scratch */
-    double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-    if (phys > 0 && bytes > 0.8 * phys)
-        return an_fail(AN_ERR_MEMORY, "a batch of %d images needs about %.1f GB for activations, more than this "
-                       "machine's memory (%.1f GB): use a smaller batch_size", n, bytes / 1e9, phys / 1e9);
+    double free_b = 0, total = 0;
+    int on_host = an_net_on_host(net);
+    if (net->dev->ops->memory(net->dev, &free_b, &total) != AN_OK) return AN_OK;  /* cannot tell: let allocation say */
+    /* the CPU can page out other memory; a GPU has what is free */
+    double limit = on_host ? 0.8 * total : free_b;
+    if (limit > 0 && bytes > limit)
+        return an_fail(AN_ERR_MEMORY, "a batch of %d images needs about %.1f GB for activations, more than %s "
+                       "(%.1f GB): use a smaller batch_size", n, bytes / 1e9,
+                       on_host ? "this machine's memory" : "the GPU has free", limit / 1e9);
     return AN_OK;
 }
 

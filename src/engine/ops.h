@@ -129,6 +129,8 @@ struct an_backend {
     an_status (*upload)(an_device *dev, void *dst, const void *host_src, size_t bytes);
     an_status (*download)(an_device *dev, void *host_dst, const void *src, size_t bytes);
     an_status (*zero)(an_device *dev, void *dst, size_t bytes);
+    /* memory the device has free and in all, in bytes (the CPU: physical) */
+    an_status (*memory)(an_device *dev, double *free_bytes, double *total_bytes);
     /* tensors in an op's layout (never NULL here: NULL means plain) */
     size_t (*layout_bytes)(const an_layout *layout);
     an_status (*download_plain)(an_device *dev, const an_layout *layout, const float *src, float *host_dst);

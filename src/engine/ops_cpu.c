@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <dnnl.h>
 #include "ops.h"
 
@@ -222,11 +223,6 @@ struct an_conv {
     uint64_t w_version;                         /* of w_cache; 0 = none */
 };
 
-void an_conv_output_hw(const an_conv_spec *s, int *oh, int *ow)
-{
-    *oh = (s->h + 2 * s->pad - s->k) / s->stride + 1;
-    *ow = (s->w + 2 * s->pad - s->k) / s->stride + 1;
-}
 
 static an_status conv_check(const an_conv_spec *s)
 {
@@ -429,11 +425,6 @@ struct an_pool {
     buffer workspace, src_tmp, dst_tmp;
 };
 
-void an_pool_output_hw(const an_pool_spec *s, int *oh, int *ow)
-{
-    *oh = (s->h - s->k) / s->stride + 1;
-    *ow = (s->w - s->k) / s->stride + 1;
-}
 
 an_status an_pool_create(const an_pool_spec *spec, int training, const an_layout *in,
                          int plain_out, an_pool **out)
@@ -779,6 +770,14 @@ static an_status cpu_zero(an_device *dev, void *dst, size_t bytes)
     memset(dst, 0, bytes);
     return AN_OK;
 }
+static an_status cpu_memory(an_device *dev, double *free_bytes, double *total_bytes)
+{
+    (void)dev;
+    double page = (double)sysconf(_SC_PAGESIZE);
+    *total_bytes = (double)sysconf(_SC_PHYS_PAGES) * page;
+    *free_bytes = (double)sysconf(_SC_AVPHYS_PAGES) * page;
+    return AN_OK;
+}
 static an_status cpu_download_plain(an_device *dev, const an_layout *layout, const float *src, float *dst)
 {
     (void)dev;
@@ -869,7 +868,7 @@ static void cpu_close(an_device *dev) { (void)dev; }
 
 static const an_backend cpu_backend = {
     "cpu", cpu_close,
-    cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero,
+    cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero, cpu_memory,
     an_layout_bytes, cpu_download_plain,
     cpu_conv_create, an_conv_out_layout, an_conv_free, an_conv_forward, an_conv_backward,
     cpu_pool_create, an_pool_out_layout, an_pool_free, an_pool_forward, cpu_pool_backward,

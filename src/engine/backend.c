@@ -1,7 +1,20 @@
-/* devices.c: what the engine says about GPUs when it was built without the
- * CUDA backend (ops_cuda.cu defines these functions when it is built). */
+/* backend.c: what the backends share (output shapes), and what the engine
+ * says about GPUs when it was built without the CUDA backend (ops_cuda.cu
+ * defines those functions when it is built). */
 #include <stdio.h>
 #include "ops.h"
+
+void an_conv_output_hw(const an_conv_spec *s, int *oh, int *ow)
+{
+    *oh = (s->h + 2 * s->pad - s->k) / s->stride + 1;
+    *ow = (s->w + 2 * s->pad - s->k) / s->stride + 1;
+}
+
+void an_pool_output_hw(const an_pool_spec *s, int *oh, int *ow)
+{
+    *oh = (s->h - s->k) / s->stride + 1;
+    *ow = (s->w - s->k) / s->stride + 1;
+}
 
 #ifndef AN_HAVE_CUDA
 int an_cuda_built(void) { return 0; }

@@ -1,0 +1,71 @@
+"""bench_gpu.py: PyTorch's AlexNet (bench_torch.AlexNet, the engine's network)
+on a CUDA GPU, timed as bench_gpu.c times the engine: images come from host
+memory every step, features go back to the host, a training step ends when
+its loss is on the host (loss.item()). cuDNN autotuning on (benchmark=True),
+PyTorch's default math (TF32 in convolutions, FP32 matmuls).
+
+Usage: python3 bench_gpu.py [--batches 16,128] [--steps 30] [--warmup 5]
+Output: torch_gpu <case> batch=B ips=X ms=Y   (median over steps)"""
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from bench_torch import AlexNet
+
+
+def timed(fn, steps, warmup):
+    times = []
+    for s in range(warmup + steps):
+        t0 = time.perf_counter()
+        fn()
+        if s >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batches", default="16,128")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    a = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("torch_gpu skipped: torch.cuda.is_available() is False")
+        return
+    torch.backends.cudnn.benchmark = True
+    dev = torch.device("cuda:0")
+    print(f'torch_gpu info device="{torch.cuda.get_device_name(0)}" torch={torch.__version__} '
+          f'cuda={torch.version.cuda} cudnn={torch.backends.cudnn.version()} '
+          f'tf32_conv={torch.backends.cudnn.allow_tf32} tf32_matmul={torch.backends.cuda.matmul.allow_tf32}')
+    for n in [int(b) for b in a.batches.split(",")]:
+        x = torch.randint(0, 256, (n, 3, 227, 227)).float()
+        y = torch.arange(n) % 2
+        feat_net = AlexNet(2, features_only=True).to(dev).eval()
+
+        def features():
+            with torch.inference_mode():
+                feat_net(x.to(dev)).cpu()
+
+        ms = timed(features, a.steps, a.warmup) * 1e3
+        print(f"torch_gpu features batch={n} ips={n / ms * 1e3:.1f} ms={ms:.3f}", flush=True)
+        net = AlexNet(2).to(dev).train()
+        opt = torch.optim.SGD(net.parameters(), lr=1e-5, momentum=0.9, nesterov=True)
+
+        def train():
+            opt.zero_grad(set_to_none=True)
+            loss = F.nll_loss(torch.log(net(x.to(dev))), y.to(dev))
+            loss.backward()
+            opt.step()
+            loss.item()
+
+        ms = timed(train, a.steps, a.warmup) * 1e3
+        print(f"torch_gpu train batch={n} ips={n / ms * 1e3:.1f} ms={ms:.3f}", flush=True)
+        del feat_net, net, opt
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,930 @@
+/* ops_cuda.cu: the CUDA backend. cuDNN for convolution (algorithms found
+ * once per shape with cudnnFind*, the fastest deterministic one kept),
+ * pooling and LRN; cuBLAS for the dense layers; small kernels for the rest
+ * (bias + ReLU, dropout, softmax, loss, SGD, preprocessing).
+ *
+ * Every tensor is plain NCHW in device memory (layouts are always NULL
+ * here). Each device has one stream, on which all its work is queued in
+ * order; the host waits only where it needs a result (downloads, the loss).
+ * Dropout masks are drawn on the host from the net's generator, as on the
+ * CPU, so both backends drop the same units for a seed. */
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <cublas_v2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ops.h"
+
+/* ------------------------------------------------------------ the device */
+
+#define STAGING_SLOTS 4
+
+/* A ring of pinned host buffers for small uploads (masks, labels) and the
+ * loss download: a slot is reused only after its last copy finished. */
+typedef struct {
+    void *host;
+    size_t bytes;
+    cudaEvent_t done;
+    int used;
+} staging_slot;
+
+typedef struct {
+    an_device base;                 /* first: an an_device * is a cuda_device * */
+    int ordinal;
+    cudaStream_t stream;
+    cudnnHandle_t cudnn;
+    cublasHandle_t cublas;
+    void *workspace;                /* shared by all convolutions of the device */
+    size_t workspace_bytes;
+    staging_slot staging[STAGING_SLOTS];
+    int next_slot;
+    int *labels;                    /* device scratch for the loss */
+    double *row_loss;
+    int *row_correct;
+    int rows;
+} cuda_device;
+
+static int tf32_allowed = -1;       /* -1: not decided yet (environment) */
+
+extern "C" void an_cuda_set_tf32(int allow) { tf32_allowed = allow != 0; }
+extern "C" int an_cuda_tf32(void)
+{
+    if (tf32_allowed < 0) {
+        const char *env = getenv("AN_CUDA_TF32");
+        tf32_allowed = !(env && strcmp(env, "0") == 0);
+    }
+    return tf32_allowed;
+}
+
+extern "C" int an_cuda_built(void) { return 1; }
+
+/* ---------------------------------------------------------------- errors */
+
+static an_status cuda_fail(cudaError_t e, const char *what)
+{
+    cudaGetLastError();   /* clear a non-sticky error so that later calls start clean */
+    if (e == cudaErrorMemoryAllocation)
+        return an_fail(AN_ERR_MEMORY, "out of GPU memory in %s: use a smaller batch_size", what);
+    return an_fail(AN_ERR_BACKEND, "CUDA failed in %s: %s", what, cudaGetErrorString(e));
+}
+
+static an_status cudnn_fail(cudnnStatus_t e, const char *what)
+{
+    if (e == CUDNN_STATUS_ALLOC_FAILED)
+        return an_fail(AN_ERR_MEMORY, "out of GPU memory in cuDNN's %s: use a smaller batch_size", what);
+    return an_fail(AN_ERR_BACKEND, "cuDNN failed in %s: %s", what, cudnnGetErrorString(e));
+}
+
+static an_status cublas_fail(cublasStatus_t e, const char *what)
+{
+    if (e == CUBLAS_STATUS_ALLOC_FAILED)
+        return an_fail(AN_ERR_MEMORY, "out of GPU memory in cuBLAS's %s: use a smaller batch_size", what);
+    return an_fail(AN_ERR_BACKEND, "cuBLAS failed in %s: %s", what, cublasGetStatusString(e));
+}
+
+#define CUDA_TRY(call, what)                                                     \
+    do {                                                                         \
+        cudaError_t e_ = (call);                                                 \
+        if (e_ != cudaSuccess) return cuda_fail(e_, what);                      \
+    } while (0)
+#define CUDNN_TRY(call, what)                                                    \
+    do {                                                                         \
+        cudnnStatus_t e_ = (call);                                               \
+        if (e_ != CUDNN_STATUS_SUCCESS) return cudnn_fail(e_, what);            \
+    } while (0)
+#define CUBLAS_TRY(call, what)                                                   \
+    do {                                                                         \
+        cublasStatus_t e_ = (call);                                              \
+        if (e_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(e_, what);          \
+    } while (0)
+/* after a kernel launch: a bad configuration shows here, a fault later */
+#define LAUNCHED(what) CUDA_TRY(cudaGetLastError(), what)
+
+static cuda_device *as_cuda(an_device *dev) { return (cuda_device *)dev; }
+
+/* make this device current for the calling thread */
+static an_status use(cuda_device *d)
+{
+    CUDA_TRY(cudaSetDevice(d->ordinal), "selecting the GPU");
+    return AN_OK;
+}
+
+/* ------------------------------------------------------------- kernels */
+
+static const int THREADS = 256;
+
+static unsigned blocks_for(size_t count)
+{
+    size_t b = (count + THREADS - 1) / THREADS;
+    return (unsigned)(b < 1 ? 1 : b > 65535 ? 65535 : b);   /* the kernels loop over the rest */
+}
+
+#define GRID_STRIDE(i, count) \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (count); i += (size_t)gridDim.x * blockDim.x)
+
+/* y = relu?(y + b[channel]); channels vary every `inner` values, `channels` in a cycle */
+__global__ void bias_act_kernel(float *y, const float *b, size_t count, int inner, int channels, int relu)
+{
+    GRID_STRIDE(i, count) {
+        float v = y[i] + b[(i / inner) % channels];
+        y[i] = relu && !(v > 0) ? 0.0f : v;
+    }
+}
+
+__global__ void relu_mask_kernel(const float *y, float *dy, size_t count)
+{
+    GRID_STRIDE(i, count) if (!(y[i] > 0)) dy[i] = 0.0f;
+}
+
+/* db[j] = sum over rows of dy[i, j] */
+__global__ void column_sum_kernel(const float *dy, int rows, int cols, float *db)
+{
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols; j += gridDim.x * blockDim.x) {
+        float sum = 0;
+        for (int i = 0; i < rows; i++) sum += dy[(size_t)i * cols + j];
+        db[j] = sum;
+    }
+}
+
+__global__ void dropout_kernel(float *x, const uint8_t *keep, size_t count, float scale)
+{
+    GRID_STRIDE(i, count) x[i] = keep[i] ? x[i] * scale : 0.0f;
+}
+
+/* one thread per row: the rows are few, and the sums stay in the CPU's order */
+__global__ void softmax_kernel(const float *logits, float *prob, int n, int classes)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float *z = logits + (size_t)i * classes;
+    float *p = prob + (size_t)i * classes;
+    float max = z[0];
+    for (int j = 1; j < classes; j++) if (z[j] > max) max = z[j];
+    double sum = 0;
+    for (int j = 0; j < classes; j++) sum += p[j] = expf(z[j] - max);
+    for (int j = 0; j < classes; j++) p[j] = (float)(p[j] / sum);
+}
+
+/* the CPU's an_loss_forward_backward, one thread per row */
+__global__ void loss_kernel(const float *logits, const float *prob, const int *labels, int n, int classes,
+                            int mse, float *dlogits, double *row_loss, int *row_correct)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float *z = logits + (size_t)i * classes, *p = prob + (size_t)i * classes;
+    float *dz = dlogits + (size_t)i * classes;
+    int label = labels[i], best = 0;
+    for (int j = 1; j < classes; j++) if (p[j] > p[best]) best = j;
+    row_correct[i] = best == label;
+    if (!mse) {
+        float max = z[0];
+        for (int j = 1; j < classes; j++) if (z[j] > max) max = z[j];
+        double sum = 0;
+        for (int j = 0; j < classes; j++) sum += exp((double)z[j] - max);
+        row_loss[i] = log(sum) - ((double)z[label] - max);
+        for (int j = 0; j < classes; j++) dz[j] = (p[j] - (j == label)) / n;
+    } else {
+        double loss = 0, dot = 0;
+        for (int j = 0; j < classes; j++) {
+            double d = p[j] - (j == label);
+            loss += d * d;
+            dz[j] = (float)(2.0 * d / ((double)n * classes));
+            dot += dz[j] * p[j];
+        }
+        row_loss[i] = loss / classes;
+        for (int j = 0; j < classes; j++) dz[j] = (float)(p[j] * (dz[j] - dot));
+    }
+}
+
+__global__ void preprocess_kernel(const float *x, float *y, size_t count, size_t plane, float m0, float m1,
+                                  float m2, float scale)
+{
+    GRID_STRIDE(i, count) {
+        int c = (int)((i / plane) % 3);
+        float mean = c == 0 ? m0 : c == 1 ? m1 : m2;
+        y[i] = (x[i] - mean) * scale;
+    }
+}
+
+__global__ void sgd_kernel(float *p, const float *g, float *v, size_t count, size_t weight_count, float lr,
+                           float mu, float wd, int nesterov)
+{
+    GRID_STRIDE(k, count) {
+        float grad = g[k] + (k < weight_count ? wd * p[k] : 0.0f);
+        float vk = mu * v[k] - lr * grad;
+        v[k] = vk;
+        p[k] += nesterov ? mu * vk - lr * grad : vk;
+    }
+}
+
+/* ---------------------------------------------------------------- memory */
+
+static an_status cuda_alloc(an_device *dev, size_t bytes, void **out)
+{
+    cuda_device *d = as_cuda(dev);
+    *out = NULL;
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    cudaError_t e = cudaMalloc(out, bytes ? bytes : 256);
+    if (e == cudaSuccess) return AN_OK;
+    *out = NULL;
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    if (e == cudaErrorMemoryAllocation)
+        return an_fail(AN_ERR_MEMORY, "out of GPU memory: %.1f MB wanted, %.1f MB free of %.1f MB on GPU %d: "
+                       "use a smaller batch_size", bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0,
+                       d->ordinal);
+    return cuda_fail(e, "allocating GPU memory");
+}
+
+static void cuda_release(an_device *dev, void *ptr)
+{
+    if (!ptr) return;
+    cudaSetDevice(as_cuda(dev)->ordinal);
+    cudaFree(ptr);
+}
+
+static an_status cuda_upload(an_device *dev, void *dst, const void *host_src, size_t bytes)
+{
+    cuda_device *d = as_cuda(dev);
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    /* from pageable memory the copy is staged by the driver, so the caller's
+     * buffer is free again when this returns */
+    CUDA_TRY(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, d->stream), "an upload to the GPU");
+    return AN_OK;
+}
+
+static an_status cuda_download(an_device *dev, void *host_dst, const void *src, size_t bytes)
+{
+    cuda_device *d = as_cuda(dev);
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    CUDA_TRY(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, d->stream), "a download from the GPU");
+    CUDA_TRY(cudaStreamSynchronize(d->stream), "the GPU's work (found when downloading)");
+    return AN_OK;
+}
+
+static an_status cuda_zero(an_device *dev, void *dst, size_t bytes)
+{
+    cuda_device *d = as_cuda(dev);
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    CUDA_TRY(cudaMemsetAsync(dst, 0, bytes, d->stream), "clearing GPU memory");
+    return AN_OK;
+}
+
+static an_status cuda_memory(an_device *dev, double *free_bytes, double *total_bytes)
+{
+    an_status s = use(as_cuda(dev));
+    if (s != AN_OK) return s;
+    size_t f = 0, t = 0;
+    CUDA_TRY(cudaMemGetInfo(&f, &t), "reading the GPU's free memory");
+    *free_bytes = (double)f;
+    *total_bytes = (double)t;
+    return AN_OK;
+}
+
+static size_t cuda_layout_bytes(const an_layout *layout)
+{
+    (void)layout;   /* never called: this backend has no layouts */
+    return 0;
+}
+
+static an_status cuda_download_plain(an_device *dev, const an_layout *layout, const float *src, float *dst)
+{
+    (void)dev; (void)layout; (void)src; (void)dst;
+    return an_fail(AN_ERR_BACKEND, "the CUDA backend keeps every tensor plain: no layout to convert");
+}
+
+/* A pinned host slot of at least `bytes`, free to write. */
+static an_status staging(cuda_device *d, size_t bytes, staging_slot **out)
+{
+    staging_slot *slot = &d->staging[d->next_slot];
+    d->next_slot = (d->next_slot + 1) % STAGING_SLOTS;
+    if (slot->used) CUDA_TRY(cudaEventSynchronize(slot->done), "waiting for a staging copy");
+    slot->used = 0;
+    if (slot->bytes < bytes) {
+        if (slot->host) cudaFreeHost(slot->host);
+        slot->host = NULL;
+        slot->bytes = 0;
+        CUDA_TRY(cudaMallocHost(&slot->host, bytes), "allocating pinned host memory");
+        slot->bytes = bytes;
+    }
+    *out = slot;
+    return AN_OK;
+}
+
+/* queue the copy of a filled slot to the device; the slot waits for it */
+static an_status staging_upload(cuda_device *d, staging_slot *slot, void *dst, size_t bytes)
+{
+    CUDA_TRY(cudaMemcpyAsync(dst, slot->host, bytes, cudaMemcpyHostToDevice, d->stream), "a staged upload");
+    CUDA_TRY(cudaEventRecord(slot->done, d->stream), "recording a staged upload");
+    slot->used = 1;
+    return AN_OK;
+}
+
+/* --------------------------------------------------------- convolution */
+
+struct an_conv {
+    cuda_device *dev;
+    an_conv_spec s;
+    int training, oh, ow;
+    cudnnTensorDescriptor_t x_desc, y_desc, b_desc;
+    cudnnFilterDescriptor_t w_desc;
+    /* one per direction: each carries the math type of its chosen algorithm */
+    cudnnConvolutionDescriptor_t fwd_desc, bwd_data_desc, bwd_filter_desc;
+    cudnnConvolutionFwdAlgo_t fwd_algo;
+    cudnnConvolutionBwdDataAlgo_t bwd_data_algo;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo;
+    size_t workspace_bytes;
+};
+
+static void conv_free(an_conv *op)
+{
+    if (!op) return;
+    if (op->x_desc) cudnnDestroyTensorDescriptor(op->x_desc);
+    if (op->y_desc) cudnnDestroyTensorDescriptor(op->y_desc);
+    if (op->b_desc) cudnnDestroyTensorDescriptor(op->b_desc);
+    if (op->w_desc) cudnnDestroyFilterDescriptor(op->w_desc);
+    if (op->fwd_desc) cudnnDestroyConvolutionDescriptor(op->fwd_desc);
+    if (op->bwd_data_desc) cudnnDestroyConvolutionDescriptor(op->bwd_data_desc);
+    if (op->bwd_filter_desc) cudnnDestroyConvolutionDescriptor(op->bwd_filter_desc);
+    free(op);
+}
+
+static an_status grow_workspace(cuda_device *d, size_t bytes)
+{
+    if (bytes <= d->workspace_bytes) return AN_OK;
+    cudaFree(d->workspace);   /* waits for the work that used it */
+    d->workspace = NULL;
+    d->workspace_bytes = 0;
+    CUDA_TRY(cudaMalloc(&d->workspace, bytes), "allocating the convolution workspace");
+    d->workspace_bytes = bytes;
+    return AN_OK;
+}
+
+/* Algorithms that need more scratch than this are passed over. */
+static const size_t WORKSPACE_LIMIT = (size_t)1 << 30;
+
+/* Which of cudnnFind's results (fastest first) to keep: the fastest that
+ * succeeded, is deterministic (a seed gives the same training history),
+ * fits the workspace limit and uses a math the user allows (TF32 only where
+ * allowed; never FP16 conversion). */
+#define CHOOSE_ALGO(perf, count, chosen)                                                   \
+    do {                                                                                   \
+        chosen = -1;                                                                       \
+        for (int i_ = 0; i_ < (count) && chosen < 0; i_++) {                               \
+            if (perf[i_].status != CUDNN_STATUS_SUCCESS) continue;                         \
+            if (perf[i_].determinism != CUDNN_DETERMINISTIC) continue;                     \
+            if (perf[i_].memory > WORKSPACE_LIMIT) continue;                               \
+            if (perf[i_].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;      \
+            if (perf[i_].mathType == CUDNN_TENSOR_OP_MATH && !an_cuda_tf32()) continue;    \
+            chosen = i_;                                                                   \
+        }                                                                                  \
+    } while (0)
+
+static an_status conv_setup(an_conv *op)
+{
+    const an_conv_spec *s = &op->s;
+    cudnnHandle_t h = op->dev->cudnn;
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&op->x_desc), "creating a tensor descriptor");
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&op->y_desc), "creating a tensor descriptor");
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&op->b_desc), "creating a tensor descriptor");
+    CUDNN_TRY(cudnnCreateFilterDescriptor(&op->w_desc), "creating a filter descriptor");
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(op->x_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->in, s->h, s->w),
+              "describing a convolution's input");
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(op->y_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->out, op->oh,
+                                         op->ow), "describing a convolution's output");
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(op->b_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, s->out, 1, 1),
+              "describing a bias");
+    CUDNN_TRY(cudnnSetFilter4dDescriptor(op->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s->out, s->in / s->groups,
+                                         s->k, s->k), "describing convolution weights");
+    cudnnConvolutionDescriptor_t *descs[3] = {&op->fwd_desc, &op->bwd_data_desc, &op->bwd_filter_desc};
+    cudnnMathType_t math = an_cuda_tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    for (int i = 0; i < 3; i++) {
+        CUDNN_TRY(cudnnCreateConvolutionDescriptor(descs[i]), "creating a convolution descriptor");
+        /* cross-correlation, as PyTorch and the engine's weights mean it */
+        CUDNN_TRY(cudnnSetConvolution2dDescriptor(*descs[i], s->pad, s->pad, s->stride, s->stride, 1, 1,
+                                                  CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                  "describing a convolution");
+        CUDNN_TRY(cudnnSetConvolutionGroupCount(*descs[i], s->groups), "setting convolution groups");
+        CUDNN_TRY(cudnnSetConvolutionMathType(*descs[i], math), "setting convolution math");
+    }
+    int n_out = 0, chosen;
+    enum { MAX_ALGOS = 16 };
+    cudnnConvolutionFwdAlgoPerf_t fwd[MAX_ALGOS];
+    CUDNN_TRY(cudnnFindConvolutionForwardAlgorithm(h, op->x_desc, op->w_desc, op->fwd_desc, op->y_desc, MAX_ALGOS,
+                                                   &n_out, fwd), "finding a forward convolution algorithm");
+    CHOOSE_ALGO(fwd, n_out, chosen);
+    if (chosen < 0) return an_fail(AN_ERR_BACKEND, "cuDNN offers no usable forward algorithm for a %dx%d "
+                                   "convolution of %d channels", s->k, s->k, s->in);
+    op->fwd_algo = fwd[chosen].algo;
+    op->workspace_bytes = fwd[chosen].memory;
+    CUDNN_TRY(cudnnSetConvolutionMathType(op->fwd_desc, fwd[chosen].mathType), "setting convolution math");
+    if (op->training) {
+        cudnnConvolutionBwdDataAlgoPerf_t bd[MAX_ALGOS];
+        CUDNN_TRY(cudnnFindConvolutionBackwardDataAlgorithm(h, op->w_desc, op->y_desc, op->bwd_data_desc,
+                                                            op->x_desc, MAX_ALGOS, &n_out, bd),
+                  "finding a backward-data convolution algorithm");
+        CHOOSE_ALGO(bd, n_out, chosen);
+        if (chosen < 0) return an_fail(AN_ERR_BACKEND, "cuDNN offers no usable backward-data algorithm");
+        op->bwd_data_algo = bd[chosen].algo;
+        if (bd[chosen].memory > op->workspace_bytes) op->workspace_bytes = bd[chosen].memory;
+        CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_data_desc, bd[chosen].mathType), "setting convolution math");
+        cudnnConvolutionBwdFilterAlgoPerf_t bf[MAX_ALGOS];
+        CUDNN_TRY(cudnnFindConvolutionBackwardFilterAlgorithm(h, op->x_desc, op->y_desc, op->bwd_filter_desc,
+                                                              op->w_desc, MAX_ALGOS, &n_out, bf),
+                  "finding a backward-filter convolution algorithm");
+        CHOOSE_ALGO(bf, n_out, chosen);
+        if (chosen < 0) return an_fail(AN_ERR_BACKEND, "cuDNN offers no usable backward-filter algorithm");
+        op->bwd_filter_algo = bf[chosen].algo;
+        if (bf[chosen].memory > op->workspace_bytes) op->workspace_bytes = bf[chosen].memory;
+        CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_filter_desc, bf[chosen].mathType), "setting convolution math");
+    }
+    return grow_workspace(op->dev, op->workspace_bytes);
+}
+
+static an_status cuda_conv_create(an_device *dev, const an_conv_spec *spec, int training, const an_layout *in,
+                                  int plain_out, an_conv **out)
+{
+    (void)in; (void)plain_out;   /* always plain here */
+    *out = NULL;
+    const an_conv_spec *s = spec;
+    if (s->n < 1 || s->in < 1 || s->out < 1 || s->k < 1 || s->stride < 1 || s->pad < 0 || s->groups < 1 ||
+        s->in % s->groups || s->out % s->groups || s->h + 2 * s->pad < s->k || s->w + 2 * s->pad < s->k)
+        return an_fail(AN_ERR_ARGUMENT, "invalid convolution shape (n %d, in %d, %dx%d, out %d, k %d, groups %d)",
+                       s->n, s->in, s->h, s->w, s->out, s->k, s->groups);
+    int oh, ow;
+    an_conv_output_hw(spec, &oh, &ow);
+    double per_image = (double)s->in * s->h * s->w > (double)s->out * oh * ow ? (double)s->in * s->h * s->w
+                                                                                : (double)s->out * oh * ow;
+    if (per_image * s->n > 2147483647.0)   /* cuDNN's 4-d descriptors count elements in 32 bits */
+        return an_fail(AN_ERR_ARGUMENT, "a batch of %d images is too large for cuDNN (at most %d at this layer): "
+                       "use a smaller batch_size", s->n, (int)(2147483647.0 / per_image));
+    cuda_device *d = as_cuda(dev);
+    an_status st = use(d);
+    if (st != AN_OK) return st;
+    an_conv *op = (an_conv *)calloc(1, sizeof *op);
+    if (!op) return an_fail(AN_ERR_MEMORY, "out of memory creating a convolution");
+    op->dev = d;
+    op->s = *spec;
+    op->training = training;
+    an_conv_output_hw(spec, &op->oh, &op->ow);
+    st = conv_setup(op);
+    if (st != AN_OK) { conv_free(op); return st; }
+    *out = op;
+    return AN_OK;
+}
+
+static const an_layout *cuda_conv_out_layout(const an_conv *op) { (void)op; return NULL; }
+
+static an_status cuda_conv_forward(an_conv *op, const float *x, const float *w, const float *b, uint64_t w_version,
+                                   float *y)
+{
+    (void)w_version;   /* the weights are used as they are: no reorder to cache */
+    cuda_device *d = op->dev;
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_TRY(cudnnConvolutionForward(d->cudnn, &one, op->x_desc, x, op->w_desc, w, op->fwd_desc, op->fwd_algo,
+                                      d->workspace, d->workspace_bytes, &zero, op->y_desc, y),
+              "a forward convolution");
+    size_t count = (size_t)op->s.n * op->s.out * op->oh * op->ow;
+    bias_act_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(y, b, count, op->oh * op->ow, op->s.out,
+                                                                   op->s.relu);
+    LAUNCHED("the convolution bias kernel");
+    return AN_OK;
+}
+
+static an_status cuda_conv_backward(an_conv *op, const float *x, const float *w, const float *y, float *dy,
+                                    float *dx, float *dw, float *db)
+{
+    if (!op->training) return an_fail(AN_ERR_ARGUMENT, "convolution was created for inference only");
+    cuda_device *d = op->dev;
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    const float one = 1.0f, zero = 0.0f;
+    size_t count = (size_t)op->s.n * op->s.out * op->oh * op->ow;
+    if (op->s.relu) {
+        relu_mask_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(y, dy, count);
+        LAUNCHED("the ReLU mask kernel");
+    }
+    CUDNN_TRY(cudnnConvolutionBackwardBias(d->cudnn, &one, op->y_desc, dy, &zero, op->b_desc, db),
+              "a convolution's bias gradient");
+    CUDNN_TRY(cudnnConvolutionBackwardFilter(d->cudnn, &one, op->x_desc, x, op->y_desc, dy, op->bwd_filter_desc,
+                                             op->bwd_filter_algo, d->workspace, d->workspace_bytes, &zero,
+                                             op->w_desc, dw), "a convolution's weight gradient");
+    if (dx)
+        CUDNN_TRY(cudnnConvolutionBackwardData(d->cudnn, &one, op->w_desc, w, op->y_desc, dy, op->bwd_data_desc,
+                                               op->bwd_data_algo, d->workspace, d->workspace_bytes, &zero,
+                                               op->x_desc, dx), "a convolution's input gradient");
+    return AN_OK;
+}
+
+/* ------------------------------------------------------------- pooling */
+
+struct an_pool {
+    cuda_device *dev;
+    an_pool_spec s;
+    int training;
+    cudnnTensorDescriptor_t x_desc, y_desc;
+    cudnnPoolingDescriptor_t desc;
+};
+
+static void pool_free(an_pool *op)
+{
+    if (!op) return;
+    if (op->x_desc) cudnnDestroyTensorDescriptor(op->x_desc);
+    if (op->y_desc) cudnnDestroyTensorDescriptor(op->y_desc);
+    if (op->desc) cudnnDestroyPoolingDescriptor(op->desc);
+    free(op);
+}
+
+static an_status pool_setup(an_pool *op)
+{
+    const an_pool_spec *s = &op->s;
+    int oh, ow;
+    an_pool_output_hw(s, &oh, &ow);
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&op->x_desc), "creating a tensor descriptor");
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&op->y_desc), "creating a tensor descriptor");
+    CUDNN_TRY(cudnnCreatePoolingDescriptor(&op->desc), "creating a pooling descriptor");
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(op->x_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->c, s->h, s->w),
+              "describing a pooling input");
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(op->y_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->c, oh, ow),
+              "describing a pooling output");
+    /* deterministic backward: the gradient goes to the first maximum, as on the CPU */
+    CUDNN_TRY(cudnnSetPooling2dDescriptor(op->desc, CUDNN_POOLING_MAX_DETERMINISTIC, CUDNN_NOT_PROPAGATE_NAN, s->k,
+                                          s->k, 0, 0, s->stride, s->stride), "describing a pooling");
+    return AN_OK;
+}
+
+static an_status cuda_pool_create(an_device *dev, const an_pool_spec *spec, int training, const an_layout *in,
+                                  int plain_out, an_pool **out)
+{
+    (void)in; (void)plain_out;
+    *out = NULL;
+    if (spec->n < 1 || spec->c < 1 || spec->k < 1 || spec->stride < 1 || spec->h < spec->k || spec->w < spec->k)
+        return an_fail(AN_ERR_ARGUMENT, "invalid pooling shape (n %d, c %d, %dx%d, k %d, stride %d)",
+                       spec->n, spec->c, spec->h, spec->w, spec->k, spec->stride);
+    an_pool *op = (an_pool *)calloc(1, sizeof *op);
+    if (!op) return an_fail(AN_ERR_MEMORY, "out of memory creating a pooling op");
+    op->dev = as_cuda(dev);
+    op->s = *spec;
+    op->training = training;
+    an_status s = pool_setup(op);
+    if (s != AN_OK) { pool_free(op); return s; }
+    *out = op;
+    return AN_OK;
+}
+
+static const an_layout *cuda_pool_out_layout(const an_pool *op) { (void)op; return NULL; }
+
+static an_status cuda_pool_forward(an_pool *op, const float *x, float *y)
+{
+    an_status s = use(op->dev);
+    if (s != AN_OK) return s;
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_TRY(cudnnPoolingForward(op->dev->cudnn, op->desc, &one, op->x_desc, x, &zero, op->y_desc, y),
+              "a max pooling");
+    return AN_OK;
+}
+
+static an_status cuda_pool_backward(an_pool *op, const float *x, const float *y, const float *dy, float *dx)
+{
+    if (!op->training) return an_fail(AN_ERR_ARGUMENT, "pooling was created for inference only");
+    an_status s = use(op->dev);
+    if (s != AN_OK) return s;
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_TRY(cudnnPoolingBackward(op->dev->cudnn, op->desc, &one, op->y_desc, y, op->y_desc, dy, op->x_desc, x,
+                                   &zero, op->x_desc, dx), "a max pooling's gradient");
+    return AN_OK;
+}
+
+/* ------------------------------------------------------------------ LRN */
+
+struct an_lrn {
+    cuda_device *dev;
+    an_lrn_spec s;
+    int training;
+    cudnnTensorDescriptor_t desc;
+    cudnnLRNDescriptor_t lrn;
+};
+
+static void lrn_free(an_lrn *op)
+{
+    if (!op) return;
+    if (op->desc) cudnnDestroyTensorDescriptor(op->desc);
+    if (op->lrn) cudnnDestroyLRNDescriptor(op->lrn);
+    free(op);
+}
+
+static an_status lrn_setup(an_lrn *op)
+{
+    const an_lrn_spec *s = &op->s;
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&op->desc), "creating a tensor descriptor");
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(op->desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->c, s->h, s->w),
+              "describing an LRN input");
+    CUDNN_TRY(cudnnCreateLRNDescriptor(&op->lrn), "creating an LRN descriptor");
+    /* cuDNN divides alpha by the window size (as Caffe does); Heuritech's LRN does not */
+    CUDNN_TRY(cudnnSetLRNDescriptor(op->lrn, (unsigned)s->size, (double)s->alpha * s->size, s->beta, s->k),
+              "describing an LRN");
+    return AN_OK;
+}
+
+static an_status cuda_lrn_create(an_device *dev, const an_lrn_spec *spec, int training, const an_layout *in,
+                                 an_lrn **out)
+{
+    (void)in;
+    *out = NULL;
+    if (spec->n < 1 || spec->c < 1 || spec->h < 1 || spec->w < 1 || spec->size < 1 || spec->size % 2 == 0 ||
+        spec->size > CUDNN_LRN_MAX_N)
+        return an_fail(AN_ERR_ARGUMENT, "invalid LRN shape (n %d, c %d, %dx%d, size %d)", spec->n, spec->c,
+                       spec->h, spec->w, spec->size);
+    an_lrn *op = (an_lrn *)calloc(1, sizeof *op);
+    if (!op) return an_fail(AN_ERR_MEMORY, "out of memory creating an LRN op");
+    op->dev = as_cuda(dev);
+    op->s = *spec;
+    op->training = training;
+    an_status s = lrn_setup(op);
+    if (s != AN_OK) { lrn_free(op); return s; }
+    *out = op;
+    return AN_OK;
+}
+
+static an_status cuda_lrn_forward(an_lrn *op, const float *x, float *y)
+{
+    an_status s = use(op->dev);
+    if (s != AN_OK) return s;
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_TRY(cudnnLRNCrossChannelForward(op->dev->cudnn, op->lrn, CUDNN_LRN_CROSS_CHANNEL_DIM1, &one, op->desc, x,
+                                          &zero, op->desc, y), "an LRN");
+    return AN_OK;
+}
+
+static an_status cuda_lrn_backward(an_lrn *op, const float *x, const float *y, const float *dy, float *dx)
+{
+    if (!op->training) return an_fail(AN_ERR_ARGUMENT, "LRN was created for inference only");
+    an_status s = use(op->dev);
+    if (s != AN_OK) return s;
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_TRY(cudnnLRNCrossChannelBackward(op->dev->cudnn, op->lrn, CUDNN_LRN_CROSS_CHANNEL_DIM1, &one, op->desc, y,
+                                           op->desc, dy, op->desc, x, &zero, op->desc, dx), "an LRN's gradient");
+    return AN_OK;
+}
+
+/* ---------------------------------------------------------------- dense
+ * Row-major y (n x out) = x (n x in) W^T, W (out x in). cuBLAS is
+ * column-major, where a row-major matrix reads as its transpose, so
+ * y^T = op(W) x^T becomes gemm(T, N) on the same buffers. */
+
+static an_status cuda_dense_forward(an_device *dev, int n, int in, int out, const float *x, const float *w,
+                                    const float *b, int relu, float *y)
+{
+    cuda_device *d = as_cuda(dev);
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    const float one = 1.0f, zero = 0.0f;
+    CUBLAS_TRY(cublasSgemm(d->cublas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, in, x, in, &zero, y, out),
+               "a dense layer");
+    size_t count = (size_t)n * out;
+    bias_act_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(y, b, count, 1, out, relu);
+    LAUNCHED("the dense bias kernel");
+    return AN_OK;
+}
+
+static an_status cuda_dense_backward(an_device *dev, int n, int in, int out, const float *x, const float *w,
+                                     const float *y, int relu, float *dy, float *dx, float *dw, float *db)
+{
+    cuda_device *d = as_cuda(dev);
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    const float one = 1.0f, zero = 0.0f;
+    size_t count = (size_t)n * out;
+    if (relu) {
+        relu_mask_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(y, dy, count);
+        LAUNCHED("the ReLU mask kernel");
+    }
+    /* dW (out x in) = dy^T x: column-major dW^T = x^T dy */
+    CUBLAS_TRY(cublasSgemm(d->cublas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x, in, dy, out, &zero, dw, in),
+               "a dense layer's weight gradient");
+    column_sum_kernel<<<blocks_for((size_t)out), THREADS, 0, d->stream>>>(dy, n, out, db);
+    LAUNCHED("the bias gradient kernel");
+    /* dx (n x in) = dy W: column-major dx^T = W^T dy^T */
+    if (dx)
+        CUBLAS_TRY(cublasSgemm(d->cublas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w, in, dy, out, &zero, dx, in),
+                   "a dense layer's input gradient");
+    return AN_OK;
+}
+
+/* --------------------------------------------------- element-wise, loss */
+
+static an_status cuda_softmax(an_device *dev, int n, int classes, const float *logits, float *prob)
+{
+    cuda_device *d = as_cuda(dev);
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    softmax_kernel<<<blocks_for((size_t)n), THREADS, 0, d->stream>>>(logits, prob, n, classes);
+    LAUNCHED("the softmax kernel");
+    return AN_OK;
+}
+
+static an_status cuda_dropout_forward(an_device *dev, size_t count, float rate, an_rng *rng, float *x,
+                                      uint8_t *keep)
+{
+    cuda_device *d = as_cuda(dev);
+    staging_slot *slot;
+    an_status s = use(d);
+    if (s == AN_OK) s = staging(d, count, &slot);
+    if (s != AN_OK) return s;
+    uint8_t *mask = (uint8_t *)slot->host;
+    for (size_t i = 0; i < count; i++) mask[i] = an_rng_uniform(rng) >= rate;   /* the CPU's draw, in its order */
+    if ((s = staging_upload(d, slot, keep, count)) != AN_OK) return s;
+    dropout_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(x, keep, count, 1.0f / (1.0f - rate));
+    LAUNCHED("the dropout kernel");
+    return AN_OK;
+}
+
+static an_status cuda_dropout_backward(an_device *dev, size_t count, float rate, const uint8_t *keep, float *dy)
+{
+    cuda_device *d = as_cuda(dev);
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    dropout_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(dy, keep, count, 1.0f / (1.0f - rate));
+    LAUNCHED("the dropout gradient kernel");
+    return AN_OK;
+}
+
+static an_status loss_scratch(cuda_device *d, int n)
+{
+    if (n <= d->rows) return AN_OK;
+    cudaFree(d->labels);
+    cudaFree(d->row_loss);
+    cudaFree(d->row_correct);
+    d->labels = NULL; d->row_loss = NULL; d->row_correct = NULL;
+    d->rows = 0;
+    CUDA_TRY(cudaMalloc(&d->labels, sizeof(int) * n), "allocating loss scratch");
+    CUDA_TRY(cudaMalloc(&d->row_loss, sizeof(double) * n), "allocating loss scratch");
+    CUDA_TRY(cudaMalloc(&d->row_correct, sizeof(int) * n), "allocating loss scratch");
+    d->rows = n;
+    return AN_OK;
+}
+
+static an_status cuda_loss(an_device *dev, int n, int classes, const float *logits, const float *prob,
+                           const int *host_labels, an_loss_kind kind, float *dlogits, double *loss_sum,
+                           int *correct)
+{
+    cuda_device *d = as_cuda(dev);
+    staging_slot *slot;
+    an_status s = use(d);
+    if (s == AN_OK) s = loss_scratch(d, n);
+    if (s == AN_OK) s = staging(d, sizeof(int) * n, &slot);
+    if (s != AN_OK) return s;
+    memcpy(slot->host, host_labels, sizeof(int) * n);
+    if ((s = staging_upload(d, slot, d->labels, sizeof(int) * n)) != AN_OK) return s;
+    loss_kernel<<<blocks_for((size_t)n), THREADS, 0, d->stream>>>(logits, prob, d->labels, n, classes,
+                                                                  kind == AN_LOSS_MSE, dlogits, d->row_loss,
+                                                                  d->row_correct);
+    LAUNCHED("the loss kernel");
+    /* the per-row results come back and are summed here, in row order, as on the CPU */
+    size_t bytes = (sizeof(double) + sizeof(int)) * n;
+    if ((s = staging(d, bytes, &slot)) != AN_OK) return s;
+    double *rl = (double *)slot->host;
+    int *rc = (int *)(rl + n);
+    CUDA_TRY(cudaMemcpyAsync(rl, d->row_loss, sizeof(double) * n, cudaMemcpyDeviceToHost, d->stream),
+             "downloading the loss");
+    CUDA_TRY(cudaMemcpyAsync(rc, d->row_correct, sizeof(int) * n, cudaMemcpyDeviceToHost, d->stream),
+             "downloading the loss");
+    CUDA_TRY(cudaStreamSynchronize(d->stream), "the GPU's work (found when reading the loss)");
+    for (int i = 0; i < n; i++) {
+        *loss_sum += rl[i];
+        *correct += rc[i];
+    }
+    return AN_OK;
+}
+
+static an_status cuda_preprocess(an_device *dev, int n, const float *host_images, const float mean[3], float scale,
+                                 float *y)
+{
+    cuda_device *d = as_cuda(dev);
+    const size_t plane = (size_t)AN_INPUT_SIZE * AN_INPUT_SIZE, count = (size_t)n * AN_INPUT_PIXELS;
+    /* the raw images go up first, into the output buffer, and are normalised in place */
+    an_status s = cuda_upload(dev, y, host_images, count * sizeof(float));
+    if (s != AN_OK) return s;
+    preprocess_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(y, y, count, plane, mean[0], mean[1], mean[2],
+                                                                     scale);
+    LAUNCHED("the preprocessing kernel");
+    return AN_OK;
+}
+
+static an_status cuda_sgd(an_device *dev, size_t count, size_t weight_count, float *p, const float *g, float *v,
+                          const an_sgd_step *step)
+{
+    cuda_device *d = as_cuda(dev);
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    sgd_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(p, g, v, count, weight_count, step->lr, step->momentum,
+                                                             step->weight_decay, step->nesterov);
+    LAUNCHED("the SGD kernel");
+    return AN_OK;
+}
+
+/* ----------------------------------------------------- open and close */
+
+static void cuda_close(an_device *dev)
+{
+    if (!dev) return;
+    cuda_device *d = as_cuda(dev);
+    cudaSetDevice(d->ordinal);
+    if (d->stream) cudaStreamSynchronize(d->stream);
+    for (int i = 0; i < STAGING_SLOTS; i++) {
+        if (d->staging[i].host) cudaFreeHost(d->staging[i].host);
+        if (d->staging[i].done) cudaEventDestroy(d->staging[i].done);
+    }
+    cudaFree(d->workspace);
+    cudaFree(d->labels);
+    cudaFree(d->row_loss);
+    cudaFree(d->row_correct);
+    if (d->cublas) cublasDestroy(d->cublas);
+    if (d->cudnn) cudnnDestroy(d->cudnn);
+    if (d->stream) cudaStreamDestroy(d->stream);
+    free(d);
+}
+
+static const an_backend cuda_backend = {
+    "cuda", cuda_close,
+    cuda_alloc, cuda_release, cuda_upload, cuda_download, cuda_zero, cuda_memory,
+    cuda_layout_bytes, cuda_download_plain,
+    cuda_conv_create, cuda_conv_out_layout, conv_free, cuda_conv_forward, cuda_conv_backward,
+    cuda_pool_create, cuda_pool_out_layout, pool_free, cuda_pool_forward, cuda_pool_backward,
+    cuda_lrn_create, lrn_free, cuda_lrn_forward, cuda_lrn_backward,
+    cuda_dense_forward, cuda_dense_backward, cuda_softmax,
+    cuda_dropout_forward, cuda_dropout_backward, cuda_loss, cuda_preprocess, cuda_sgd,
+};
+
+extern "C" int an_cuda_device_count(void)
+{
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        cudaGetLastError();   /* no driver or no GPU: not an error here */
+        return 0;
+    }
+    return count;
+}
+
+static an_status device_setup(cuda_device *d)
+{
+    CUDA_TRY(cudaSetDevice(d->ordinal), "selecting the GPU");
+    CUDA_TRY(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking), "creating a stream");
+    CUDNN_TRY(cudnnCreate(&d->cudnn), "creating a handle");
+    CUDNN_TRY(cudnnSetStream(d->cudnn, d->stream), "setting the stream");
+    CUBLAS_TRY(cublasCreate(&d->cublas), "creating a handle");
+    CUBLAS_TRY(cublasSetStream(d->cublas, d->stream), "setting the stream");
+    /* full FP32 in the dense layers, as PyTorch's default */
+    CUBLAS_TRY(cublasSetMathMode(d->cublas, CUBLAS_PEDANTIC_MATH), "setting the math mode");
+    for (int i = 0; i < STAGING_SLOTS; i++)
+        CUDA_TRY(cudaEventCreateWithFlags(&d->staging[i].done, cudaEventDisableTiming), "creating an event");
+    return AN_OK;
+}
+
+extern "C" an_status an_cuda_device_open(int ordinal, an_device **out)
+{
+    *out = NULL;
+    int count = an_cuda_device_count();
+    if (ordinal < 0 || ordinal >= count)
+        return an_fail(AN_ERR_ARGUMENT, "no CUDA device %d: this machine has %d usable GPU%s", ordinal, count,
+                       count == 1 ? "" : "s");
+    cuda_device *d = (cuda_device *)calloc(1, sizeof *d);
+    if (!d) return an_fail(AN_ERR_MEMORY, "out of memory opening a GPU");
+    d->base.ops = &cuda_backend;
+    d->ordinal = ordinal;
+    an_status s = device_setup(d);
+    if (s != AN_OK) {
+        cuda_close(&d->base);
+        return s;
+    }
+    *out = &d->base;
+    return AN_OK;
+}
+
+extern "C" an_status an_cuda_describe(int device, char *buf, size_t size)
+{
+    if (size) buf[0] = '\0';
+    int count = an_cuda_device_count();
+    if (device < 0 || device >= count)
+        return an_fail(AN_ERR_ARGUMENT, "no CUDA device %d: this machine has %d usable GPU%s", device, count,
+                       count == 1 ? "" : "s");
+    cudaDeviceProp prop;
+    CUDA_TRY(cudaGetDeviceProperties(&prop, device), "reading the GPU's properties");
+    int runtime = 0, driver = 0;
+    cudaRuntimeGetVersion(&runtime);
+    cudaDriverGetVersion(&driver);
+    size_t cudnn = cudnnGetVersion();
+    snprintf(buf, size, "%s, %.1f GiB, compute %d.%d; CUDA runtime %d.%d, driver %d.%d; cuDNN %zu.%zu.%zu",
+             prop.name, prop.totalGlobalMem / 1073741824.0, prop.major, prop.minor, runtime / 1000,
+             runtime % 1000 / 10, driver / 1000, driver % 1000 / 10, cudnn / 10000, cudnn % 10000 / 100,
+             cudnn % 100);
+    return AN_OK;
+}
