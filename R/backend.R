@@ -1,30 +1,58 @@
-# The engine's backend and its threads.
+# The engine's backends and its threads.
 
-#' The compute backend
+#' The compute backends
 #'
-#' Describes the backend that runs the networks. This version has the CPU
-#' backend only (oneDNN primitives, OpenMP threads); the GPU backend (CUDA and
-#' cuDNN) comes later.
+#' Describes where networks can run: the CPU backend (oneDNN primitives,
+#' OpenMP threads) always, and the GPU backend (cuDNN and cuBLAS) where the
+#' package was built with CUDA and cuDNN and a GPU is present.
 #'
-#' @return An object of class `"alexnet_backend"`: a list with `device`
-#'   (`"cpu"`), `description` (the engine's own description, e.g.
-#'   `"cpu (oneDNN 2.6.3, 2 threads)"`) and `threads`.
-#' @seealso [alexnet_threads()]
+#' @return An object of class `"alexnet_backend"`: a list with `device` (the
+#'   device `alexnet(device = "auto")` chooses: `"cuda:0"` or `"cpu"`), `cpu`
+#'   (the CPU backend's description, e.g. `"cpu (oneDNN 2.6.3, 2
+#'   threads)"`), `threads`, `cuda_built` (whether the GPU backend was built),
+#'   `gpus` (one description per usable GPU: name, memory, compute
+#'   capability, CUDA runtime and driver versions, cuDNN version) and `tf32`
+#'   (whether cuDNN convolutions may use TF32 tensor-core math, as PyTorch's
+#'   default; set the environment variable `AN_CUDA_TF32=0` before loading
+#'   the package for full FP32).
+#' @seealso [alexnet_threads()], [alexnet_to()]
 #' @export
 #' @examples
 #' alexnet_backend()
 alexnet_backend <- function() {
+  info <- .Call(C_cuda_info)
   structure(
-    list(device = "cpu", description = .Call(C_backend_name),
-         threads = .Call(C_get_threads)),
+    list(device = if (length(info$devices)) "cuda:0" else "cpu",
+         cpu = .Call(C_backend_name), threads = .Call(C_get_threads),
+         cuda_built = info$built, gpus = info$devices, tf32 = info$tf32),
     class = "alexnet_backend"
   )
 }
 
 #' @export
 print.alexnet_backend <- function(x, ...) {
-  cat(sprintf("alexnet backend: %s\n", x$description))
+  cat(sprintf("alexnet backends (default device: %s)\n", x$device))
+  cat(sprintf("  cpu:    %s\n", x$cpu))
+  if (!x$cuda_built) {
+    cat("  cuda:   not built (configure found no CUDA toolkit with cuDNN)\n")
+  } else if (!length(x$gpus)) {
+    cat("  cuda:   built; no usable GPU on this machine\n")
+  } else {
+    for (i in seq_along(x$gpus)) {
+      cat(sprintf("  cuda:%d %s%s\n", i - 1L, x$gpus[[i]], if (x$tf32) " (TF32 convolutions)" else ""))
+    }
+  }
   invisible(x)
+}
+
+# One line naming where a net runs.
+device_description <- function(device) {
+  if (is.null(device) || device == "cpu") {
+    return(.Call(C_backend_name))
+  }
+  gpus <- .Call(C_cuda_info)$devices
+  k <- device_ordinal(device) + 1L
+  sprintf("%s (%s)", device, if (k <= length(gpus)) gpus[[k]] else "GPU")
 }
 
 #' Number of CPU threads

@@ -28,8 +28,11 @@
 #' @param seed Seed of the weight initialisation: a whole number between 0
 #'   and 2^53. `NULL` (the default) draws one from R's random number
 #'   generator, so [set.seed()] makes it reproducible.
-#' @param device Where the network runs: `"auto"` (the best available, the
-#'   CPU in this version) or `"cpu"`. The GPU backend is not built yet.
+#' @param device Where the network runs: `"auto"` (the default: the first
+#'   CUDA GPU when the package was built with its GPU backend and a GPU is
+#'   present, else the CPU), `"cpu"`, `"cuda"` (the first GPU) or `"cuda:N"`
+#'   (GPU `N`, counted from 0). Asking for a GPU where there is none gives
+#'   one message and the CPU. See [alexnet_backend()] and [alexnet_to()].
 #' @param mean Per-channel means (red, green, blue) subtracted from the input
 #'   pixels (0..255 scale) inside the network; one number is used for all
 #'   three channels. The default is the ImageNet mean used by the original
@@ -61,7 +64,7 @@
 #' @examples
 #' net <- alexnet(classes = 2, seed = 1, labels = c("cat", "dog"))
 #' net
-alexnet <- function(classes = 1000, seed = NULL, device = c("auto", "cpu"),
+alexnet <- function(classes = 1000, seed = NULL, device = "auto",
                     mean = c(123.68, 116.779, 103.939), scale = 1, labels = NULL,
                     weights = NULL) {
   mean_given <- !missing(mean)
@@ -91,6 +94,9 @@ alexnet <- function(classes = 1000, seed = NULL, device = c("auto", "cpu"),
   check_number(scale, min = 0, open_min = TRUE)
   ptr <- engine(.Call(C_net_create, classes, seed, mean))
   .Call(C_net_scale, ptr, as.double(scale))
+  if (device != "cpu") {
+    engine(.Call(C_net_set_device, ptr, device_ordinal(device)))
+  }
   net <- structure(
     list(ptr = ptr, classes = classes, labels = labels, seed = seed, device = device),
     class = "alexnet"
@@ -110,23 +116,67 @@ alexnet <- function(classes = 1000, seed = NULL, device = c("auto", "cpu"),
   net
 }
 
+# "auto", "cpu", "cuda", "gpu", "cuda:N" -> "cpu" or "cuda:N" (N a usable GPU).
+# No GPU at all is not an error: one message, then the CPU.
 check_device <- function(device, call = caller_env()) {
-  if (identical(device, c("auto", "cpu"))) {
-    device <- "auto"
-  }
+  choices <- c("auto", "cpu", "cuda", "cuda:N")
   if (!is.character(device) || length(device) != 1L || is.na(device)) {
-    abort("{.arg device} must be one of {.val {c('auto', 'cpu')}}.", call = call)
+    abort("{.arg device} must be one of {.val {choices}}.", call = call)
   }
-  if (tolower(device) %in% c("cuda", "gpu")) {
-    abort(c("{.arg device} is {.val {device}}, but the GPU backend is not built yet.",
-            i = "This version of alexnet runs on the CPU: use {.code device = \"cpu\"} or {.code \"auto\"}."),
-          call = call)
+  device <- tolower(device)
+  if (device == "gpu") device <- "cuda"
+  if (device == "cuda") device <- "cuda:0"
+  if (!device %in% c("auto", "cpu") && !grepl("^cuda:[0-9]+$", device)) {
+    abort("{.arg device} must be one of {.val {choices}}, not {.val {device}}.", call = call)
   }
-  if (!device %in% c("auto", "cpu")) {
-    abort("{.arg device} must be one of {.val {c('auto', 'cpu')}}, not {.val {device}}.",
-          call = call)
+  if (device == "cpu") {
+    return("cpu")
   }
-  "cpu"
+  info <- .Call(C_cuda_info)
+  gpus <- length(info$devices)
+  if (device == "auto") {
+    return(if (gpus > 0L) "cuda:0" else "cpu")
+  }
+  if (gpus == 0L) {
+    why <- if (info$built) "no CUDA GPU is usable on this machine" else
+      "this build of alexnet has no GPU backend (configure found no CUDA toolkit with cuDNN)"
+    cli::cli_inform(c("!" = "{.arg device} is {.val {device}}, but {why}: the network runs on the CPU."),
+                    class = "alexnet_device_fallback")
+    return("cpu")
+  }
+  ordinal <- as.integer(sub("^cuda:", "", device))
+  if (is.na(ordinal) || ordinal >= gpus) {
+    abort(c("{.arg device} is {.val {device}}, but this machine has {gpus} GPU{?s}.",
+            i = "Use {.val {paste0('cuda:', seq_len(gpus) - 1L)}}."), call = call)
+  }
+  device
+}
+
+device_ordinal <- function(device) {
+  if (device == "cpu") -1L else as.integer(sub("^cuda:", "", device))
+}
+
+#' Move a network to another device
+#'
+#' Moves the network's weights and its optimizer state (SGD momentum and
+#' iteration count) to the CPU or a GPU; training and feature extraction then
+#' run there. The network is changed in place (it is a reference to engine
+#' memory) and returned with its `device` field updated.
+#'
+#' @param net An [alexnet()] network.
+#' @param device `"cpu"`, `"cuda"`, `"cuda:N"` or `"auto"`, as in [alexnet()].
+#' @return The network, invisibly.
+#' @export
+#' @examples
+#' net <- alexnet(classes = 2, seed = 1, device = "cpu")
+#' net <- alexnet_to(net, "auto")
+#' net$device
+alexnet_to <- function(net, device) {
+  check_net(net)
+  device <- check_device(device)
+  engine(.Call(C_net_set_device, net$ptr, device_ordinal(device)))
+  net$device <- device
+  invisible(net)
 }
 
 check_seed <- function(seed, call = caller_env()) {
@@ -276,7 +326,7 @@ print.alexnet <- function(x, ...) {
   }
   cat(sprintf("<alexnet> AlexNet, %d class%s (%s), seed %s\n", x$classes,
               if (x$classes == 1L) "" else "es", shown, format(x$seed, scientific = FALSE)))
-  cat(sprintf("backend: %s\n", .Call(C_backend_name)))
+  cat(sprintf("device: %s\n", device_description(x$device)))
   scale <- .Call(C_net_scale, x$ptr, NULL)
   cat(sprintf("input: 3x227x227 RGB, 0..255, minus the mean (%s)%s\n\n",
               paste(vapply(signif(mean, 7), format, ""), collapse = ", "),

@@ -85,7 +85,9 @@ test_that("bad arguments to alexnet() are refused", {
   expect_error(alexnet(classes = 2, seed = -1), "`seed`", class = "alexnet_error")
   expect_error(alexnet(classes = 2, seed = 1.5), "`seed`", class = "alexnet_error")
   expect_error(alexnet(classes = 2, seed = NA), "`seed`", class = "alexnet_error")
-  expect_error(alexnet(classes = 2, device = "cuda"), "GPU backend is not built yet",
+  expect_error(alexnet(classes = 2, device = "cuda:x"), "`device` must be one of",
+               class = "alexnet_error")
+  expect_error(alexnet(classes = 2, device = c("cpu", "cuda")), "`device` must be one of",
                class = "alexnet_error")
   expect_error(alexnet(classes = 2, device = "tpu"), "`device` must be one of",
                class = "alexnet_error")

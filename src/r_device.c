@@ -1,0 +1,46 @@
+/* r_device.c: which GPUs the engine can use, and moving a net to one. */
+#include <R.h>
+#include <Rinternals.h>
+
+#include "alexnet.h"
+#include "r_alexnet.h"
+#include "r_device.h"
+
+/* list(built = TRUE/FALSE, tf32 = TRUE/FALSE, devices = character: one
+ * description per usable GPU) */
+SEXP r_an_cuda_info(void)
+{
+    int n = an_cuda_device_count();
+    SEXP devices = PROTECT(Rf_allocVector(STRSXP, n));
+    for (int i = 0; i < n; i++) {
+        char desc[256];
+        if (an_cuda_describe(i, desc, sizeof desc) != AN_OK) snprintf(desc, sizeof desc, "%s", an_error_message());
+        SET_STRING_ELT(devices, i, Rf_mkCharCE(desc, CE_UTF8));
+    }
+    SEXP res = PROTECT(Rf_allocVector(VECSXP, 3));
+    SEXP names = PROTECT(Rf_allocVector(STRSXP, 3));
+    SET_VECTOR_ELT(res, 0, Rf_ScalarLogical(an_cuda_built()));
+    SET_VECTOR_ELT(res, 1, Rf_ScalarLogical(an_cuda_tf32()));
+    SET_VECTOR_ELT(res, 2, devices);
+    SET_STRING_ELT(names, 0, Rf_mkChar("built"));
+    SET_STRING_ELT(names, 1, Rf_mkChar("tf32"));
+    SET_STRING_ELT(names, 2, Rf_mkChar("devices"));
+    Rf_setAttrib(res, R_NamesSymbol, names);
+    UNPROTECT(3);
+    return res;
+}
+
+/* device: -1 for the CPU, else the CUDA ordinal */
+SEXP r_an_net_set_device(SEXP ptr, SEXP device)
+{
+    an_net *net = get_net(ptr);
+    int d = scalar_int(device, "device");
+    an_status st = an_net_set_device(net, d);
+    if (st != AN_OK) engine_error(st);
+    return R_NilValue;
+}
+
+SEXP r_an_net_device(SEXP ptr)
+{
+    return Rf_ScalarInteger(an_net_device(get_net(ptr)));
+}

@@ -1,0 +1,50 @@
+# Devices: choosing one, falling back to the CPU, moving a net. The checks
+# that need a GPU skip, visibly, where there is none.
+
+has_gpu <- function() length(alexnet_backend()$gpus) > 0
+
+test_that("device names are checked and resolved", {
+  expect_identical(alexnet:::check_device("cpu"), "cpu")
+  expect_identical(alexnet:::check_device("CPU"), "cpu")
+  expect_identical(alexnet:::check_device("auto"), if (has_gpu()) "cuda:0" else "cpu")
+  expect_error(alexnet:::check_device("tpu"), "`device` must be one of", class = "alexnet_error")
+  expect_error(alexnet:::check_device(NA_character_), "`device` must be one of", class = "alexnet_error")
+  expect_error(alexnet:::check_device(1), "`device` must be one of", class = "alexnet_error")
+})
+
+test_that("asking for a GPU where there is none gives one message and the CPU", {
+  skip_if(has_gpu(), "a GPU is present: the fallback cannot happen here")
+  expect_message(net <- alexnet(classes = 2, seed = 1, device = "cuda"), "runs on the CPU",
+                 class = "alexnet_device_fallback")
+  expect_identical(net$device, "cpu")
+  expect_message(alexnet_to(net, "cuda:1"), "runs on the CPU")
+  expect_output(print(net), "device: cpu \\(oneDNN")
+  x <- array(runif(2 * 40 * 40 * 3, 0, 255), c(2, 40, 40, 3))
+  expect_identical(dim(alexnet_features(net, x)), c(2L, 9216L))
+  release()
+})
+
+test_that("a net on the CPU stays there and works after alexnet_to()", {
+  net <- alexnet(classes = 2, seed = 3, device = "cpu")
+  x <- array(runif(2 * 40 * 40 * 3, 0, 255), c(2, 40, 40, 3))
+  f1 <- alexnet_features(net, x)
+  net <- alexnet_to(net, "cpu")
+  expect_identical(net$device, "cpu")
+  expect_true(identical(f1, alexnet_features(net, x)))
+  release()
+})
+
+test_that("on a GPU: features and a training step agree with the CPU", {
+  skip_if_not(has_gpu(), "no CUDA GPU on this machine")
+  x <- array(runif(4 * 60 * 60 * 3, 0, 255), c(4, 60, 60, 3))
+  cpu <- alexnet(classes = 2, seed = 5, device = "cpu", scale = 1 / 255)
+  gpu <- alexnet(classes = 2, seed = 5, device = "cuda", scale = 1 / 255)
+  expect_match(gpu$device, "^cuda:0$")
+  f_cpu <- alexnet_features(cpu, x)
+  f_gpu <- alexnet_features(gpu, x)
+  expect_lt(sqrt(sum((f_gpu - f_cpu)^2) / sum(f_cpu^2)), 2e-2)   # TF32 convolutions
+  back <- alexnet_to(gpu, "cpu")
+  expect_identical(back$device, "cpu")
+  expect_false(identical(.Call(alexnet:::C_net_get_params, back$ptr), NULL))
+  release()
+})
