@@ -5,7 +5,8 @@
  *
  * Every tensor is plain NCHW in device memory (layouts are always NULL
  * here). Each device has one stream, on which all its work is queued in
- * order; the host waits only where it needs a result (downloads, the loss).
+ * order, and a copy stream for input batches (pinned memory, asynchronous);
+ * the host waits only where it needs a result (downloads, the loss).
  * Dropout masks are drawn on the host from the net's generator, as on the
  * CPU, so both backends drop the same units for a seed. */
 #include <cuda_runtime.h>
@@ -39,6 +40,13 @@ typedef struct {
     size_t workspace_bytes;
     staging_slot staging[STAGING_SLOTS];
     int next_slot;
+    /* input batches: host -> pinned -> device on their own stream, so the
+     * copy of batch k+1 overlaps the backward pass of batch k */
+    cudaStream_t copy_stream;
+    float *pinned_images, *device_images;
+    size_t images_bytes;
+    cudaEvent_t images_copied, images_consumed;
+    int images_pending;             /* images_consumed was recorded */
     int *labels;                    /* device scratch for the loss */
     double *row_loss;
     int *row_correct;
@@ -805,17 +813,45 @@ static an_status cuda_loss(an_device *dev, int n, int classes, const float *logi
     return AN_OK;
 }
 
+static an_status images_buffers(cuda_device *d, size_t bytes)
+{
+    if (bytes <= d->images_bytes) return AN_OK;
+    CUDA_TRY(cudaStreamSynchronize(d->copy_stream), "waiting for an image copy");
+    CUDA_TRY(cudaStreamSynchronize(d->stream), "waiting for the GPU");
+    if (d->pinned_images) cudaFreeHost(d->pinned_images);
+    cudaFree(d->device_images);
+    d->pinned_images = d->device_images = NULL;
+    d->images_bytes = 0;
+    d->images_pending = 0;
+    CUDA_TRY(cudaMallocHost((void **)&d->pinned_images, bytes), "allocating pinned memory for a batch");
+    CUDA_TRY(cudaMalloc((void **)&d->device_images, bytes), "allocating GPU memory for a batch");
+    d->images_bytes = bytes;
+    return AN_OK;
+}
+
 static an_status cuda_preprocess(an_device *dev, int n, const float *host_images, const float mean[3], float scale,
                                  float *y)
 {
     cuda_device *d = as_cuda(dev);
     const size_t plane = (size_t)AN_INPUT_SIZE * AN_INPUT_SIZE, count = (size_t)n * AN_INPUT_PIXELS;
-    /* the raw images go up first, into the output buffer, and are normalised in place */
-    an_status s = cuda_upload(dev, y, host_images, count * sizeof(float));
+    const size_t bytes = count * sizeof(float);
+    an_status s = use(d);
+    if (s == AN_OK) s = images_buffers(d, bytes);
     if (s != AN_OK) return s;
-    preprocess_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(y, y, count, plane, mean[0], mean[1], mean[2],
-                                                                     scale);
+    /* The previous batch's copy was read by its preprocessing kernel before
+     * the pinned and device buffers are reused; the main stream meanwhile
+     * may still run the previous backward pass, which the copy overlaps. */
+    if (d->images_pending) CUDA_TRY(cudaEventSynchronize(d->images_consumed), "waiting for the previous batch");
+    memcpy(d->pinned_images, host_images, bytes);
+    CUDA_TRY(cudaMemcpyAsync(d->device_images, d->pinned_images, bytes, cudaMemcpyHostToDevice, d->copy_stream),
+             "copying a batch to the GPU");
+    CUDA_TRY(cudaEventRecord(d->images_copied, d->copy_stream), "recording a batch copy");
+    CUDA_TRY(cudaStreamWaitEvent(d->stream, d->images_copied, 0), "ordering a batch copy");
+    preprocess_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(d->device_images, y, count, plane, mean[0],
+                                                                     mean[1], mean[2], scale);
     LAUNCHED("the preprocessing kernel");
+    CUDA_TRY(cudaEventRecord(d->images_consumed, d->stream), "recording a batch's use");
+    d->images_pending = 1;
     return AN_OK;
 }
 
@@ -843,6 +879,12 @@ static void cuda_close(an_device *dev)
         if (d->staging[i].host) cudaFreeHost(d->staging[i].host);
         if (d->staging[i].done) cudaEventDestroy(d->staging[i].done);
     }
+    if (d->copy_stream) cudaStreamSynchronize(d->copy_stream);
+    if (d->pinned_images) cudaFreeHost(d->pinned_images);
+    cudaFree(d->device_images);
+    if (d->images_copied) cudaEventDestroy(d->images_copied);
+    if (d->images_consumed) cudaEventDestroy(d->images_consumed);
+    if (d->copy_stream) cudaStreamDestroy(d->copy_stream);
     cudaFree(d->workspace);
     cudaFree(d->labels);
     cudaFree(d->row_loss);
@@ -886,6 +928,9 @@ static an_status device_setup(cuda_device *d)
     CUBLAS_TRY(cublasSetMathMode(d->cublas, CUBLAS_PEDANTIC_MATH), "setting the math mode");
     for (int i = 0; i < STAGING_SLOTS; i++)
         CUDA_TRY(cudaEventCreateWithFlags(&d->staging[i].done, cudaEventDisableTiming), "creating an event");
+    CUDA_TRY(cudaStreamCreateWithFlags(&d->copy_stream, cudaStreamNonBlocking), "creating a copy stream");
+    CUDA_TRY(cudaEventCreateWithFlags(&d->images_copied, cudaEventDisableTiming), "creating an event");
+    CUDA_TRY(cudaEventCreateWithFlags(&d->images_consumed, cudaEventDisableTiming), "creating an event");
     return AN_OK;
 }
 
