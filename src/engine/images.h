@@ -238,6 +238,13 @@ typedef struct {
 an_status an_jpeg_decode_scaled(an_image_scratch *s, const char *path, double max_megapixels,
                                 int lenient, an_scale_choice choose, void *ctx, an_decoded *out);
 
+/* The same from `size` bytes in memory (a JPEG file's contents, e.g. from
+ * an archive or a fuzzer); `name` stands for the file in messages (NULL:
+ * "<memory>"). data is only read, never kept. */
+an_status an_jpeg_decode_scaled_memory(an_image_scratch *s, const char *name, const uint8_t *data,
+                                       size_t size, double max_megapixels, int lenient,
+                                       an_scale_choice choose, void *ctx, an_decoded *out);
+
 /* The map from output pixel to source pixel for one image. Crop space is
  * always clamped to [0.5, size - 0.5] (fill_mode 'nearest'). */
 typedef struct {
@@ -268,6 +275,12 @@ an_status an_image_load_scratch(an_image_scratch *s, const char *path, const an_
                                 const an_augment *aug, uint64_t seed, uint64_t epoch,
                                 uint64_t index, float *dst, int *width, int *height,
                                 char *warning, size_t warning_size);
+/* The same from a JPEG file's contents in memory (see
+ * an_jpeg_decode_scaled_memory); `name` names it in messages. */
+an_status an_image_load_memory(an_image_scratch *s, const char *name, const uint8_t *data,
+                               size_t size, const an_image_options *opt, const an_augment *aug,
+                               uint64_t seed, uint64_t epoch, uint64_t index, float *dst,
+                               int *width, int *height, char *warning, size_t warning_size);
 
 #ifdef __cplusplus
 }

@@ -359,15 +359,16 @@ static void cmyk_to_rgb(const uint8_t *in, uint8_t *out, int w, int inverted)
     }
 }
 
-/* The decoder proper: into s->rgb (or, with `own`, a fresh malloc'd block). */
-static an_status decode(an_image_scratch *s, const char *path, double max_megapixels, int lenient,
-                        an_scale_choice choose, void *ctx, an_decoded *out, uint8_t **own)
+/* The decoder proper, from the n bytes at `data` (the file's, or the
+ * caller's): into s->rgb (or, with `own`, a fresh malloc'd block). `path`
+ * only names the image in messages. */
+static an_status decode(an_image_scratch *s, const char *path, const uint8_t *data, size_t n,
+                        double max_megapixels, int lenient, an_scale_choice choose, void *ctx,
+                        an_decoded *out, uint8_t **own)
 {
     memset(out, 0, sizeof *out);
-    size_t n;
-    an_status st = read_file(s, path, &n);
+    an_status st = check_signature(path, data, n);
     if (st != AN_OK) return st;
-    if ((st = check_signature(path, s->file, n)) != AN_OK) return st;
     volatile size_t len = n;   /* read after setjmp */
 
     struct jpeg_decompress_struct cinfo;
@@ -382,7 +383,7 @@ static an_status decode(an_image_scratch *s, const char *path, double max_megapi
         return jpeg_failure(path, &jerr);
     }
     jpeg_create_decompress(&cinfo);
-    set_source(&cinfo, &src, s->file, len);
+    set_source(&cinfo, &src, data, len);
     jpeg_read_header(&cinfo, TRUE);
     out->width = (int)cinfo.image_width;
     out->height = (int)cinfo.image_height;
@@ -458,7 +459,24 @@ static an_status decode(an_image_scratch *s, const char *path, double max_megapi
 an_status an_jpeg_decode_scaled(an_image_scratch *s, const char *path, double max_megapixels,
                                 int lenient, an_scale_choice choose, void *ctx, an_decoded *out)
 {
-    return decode(s, path, max_megapixels, lenient, choose, ctx, out, NULL);
+    memset(out, 0, sizeof *out);
+    size_t n;
+    an_status st = read_file(s, path, &n);
+    if (st != AN_OK) return st;
+    return decode(s, path, s->file, n, max_megapixels, lenient, choose, ctx, out, NULL);
+}
+
+an_status an_jpeg_decode_scaled_memory(an_image_scratch *s, const char *name, const uint8_t *data,
+                                       size_t size, double max_megapixels, int lenient,
+                                       an_scale_choice choose, void *ctx, an_decoded *out)
+{
+    if (!name || !name[0]) name = "<memory>";
+    if (!data && size) {
+        memset(out, 0, sizeof *out);
+        return an_fail(AN_ERR_ARGUMENT, "'%s': no data for %zu bytes", name, size);
+    }
+    return decode(s, name, data ? data : (const uint8_t *)"", size, max_megapixels, lenient, choose,
+                  ctx, out, NULL);
 }
 
 an_status an_jpeg_read_rgb(const char *path, double max_megapixels, uint8_t **rgb, int *width,
@@ -470,7 +488,9 @@ an_status an_jpeg_read_rgb(const char *path, double max_megapixels, uint8_t **rg
     an_image_scratch s;
     memset(&s, 0, sizeof s);
     an_decoded d;
-    an_status st = decode(&s, path, max_megapixels, 0, NULL, NULL, &d, rgb);
+    size_t n;
+    an_status st = read_file(&s, path, &n);
+    if (st == AN_OK) st = decode(&s, path, s.file, n, max_megapixels, 0, NULL, NULL, &d, rgb);
     an_image_scratch_free(&s);
     if (st == AN_OK) {
         *width = d.out_w;

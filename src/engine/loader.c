@@ -38,10 +38,12 @@ static int choose_scale(void *p, int width, int height)
     return c->opt->dct_scaling ? an_geometry_scale_num(&c->geom) : 8;
 }
 
-an_status an_image_load_scratch(an_image_scratch *s, const char *path, const an_image_options *opt,
-                                const an_augment *aug, uint64_t seed, uint64_t epoch,
-                                uint64_t index, float *dst, int *width, int *height,
-                                char *warning, size_t warning_size)
+/* One image from the file `path`, or (memory = 1) from the `size` bytes at
+ * `data`, which `path` then only names. */
+static an_status load_one(an_image_scratch *s, const char *path, int memory, const uint8_t *data,
+                          size_t size, const an_image_options *opt, const an_augment *aug,
+                          uint64_t seed, uint64_t epoch, uint64_t index, float *dst, int *width,
+                          int *height, char *warning, size_t warning_size)
 {
     an_image_options defaults;
     if (!opt) {
@@ -64,7 +66,11 @@ an_status an_image_load_scratch(an_image_scratch *s, const char *path, const an_
     ctx.t = &t;
     ctx.status = AN_OK;
     an_decoded d;
-    st = an_jpeg_decode_scaled(s, path, opt->max_megapixels, opt->lenient, choose_scale, &ctx, &d);
+    if (memory)
+        st = an_jpeg_decode_scaled_memory(s, path, data, size, opt->max_megapixels, opt->lenient,
+                                          choose_scale, &ctx, &d);
+    else
+        st = an_jpeg_decode_scaled(s, path, opt->max_megapixels, opt->lenient, choose_scale, &ctx, &d);
     if (width) *width = d.width;
     if (height) *height = d.height;
     if (st != AN_OK) goto fail;
@@ -80,6 +86,25 @@ an_status an_image_load_scratch(an_image_scratch *s, const char *path, const an_
 fail:
     if (opt->size >= 1 && opt->size <= 8192) memset(dst, 0, n_out * sizeof *dst);
     return st;
+}
+
+an_status an_image_load_scratch(an_image_scratch *s, const char *path, const an_image_options *opt,
+                                const an_augment *aug, uint64_t seed, uint64_t epoch,
+                                uint64_t index, float *dst, int *width, int *height,
+                                char *warning, size_t warning_size)
+{
+    return load_one(s, path, 0, NULL, 0, opt, aug, seed, epoch, index, dst, width, height, warning,
+                    warning_size);
+}
+
+an_status an_image_load_memory(an_image_scratch *s, const char *name, const uint8_t *data,
+                               size_t size, const an_image_options *opt, const an_augment *aug,
+                               uint64_t seed, uint64_t epoch, uint64_t index, float *dst,
+                               int *width, int *height, char *warning, size_t warning_size)
+{
+    if (!name || !name[0]) name = "<memory>";
+    return load_one(s, name, 1, data, size, opt, aug, seed, epoch, index, dst, width, height, warning,
+                    warning_size);
 }
 
 an_status an_image_load(const char *path, const an_image_options *opt, const an_augment *aug,

@@ -161,6 +161,17 @@ static void close_id(hid_t *id)
     *id = -1;
 }
 
+/* An external link would make HDF5 open another file, named by this one:
+ * weights files never hold one, so it is not followed. */
+static int external_link(hid_t loc, const char *name)
+{
+    H5L_info_t li;
+    int ext = H5Lexists(loc, name, H5P_DEFAULT) > 0 && H5Lget_info(loc, name, &li, H5P_DEFAULT) >= 0 &&
+              li.type == H5L_TYPE_EXTERNAL;
+    H5Eclear2(H5E_DEFAULT);
+    return ext;
+}
+
 static hid_t file_access_plist(void)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -214,6 +225,13 @@ static int read_strings_attr(hid_t loc, const char *name, char ***out, int *n)
     if (count > 10000000) { rc = -2; goto done; }
     if ((ft = H5Aget_type(a)) < 0) goto done;
     if (H5Tget_class(ft) != H5T_STRING) { rc = -2; goto done; }
+    /* a damaged file can declare any size: no class name or layer name is
+     * longer than 64 KB, nor a list of them larger than 256 MB */
+    if (H5Tis_variable_str(ft) <= 0 &&
+        (H5Tget_size(ft) > 65536 || H5Tget_size(ft) * (size_t)count > ((size_t)1 << 28))) {
+        rc = -2;
+        goto done;
+    }
     if (!(list = calloc((size_t)count, sizeof *list))) goto done;
     if ((mt = H5Tcopy(H5T_C_S1)) < 0) goto done;
     H5Tset_cset(mt, H5Tget_cset(ft));
@@ -502,7 +520,7 @@ static an_status wfile_open(wfile *f, const char *path)
     }
     if (H5Aexists(f->root, "layer_names") <= 0 && H5Lexists(f->root, "model_weights", H5P_DEFAULT) > 0) {
         /* a Keras model file: the weights are under /model_weights */
-        hid_t g = H5Gopen2(f->root, "model_weights", H5P_DEFAULT);
+        hid_t g = external_link(f->root, "model_weights") ? -1 : H5Gopen2(f->root, "model_weights", H5P_DEFAULT);
         if (g >= 0 && H5Aexists(g, "layer_names") > 0) {
             close_id(&f->root);
             f->root = g;
@@ -543,12 +561,31 @@ typedef struct {
     hsize_t dims[8];
 } dset;
 
+/* IEEE half, single or double precision in either byte order: what numpy,
+ * h5py and Keras write. Anything else of the float class (a damaged type
+ * message, an exotic layout) is refused before HDF5 converts it. */
+static int ieee_float(hid_t t)
+{
+    size_t size = H5Tget_size(t), spos, epos, esize, mpos, msize;
+    if (H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) < 0) return 0;
+    if (H5Tget_precision(t) != 8 * size || H5Tget_offset(t) != 0 || mpos != 0) return 0;
+    switch (size) {
+    case 2: return spos == 15 && epos == 10 && esize == 5 && msize == 10;
+    case 4: return spos == 31 && epos == 23 && esize == 8 && msize == 23;
+    case 8: return spos == 63 && epos == 52 && esize == 11 && msize == 52;
+    default: return 0;
+    }
+}
+
 /* Opens `name` in group g. Returns AN_OK (d->d >= 0) or a failure naming the layer. */
 static an_status open_dataset(const wfile *f, int k, hid_t g, const char *name, dset *d)
 {
     char detail[160];
     d->d = -1;
     d->ndims = 0;
+    if (external_link(g, name))
+        return an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: dataset '%s' is a link to another file, "
+                       "which is not followed", f->path, KLAYERS[k].name, name);
     htri_t e = H5Lexists(g, name, H5P_DEFAULT);
     if (e <= 0 || (d->d = H5Dopen2(g, name, H5P_DEFAULT)) < 0) {
         H5Eclear2(H5E_DEFAULT);
@@ -563,6 +600,10 @@ static an_status open_dataset(const wfile *f, int k, hid_t g, const char *name, 
     } else if (H5Tget_class(t) != H5T_FLOAT) {
         s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: dataset '%s' does not hold floating-point "
                     "numbers", f->path, KLAYERS[k].name, name);
+    } else if (!ieee_float(t)) {
+        s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: dataset '%s' holds %zu-byte floating-point "
+                    "numbers of a layout other than IEEE half, single or double precision", f->path,
+                    KLAYERS[k].name, name, H5Tget_size(t));
     } else {
         int nd = H5Sget_simple_extent_ndims(sp);
         if (nd < 0 || nd > 8) {
@@ -641,11 +682,17 @@ static an_status read_layer(const wfile *f, const an_net *net, int k, int by_nam
         return AN_OK;
     }
     an_status s = AN_OK;
-    hid_t g = H5Gopen2(f->root, lname, H5P_DEFAULT);
+    int external = external_link(f->root, lname);
+    hid_t g = external ? -1 : H5Gopen2(f->root, lname, H5P_DEFAULT);
     dset w = {-1, 0, {0}}, b = {-1, 0, {0}};
     char **names = NULL;
     int n_names = 0;
     float *tmp = NULL;
+    if (external) {
+        s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: its group is a link to another file, which "
+                    "is not followed", f->path, lname);
+        goto done;
+    }
     if (g < 0) {
         s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: listed in layer_names but its group cannot be "
                     "opened (damaged file?): %s", f->path, lname, h5_detail(detail));
@@ -804,7 +851,7 @@ an_status an_weights_info(const char *path, an_weights_file_info *info)
             snprintf(info->backend, sizeof info->backend, "%s", f.backend);
             /* classes: the outputs of dense_3's kernel (in, out), or its bias length */
             if (f.present[AN_W_DENSE_3]) {
-                hid_t g = H5Gopen2(f.root, "dense_3", H5P_DEFAULT);
+                hid_t g = external_link(f.root, "dense_3") ? -1 : H5Gopen2(f.root, "dense_3", H5P_DEFAULT);
                 char **names = NULL;
                 int n = 0;
                 int rc = g >= 0 ? read_strings_attr(g, "weight_names", &names, &n) : -3;

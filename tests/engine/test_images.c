@@ -117,6 +117,7 @@ typedef struct {
     int components;          /* 1, 3 or 4 */
     J_COLOR_SPACE jpeg_space;/* for 4 components: JCS_CMYK or JCS_YCCK */
     int progressive, quality, noise, seed;
+    int arithmetic;          /* arithmetic instead of Huffman coding */
 } jpeg_spec;
 
 static int write_jpeg(const char *path, int w, int h, jpeg_spec sp)
@@ -136,6 +137,7 @@ static int write_jpeg(const char *path, int w, int h, jpeg_spec sp)
     if (sp.components == 4) jpeg_set_colorspace(&c, sp.jpeg_space);   /* writes an Adobe marker */
     jpeg_set_quality(&c, sp.quality, TRUE);
     if (sp.progressive) jpeg_simple_progression(&c);
+    c.arith_code = sp.arithmetic ? TRUE : FALSE;
     jpeg_start_compress(&c, TRUE);
     JSAMPLE *row = xmalloc((size_t)w * sp.components);
     while (c.next_scanline < c.image_height) {
@@ -310,12 +312,12 @@ static int count_threads(void)
 
 /* ---- the files ---------------------------------------------------------------- */
 
-static const jpeg_spec RGB90 = {3, JCS_YCbCr, 0, 90, 6, 1};
+static const jpeg_spec RGB90 = {3, JCS_YCbCr, 0, 90, 6, 1, 0};
 
 static void make_files(void)
 {
-    jpeg_spec grey = {1, JCS_GRAYSCALE, 0, 90, 6, 2}, prog = {3, JCS_YCbCr, 1, 85, 6, 3};
-    jpeg_spec cmyk = {4, JCS_CMYK, 0, 90, 4, 4}, ycck = {4, JCS_YCCK, 0, 90, 4, 5};
+    jpeg_spec grey = {1, JCS_GRAYSCALE, 0, 90, 6, 2, 0}, prog = {3, JCS_YCbCr, 1, 85, 6, 3, 0};
+    jpeg_spec cmyk = {4, JCS_CMYK, 0, 90, 4, 4, 0}, ycck = {4, JCS_YCCK, 0, 90, 4, 5, 0};
     int ok = write_jpeg(tpath("rgb.jpg"), 320, 240, RGB90) && write_jpeg(tpath("grey.jpg"), 300, 200, grey) &&
              write_jpeg(tpath("progressive.jpg"), 400, 300, prog) &&
              write_jpeg(tpath("cmyk.jpg"), 200, 150, cmyk) && write_jpeg(tpath("ycck.jpg"), 180, 160, ycck);
@@ -889,6 +891,143 @@ static void test_bad_files(void)
     free(out);
 }
 
+/* ---- odd files and what the fuzzer found ------------------------------------------ */
+
+/* The first frame header (SOF0/1/2) of a JPEG in memory: its marker, sample
+ * precision and declared size changed (negative: kept). */
+static int patch_sof(uint8_t *b, size_t n, int marker, int precision, int width, int height)
+{
+    for (size_t i = 2; i + 9 < n; i++)
+        if (b[i] == 0xFF && (b[i + 1] == 0xC0 || b[i + 1] == 0xC1 || b[i + 1] == 0xC2)) {
+            if (marker >= 0) b[i + 1] = (uint8_t)marker;
+            if (precision >= 0) b[i + 4] = (uint8_t)precision;
+            if (height >= 0) { b[i + 5] = (uint8_t)(height >> 8); b[i + 6] = (uint8_t)height; }
+            if (width >= 0) { b[i + 7] = (uint8_t)(width >> 8); b[i + 8] = (uint8_t)width; }
+            return 1;
+        }
+    return 0;
+}
+
+typedef struct {
+    const char *label, *file;
+    an_status expect;
+    const char *word;   /* in the message; NULL for files that must load */
+} odd_case;
+
+static void test_odd_files(void)
+{
+    size_t n = 0;
+    uint8_t *good = read_bytes(tpath("rgb.jpg"), &n), *bad = xmalloc(n + 1);
+    size_t np = 0;
+    uint8_t *prog = read_bytes(tpath("progressive.jpg"), &np);
+    int ok = good && prog;
+    jpeg_spec arith = RGB90, grey1 = {1, JCS_GRAYSCALE, 0, 90, 0, 9, 0};
+    arith.arithmetic = 1;
+    arith.progressive = 1;
+    ok &= write_jpeg(tpath("arithmetic.jpg"), 64, 48, arith);
+    ok &= write_jpeg(tpath("one_pixel.jpg"), 1, 1, RGB90) && write_jpeg(tpath("grey_1x1.jpg"), 1, 1, grey1);
+    ok &= write_jpeg(tpath("line_1000x1.jpg"), 1000, 1, RGB90) && write_jpeg(tpath("line_1x1000.jpg"), 1, 1000, RGB90);
+    if (ok) {
+        memcpy(bad, good, n);
+        ok &= patch_sof(bad, n, -1, 12, -1, -1) && write_bytes(tpath("precision12.jpg"), bad, n);
+        memcpy(bad, good, n);
+        ok &= patch_sof(bad, n, 0xC3, -1, -1, -1) && write_bytes(tpath("lossless.jpg"), bad, n);
+        memcpy(bad, good, n);
+        ok &= patch_sof(bad, n, -1, -1, 60000, 60000) && write_bytes(tpath("huge_60000.jpg"), bad, n);
+        memcpy(bad, good, n);
+        ok &= patch_sof(bad, n, -1, -1, 0, -1) && write_bytes(tpath("zero_width.jpg"), bad, n);
+        ok &= write_bytes(tpath("progressive_half.jpg"), prog, np / 2);
+    }
+    CHECK("write odd JPEGs", ok, NULL);
+    static const odd_case ODD[] = {
+        {"arithmetic coding (progressive) decodes", "arithmetic.jpg", AN_OK, NULL},
+        {"a 1 x 1 RGB JPEG decodes", "one_pixel.jpg", AN_OK, NULL},
+        {"a 1 x 1 grey JPEG decodes", "grey_1x1.jpg", AN_OK, NULL},
+        {"a 1000 x 1 JPEG decodes", "line_1000x1.jpg", AN_OK, NULL},
+        {"a 1 x 1000 JPEG decodes", "line_1x1000.jpg", AN_OK, NULL},
+        {"12-bit JPEG: unsupported, says so", "precision12.jpg", AN_ERR_FORMAT, "precision 12"},
+        {"lossless JPEG (SOF3): unsupported, says so", "lossless.jpg", AN_ERR_FORMAT, "SOF type 0xc3"},
+        {"declares 60000 x 60000: refused before decoding", "huge_60000.jpg", AN_ERR_MEMORY, "60000 x 60000"},
+        {"declares width 0", "zero_width.jpg", AN_ERR_FORMAT, "JPEG"},
+        {"truncated progressive file", "progressive_half.jpg", AN_ERR_FORMAT, "truncated"},
+    };
+    float *out = xmalloc(sizeof(float) * AN_INPUT_PIXELS), *mem = xmalloc(sizeof(float) * AN_INPUT_PIXELS);
+    an_image_scratch s;
+    memset(&s, 0, sizeof s);
+    char lab[128];
+    an_augment aug;
+    an_augment_keras(&aug, 0.3, 0.3, 1);
+    aug.rotation_range = 30;
+    for (size_t i = 0; i < sizeof ODD / sizeof *ODD; i++) {
+        const char *p = tpath(ODD[i].file);
+        int w = -1, h = -1;
+        an_status st = an_image_load(p, NULL, NULL, 0, 0, 0, out, &w, &h);
+        const char *m = an_error_message();
+        snprintf(lab, sizeof lab, "odd: %s", ODD[i].label);
+        if (ODD[i].expect == AN_OK) {
+            int in_range = st == AN_OK;
+            for (int k = 0; in_range && k < AN_INPUT_PIXELS; k++) in_range = out[k] >= 0 && out[k] <= 255;
+            CHECK(lab, in_range, "status %d: %s", (int)st, st ? m : "");
+            /* the general affine sampler on the same odd shape */
+            st = an_image_load(p, NULL, &aug, 1, 2, 3, out, NULL, NULL);
+            snprintf(lab, sizeof lab, "odd: %s, with rotation and shear", ODD[i].label);
+            CHECK(lab, st == AN_OK, "%s", st ? an_error_message() : "");
+        } else {
+            CHECK(lab, st == ODD[i].expect && strstr(m, p) && strstr(m, ODD[i].word), "status %d: %s", (int)st, m);
+            uint8_t *rgb = NULL;
+            st = an_jpeg_read_rgb(p, 0, &rgb, &w, &h);
+            snprintf(lab, sizeof lab, "odd (native): %s", ODD[i].label);
+            CHECK(lab, st == ODD[i].expect && strstr(an_error_message(), p) && !rgb, "status %d: %s", (int)st,
+                  an_error_message());
+            free(rgb);
+        }
+        /* from memory: the same status, the same pixels */
+        size_t fn = 0;
+        uint8_t *bytes = read_bytes(p, &fn);
+        an_status sm = bytes ? an_image_load_memory(&s, ODD[i].file, bytes, fn, NULL, NULL, 0, 0, 0, mem, NULL, NULL,
+                                                    NULL, 0)
+                             : AN_ERR_IO;
+        an_image_load(p, NULL, NULL, 0, 0, 0, out, NULL, NULL);
+        snprintf(lab, sizeof lab, "odd (memory): %s", ODD[i].label);
+        CHECK(lab, sm == ODD[i].expect && (sm != AN_OK || !memcmp(mem, out, sizeof(float) * AN_INPUT_PIXELS)) &&
+                   (sm == AN_OK || strstr(an_error_message(), ODD[i].file)),
+              "status %d: %s", (int)sm, sm ? an_error_message() : "");
+        free(bytes);
+    }
+    /* the loader reports the declared size of the refused file */
+    an_loader *ld = NULL;
+    const char *paths[1] = {tpath("huge_60000.jpg")};
+    an_loader_options lo;
+    an_loader_options_init(&lo);
+    lo.on_error = AN_ON_ERROR_SKIP;
+    if (an_loader_create(paths, 1, &lo, &ld) == AN_OK) {
+        int idx = 0, nf = 0;
+        an_load_result r;
+        an_loader_submit(ld, &idx, 1, 0);
+        an_status st = an_loader_wait(ld, out, &r, &nf);
+        CHECK("loader: 60000 x 60000 refused, its size and name reported",
+              st == AN_OK && nf == 1 && r.status == AN_ERR_MEMORY && r.width == 60000 && r.height == 60000 &&
+                  strstr(r.message, "huge_60000.jpg") && strstr(r.message, "megapixels"),
+              "%d %d x %d: %s", (int)r.status, r.width, r.height, r.message);
+        an_loader_free(ld);
+    }
+    /* memory entry points: names and arguments */
+    an_status st = an_image_load_memory(&s, NULL, good, 10, NULL, NULL, 0, 0, 0, out, NULL, NULL, NULL, 0);
+    CHECK("memory: no name -> '<memory>' in the message", st == AN_ERR_FORMAT && strstr(an_error_message(), "<memory>"),
+          "%s", an_error_message());
+    st = an_image_load_memory(&s, "blob", NULL, 10, NULL, NULL, 0, 0, 0, out, NULL, NULL, NULL, 0);
+    CHECK("memory: NULL data of 10 bytes -> AN_ERR_ARGUMENT", st == AN_ERR_ARGUMENT, "%s", an_error_message());
+    st = an_image_load_memory(&s, "blob", NULL, 0, NULL, NULL, 0, 0, 0, out, NULL, NULL, NULL, 0);
+    CHECK("memory: no bytes -> empty file", st == AN_ERR_FORMAT && strstr(an_error_message(), "empty"), "%s",
+          an_error_message());
+    an_image_scratch_free(&s);
+    free(good);
+    free(prog);
+    free(bad);
+    free(out);
+    free(mem);
+}
+
 /* ---- the loader -------------------------------------------------------------------- */
 
 static const char *LOADER_FILES[] = {"rgb.jpg", "grey.jpg", "progressive.jpg", "cmyk.jpg", "ycck.jpg",
@@ -1091,6 +1230,7 @@ int main(int argc, char **argv)
     test_large();
     test_augment();
     test_bad_files();
+    test_odd_files();
     test_loader();
     if (!getenv("AN_KEEP")) cleanup();
     free_paths();

@@ -971,6 +971,114 @@ static void test_bad_input(void)
     free(bad_snap.p);
 }
 
+/* ---------------------------------------------------------------- fuzzing regressions */
+
+/* What tests/fuzz/fuzz_weights.c found or what the reader now checks before
+ * HDF5 converts or allocates: a small own-format file for a 2-class net
+ * (only dense_3, by name) with one thing wrong. */
+enum { SMALL_GOOD, SMALL_LONG_DOUBLE, SMALL_CUSTOM_FLOAT, SMALL_EXTERNAL_DATASET, SMALL_EXTERNAL_GROUP,
+       SMALL_HUGE_NAMES };
+
+static int write_small_own(const char *path, int variant)
+{
+    werr = 0;
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H(H5Pset_attr_phase_change(fcpl, 0, 0));   /* dense attributes: class_names may exceed 64 KB */
+    H(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18));
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pclose(fcpl);
+    H5Pclose(fapl);
+    if (f < 0) return 0;
+    hid_t sp1 = H5Screate(H5S_SCALAR), a;
+    int one = 1, classes = 2;
+    const char *format = "alexnet";
+    attr_strings(f, "format", &format, 1, 1);
+    H(a = H5Acreate2(f, "format_version", H5T_STD_I32LE, sp1, H5P_DEFAULT, H5P_DEFAULT));
+    H(H5Awrite(a, H5T_NATIVE_INT, &one));
+    H(H5Aclose(a));
+    H(a = H5Acreate2(f, "classes", H5T_STD_I32LE, sp1, H5P_DEFAULT, H5P_DEFAULT));
+    H(H5Awrite(a, H5T_NATIVE_INT, &classes));
+    H(H5Aclose(a));
+    H(H5Sclose(sp1));
+    if (variant == SMALL_HUGE_NAMES) {
+        /* two fixed-length names of 70000 bytes each: no class is named so */
+        char *name = calloc(1, 70001);
+        memset(name, 'x', 70000);
+        const char *names[2] = {name, name};
+        attr_strings(f, "class_names", names, 2, 0);
+        free(name);
+    }
+    if (variant == SMALL_EXTERNAL_GROUP) {
+        H(H5Lcreate_external("elsewhere.h5", "/dense_3", f, "dense_3", H5P_DEFAULT, H5P_DEFAULT));
+    } else {
+        hid_t g = H5Gcreate2(f, "dense_3", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hsize_t wdims[2] = {2, 4096}, bdim = 2;
+        float *w = falloc(2 * 4096, 0.25f), b[2] = {0.5f, -0.5f};
+        if (variant == SMALL_EXTERNAL_DATASET) {
+            H(H5Lcreate_external("elsewhere.h5", "/w", g, "weight", H5P_DEFAULT, H5P_DEFAULT));
+        } else if (variant == SMALL_LONG_DOUBLE || variant == SMALL_CUSTOM_FLOAT) {
+            /* float class, not IEEE half/single/double: x87 long double, or a
+             * 32-bit float with a 10-bit exponent */
+            hid_t t = H5Tcopy(variant == SMALL_LONG_DOUBLE ? H5T_NATIVE_LDOUBLE : H5T_IEEE_F32LE);
+            if (variant == SMALL_CUSTOM_FLOAT) H(H5Tset_fields(t, 31, 21, 10, 0, 21));
+            write_dataset(g, "weight", t, 2, wdims, w);
+            H5Tclose(t);
+        } else {
+            write_dataset(g, "weight", H5T_IEEE_F32LE, 2, wdims, w);
+        }
+        write_dataset(g, "bias", H5T_IEEE_F32LE, 1, &bdim, b);
+        free(w);
+        H(H5Gclose(g));
+    }
+    H(H5Fclose(f));
+    return werr == 0;
+}
+
+static void test_fuzz_regressions(void)
+{
+    char path[600];
+    an_net *net = two;
+    snapshot s0 = snap(net);
+    TPATH(path, "small_own.h5");
+    static const struct {
+        int variant;
+        const char *label, *a, *b;
+    } cases[] = {
+        {SMALL_LONG_DOUBLE, "dense_3 of long doubles (16-byte float class) -> AN_ERR_FORMAT", "dense_3",
+         "other than IEEE"},
+        {SMALL_CUSTOM_FLOAT, "dense_3 of a custom 32-bit float layout -> AN_ERR_FORMAT", "dense_3",
+         "other than IEEE"},
+        {SMALL_EXTERNAL_DATASET, "dense_3/weight an external link -> AN_ERR_FORMAT, not followed", "dense_3",
+         "link to another file"},
+        {SMALL_EXTERNAL_GROUP, "dense_3 an external link -> AN_ERR_FORMAT, not followed", "dense_3",
+         "link to another file"},
+        {SMALL_HUGE_NAMES, "class_names of 70000-byte strings -> AN_ERR_FORMAT", "class_names", NULL},
+    };
+    if (!write_small_own(path, SMALL_GOOD)) {
+        CHECK("write small own file", 0, "%s", path);
+    } else {
+        an_weights_report rep;
+        an_status st = an_weights_load(net, path, 1, &rep);
+        CHECK("small own file (dense_3 only), by_name: loads dense_3", st == AN_OK && rep.n_loaded == 1 &&
+              rep.state[AN_W_DENSE_3] == AN_WEIGHTS_LOADED && an_net_params(net)[an_net_param_layer(net,
+              AN_P_DENSE_3)->weight_offset] == 0.25f, "%s", st ? an_error_message() : "");
+        memcpy(an_net_params(net), s0.p, s0.n * sizeof(float));   /* put the net back */
+        an_net_set_mean(net, s0.mean);
+        an_net_params_changed(net);
+    }
+    bad_snap = snap(net);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        if (!write_small_own(path, cases[i].variant)) {
+            CHECK(cases[i].label, 0, "cannot write %s", path);
+            continue;
+        }
+        bad_load(net, cases[i].label, path, 1, AN_ERR_FORMAT, cases[i].a, cases[i].b);
+    }
+    remove(path);
+    free(bad_snap.p);
+    free(s0.p);
+}
+
 /* ---------------------------------------------------------------- no leaks */
 
 /* Ids that are not attached to a file (dataspaces, datatypes, property
@@ -1087,6 +1195,7 @@ int main(int argc, char **argv)
         test_own();
         test_save_failures();
         test_bad_input();
+        test_fuzz_regressions();
         test_repeat();
     }
     an_net_free(src);
