@@ -223,7 +223,10 @@ static void box_reduce(uint8_t *rgb, int w, int h, int k, int *nw, int *nh)
         int y0 = oy * k, y1 = y0 + k < h ? y0 + k : h;
         for (int ox = 0; ox < ow; ox++) {
             int x0 = ox * k, x1 = x0 + k < w ? x0 + k : w;
-            unsigned sum[3] = {0, 0, 0};
+            /* 64 bits: a k x k block of 255s overflows 32 bits from k = 4105 (a
+             * photo over 4105 pixels a side reduced to a tiny output without
+             * DCT scaling) */
+            uint64_t sum[3] = {0, 0, 0};
             for (int y = y0; y < y1; y++) {
                 const uint8_t *p = rgb + ((size_t)y * w + x0) * 3;
                 for (int x = x0; x < x1; x++, p += 3) {
@@ -232,7 +235,7 @@ static void box_reduce(uint8_t *rgb, int w, int h, int k, int *nw, int *nh)
                     sum[2] += p[2];
                 }
             }
-            unsigned n = (unsigned)((y1 - y0) * (x1 - x0));
+            uint64_t n = (uint64_t)(y1 - y0) * (uint64_t)(x1 - x0);
             uint8_t *o = rgb + ((size_t)oy * ow + ox) * 3;
             for (int c = 0; c < 3; c++) o[c] = (uint8_t)((sum[c] + n / 2) / n);
         }

@@ -914,6 +914,59 @@ typedef struct {
     const char *word;   /* in the message; NULL for files that must load */
 } odd_case;
 
+/* A w x h JPEG of one grey level (RGB). */
+static int write_flat_jpeg(const char *path, int w, int h, int level)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 90, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    JSAMPLE *row = xmalloc((size_t)w * 3);
+    memset(row, level, (size_t)w * 3);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    free(row);
+    return fclose(f) == 0;
+}
+
+/* Found by reading augment.c while fuzzing (the fuzzer's 2-megapixel limit
+ * cannot reach it): the box reduction summed a k x k block in 32 bits, so a
+ * white photo over 4105 pixels a side, reduced to a 1 x 1 output without DCT
+ * scaling, came out dark grey (12). */
+static void test_box_overflow(void)
+{
+    if (quick) return;
+    const char *p = tpath("white_4200.jpg");
+    if (!write_flat_jpeg(p, 4200, 4200, 255)) {
+        CHECK("write a white 4200 x 4200 JPEG", 0, NULL);
+        return;
+    }
+    an_image_options o;
+    an_image_options_init(&o);
+    o.size = 1;
+    o.dct_scaling = 0;
+    float px[3] = {0, 0, 0};
+    an_status st = an_image_load(p, &o, NULL, 0, 0, 0, px, NULL, NULL);
+    CHECK("white 4200 x 4200 -> 1 x 1 without DCT scaling: white (box sums in 64 bits)",
+          st == AN_OK && px[0] > 254.5f && px[1] > 254.5f && px[2] > 254.5f, "%g %g %g%s%s", (double)px[0],
+          (double)px[1], (double)px[2], st ? ": " : "", st ? an_error_message() : "");
+    remove(p);
+}
+
 static void test_odd_files(void)
 {
     size_t n = 0;
@@ -1231,6 +1284,7 @@ int main(int argc, char **argv)
     test_augment();
     test_bad_files();
     test_odd_files();
+    test_box_overflow();
     test_loader();
     if (!getenv("AN_KEEP")) cleanup();
     free_paths();
