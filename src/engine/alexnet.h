@@ -144,6 +144,40 @@ an_status an_net_sgd_update(an_net *net, const an_sgd *opt);
 /* backward + update */
 an_status an_net_train_step(an_net *net, const float *images, const int *labels, int n,
                             an_loss_kind loss, const an_sgd *opt, double *loss_sum, int *correct);
+/* ---- data-parallel training ----
+ * Each of several processes (ranks) takes rows [row_offset, row_offset + n)
+ * of a global batch of `global_rows` images, computes its gradients, and
+ * the reducer sums them (and the loss and correct counts) over all ranks
+ * before the same SGD step everywhere. The gradients are weighted by
+ * n / global_rows first, and the dropout masks are drawn for the whole
+ * global batch, so ranks together follow the history of one process with
+ * the whole batch, up to the order of floating-point sums. */
+typedef struct {
+    /* sum `values` (count floats) and `scalars` (count doubles) over all
+     * ranks, in place, identically on every rank */
+    an_status (*sum)(void *ctx, float *values, size_t count, double *scalars, int n_scalars);
+    void *ctx;
+} an_reducer;
+
+an_status an_net_train_step_shared(an_net *net, const float *images, const int *labels, int n, int row_offset,
+                                   int global_rows, an_loss_kind loss, const an_sgd *opt, const an_reducer *reducer,
+                                   double *loss_sum, int *correct);
+
+/* MPI ranks (MPI_COMM_WORLD) as a reducer; MPI is initialised on first
+ * use. Fails clearly where the engine was built without MPI. */
+typedef struct an_group an_group;
+an_status an_mpi_group(an_group **out);
+int an_mpi_built(void);
+int an_group_rank(const an_group *group);
+int an_group_size(const an_group *group);
+an_reducer an_group_reducer(an_group *group);
+/* rank 0's parameters to every rank (nets made with other seeds agree after) */
+an_status an_group_broadcast_params(an_group *group, an_net *net);
+/* stop everything: MPI_Abort with `code`, for a rank that cannot go on */
+void an_group_abort(an_group *group, int code);
+void an_group_free(an_group *group);
+void an_mpi_finalize(void);
+
 /* loss and correct count in inference mode, no update */
 an_status an_net_evaluate(an_net *net, const float *images, const int *labels, int n,
                           an_loss_kind loss, double *loss_sum, int *correct);

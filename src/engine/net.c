@@ -365,9 +365,15 @@ an_status an_plan_forward(an_net *net, an_plan *p, int until)
         const an_param_layer *l = &L[AN_P_DENSE_1 + d];
         s = B->dense_forward(net->dev, n, l->in, l->out, a[AN_CONVPOOL_5 + d], W(AN_P_DENSE_1 + d),
                              BIAS(AN_P_DENSE_1 + d), l->relu, a[AN_DENSE_1 + d]);
-        if (s == AN_OK && p->training && d < 2 && net->dropout > 0)
+        if (s == AN_OK && p->training && d < 2 && net->dropout > 0) {
+            /* a share of a global batch skips the other ranks' rows of the mask */
+            int before = net->share_global ? net->share_offset : 0;
+            int after = net->share_global ? net->share_global - net->share_offset - n : 0;
+            an_rng_skip(&net->dropout_rng, (size_t)before * l->out);
             s = B->dropout_forward(net->dev, (size_t)n * l->out, net->dropout, &net->dropout_rng,
                                    a[AN_DENSE_1 + d], p->keep[d]);
+            an_rng_skip(&net->dropout_rng, (size_t)after * l->out);
+        }
         if (s != AN_OK || until == AN_DENSE_1 + d) return s;
     }
     return B->softmax_forward(net->dev, n, net->classes, a[AN_DENSE_3], a[AN_SOFTMAX]);

@@ -46,6 +46,9 @@ struct an_net {
     int trainable_from;                 /* first parameter layer that learns */
     float dropout;                      /* rate after dense_1 and dense_2 */
     an_rng dropout_rng;
+    /* data parallelism: this process's rows of the global batch, so that
+     * dropout draws the global batch's masks (0, 0: the whole batch) */
+    int share_offset, share_global;
     float mean[3];
     float input_scale;                  /* after the mean: (x - mean) * scale */
     an_param_layer layers[AN_N_PARAM_LAYERS];

@@ -40,3 +40,8 @@ void an_rng_normal_fill(an_rng *rng, float *dst, size_t count, double sd)
         if (i + 1 < count) dst[i + 1] = (float)(r * sin(two_pi * u2));
     }
 }
+
+void an_rng_skip(an_rng *rng, size_t count)
+{
+    for (size_t i = 0; i < count; i++) an_rng_next(rng);
+}

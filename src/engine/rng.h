@@ -14,6 +14,7 @@ typedef struct { uint64_t s[4]; } an_rng;
 void an_rng_seed(an_rng *rng, uint64_t seed);
 uint64_t an_rng_next(an_rng *rng);
 double an_rng_uniform(an_rng *rng);          /* [0, 1) */
+void an_rng_skip(an_rng *rng, size_t count);  /* as `count` calls of an_rng_uniform */
 void an_rng_normal_fill(an_rng *rng, float *dst, size_t count, double sd);
 
 #ifdef __cplusplus

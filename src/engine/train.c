@@ -185,6 +185,41 @@ an_status an_net_train_step(an_net *net, const float *images, const int *labels,
     return s == AN_OK ? an_net_sgd_update(net, opt) : s;
 }
 
+an_status an_net_train_step_shared(an_net *net, const float *images, const int *labels, int n, int row_offset,
+                                   int global_rows, an_loss_kind loss, const an_sgd *opt, const an_reducer *reducer,
+                                   double *loss_sum, int *correct)
+{
+    if (!reducer || !reducer->sum) return an_fail(AN_ERR_ARGUMENT, "a shared training step needs a reducer");
+    if (row_offset < 0 || n < 1 || global_rows < n || row_offset > global_rows - n)
+        return an_fail(AN_ERR_ARGUMENT, "rows %d..%d are not a share of a global batch of %d", row_offset + 1,
+                       row_offset + n, global_rows);
+    double local_loss = 0;
+    int local_correct = 0;
+    net->share_offset = row_offset;
+    net->share_global = global_rows;
+    an_status s = an_net_backward(net, images, labels, n, loss, &local_loss, &local_correct);
+    net->share_offset = net->share_global = 0;
+    if (s != AN_OK) return s;
+    /* only the learning layers' gradients travel; each rank's are weighted by
+     * its share, so that their sum is the gradient of the global batch mean */
+    size_t start = net->layers[net->trainable_from].weight_offset, count = net->n_params - start;
+    float *g = net->grads;
+    if (!an_net_on_host(net)) {
+        if ((s = host_mirror(net, net->grads, &net->host_grads)) != AN_OK) return s;
+        g = net->host_grads;
+    }
+    const float weight = (float)n / (float)global_rows;
+    for (size_t i = start; i < net->n_params; i++) g[i] *= weight;
+    double scalars[2] = {local_loss, local_correct};
+    if ((s = reducer->sum(reducer->ctx, g + start, count, scalars, 2)) != AN_OK) return s;
+    if (!an_net_on_host(net) &&
+        (s = net->dev->ops->upload(net->dev, net->grads + start, g + start, count * sizeof(float))) != AN_OK)
+        return s;
+    *loss_sum += scalars[0];
+    *correct += (int)scalars[1];
+    return an_net_sgd_update(net, opt);
+}
+
 an_status an_net_evaluate(an_net *net, const float *images, const int *labels, int n,
                           an_loss_kind loss, double *loss_sum, int *correct)
 {

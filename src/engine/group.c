@@ -1,0 +1,135 @@
+/* group.c: MPI ranks as the reducer of data-parallel training. Built with
+ * MPI only where configure found it (AN_HAVE_MPI); otherwise every entry
+ * says so. MPI_COMM_WORLD is the group: processes started by
+ * `mpirun -np K ...`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include "alexnet.h"
+
+#ifdef AN_HAVE_MPI
+#include <limits.h>
+#include <mpi.h>
+
+struct an_group {
+    int rank, size;
+};
+
+int an_mpi_built(void) { return 1; }
+
+static an_status mpi_fail(int code, const char *what)
+{
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(code, text, &len) != MPI_SUCCESS) snprintf(text, sizeof text, "error %d", code);
+    return an_fail(AN_ERR_BACKEND, "MPI failed in %s: %s", what, text);
+}
+
+an_status an_mpi_group(an_group **out)
+{
+    *out = NULL;
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (finalized) return an_fail(AN_ERR_ARGUMENT, "MPI was already finalised in this process");
+    if (!initialized) {
+        int provided, rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Init_thread");
+    }
+    /* errors come back as codes (and messages) instead of killing the process */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    an_group *g = calloc(1, sizeof *g);
+    if (!g) return an_fail(AN_ERR_MEMORY, "out of memory creating an MPI group");
+    MPI_Comm_rank(MPI_COMM_WORLD, &g->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g->size);
+    *out = g;
+    return AN_OK;
+}
+
+/* Allreduce in pieces of at most INT_MAX elements (MPI counts are int). */
+static an_status group_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
+{
+    an_group *g = ctx;
+    if (g->size == 1) return AN_OK;
+    for (size_t done = 0; done < count;) {
+        int piece = count - done > INT_MAX ? INT_MAX : (int)(count - done);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, values + done, piece, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "summing gradients over the ranks");
+        done += (size_t)piece;
+    }
+    if (n_scalars > 0) {
+        int rc = MPI_Allreduce(MPI_IN_PLACE, scalars, n_scalars, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "summing the loss over the ranks");
+    }
+    return AN_OK;
+}
+
+an_status an_group_broadcast_params(an_group *g, an_net *net)
+{
+    float *p = an_net_params(net);
+    size_t count = an_net_param_count(net);
+    for (size_t done = 0; done < count;) {
+        int piece = count - done > INT_MAX ? INT_MAX : (int)(count - done);
+        int rc = MPI_Bcast(p + done, piece, MPI_FLOAT, 0, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "sending rank 0's parameters");
+        done += (size_t)piece;
+    }
+    (void)g;
+    an_net_params_changed(net);
+    return AN_OK;
+}
+
+void an_group_abort(an_group *g, int code)
+{
+    (void)g;
+    MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+void an_mpi_finalize(void)
+{
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (initialized && !finalized) MPI_Finalize();
+}
+
+#else /* no MPI */
+
+struct an_group {
+    int rank, size;
+};
+
+int an_mpi_built(void) { return 0; }
+
+an_status an_mpi_group(an_group **out)
+{
+    *out = NULL;
+    return an_fail(AN_ERR_ARGUMENT, "this build of the engine has no MPI (configure found no mpicc: "
+                   "install the Debian packages libopenmpi-dev and openmpi-bin, then reinstall)");
+}
+
+static an_status group_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
+{
+    (void)ctx; (void)values; (void)count; (void)scalars; (void)n_scalars;
+    return an_fail(AN_ERR_ARGUMENT, "this build of the engine has no MPI");
+}
+
+an_status an_group_broadcast_params(an_group *g, an_net *net)
+{
+    (void)g; (void)net;
+    return an_fail(AN_ERR_ARGUMENT, "this build of the engine has no MPI");
+}
+
+void an_group_abort(an_group *g, int code) { (void)g; (void)code; }
+void an_mpi_finalize(void) {}
+
+#endif
+
+int an_group_rank(const an_group *g) { return g ? g->rank : 0; }
+int an_group_size(const an_group *g) { return g ? g->size : 1; }
+void an_group_free(an_group *g) { free(g); }
+
+an_reducer an_group_reducer(an_group *g)
+{
+    an_reducer r = {group_sum, g};
+    return r;
+}
