@@ -11,23 +11,9 @@
 #include <time.h>
 #include <mpi.h>
 #include "alexnet.h"
+#include "benchutil.h"
 
 #define REPS 7
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n) { qsort(t, n, sizeof *t, cmp); return t[n / 2]; }
 
 int main(int argc, char **argv)
 {

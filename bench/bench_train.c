@@ -6,30 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include "alexnet.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static double peak_rss_mb(void)
-{
-    char line[256];
-    double kb = 0;
-    FILE *f = fopen("/proc/self/status", "r");
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0) kb = atof(line + 6);
-    if (f) fclose(f);
-    return kb / 1024;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "benchutil.h"
 
 int main(int argc, char **argv)
 {
@@ -54,7 +31,7 @@ int main(int argc, char **argv)
         }
         if (s >= 0) t[s] = now() - t0;
     }
-    qsort(t, steps, sizeof *t, cmp);
+    qsort(t, steps, sizeof *t, cmp_double);
     printf("engine train batch=%d ips=%.2f steps=%d peak_rss_mb=%.1f\n", batch, batch / t[steps / 2], steps,
            peak_rss_mb());
     an_net_free(net);

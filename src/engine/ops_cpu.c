@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <dnnl.h>
 #include "ops.h"
+#include "rows.h"
 
 struct an_layout { dnnl_memory_desc_t md; };
 
@@ -651,15 +652,7 @@ void an_dense_backward(int n, int in, int out, const float *x, const float *w, c
 
 void an_softmax_forward(int n, int classes, const float *logits, float *prob)
 {
-    for (int i = 0; i < n; i++) {
-        const float *z = logits + (size_t)i * classes;
-        float *p = prob + (size_t)i * classes;
-        float max = z[0];
-        for (int j = 1; j < classes; j++) if (z[j] > max) max = z[j];
-        double sum = 0;
-        for (int j = 0; j < classes; j++) sum += p[j] = expf(z[j] - max);
-        for (int j = 0; j < classes; j++) p[j] = (float)(p[j] / sum);
-    }
+    for (int i = 0; i < n; i++) an_softmax_row(logits + (size_t)i * classes, prob + (size_t)i * classes, classes);
 }
 
 void an_preprocess(int n, const float *x, const float mean[3], float scale, float *y)
@@ -699,31 +692,11 @@ void an_loss_forward_backward(int n, int classes, const float *logits, const flo
                               double *loss_sum, int *correct)
 {
     for (int i = 0; i < n; i++) {
-        const float *z = logits + (size_t)i * classes, *p = prob + (size_t)i * classes;
-        float *dz = dlogits + (size_t)i * classes;
-        int label = labels[i], best = 0;
-        for (int j = 1; j < classes; j++) if (p[j] > p[best]) best = j;
-        *correct += best == label;
-        if (kind == AN_LOSS_CROSS_ENTROPY) {
-            /* -log softmax from the logits, exact where p underflows */
-            float max = z[0];
-            for (int j = 1; j < classes; j++) if (z[j] > max) max = z[j];
-            double sum = 0;
-            for (int j = 0; j < classes; j++) sum += exp((double)z[j] - max);
-            *loss_sum += log(sum) - ((double)z[label] - max);
-            for (int j = 0; j < classes; j++) dz[j] = (p[j] - (j == label)) / n;
-        } else {
-            /* Keras' mean squared error on the softmax output, through the softmax */
-            double loss = 0, dot = 0;
-            for (int j = 0; j < classes; j++) {
-                double d = p[j] - (j == label);
-                loss += d * d;
-                dz[j] = (float)(2.0 * d / ((double)n * classes));
-                dot += dz[j] * p[j];
-            }
-            *loss_sum += loss / classes;
-            for (int j = 0; j < classes; j++) dz[j] = (float)(p[j] * (dz[j] - dot));
-        }
+        size_t row = (size_t)i * classes;
+        int right;
+        *loss_sum += an_loss_row(logits + row, prob + row, labels[i], n, classes, kind == AN_LOSS_MSE,
+                                 dlogits + row, &right);
+        *correct += right;
     }
 }
 
@@ -732,14 +705,10 @@ void an_loss_forward_backward(int n, int classes, const float *logits, const flo
 void an_sgd_apply(size_t count, size_t weight_count, float *p, const float *g, float *v,
                   const an_sgd_step *step)
 {
-    const float lr = step->lr, mu = step->momentum, wd = step->weight_decay;
-    const int nesterov = step->nesterov;
 #pragma omp parallel for schedule(static)
-    for (size_t k = 0; k < count; k++) {
-        float grad = g[k] + (k < weight_count ? wd * p[k] : 0.0f);
-        v[k] = mu * v[k] - lr * grad;
-        p[k] += nesterov ? mu * v[k] - lr * grad : v[k];
-    }
+    for (size_t k = 0; k < count; k++)
+        an_sgd_value(&p[k], g[k], &v[k], k < weight_count, step->lr, step->momentum, step->weight_decay,
+                     step->nesterov);
 }
 
 /* ============================================================ the device

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ops.h"
+#include "rows.h"
 
 /* ------------------------------------------------------------ the device */
 
@@ -164,45 +165,16 @@ __global__ void dropout_kernel(float *x, const uint8_t *keep, size_t count, floa
 __global__ void softmax_kernel(const float *logits, float *prob, int n, int classes)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const float *z = logits + (size_t)i * classes;
-    float *p = prob + (size_t)i * classes;
-    float max = z[0];
-    for (int j = 1; j < classes; j++) if (z[j] > max) max = z[j];
-    double sum = 0;
-    for (int j = 0; j < classes; j++) sum += p[j] = expf(z[j] - max);
-    for (int j = 0; j < classes; j++) p[j] = (float)(p[j] / sum);
+    if (i < n) an_softmax_row(logits + (size_t)i * classes, prob + (size_t)i * classes, classes);
 }
 
-/* the CPU's an_loss_forward_backward, one thread per row */
 __global__ void loss_kernel(const float *logits, const float *prob, const int *labels, int n, int classes,
                             int mse, float *dlogits, double *row_loss, int *row_correct)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    const float *z = logits + (size_t)i * classes, *p = prob + (size_t)i * classes;
-    float *dz = dlogits + (size_t)i * classes;
-    int label = labels[i], best = 0;
-    for (int j = 1; j < classes; j++) if (p[j] > p[best]) best = j;
-    row_correct[i] = best == label;
-    if (!mse) {
-        float max = z[0];
-        for (int j = 1; j < classes; j++) if (z[j] > max) max = z[j];
-        double sum = 0;
-        for (int j = 0; j < classes; j++) sum += exp((double)z[j] - max);
-        row_loss[i] = log(sum) - ((double)z[label] - max);
-        for (int j = 0; j < classes; j++) dz[j] = (p[j] - (j == label)) / n;
-    } else {
-        double loss = 0, dot = 0;
-        for (int j = 0; j < classes; j++) {
-            double d = p[j] - (j == label);
-            loss += d * d;
-            dz[j] = (float)(2.0 * d / ((double)n * classes));
-            dot += dz[j] * p[j];
-        }
-        row_loss[i] = loss / classes;
-        for (int j = 0; j < classes; j++) dz[j] = (float)(p[j] * (dz[j] - dot));
-    }
+    size_t row = (size_t)i * classes;
+    row_loss[i] = an_loss_row(logits + row, prob + row, labels[i], n, classes, mse, dlogits + row, &row_correct[i]);
 }
 
 __global__ void preprocess_kernel(const float *x, float *y, size_t count, size_t plane, float m0, float m1,
@@ -218,12 +190,7 @@ __global__ void preprocess_kernel(const float *x, float *y, size_t count, size_t
 __global__ void sgd_kernel(float *p, const float *g, float *v, size_t count, size_t weight_count, float lr,
                            float mu, float wd, int nesterov)
 {
-    GRID_STRIDE(k, count) {
-        float grad = g[k] + (k < weight_count ? wd * p[k] : 0.0f);
-        float vk = mu * v[k] - lr * grad;
-        v[k] = vk;
-        p[k] += nesterov ? mu * vk - lr * grad : vk;
-    }
+    GRID_STRIDE(k, count) an_sgd_value(&p[k], g[k], &v[k], k < weight_count, lr, mu, wd, nesterov);
 }
 
 /* ---------------------------------------------------------------- memory */
