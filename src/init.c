@@ -7,6 +7,7 @@
 #include <R_ext/Rdynload.h>
 
 #include "r_alexnet.h"
+#include "r_h5features.h"
 
 #define CALLDEF(name, n) {#name, (DL_FUNC) &r_an_##name, n}
 
@@ -51,6 +52,9 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(loader_evaluate, 7),
     CALLDEF(loader_pixels, 3),
     CALLDEF(test_write_jpeg, 3),
+    /* features over many workers (r_h5features.c) */
+    CALLDEF(h5f_write, 2),
+    CALLDEF(h5f_read, 2),
     {NULL, NULL, 0}
 };
 

@@ -1,0 +1,626 @@
+/* h5features.c: small HDF5 files of named values, written atomically (see
+ * h5features.h). The HDF5 plumbing follows weights.c: every id is closed on
+ * every path, HDF5's error printing is off during each call, and files are
+ * built in memory and written with plain POSIX calls. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "h5features.h"
+
+/* no single value is larger than this (a damaged file can declare anything) */
+#define MAX_VALUES ((size_t)1 << 34)
+#define MAX_STRING ((size_t)1 << 20)
+
+/* ---------------------------------------------------------------- HDF5 plumbing */
+
+typedef struct {
+    H5E_auto2_t func;
+    void *data;
+} h5_quiet;
+
+static void quiet_begin(h5_quiet *q)
+{
+    q->func = NULL;
+    q->data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void quiet_end(const h5_quiet *q)
+{
+    H5Eclear2(H5E_DEFAULT);
+    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
+}
+
+static herr_t detail_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    char *buf = data;
+    if (n == 0 && e && e->desc) snprintf(buf, 160, "%s", e->desc);
+    return 0;
+}
+
+/* HDF5's most specific complaint about the last failure, on one line. */
+static const char *h5_detail(char buf[160])
+{
+    buf[0] = '\0';
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_cb, buf);
+    H5Eclear2(H5E_DEFAULT);
+    const char *quoted = strstr(buf, "error message = '");
+    if (quoted) {
+        quoted += strlen("error message = '");
+        size_t n = strcspn(quoted, "'");
+        memmove(buf, quoted, n);
+        buf[n] = '\0';
+    }
+    for (char *c = buf; *c; c++)
+        if (*c == '\n' || *c == '\r') *c = ' ';
+    if (!buf[0]) snprintf(buf, 160, "no detail from HDF5");
+    return buf;
+}
+
+static void close_id(hid_t *id)
+{
+    if (*id < 0) return;
+    switch (H5Iget_type(*id)) {
+    case H5I_FILE: H5Fclose(*id); break;
+    case H5I_GROUP: H5Gclose(*id); break;
+    case H5I_DATASET: H5Dclose(*id); break;
+    case H5I_ATTR: H5Aclose(*id); break;
+    case H5I_DATASPACE: H5Sclose(*id); break;
+    case H5I_DATATYPE: H5Tclose(*id); break;
+    case H5I_GENPROP_LST: H5Pclose(*id); break;
+    default: break;
+    }
+    *id = -1;
+}
+
+static void reclaim_vlen(hid_t mt, hid_t sp, void *buf)
+{
+#if defined(H5_VERSION_GE) && H5_VERSION_GE(1, 12, 0)
+    H5Treclaim(mt, sp, H5P_DEFAULT, buf);
+#else
+    H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, buf);
+#endif
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static size_t item_count(const an_h5f_item *it)
+{
+    if (it->ndims == 0) return 1;
+    return it->ndims == 1 ? it->dims[0] : it->dims[0] * it->dims[1];
+}
+
+static hid_t file_type(an_h5f_kind kind)
+{
+    switch (kind) {
+    case AN_H5F_INTS: return H5Tcopy(H5T_STD_I32LE);
+    case AN_H5F_DOUBLES: return H5Tcopy(H5T_IEEE_F64LE);
+    case AN_H5F_FLOATS: return H5Tcopy(H5T_IEEE_F32LE);
+    case AN_H5F_STRINGS: {
+        hid_t t = H5Tcopy(H5T_C_S1);
+        if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) close_id(&t);
+        return t;
+    }
+    }
+    return -1;
+}
+
+static hid_t mem_type(an_h5f_kind kind)
+{
+    switch (kind) {
+    case AN_H5F_INTS: return H5Tcopy(H5T_NATIVE_INT);
+    case AN_H5F_DOUBLES: return H5Tcopy(H5T_NATIVE_DOUBLE);
+    case AN_H5F_FLOATS: return H5Tcopy(H5T_NATIVE_FLOAT);
+    case AN_H5F_STRINGS: return file_type(AN_H5F_STRINGS);
+    }
+    return -1;
+}
+
+/* One item into the open file; 0 or -1 (HDF5's error stack says why). */
+static int write_item(hid_t file, const an_h5f_item *it)
+{
+    hsize_t dims[2] = {(hsize_t)it->dims[0], (hsize_t)it->dims[1]};
+    hid_t ft = file_type(it->kind), mt = mem_type(it->kind);
+    hid_t sp = it->ndims == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(it->ndims, dims, NULL);
+    hid_t obj = -1, dcpl = -1;
+    int rc = -1;
+    if (ft < 0 || mt < 0 || sp < 0) goto done;
+    if (it->ndims == 0) {
+        if ((obj = H5Acreate2(file, it->name, ft, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+            H5Awrite(obj, mt, it->data) < 0)
+            goto done;
+    } else {
+        if ((dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0) goto done;
+        if (it->ndims == 2 && it->kind == AN_H5F_FLOATS) {
+            /* chunks of whole rows (about 1 MB), so a reader can take some rows cheaply */
+            hsize_t chunk[2] = {dims[0], dims[1]};
+            size_t row = (size_t)dims[1] * sizeof(float);
+            hsize_t per = row > 0 ? (hsize_t)(((size_t)1 << 20) / row) : 1;
+            if (per < 1) per = 1;
+            if (chunk[0] > per) chunk[0] = per;
+            if (chunk[1] > ((hsize_t)1 << 20)) chunk[1] = (hsize_t)1 << 20;
+            if (H5Pset_chunk(dcpl, 2, chunk) < 0) goto done;
+        }
+        if ((obj = H5Dcreate2(file, it->name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
+            H5Dwrite(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, it->data) < 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    if (obj >= 0) {
+        herr_t c = it->ndims == 0 ? H5Aclose(obj) : H5Dclose(obj);
+        if (c < 0) rc = -1;
+    }
+    close_id(&dcpl);
+    close_id(&sp);
+    close_id(&mt);
+    close_id(&ft);
+    return rc;
+}
+
+typedef struct {
+    void *mem;
+    size_t size;
+} mem_image;
+
+static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    ((mem_image *)udata)->size = size;
+    return malloc(size);
+}
+
+static void *image_memcpy(void *dst, const void *src, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    (void)udata;
+    return memcpy(dst, src, size);
+}
+
+static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    void *p = realloc(ptr, size);
+    if (p) ((mem_image *)udata)->size = size;
+    return p;
+}
+
+static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    mem_image *im = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && !im->mem) im->mem = ptr;
+    else free(ptr);
+    return 0;
+}
+
+static void *image_udata_copy(void *udata) { return udata; }
+static herr_t image_udata_free(void *udata) { (void)udata; return 0; }
+
+/* The file's length: the end-of-file address of its version 2 or 3
+ * superblock (the 1.8 format asked for below), else the whole image. */
+static size_t image_length(const mem_image *im)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    const unsigned char *m = im->mem;
+    if (im->size < 48 || memcmp(m, sig, 8) != 0 || (m[8] != 2 && m[8] != 3) || m[9] != 8) return im->size;
+    uint64_t base = 0, eof = 0;
+    for (int i = 7; i >= 0; i--) {
+        base = base << 8 | m[12 + i];
+        eof = eof << 8 | m[28 + i];
+    }
+    return base == 0 && eof >= 48 && eof <= im->size ? (size_t)eof : im->size;
+}
+
+static int write_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = ENOSPC;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static an_status build_image(const char *path, const char *mem_name, const an_h5f_item *items, int n,
+                             mem_image *im)
+{
+    char detail[160];
+    size_t bytes = (size_t)1 << 20;
+    for (int i = 0; i < n; i++) {
+        size_t count = item_count(&items[i]);
+        switch (items[i].kind) {
+        case AN_H5F_STRINGS:
+            for (size_t k = 0; k < count; k++) bytes += strlen(((const char *const *)items[i].data)[k]) + 32;
+            break;
+        case AN_H5F_FLOATS: bytes += count * 4; break;
+        default: bytes += count * 8; break;
+        }
+    }
+    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free,
+                                      image_udata_copy, image_udata_free, im};
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
+    int bad = fcpl < 0 || fapl < 0 || H5Pset_fapl_core(fapl, bytes, 0) < 0 ||
+              H5Pset_file_image_callbacks(fapl, &cb) < 0 || H5Pset_attr_phase_change(fcpl, 0, 0) < 0 ||
+              H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0;
+    hid_t file = bad ? -1 : H5Fcreate(mem_name, H5F_ACC_TRUNC, fcpl, fapl);
+    close_id(&fcpl);
+    close_id(&fapl);
+    if (file < 0)
+        return an_fail(AN_ERR_MEMORY, "cannot write '%s': HDF5 cannot create the file in memory: %s", path,
+                       h5_detail(detail));
+    an_status s = AN_OK;
+    for (int i = 0; i < n && s == AN_OK; i++)
+        if (write_item(file, &items[i]) < 0)
+            s = an_fail(AN_ERR_MEMORY, "cannot write '%s': HDF5 failed writing `%s` (out of memory?): %s", path,
+                        items[i].name, h5_detail(detail));
+    if (H5Fclose(file) < 0 && s == AN_OK)
+        s = an_fail(AN_ERR_MEMORY, "cannot write '%s': HDF5 cannot finish the file: %s", path,
+                    h5_detail(detail));
+    if (s == AN_OK && !im->mem) s = an_fail(AN_ERR_MEMORY, "cannot write '%s': HDF5 produced no file image", path);
+    if (s != AN_OK) {
+        free(im->mem);
+        im->mem = NULL;
+    }
+    return s;
+}
+
+/* The folder holding `path`, flushed so that a rename survives a crash. */
+static void sync_parent(const char *path)
+{
+    size_t len = strlen(path);
+    char *dir = malloc(len + 2);
+    if (!dir) return;
+    memcpy(dir, path, len + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);   /* best effort: some file systems refuse it for folders */
+        close(fd);
+    }
+    free(dir);
+}
+
+an_status an_h5f_write(const char *path, const an_h5f_item *items, int n)
+{
+    if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no file name to write to");
+    if (n < 0 || (n > 0 && !items)) return an_fail(AN_ERR_ARGUMENT, "cannot write '%s': no values", path);
+    for (int i = 0; i < n; i++) {
+        const an_h5f_item *it = &items[i];
+        if (!it->name || !it->name[0] || strchr(it->name, '/') || !it->data || it->ndims < 0 || it->ndims > 2 ||
+            it->kind < AN_H5F_STRINGS || it->kind > AN_H5F_FLOATS || item_count(it) == 0 ||
+            item_count(it) > MAX_VALUES)
+            return an_fail(AN_ERR_ARGUMENT, "cannot write '%s': value %d (`%s`) is malformed", path, i + 1,
+                           it->name ? it->name : "");
+        for (int j = 0; j < i; j++)
+            if (strcmp(items[j].name, it->name) == 0)
+                return an_fail(AN_ERR_ARGUMENT, "cannot write '%s': two values are named `%s`", path, it->name);
+        if (it->kind == AN_H5F_STRINGS)
+            for (size_t k = 0; k < item_count(it); k++)
+                if (!((const char *const *)it->data)[k])
+                    return an_fail(AN_ERR_ARGUMENT, "cannot write '%s': string %zu of `%s` is missing", path,
+                                   k + 1, it->name);
+    }
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return an_fail(AN_ERR_IO, "cannot write '%s': it is a directory", path);
+
+    size_t len = strlen(path) + 48;
+    char *tmp = malloc(len), *mem_name = malloc(len + 16);
+    if (!tmp || !mem_name) {
+        free(tmp);
+        free(mem_name);
+        return an_fail(AN_ERR_MEMORY, "out of memory writing '%s'", path);
+    }
+    snprintf(tmp, len, "%s.tmp-%ld", path, (long)getpid());
+    snprintf(mem_name, len + 16, "%s.in-memory", tmp);
+    /* first, so that a missing or read-only folder fails before any work */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) {
+        an_status s = an_fail(AN_ERR_IO, "cannot write '%s': cannot create '%s': %s", path, tmp, strerror(errno));
+        free(tmp);
+        free(mem_name);
+        return s;
+    }
+    h5_quiet q;
+    quiet_begin(&q);
+    mem_image im = {NULL, 0};
+    an_status s = build_image(path, mem_name, items, n, &im);
+    quiet_end(&q);
+    free(mem_name);
+    if (s == AN_OK && write_all(fd, im.mem, image_length(&im)) != 0)
+        s = an_fail(AN_ERR_IO, "cannot write '%s': writing '%s' failed: %s", path, tmp, strerror(errno));
+    free(im.mem);
+    if (s == AN_OK && fsync(fd) != 0)
+        s = an_fail(AN_ERR_IO, "cannot write '%s': flushing '%s' failed: %s", path, tmp, strerror(errno));
+    if (close(fd) != 0 && s == AN_OK)
+        s = an_fail(AN_ERR_IO, "cannot write '%s': closing '%s' failed: %s", path, tmp, strerror(errno));
+    if (s == AN_OK && rename(tmp, path) != 0)
+        s = an_fail(AN_ERR_IO, "cannot write '%s': renaming '%s' to it failed: %s", path, tmp, strerror(errno));
+    if (s != AN_OK) unlink(tmp);
+    else sync_parent(path);
+    free(tmp);
+    return s;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+void an_h5f_values_free(an_h5f_value *values, int n)
+{
+    if (!values) return;
+    for (int i = 0; i < n; i++) {
+        if (values[i].kind == AN_H5F_STRINGS && values[i].data) {
+            size_t count = values[i].ndims == 0 ? 1
+                           : values[i].ndims == 1 ? values[i].dims[0] : values[i].dims[0] * values[i].dims[1];
+            char **s = values[i].data;
+            for (size_t k = 0; k < count; k++) free(s[k]);
+        }
+        free(values[i].data);
+        free(values[i].name);
+    }
+    free(values);
+}
+
+typedef struct {
+    const char *path;
+    hid_t file;
+    const char *const *names;
+    int n_names;
+    an_h5f_value *values;
+    int n, cap;
+    an_status status;       /* AN_OK, or the first failure (iteration stops) */
+} reader;
+
+static int wanted(const reader *r, const char *name)
+{
+    if (!r->names) return 1;
+    for (int i = 0; i < r->n_names; i++)
+        if (r->names[i] && strcmp(r->names[i], name) == 0) return 1;
+    return 0;
+}
+
+static char *dup_string(const char *s)
+{
+    size_t n = strnlen(s, MAX_STRING);
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* Read an attribute (is_attr) or dataset `obj` named `name` into r->values;
+ * left out when of another kind. */
+static void read_value(reader *r, hid_t obj, int is_attr, const char *name)
+{
+    char detail[160];
+    hid_t sp = is_attr ? H5Aget_space(obj) : H5Dget_space(obj);
+    hid_t ft = is_attr ? H5Aget_type(obj) : H5Dget_type(obj);
+    hid_t mt = -1;
+    an_h5f_value v;
+    memset(&v, 0, sizeof v);
+    void *vl = NULL;
+    if (sp < 0 || ft < 0) {
+        r->status = an_fail(AN_ERR_FORMAT, "cannot read `%s` of '%s': %s", name, r->path, h5_detail(detail));
+        goto done;
+    }
+    H5T_class_t cls = H5Tget_class(ft);
+    H5S_class_t scls = H5Sget_simple_extent_type(sp);
+    int rank = scls == H5S_SCALAR ? 0 : scls == H5S_SIMPLE ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (rank < 0 || rank > 2) goto done;   /* not one of ours: left out */
+    hsize_t dims[2] = {1, 1};
+    if (rank > 0) H5Sget_simple_extent_dims(sp, dims, NULL);
+    size_t count = 1;
+    for (int k = 0; k < rank; k++) count *= (size_t)dims[k];
+    if (count == 0 || count > MAX_VALUES) goto done;
+    v.ndims = rank;
+    v.dims[0] = rank > 0 ? (size_t)dims[0] : 1;
+    v.dims[1] = rank > 1 ? (size_t)dims[1] : 1;
+    if (cls == H5T_INTEGER) {
+        v.kind = AN_H5F_INTS;
+        mt = H5Tcopy(H5T_NATIVE_INT);
+        v.data = malloc(count * sizeof(int));
+    } else if (cls == H5T_FLOAT) {
+        v.kind = AN_H5F_DOUBLES;
+        mt = H5Tcopy(H5T_NATIVE_DOUBLE);
+        v.data = malloc(count * sizeof(double));
+    } else if (cls == H5T_STRING) {
+        v.kind = AN_H5F_STRINGS;
+        v.data = calloc(count, sizeof(char *));
+        mt = H5Tcopy(H5T_C_S1);
+        if (mt >= 0) H5Tset_cset(mt, H5Tget_cset(ft));
+    } else {
+        goto done;
+    }
+    if (!v.data || mt < 0 || !(v.name = dup_string(name))) {
+        r->status = an_fail(AN_ERR_MEMORY, "out of memory reading `%s` of '%s'", name, r->path);
+        goto done;
+    }
+    herr_t e;
+    if (v.kind != AN_H5F_STRINGS) {
+        e = is_attr ? H5Aread(obj, mt, v.data) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data);
+    } else if (H5Tis_variable_str(ft) > 0) {
+        if (!(vl = calloc(count, sizeof(char *))) || H5Tset_size(mt, H5T_VARIABLE) < 0) {
+            r->status = an_fail(AN_ERR_MEMORY, "out of memory reading `%s` of '%s'", name, r->path);
+            goto done;
+        }
+        e = is_attr ? H5Aread(obj, mt, vl) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, vl);
+        if (e >= 0) {
+            char **in = vl, **out = v.data;
+            for (size_t k = 0; k < count && e >= 0; k++)
+                if (!(out[k] = dup_string(in[k] ? in[k] : ""))) e = -2;
+            reclaim_vlen(mt, sp, vl);
+        }
+    } else {
+        size_t size = H5Tget_size(ft);
+        char *raw = NULL;
+        e = -1;
+        if (size > 0 && size <= MAX_STRING && count <= MAX_VALUES / size && H5Tset_size(mt, size) >= 0 &&
+            H5Tset_strpad(mt, H5T_STR_NULLPAD) >= 0 && (raw = malloc(size * count))) {
+            e = is_attr ? H5Aread(obj, mt, raw) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw);
+            char **out = v.data;
+            for (size_t k = 0; k < count && e >= 0; k++) {
+                if ((out[k] = malloc(size + 1))) {
+                    memcpy(out[k], raw + k * size, size);
+                    out[k][size] = '\0';
+                } else {
+                    e = -2;
+                }
+            }
+        }
+        free(raw);
+    }
+    if (e == -2) {
+        r->status = an_fail(AN_ERR_MEMORY, "out of memory reading `%s` of '%s'", name, r->path);
+        goto done;
+    }
+    if (e < 0) {
+        r->status = an_fail(AN_ERR_FORMAT, "cannot read `%s` of '%s': %s", name, r->path, h5_detail(detail));
+        goto done;
+    }
+    if (r->n == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 16;
+        an_h5f_value *grown = realloc(r->values, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            r->status = an_fail(AN_ERR_MEMORY, "out of memory reading '%s'", r->path);
+            goto done;
+        }
+        r->values = grown;
+        r->cap = cap;
+    }
+    r->values[r->n++] = v;
+    memset(&v, 0, sizeof v);
+done:
+    free(vl);
+    if (v.kind == AN_H5F_STRINGS && v.data) {
+        char **s = v.data;
+        for (size_t k = 0; k < v.dims[0] * (v.ndims == 2 ? v.dims[1] : 1); k++) free(s[k]);
+    }
+    free(v.data);
+    free(v.name);
+    close_id(&mt);
+    close_id(&ft);
+    close_id(&sp);
+    H5Eclear2(H5E_DEFAULT);
+}
+
+static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void *data)
+{
+    (void)info;
+    reader *r = data;
+    if (!wanted(r, name)) return 0;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) {
+        char detail[160];
+        r->status = an_fail(AN_ERR_FORMAT, "cannot read attribute `%s` of '%s': %s", name, r->path,
+                            h5_detail(detail));
+        return 1;
+    }
+    read_value(r, a, 1, name);
+    close_id(&a);
+    return r->status == AN_OK ? 0 : 1;
+}
+
+static herr_t link_cb(hid_t loc, const char *name, const H5L_info_t *info, void *data)
+{
+    reader *r = data;
+    /* only the file's own objects: an external link would open another file */
+    if (info->type != H5L_TYPE_HARD || !wanted(r, name)) return 0;
+    H5O_info_t oi;
+#if defined(H5_VERSION_GE) && H5_VERSION_GE(1, 12, 0)
+    if (H5Oget_info_by_name3(loc, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return 0;
+#else
+    if (H5Oget_info_by_name(loc, name, &oi, H5P_DEFAULT) < 0) return 0;
+#endif
+    if (oi.type != H5O_TYPE_DATASET) return 0;
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (d < 0) {
+        char detail[160];
+        r->status = an_fail(AN_ERR_FORMAT, "cannot read dataset `%s` of '%s': %s", name, r->path,
+                            h5_detail(detail));
+        return 1;
+    }
+    read_value(r, d, 0, name);
+    close_id(&d);
+    return r->status == AN_OK ? 0 : 1;
+}
+
+an_status an_h5f_read(const char *path, const char *const *names, int n_names, an_h5f_value **values,
+                      int *n_values)
+{
+    if (values) *values = NULL;
+    if (n_values) *n_values = 0;
+    if (!path || !path[0] || !values || !n_values) return an_fail(AN_ERR_ARGUMENT, "no file name to read");
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return an_fail(AN_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return an_fail(AN_ERR_IO, "cannot read '%s': it is a directory", path);
+    char detail[160];
+    h5_quiet q;
+    quiet_begin(&q);
+    reader r = {path, -1, names, n_names, NULL, 0, 0, AN_OK};
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if defined(H5_VERSION_GE)
+#if (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 7) || H5_VERSION_GE(1, 12, 1)
+    if (fapl >= 0) H5Pset_file_locking(fapl, 1, 1);   /* lock, but not fail where locks are missing */
+#endif
+#endif
+#if defined(H5_VERSION_GE) && H5_VERSION_GE(1, 12, 0)
+    htri_t is = H5Fis_accessible(path, H5P_DEFAULT);
+#else
+    htri_t is = H5Fis_hdf5(path);
+#endif
+    if (is <= 0) {
+        close_id(&fapl);
+        H5Eclear2(H5E_DEFAULT);
+        quiet_end(&q);
+        return an_fail(AN_ERR_FORMAT, "'%s' is not an HDF5 file (or is damaged)", path);
+    }
+    r.file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    close_id(&fapl);
+    if (r.file < 0) {
+        an_status s = an_fail(AN_ERR_FORMAT, "cannot open '%s': %s", path, h5_detail(detail));
+        quiet_end(&q);
+        return s;
+    }
+    hid_t root = H5Gopen2(r.file, "/", H5P_DEFAULT);
+    if (root < 0) {
+        r.status = an_fail(AN_ERR_FORMAT, "cannot open the root of '%s': %s", path, h5_detail(detail));
+    } else {
+        hsize_t at = 0;
+        if (H5Aiterate2(root, H5_INDEX_NAME, H5_ITER_INC, &at, attr_cb, &r) < 0 && r.status == AN_OK)
+            r.status = an_fail(AN_ERR_FORMAT, "cannot list the attributes of '%s': %s", path, h5_detail(detail));
+        hsize_t li = 0;
+        if (r.status == AN_OK && H5Literate(root, H5_INDEX_NAME, H5_ITER_INC, &li, link_cb, &r) < 0 &&
+            r.status == AN_OK)
+            r.status = an_fail(AN_ERR_FORMAT, "cannot list the datasets of '%s': %s", path, h5_detail(detail));
+    }
+    close_id(&root);
+    close_id(&r.file);
+    quiet_end(&q);
+    if (r.status != AN_OK) {
+        an_h5f_values_free(r.values, r.n);
+        return r.status;
+    }
+    *values = r.values;
+    *n_values = r.n;
+    return AN_OK;
+}

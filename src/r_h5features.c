@@ -1,0 +1,186 @@
+/* r_h5features.c: .Call entry points writing and reading the small HDF5
+ * files of named values behind alexnet_features_h5() (R/parallel.R; the
+ * engine's engine/h5features.h).
+ *
+ * h5f_write(path, values): `values` is a named list; each element becomes
+ * one value of the file, by its R type:
+ *   character              UTF-8 strings
+ *   integer or logical     32-bit integers
+ *   double                 64-bit floats, except a matrix: 32-bit floats
+ *                          (feature matrices; R's double is exact for them)
+ * A length-1 element without dim is a scalar (an attribute of the root), a
+ * vector a 1-D dataset, a matrix a 2-D dataset stored row-major (rows x
+ * cols, as h5py shows it). NULL and empty elements are left out. The file is
+ * replaced atomically (see h5features.h).
+ *
+ * h5f_read(path, names): the named list back (all values, or those of
+ * `names` found in the file); 2-D values come back as R matrices and
+ * floats of either size as doubles. */
+#include <stdlib.h>
+#include <string.h>
+
+#define R_NO_REMAP
+#include <R.h>
+#include <Rinternals.h>
+
+#include "alexnet.h"
+#include "h5features.h"
+#include "r_h5features.h"
+
+static const char *get_path(SEXP path)
+{
+    if (TYPEOF(path) != STRSXP || XLENGTH(path) != 1 || STRING_ELT(path, 0) == NA_STRING)
+        Rf_error("`path` must be a single file name");
+    const char *p = Rf_translateChar(STRING_ELT(path, 0));
+    if (p[0] == '\0') Rf_error("`path` must not be empty");
+    return p;
+}
+
+SEXP r_an_h5f_write(SEXP path, SEXP values)
+{
+    const char *p = get_path(path);
+    SEXP names = Rf_getAttrib(values, R_NamesSymbol);
+    if (TYPEOF(values) != VECSXP || TYPEOF(names) != STRSXP) Rf_error("`values` must be a named list");
+    R_xlen_t n = XLENGTH(values);
+    if (n > 100000) Rf_error("`values` has too many elements");
+    an_h5f_item *items = (an_h5f_item *)R_alloc((size_t)n + 1, sizeof(an_h5f_item));
+    int m = 0;
+    for (R_xlen_t i = 0; i < n; i++) {
+        SEXP x = VECTOR_ELT(values, i);
+        SEXP nm = STRING_ELT(names, i);
+        if (nm == NA_STRING || CHAR(nm)[0] == '\0') Rf_error("element %d of `values` has no name", (int)i + 1);
+        if (Rf_isNull(x) || XLENGTH(x) == 0) continue;
+        R_xlen_t len = XLENGTH(x);
+        an_h5f_item *it = &items[m];
+        memset(it, 0, sizeof *it);
+        it->name = Rf_translateCharUTF8(nm);
+        SEXP dim = Rf_getAttrib(x, R_DimSymbol);
+        size_t rows = (size_t)len, cols = 1;
+        if (!Rf_isNull(dim)) {
+            if (XLENGTH(dim) != 2) Rf_error("`%s` must be a vector or a matrix", it->name);
+            rows = (size_t)INTEGER(dim)[0];
+            cols = (size_t)INTEGER(dim)[1];
+            it->ndims = 2;
+        } else {
+            it->ndims = len == 1 ? 0 : 1;
+        }
+        it->dims[0] = rows;
+        it->dims[1] = cols;
+        /* R is column-major, the file row-major: matrices are transposed */
+#define TRANSPOSED(type, src, conv)                                                 \
+    do {                                                                            \
+        type *buf = (type *)R_alloc(rows * cols, sizeof(type));                     \
+        for (size_t r = 0; r < rows; r++)                                           \
+            for (size_t c = 0; c < cols; c++) buf[r * cols + c] = conv((src)[c * rows + r]); \
+        it->data = buf;                                                             \
+    } while (0)
+#define SAME(v) (v)
+#define TO_FLOAT(v) ((float)(v))
+        switch (TYPEOF(x)) {
+        case STRSXP: {
+            const char **s = (const char **)R_alloc((size_t)len, sizeof(char *));
+            for (R_xlen_t k = 0; k < len; k++) {
+                SEXP e = STRING_ELT(x, k);
+                if (e == NA_STRING) Rf_error("`%s` must not contain NA", it->name);
+                s[k] = Rf_translateCharUTF8(e);
+            }
+            it->kind = AN_H5F_STRINGS;
+            if (it->ndims == 2) TRANSPOSED(const char *, s, SAME);
+            else it->data = s;
+            break;
+        }
+        case LGLSXP:
+        case INTSXP: {
+            const int *v = TYPEOF(x) == LGLSXP ? LOGICAL(x) : INTEGER(x);
+            it->kind = AN_H5F_INTS;
+            if (it->ndims == 2) TRANSPOSED(int, v, SAME);
+            else it->data = v;
+            break;
+        }
+        case REALSXP:
+            if (it->ndims == 2) {
+                it->kind = AN_H5F_FLOATS;
+                TRANSPOSED(float, REAL(x), TO_FLOAT);
+            } else {
+                it->kind = AN_H5F_DOUBLES;
+                it->data = REAL(x);
+            }
+            break;
+        default:
+            Rf_error("`%s` must be character, integer, logical or double", it->name);
+        }
+#undef TRANSPOSED
+#undef SAME
+#undef TO_FLOAT
+        m++;
+    }
+    if (an_h5f_write(p, items, m) != AN_OK) Rf_error("%s", an_error_message());
+    return R_NilValue;
+}
+
+SEXP r_an_h5f_read(SEXP path, SEXP names)
+{
+    const char *p = get_path(path);
+    const char **want = NULL;
+    int n_want = 0;
+    if (!Rf_isNull(names)) {
+        if (TYPEOF(names) != STRSXP) Rf_error("`names` must be NULL or a character vector");
+        n_want = (int)XLENGTH(names);
+        want = (const char **)R_alloc((size_t)n_want + 1, sizeof(char *));
+        for (int i = 0; i < n_want; i++)
+            want[i] = STRING_ELT(names, i) == NA_STRING ? NULL : Rf_translateCharUTF8(STRING_ELT(names, i));
+    }
+    an_h5f_value *v = NULL;
+    int n = 0;
+    if (an_h5f_read(p, want, n_want, &v, &n) != AN_OK) Rf_error("%s", an_error_message());
+    /* the values are malloc'd: copy them into R, then free them. An R
+     * allocation failure here would leak them; it ends the call anyway. */
+    SEXP res = PROTECT(Rf_allocVector(VECSXP, n));
+    SEXP nms = PROTECT(Rf_allocVector(STRSXP, n));
+    for (int i = 0; i < n; i++) {
+        size_t rows = v[i].ndims == 0 ? 1 : v[i].dims[0];
+        size_t cols = v[i].ndims == 2 ? v[i].dims[1] : 1;
+        size_t count = rows * cols;
+        SEXP x;
+        switch (v[i].kind) {
+        case AN_H5F_STRINGS: {
+            x = PROTECT(Rf_allocVector(STRSXP, (R_xlen_t)count));
+            char **s = v[i].data;
+            for (size_t r = 0; r < rows; r++)
+                for (size_t c = 0; c < cols; c++)
+                    SET_STRING_ELT(x, (R_xlen_t)(c * rows + r), Rf_mkCharCE(s[r * cols + c], CE_UTF8));
+            break;
+        }
+        case AN_H5F_INTS: {
+            x = PROTECT(Rf_allocVector(INTSXP, (R_xlen_t)count));
+            const int *s = v[i].data;
+            int *d = INTEGER(x);
+            for (size_t r = 0; r < rows; r++)
+                for (size_t c = 0; c < cols; c++) d[c * rows + r] = s[r * cols + c];
+            break;
+        }
+        default: {
+            x = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)count));
+            const double *s = v[i].data;
+            double *d = REAL(x);
+            for (size_t r = 0; r < rows; r++)
+                for (size_t c = 0; c < cols; c++) d[c * rows + r] = s[r * cols + c];
+            break;
+        }
+        }
+        if (v[i].ndims == 2) {
+            SEXP dim = PROTECT(Rf_allocVector(INTSXP, 2));
+            INTEGER(dim)[0] = (int)rows;
+            INTEGER(dim)[1] = (int)cols;
+            Rf_setAttrib(x, R_DimSymbol, dim);
+            UNPROTECT(1);
+        }
+        SET_VECTOR_ELT(res, i, x);
+        SET_STRING_ELT(nms, i, Rf_mkCharCE(v[i].name, CE_UTF8));
+        UNPROTECT(1);
+    }
+    an_h5f_values_free(v, n);
+    Rf_setAttrib(res, R_NamesSymbol, nms);
+    UNPROTECT(2);
+    return res;
+}
