@@ -373,7 +373,9 @@ read_state <- function(output, call = caller_env()) {
 #' larger than memory can be processed piece by piece.
 #'
 #' @param output The folder, or the object returned by
-#'   [alexnet_features_h5()].
+#'   [alexnet_features_h5()] (then the folder is not scanned for every
+#'   call, which keeps reading many chunks one by one cheap; each chunk read
+#'   is still checked to belong to the run).
 #' @param chunk `NULL` (all rows) or the number of one chunk (from 1 to
 #'   `n_chunks`).
 #' @return A numeric matrix, one row per image in the order of the files
@@ -384,13 +386,16 @@ read_state <- function(output, call = caller_env()) {
 #' @seealso [alexnet_features_h5()]
 #' @export
 read_features <- function(output, chunk = NULL) {
-  st <- read_state(output)
+  # the object of alexnet_features_h5() is used as it is, so that reading
+  # chunk by chunk does not look at every chunk file each time; a folder is
+  # scanned. Each chunk read is checked to be of the run.
+  st <- if (inherits(output, "alexnet_features_h5")) output else read_state(output)
   if (!is.null(chunk)) {
     chunk <- check_count(chunk)
     if (chunk > st$n_chunks) {
       abort("{.arg chunk} is {chunk}, but {.file {st$path}} has {st$n_chunks} chunk{?s}.")
     }
-    if (!st$done[chunk]) {
+    if (!h5f_chunk_ok(h5f_chunk_path(st$path, chunk), st$run_id, chunk)) {
       abort(c("Chunk {chunk} of {.file {st$path}} is not written yet.",
               i = "Run {.fn alexnet_features_h5} again to compute the missing chunks."))
     }
@@ -400,25 +405,34 @@ read_features <- function(output, chunk = NULL) {
     attr(f, "rows") <- rows
     return(f)
   }
-  if (!all(st$done)) {
-    left <- sum(!st$done)
+  done <- file.exists(h5f_chunk_path(st$path, seq_len(st$n_chunks)))
+  if (!all(done)) {
+    left <- sum(!done)
     abort(c("{left} of {st$n_chunks} chunk{?s} of {.file {st$path}} {cli::qty(left)}{?is/are} not written yet.",
             i = "Run {.fn alexnet_features_h5} again to compute only the missing chunks."))
   }
-  out <- matrix(NA_real_, st$n_images, st$n_features)
+  out <- NULL
   for (k in seq_len(st$n_chunks)) {
     rows <- h5f_rows(k, st)
-    out[rows, ] <- read_chunk(st, k, length(rows))
+    f <- read_chunk(st, k, length(rows))
+    if (is.null(out)) out <- matrix(NA_real_, st$n_images, ncol(f))
+    out[rows, ] <- f
   }
   if (!is.null(st$labels)) attr(out, "labels") <- st$labels
   out
 }
 
 read_chunk <- function(st, k, n_rows, call = caller_env()) {
-  v <- h5f_read(h5f_chunk_path(st$path, k), c("features", "failed"), call = call)
+  path <- h5f_chunk_path(st$path, k)
+  v <- h5f_read(path, c("features", "failed", "run_id", "chunk"), call = call)
+  if (!identical(v$run_id, st$run_id) || !identical(as.integer(v$chunk), as.integer(k))) {
+    abort(c("{.file {path}} is not chunk {k} of this run.",
+            i = "Run {.fn alexnet_features_h5} again to compute it anew."), call = call)
+  }
   f <- v$features
-  if (!is.matrix(f) || nrow(f) != n_rows || ncol(f) != st$n_features) {
-    abort("Chunk {k} of {.file {st$path}} has {NROW(f)} x {NCOL(f)} features, not {n_rows} x {st$n_features}.",
+  p <- if (is.na(st$n_features)) NCOL(f) else st$n_features
+  if (!is.matrix(f) || nrow(f) != n_rows || ncol(f) != p) {
+    abort("Chunk {k} of {.file {st$path}} has {NROW(f)} x {NCOL(f)} features, not {n_rows} x {p}.",
           call = call)
   }
   failed <- which(v$failed == 1L)

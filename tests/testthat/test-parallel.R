@@ -143,6 +143,8 @@ test_that("a re-run computes only the chunks missing after a failure", {
   unlink(chunk_file(out, 2))
   writeLines("partial", paste0(chunk_file(out, 2), ".tmp-12345"))
   writeLines("garbage", chunk_file(out, 1))
+  expect_error(read_features(res), class = "alexnet_error")          # the object: each chunk checked
+  expect_error(read_features(res, chunk = 2), "not written yet", class = "alexnet_error")
   res <- with_plan("sequential", run(out))
   expect_identical(res$computed, 1:2)
   expect_false(file.exists(paste0(chunk_file(out, 2), ".tmp-12345")))
