@@ -1045,32 +1045,50 @@ static void test_train_determinism(const train_case *tc)
     free(c);
 }
 
+static int want(const char *group);
+
 static void test_train(void)
 {
     anfx_file *f = load("train.anfx");
     if (!f) return;
     train_case tc;
     if (train_case_load(f, &tc)) {
-        test_train_full(&tc);
-        test_train_frozen(&tc);
-        test_train_determinism(&tc);
+        if (want("train_full")) test_train_full(&tc);
+        if (want("train_frozen")) test_train_frozen(&tc);
+        if (want("train_determinism")) test_train_determinism(&tc);
     }
     free(tc.images);
     anfx_free(f);
 }
 
+/* argv[2], when given: a comma-separated list of the groups to run (ops,
+ * output_names, create_errors, param_counts, init, image, net, train_full,
+ * train_frozen, train_determinism); `make valgrind` runs a subset */
+static const char *only;
+
+static int want(const char *group)
+{
+    if (!only) return 1;
+    size_t n = strlen(group);
+    for (const char *p = only; (p = strstr(p, group)) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) fixture_dir = argv[1];
+    if (argc > 2 && argv[2][0]) only = argv[2];
     printf("backend: %s\n", an_backend_name());
-    test_ops();
-    test_output_names();
-    test_create_errors();
-    test_param_counts();
-    test_init();
-    test_image();
-    test_net();
-    test_train();
+    if (only) printf("groups: %s\n", only);
+    if (want("ops")) test_ops();
+    if (want("output_names")) test_output_names();
+    if (want("create_errors")) test_create_errors();
+    if (want("param_counts")) test_param_counts();
+    if (want("init")) test_init();
+    if (want("image")) test_image();
+    if (want("net")) test_net();
+    if (want("train_full") || want("train_frozen") || want("train_determinism")) test_train();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
