@@ -660,8 +660,10 @@ static void transpose(const float *src, float *dst, size_t rows, size_t cols)
         }
 }
 
-/* Read Keras layer k into scratch (same layout as the net's block). */
-static an_status read_layer(const wfile *f, const an_net *net, int k, int by_name, float *scratch,
+/* Read Keras layer k into a fresh *values (its kernel, then its bias, in the
+ * net's layout), allocated only once the layer's datasets have passed every
+ * check: a damaged file or a strict load that fails costs no memory. */
+static an_status read_layer(const wfile *f, const an_net *net, int k, int by_name, float **values,
                             an_weights_report *rep)
 {
     const char *lname = KLAYERS[k].name;
@@ -739,7 +741,12 @@ static an_status read_layer(const wfile *f, const an_net *net, int k, int by_nam
         }
         goto kept;
     }
-    float *dst_w = scratch + geo.w_off;
+    if (!(*values = malloc((geo.w_count + geo.b_count) * sizeof **values))) {
+        s = an_fail(AN_ERR_MEMORY, "out of memory (%.0f MB) reading layer %s of '%s'",
+                    (geo.w_count + geo.b_count) * 4.0 / 1e6, lname, f->path);
+        goto done;
+    }
+    float *dst_w = *values;
     if (f->kind == AN_WEIGHTS_OWN || (L->is_conv && !f->flip)) {
         s = read_floats(f, k, wname, w.d, dst_w);
     } else {
@@ -753,7 +760,7 @@ static an_status read_layer(const wfile *f, const an_net *net, int k, int by_nam
         else if (s == AN_OK)
             transpose(tmp, dst_w, (size_t)wdims[0], (size_t)wdims[1]);
     }
-    if (s == AN_OK) s = read_floats(f, k, bname, b.d, scratch + geo.b_off);
+    if (s == AN_OK) s = read_floats(f, k, bname, b.d, *values + geo.w_count);
     if (s == AN_OK) {
         rep->state[k] = AN_WEIGHTS_LOADED;
         rep->n_loaded++;
@@ -785,17 +792,12 @@ an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights
     quiet_begin(&q);
     an_weights_report rep;
     memset(&rep, 0, sizeof rep);
-    float *scratch = NULL;
+    float *values[AN_W_N_LAYERS] = {NULL};   /* each loaded layer's, until the commit */
     wfile f;
     an_status s = wfile_open(&f, path);
     if (s == AN_OK && f.n_present == 0) s = no_known_layers(&f);
-    if (s == AN_OK) {
-        rep.kind = f.kind;
-        size_t n = an_net_param_count(net);
-        if (!(scratch = malloc(n * sizeof *scratch)))
-            s = an_fail(AN_ERR_MEMORY, "out of memory (%.0f MB) reading weights file '%s'", n * 4.0 / 1e6, path);
-    }
-    for (int k = 0; k < AN_W_N_LAYERS && s == AN_OK; k++) s = read_layer(&f, net, k, by_name, scratch, &rep);
+    if (s == AN_OK) rep.kind = f.kind;
+    for (int k = 0; k < AN_W_N_LAYERS && s == AN_OK; k++) s = read_layer(&f, net, k, by_name, &values[k], &rep);
     if (s == AN_OK && rep.n_loaded == 0)
         s = an_fail(AN_ERR_FORMAT, "weights file '%s': no layer matches the net's shapes (all %d kept)", path,
                     rep.n_kept);
@@ -805,8 +807,8 @@ an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights
         for (int k = 0; k < AN_W_N_LAYERS; k++) {
             if (rep.state[k] != AN_WEIGHTS_LOADED) continue;
             klayer_geom geo = geometry(net, k);
-            memcpy(p + geo.w_off, scratch + geo.w_off, geo.w_count * sizeof *p);
-            memcpy(p + geo.b_off, scratch + geo.b_off, geo.b_count * sizeof *p);
+            memcpy(p + geo.w_off, values[k], geo.w_count * sizeof *p);
+            memcpy(p + geo.b_off, values[k] + geo.w_count, geo.b_count * sizeof *p);
         }
         an_net_params_changed(net);
         if (f.kind == AN_WEIGHTS_OWN && f.has_mean) {
@@ -817,7 +819,7 @@ an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights
         }
         if (report) *report = rep;
     }
-    free(scratch);
+    for (int k = 0; k < AN_W_N_LAYERS; k++) free(values[k]);
     wfile_close(&f);
     quiet_end(&q);
     return s;
