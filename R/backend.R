@@ -60,6 +60,14 @@ device_description <- function(device) {
 #' Gets or sets the number of threads the CPU backend uses (by default all
 #' the cores available).
 #'
+#' In a forked process (the workers of [parallel::mclapply()]) the engine
+#' runs on one thread, because OpenMP cannot start threads after a fork; a
+#' network made before the fork is rebuilt in the worker on first use (a
+#' second or so), and what the worker does to it stays in the worker. Asking
+#' for more threads there is an error. Clusters of new R processes
+#' ([parallel::makePSOCKcluster()], `future::plan(multisession)`) have no
+#' such limit but must create or load their networks themselves.
+#'
 #' @param threads `NULL` to query, or the number of threads to use (a whole
 #'   number of at least 1).
 #' @return With `threads = NULL`, the number of threads. Otherwise, invisibly,
@@ -75,6 +83,14 @@ alexnet_threads <- function(threads = NULL) {
     return(old)
   }
   threads <- check_count(threads)
+  if (threads > 1L && in_forked_child()) {
+    abort(c("This is a forked process (from {.fn parallel::mclapply} or {.fn parallel::mcparallel}): the engine runs on one thread here.",
+            x = "OpenMP cannot start threads again after a fork.",
+            i = "For several threads per worker, use new R processes: {.fn parallel::makePSOCKcluster} with {.fn parallel::parLapply}, or {.code future::plan(multisession)}."))
+  }
   engine(.Call(C_set_threads, threads))
   invisible(old)
 }
+
+# TRUE in a process forked from the one that loaded the package.
+in_forked_child <- function() isTRUE(.Call(C_live_nets)[2L] == 1L)

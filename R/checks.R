@@ -96,3 +96,76 @@ check_labels <- function(labels, n, arg = caller_arg(labels),
   }
   labels
 }
+
+# ------------------------------------------------------------------ memory --
+# Work that cannot fit in memory is refused here, with a clear error, before
+# anything is allocated (the engine has its own last-line check on a batch's
+# activations). The estimates are those of the engine and the glue: per image
+# the input (3 x 227 x 227 floats) and every activation, with 30% for oneDNN's
+# blocked layouts, twice that when training (gradients); the glue's input and
+# output buffers; the JPEG loader's two batch slots; the result matrix.
+
+.input_floats <- 3 * 227 * 227
+
+# (the option is for the tests: a pretend machine size)
+phys_memory <- function() getOption("alexnet.test_phys_memory", .Call(C_phys_memory))
+
+format_gb <- function(bytes) sprintf("%.1f GB", bytes / 1e9)
+
+check_batch_memory <- function(net, n, batch_size, layer = NULL, training = FALSE,
+                               folder = FALSE, call = caller_env()) {
+  phys <- phys_memory()
+  if (is.na(phys)) {
+    return(invisible())
+  }
+  limit <- 0.8 * phys
+  outs <- .Call(C_net_outputs, net$ptr)
+  out_size <- if (is.null(layer)) 0 else outs$size[match(layer, outs$name)]
+  per_image <- (.input_floats + sum(outs$size)) * 4 * 1.3 * (if (training) 2 else 1) +
+    (.input_floats + out_size) * 4 + (if (folder) 2 * .input_floats * 4 else 0)
+  b <- min(batch_size, n)
+  if (b * per_image > limit) {
+    fits <- max(1, floor(limit / per_image))
+    abort(c("A batch of {b} images needs about {format_gb(b * per_image)} of memory, more than this machine has ({format_gb(phys)}).",
+            i = "Use a smaller {.arg batch_size}: up to about {fits} image{?s} fit{?s/}."),
+          call = call)
+  }
+  result <- n * out_size * 8
+  if (!training && result > limit) {
+    abort(c("The result, a {n} x {out_size} matrix of doubles, would take {format_gb(result)}, more than this machine has ({format_gb(phys)}).",
+            i = "Extract fewer images per call, or a smaller layer (for example {.val convpool_5}, 9216 columns)."),
+          call = call)
+  }
+  invisible()
+}
+
+# Parameters of a net of `classes`: the fixed layers plus dense_3.
+net_params_for <- function(classes) {
+  56868224 + 4097 * classes
+}
+
+check_classes_memory <- function(classes, call = caller_env()) {
+  if (classes > 1e6) {
+    abort("{.arg classes} is {format(classes, big.mark = ',')}: the engine takes at most 1,000,000 classes.",
+          call = call)
+  }
+  phys <- phys_memory()
+  bytes <- net_params_for(classes) * 4
+  if (!is.na(phys) && bytes > 0.8 * phys) {
+    abort(c("A network of {format(classes, big.mark = ',')} classes has {format(net_params_for(classes), big.mark = ',')} parameters ({format_gb(bytes)}), more than this machine's memory ({format_gb(phys)}) can hold.",
+            i = "Use fewer classes."),
+          call = call)
+  }
+  invisible()
+}
+
+check_train_memory <- function(net, call = caller_env()) {
+  phys <- phys_memory()
+  bytes <- 3 * 4 * .Call(C_net_param_count, net$ptr)
+  if (!is.na(phys) && bytes > 0.8 * phys) {
+    abort(c("Training this network needs about {format_gb(bytes)} (parameters, gradients and momentum), more than this machine's memory ({format_gb(phys)}).",
+            i = "Use a network of fewer classes."),
+          call = call)
+  }
+  invisible()
+}

@@ -5,7 +5,10 @@ forward <- function(net, images, layer, batch_size, call = caller_env()) {
   if (until < 0L) {
     abort("The engine does not know the layer {.val {layer}}.", call = call)
   }
-  if (inherits(images, "image_folder")) {  # JPEG files: R/folders.R
+  folder <- inherits(images, "image_folder")
+  check_batch_memory(net, n_images(images), batch_size, layer = layer, folder = folder,
+                     call = call)
+  if (folder) {  # JPEG files: R/folders.R
     return(folder_forward(net, images, until, batch_size, call = call))
   }
   engine(.Call(C_forward, net$ptr, images$pixels, until, batch_size), call = call)

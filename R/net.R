@@ -87,6 +87,7 @@ alexnet <- function(classes = 1000, seed = NULL, device = "auto",
     classes <- length(labels)
   }
   classes <- check_count(classes)
+  check_classes_memory(classes)
   device <- check_device(device)
   seed <- check_seed(seed)
   mean <- check_mean(mean)
@@ -103,7 +104,7 @@ alexnet <- function(classes = 1000, seed = NULL, device = "auto",
   )
   if (!is.null(weights)) {
     loaded <- load_weights_into(net, weights, by_name = TRUE, verbose = interactive(),
-                                call = environment())
+                                undo = FALSE, call = environment())
     # explicit arguments win over the file's preprocessing
     if (mean_given) {
       .Call(C_net_set_mean, ptr, mean)

@@ -165,9 +165,10 @@ sgd_vector <- function(opt) {
 #' squared error on the softmax). The network is modified in place.
 #'
 #' A progress bar shows images per second and the time left (when `verbose`).
-#' Pressing Ctrl-C (an interrupt) between batches stops training and returns
-#' what was done so far: the net keeps the weights of the last finished batch
-#' and the history its finished epochs. With `checkpoint`, the state (weights,
+#' Pressing Ctrl-C (an interrupt) stops training and returns what was done
+#' so far: the net keeps the weights of the last finished batch (a batch being
+#' computed is finished first) and the history its finished epochs; `steps`
+#' counts every batch taken. With `checkpoint`, the state (weights,
 #' optimiser, history) is written to that file after every epoch (safely: to a
 #' temporary file that is then renamed), and a later call with the same
 #' `checkpoint` resumes after the last finished epoch.
@@ -200,8 +201,9 @@ sgd_vector <- function(opt) {
 #'   [interactive()].
 #' @return An object of class `"alexnet_fit"`: a list with `net` (the same
 #'   object as `net`, trained), `history` (a data frame: `epoch`, `loss`,
-#'   `accuracy`, `val_loss`, `val_accuracy`, `lr`, `seconds`) and
-#'   `interrupted`. It has [print()] and [plot()] methods.
+#'   `accuracy`, `val_loss`, `val_accuracy`, `lr`, `seconds`),
+#'   `interrupted` and `steps` (the SGD steps this call took, also those of
+#'   an interrupted epoch). It has [print()] and [plot()] methods.
 #' @seealso [alexnet_finetune()], [sgd()], [unfreeze()]
 #' @export
 #' @examples
@@ -233,6 +235,13 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
   if (!is.null(seed)) seed <- check_seed(seed)
   check_number(dropout, min = 0, max = 1, open_max = TRUE)
   if (!is.null(checkpoint)) check_string(checkpoint)
+  check_train_memory(net)
+  check_batch_memory(net, n_images(data), batch_size, training = TRUE,
+                     folder = inherits(data, "image_folder"))
+  if (!is.null(validation)) {
+    check_batch_memory(net, n_images(validation), batch_size, training = FALSE,
+                       folder = inherits(validation, "image_folder"))
+  }
 
   state <- list(history = empty_history(), epoch = 0L)
   if (!is.null(checkpoint) && file.exists(checkpoint)) {
@@ -257,6 +266,7 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
   # the start of a batch) ends the run wherever it falls, with the net intact.
   epoch <- state$epoch
   done <- 0L
+  steps <- 0
   interrupted <- tryCatch({
     for (epoch in seq_len(epochs)[seq_len(epochs) > state$epoch]) {
       t0 <- proc.time()[["elapsed"]]
@@ -276,10 +286,17 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
       done <- 0L
       for (s in starts) {
         idx <- order[s:min(s + batch_size - 1L, n)]
-        res <- train_batch(src, net, idx, labels[idx], loss_code(loss), sgd_vector(optimizer),
-                           epoch, next_batch(order, s, batch_size))
-        sums <- sums + res
-        done <- done + length(idx)
+        # The step and its bookkeeping are one unit: an interrupt that arrives
+        # while the engine computes is raised once `done` counts the step, so
+        # the net's weights are always those of the `done` images counted.
+        suspendInterrupts({
+          res <- train_batch(src, net, idx, labels[idx], loss_code(loss), sgd_vector(optimizer),
+                             epoch, next_batch(order, s, batch_size))
+          sums <- sums + res
+          done <- done + length(idx)
+          steps <- steps + 1
+        })
+        .Call(C_check_interrupt)  # raise it now (R only checks now and then)
         running <- sums[1L] / done
         ips <- sprintf("%.1f", done / max(proc.time()[["elapsed"]] - t0, 1e-9))
         if (verbose) cli::cli_progress_update(id = bar)
@@ -312,7 +329,8 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
                     i = "The net keeps the weights of the last finished batch; the history has the {nrow(history)} finished epoch{?s}."))
   }
   rownames(history) <- NULL
-  structure(list(net = net, history = history, interrupted = interrupted, loss = loss),
+  structure(list(net = net, history = history, interrupted = interrupted, loss = loss,
+                 steps = steps),
             class = "alexnet_fit")
 }
 

@@ -41,7 +41,10 @@
 #' that is not HDF5, a truncated or damaged file, a file without AlexNet's
 #' layers, a layer of the wrong shape with `by_name = FALSE`) `net` is
 #' unchanged and the error names the file and, where one is at fault, the
-#' layer.
+#' layer. An interrupt (Ctrl-C) during loading also leaves `net` as it was:
+#' the read is one compiled call, and the parameters copied before it are put
+#' back when an interrupt arrived meanwhile (loading briefly needs memory for
+#' that copy, the size of the parameters).
 #'
 #' With `by_name = TRUE` (the default), a layer of another shape in the file
 #' (for example the 1000-class `dense_3` of the Heuritech weights loaded into
@@ -125,18 +128,27 @@ load_weights <- function(net, file, by_name = TRUE, verbose = interactive()) {
 # The work of load_weights(), without changing net$labels: returns
 # list(report, class_names), class_names being the file's when its dense_3
 # was loaded and it has them (else NULL).
-load_weights_into <- function(net, file, by_name, verbose, call = caller_env()) {
+#
+# An interrupt (Ctrl-C) during the read leaves `net` as it was: with `undo`
+# (a net someone holds), the glue copies the parameters first and puts them
+# back when an interrupt arrived during the read, then the interrupt is
+# raised here. `undo = FALSE` (a net alexnet() has just made) skips the copy.
+# `undo = 2L` is for the tests: it simulates a Ctrl-C arriving during the read.
+load_weights_into <- function(net, file, by_name, verbose, undo = TRUE, call = caller_env()) {
   check_string(file, call = call)
   check_weights_flag(by_name, call = call)
   check_weights_flag(verbose, call = call)
   path <- enc2native(path.expand(file))
   res <- tryCatch(
-    .Call(C_weights_load, net$ptr, path, by_name),
+    .Call(C_weights_load, net$ptr, path, by_name, as.integer(undo)),
     error = function(e) {
       msg <- conditionMessage(e)
       abort(c("Loading the weights failed; {.arg net} is unchanged.", x = "{msg}"), call = call)
     }
   )
+  if (isTRUE(res$interrupted)) {
+    rlang::interrupt()
+  }
   report <- data.frame(layer = res$layer, status = res$status, file_shape = res$file_shape,
                        stringsAsFactors = FALSE)
   attr(report, "file") <- file

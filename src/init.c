@@ -32,6 +32,9 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(backend_name, 0),
     CALLDEF(get_threads, 0),
     CALLDEF(set_threads, 1),
+    CALLDEF(live_nets, 0),
+    CALLDEF(check_interrupt, 0),
+    CALLDEF(phys_memory, 0),
     CALLDEF(train_batch, 6),
     CALLDEF(evaluate, 5),
     CALLDEF(set_trainable_from, 2),
@@ -40,7 +43,7 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(get_state, 2),
     CALLDEF(set_state, 3),
     CALLDEF(weights_save, 3),
-    CALLDEF(weights_load, 3),
+    CALLDEF(weights_load, 4),
     CALLDEF(weights_info, 1),
     CALLDEF(weights_digest, 1),
     CALLDEF(weights_write_test_file, 3),
@@ -63,4 +66,5 @@ void R_init_alexnet(DllInfo *dll)
     R_registerRoutines(dll, NULL, call_methods, NULL, NULL);
     R_useDynamicSymbols(dll, FALSE);
     R_forceSymbols(dll, TRUE);
+    fork_guard_init();
 }

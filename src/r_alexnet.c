@@ -12,6 +12,11 @@
 #include <string.h>
 #include <math.h>
 #include <limits.h>
+#include <pthread.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define R_NO_REMAP
 #include <R.h>
@@ -34,6 +39,84 @@ static SEXP net_tag(void)
  * while some exist, so unreachable nets are finalised before memory runs out. */
 static int live_nets = 0;
 
+/* ----------------------------------------------------------- forks -- */
+
+/* A process forked from R (parallel::mclapply, mcparallel) inherits the
+ * engine but not its threads. GNU libgomp's thread pool, once started in the
+ * parent, is gone in the child, and a parallel region there with more than
+ * one thread waits forever for it; oneDNN primitives keep the thread count
+ * they were created with. So, in a forked child:
+ *  - the engine runs on one thread (fork_guard(), before any work);
+ *  - a net made in another process (the parent) while the engine ran on
+ *    more than one thread is rebuilt on first use (rehome(): a new engine
+ *    net with the same parameters, means, scale, frozen layers, optimiser
+ *    state), because its cached oneDNN primitives would start threads.
+ * Each net's external pointer keeps the id of the process it belongs to in
+ * its protected slot. */
+static volatile int forked = 0;
+static int fork_handled = 0;
+static int threads_at_fork = 1;
+
+static void atfork_prepare(void) { threads_at_fork = an_get_threads(); }
+static void atfork_child(void) { forked = 1; fork_handled = 0; }
+
+void fork_guard_init(void)
+{
+    pthread_atfork(atfork_prepare, NULL, atfork_child);
+}
+
+int in_forked_child(void) { return forked; }
+
+void fork_guard(void)
+{
+    if (!forked || fork_handled) return;
+    fork_handled = 1;
+    an_set_threads(1);
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
+}
+
+static an_net *rehome(SEXP ptr, an_net *old)
+{
+    an_net *net = NULL;
+    an_status st = an_net_create(an_net_classes(old), 0, &net);
+    if (st != AN_OK) {
+        if (net != NULL) an_net_free(net);
+        engine_error(st);
+    }
+    size_t n = an_net_param_count(old);
+    memcpy(an_net_params(net), an_net_params(old), n * sizeof(float));
+    an_net_params_changed(net);
+    float m[3];
+    an_net_get_mean(old, m);
+    an_net_set_mean(net, m);
+    st = an_net_set_input_scale(net, an_net_input_scale(old));
+    if (st == AN_OK) st = an_net_set_trainable_from(net, an_net_trainable_from(old));
+    uint64_t it = an_net_iterations(old);
+    if (st == AN_OK && it > 0) {    /* momentum exists only once SGD has run */
+        float *vo = NULL, *vn = NULL;
+        st = an_net_velocity(old, &vo);
+        if (st == AN_OK) st = an_net_velocity(net, &vn);
+        if (st == AN_OK) memcpy(vn, vo, n * sizeof(float));
+    }
+    if (st != AN_OK) {
+        an_net_free(net);
+        engine_error(st);
+    }
+    an_net_set_iterations(net, it);
+    R_SetExternalPtrAddr(ptr, net);
+    R_SetExternalPtrProtected(ptr, Rf_ScalarInteger((int) getpid()));
+    an_net_free(old);
+    return net;
+}
+
+static int home_pid(SEXP ptr)
+{
+    SEXP p = R_ExternalPtrProtected(ptr);
+    return TYPEOF(p) == INTSXP && XLENGTH(p) == 1 ? INTEGER(p)[0] : 0;
+}
+
 static void net_finalize(SEXP ptr)
 {
     an_net *net = (an_net *) R_ExternalPtrAddr(ptr);
@@ -46,12 +129,20 @@ static void net_finalize(SEXP ptr)
 
 an_net *get_net(SEXP ptr)
 {
+    fork_guard();
     if (TYPEOF(ptr) != EXTPTRSXP || R_ExternalPtrTag(ptr) != net_tag())
         Rf_error("not an alexnet network (expected the external pointer of an alexnet object)");
     an_net *net = (an_net *) R_ExternalPtrAddr(ptr);
     if (net == NULL)
         Rf_error("this alexnet object is no longer valid (saved and reloaded?); "
                  "create it again with alexnet()");
+    if (forked) {
+        fork_guard();
+        if (home_pid(ptr) != (int) getpid()) {
+            if (threads_at_fork > 1) net = rehome(ptr, net);
+            else R_SetExternalPtrProtected(ptr, Rf_ScalarInteger((int) getpid()));
+        }
+    }
     return net;
 }
 
@@ -94,9 +185,11 @@ SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean)
     if (!R_FINITE(s) || s < 0 || s > 9007199254740992.0 || s != floor(s))
         Rf_error("`seed` must be a whole number between 0 and 2^53");
 
+    fork_guard();
     if (live_nets > 0) R_gc();
     /* Make the pointer first, so that an allocation failure cannot leak the net. */
-    SEXP ptr = PROTECT(R_MakeExternalPtr(NULL, net_tag(), R_NilValue));
+    SEXP home = PROTECT(Rf_ScalarInteger((int) getpid()));
+    SEXP ptr = PROTECT(R_MakeExternalPtr(NULL, net_tag(), home));
     R_RegisterCFinalizerEx(ptr, net_finalize, TRUE);
     an_net *net = NULL;
     an_status st = an_net_create(k, (uint64_t) s, &net);
@@ -107,7 +200,7 @@ SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean)
     R_SetExternalPtrAddr(ptr, net);
     live_nets++;
     set_mean(net, mean);
-    UNPROTECT(1);
+    UNPROTECT(2);
     return ptr;
 }
 
@@ -125,6 +218,33 @@ SEXP r_an_net_valid(SEXP ptr)
 {
     return Rf_ScalarLogical(TYPEOF(ptr) == EXTPTRSXP && R_ExternalPtrTag(ptr) == net_tag() &&
                             R_ExternalPtrAddr(ptr) != NULL);
+}
+
+/* Physical memory in bytes (NA when unknown), for the R-level checks that
+ * refuse work which cannot fit before anything is allocated. */
+SEXP r_an_phys_memory(void)
+{
+    double pages = (double) sysconf(_SC_PHYS_PAGES), size = (double) sysconf(_SC_PAGESIZE);
+    return Rf_ScalarReal(pages > 0 && size > 0 ? pages * size : NA_REAL);
+}
+
+/* A Ctrl-C pending (for instance held back by suspendInterrupts()) is
+ * raised now. */
+SEXP r_an_check_interrupt(void)
+{
+    R_CheckUserInterrupt();
+    return R_NilValue;
+}
+
+/* For the tests: nets alive (made and not yet finalised) in this process,
+ * and whether it is a forked child. */
+SEXP r_an_live_nets(void)
+{
+    SEXP res = PROTECT(Rf_allocVector(INTSXP, 2));
+    INTEGER(res)[0] = live_nets;
+    INTEGER(res)[1] = forked;
+    UNPROTECT(1);
+    return res;
 }
 
 SEXP r_an_net_free(SEXP ptr)
@@ -413,6 +533,7 @@ SEXP r_an_backend_name(void)
 
 SEXP r_an_get_threads(void)
 {
+    fork_guard();
     return Rf_ScalarInteger(an_get_threads());
 }
 
@@ -420,6 +541,12 @@ SEXP r_an_set_threads(SEXP threads)
 {
     int t = scalar_int(threads, "threads");
     if (t < 1) Rf_error("`threads` must be at least 1");
+    fork_guard();
+    if (forked && t > 1)
+        Rf_error("this is a forked process (parallel::mclapply or mcparallel): the engine runs on "
+                 "one thread here, because OpenMP cannot start threads after a fork. For several "
+                 "threads per worker use a cluster of new R processes (parallel::makePSOCKcluster "
+                 "with parLapply, or future::plan(multisession))");
     an_set_threads(t);
     return Rf_ScalarInteger(an_get_threads());
 }

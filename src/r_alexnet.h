@@ -11,7 +11,11 @@ typedef struct {
     int n, h, w, channels;
 } pixel_array;
 
-an_net *get_net(SEXP ptr);
+an_net *get_net(SEXP ptr);                    /* also runs fork_guard() */
+/* forked children (parallel::mclapply) run the engine on one thread */
+void fork_guard_init(void);
+void fork_guard(void);
+int in_forked_child(void);
 void engine_error(an_status status);          /* raises an R error */
 int scalar_int(SEXP x, const char *what);
 pixel_array get_pixels(SEXP x);               /* dim c(n, h, w[, channels]) */
@@ -31,7 +35,7 @@ SEXP r_an_set_state(SEXP ptr, SEXP what, SEXP value);
 
 /* weights files (r_weights.c); the last two are for the tests only */
 SEXP r_an_weights_save(SEXP ptr, SEXP path, SEXP class_names);
-SEXP r_an_weights_load(SEXP ptr, SEXP path, SEXP by_name);
+SEXP r_an_weights_load(SEXP ptr, SEXP path, SEXP by_name, SEXP undo);
 SEXP r_an_weights_info(SEXP path);
 SEXP r_an_weights_digest(SEXP ptr);
 SEXP r_an_weights_write_test_file(SEXP ptr, SEXP path, SEXP what);
@@ -69,5 +73,8 @@ SEXP r_an_forward_input(SEXP ptr, SEXP input, SEXP until);
 SEXP r_an_backend_name(void);
 SEXP r_an_get_threads(void);
 SEXP r_an_set_threads(SEXP threads);
+SEXP r_an_check_interrupt(void);
+SEXP r_an_phys_memory(void);
+SEXP r_an_live_nets(void);   /* for the tests: c(live nets, forked child) */
 
 #endif

@@ -11,6 +11,7 @@
  * out), or an HDF5 file without AlexNet's layers; weights_digest() hashes
  * each Keras layer's parameters so that tests can compare nets without
  * copying their 57 million parameters into R. */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,18 +89,38 @@ SEXP r_an_weights_save(SEXP ptr, SEXP path, SEXP class_names)
 
 /* ------------------------------------------------------------------ load -- */
 
-/* list(kind, layer, status ("loaded", "kept", "missing"), file_shape (kept layers), mean_loaded) */
-SEXP r_an_weights_load(SEXP ptr, SEXP path, SEXP by_name)
+/* Interrupts. Reading a file is one long engine call that R cannot
+ * interrupt; the engine reads everything, then commits. A Ctrl-C that
+ * arrives meanwhile is pending when it returns: with `undo`, the net's
+ * previous parameters, mean and scale (copied before) are put back and the
+ * result says `interrupted`, so that R raises the interrupt with the net as
+ * it was. Without `undo` (a net just made by alexnet(), which nobody holds
+ * yet) the copy is skipped and the interrupt simply follows the load. */
+static void check_interrupt(void *dummy) { (void)dummy; R_CheckUserInterrupt(); }
+
+/* TRUE when an interrupt was pending (it is consumed: the caller re-raises it). */
+static int interrupt_pending(void) { return !R_ToplevelExec(check_interrupt, NULL); }
+
+/* list(kind, layer, status ("loaded", "kept", "missing"), file_shape (kept layers), mean_loaded,
+ *      interrupted) */
+SEXP r_an_weights_load(SEXP ptr, SEXP path, SEXP by_name, SEXP undo)
 {
+    /* a Ctrl-C pressed before: nothing is read */
+    R_CheckUserInterrupt();
     an_net *net = get_net(ptr);
     const char *p = get_path(path);
     if (TYPEOF(by_name) != LGLSXP || XLENGTH(by_name) != 1 || LOGICAL(by_name)[0] == NA_LOGICAL)
         Rf_error("`by_name` must be TRUE or FALSE");
+    /* undo: 0 no, 1 yes, 2 yes and, FOR THE TESTS ONLY, a Ctrl-C (SIGINT to
+     * this process, taken by R's handler) arriving during the read */
+    int keep = Rf_asInteger(undo);
+    if (keep == NA_INTEGER || keep < 0 || keep > 2) Rf_error("`undo` must be 0, 1 or 2");
     /* the report is allocated before loading, so that the net does not
      * change and then lose its report to a failed allocation (only the
      * short shape strings of kept layers are made afterwards) */
-    static const char *cols[] = {"kind", "layer", "status", "file_shape", "mean_loaded"};
-    SEXP res = PROTECT(named_list(5, cols));
+    static const char *cols[] = {"kind", "layer", "status", "file_shape", "mean_loaded",
+                                 "interrupted"};
+    SEXP res = PROTECT(named_list(6, cols));
     SEXP kind = Rf_allocVector(STRSXP, 1);
     SET_VECTOR_ELT(res, 0, kind);
     SET_VECTOR_ELT(res, 1, layer_names());
@@ -109,6 +130,7 @@ SEXP r_an_weights_load(SEXP ptr, SEXP path, SEXP by_name)
     SET_VECTOR_ELT(res, 3, shape);
     SEXP mean_loaded = Rf_allocVector(LGLSXP, 1);
     SET_VECTOR_ELT(res, 4, mean_loaded);
+    SET_VECTOR_ELT(res, 5, Rf_ScalarLogical(FALSE));
     static const char *states[] = {"loaded", "kept", "missing"};
     SEXP words = PROTECT(Rf_allocVector(STRSXP, 6));
     for (int i = 0; i < 3; i++) {
@@ -116,9 +138,29 @@ SEXP r_an_weights_load(SEXP ptr, SEXP path, SEXP by_name)
         SET_STRING_ELT(words, 3 + i, Rf_mkChar(kind_name((an_weights_kind)i)));
     }
 
+    /* the copy for `undo`: R memory, reclaimed however this call ends */
+    size_t n = an_net_param_count(net);
+    float *saved = NULL, mean[3], scale = 1;
+    if (keep) {
+        saved = (float *)R_alloc(n, sizeof(float));
+        memcpy(saved, an_net_params(net), n * sizeof(float));
+        an_net_get_mean(net, mean);
+        scale = an_net_input_scale(net);
+    }
+
     an_weights_report rep;
     an_status st = an_weights_load(net, p, LOGICAL(by_name)[0], &rep);
     if (st != AN_OK) engine_error(st);
+    if (keep == 2) raise(SIGINT);
+    if (keep && interrupt_pending()) {
+        memcpy(an_net_params(net), saved, n * sizeof(float));
+        an_net_params_changed(net);
+        an_net_set_mean(net, mean);
+        an_net_set_input_scale(net, scale);
+        SET_VECTOR_ELT(res, 5, Rf_ScalarLogical(TRUE));
+        UNPROTECT(2);
+        return res;
+    }
 
     int kd = (int)rep.kind;
     SET_STRING_ELT(kind, 0, STRING_ELT(words, 3 + (kd >= 0 && kd < 3 ? kd : 0)));
