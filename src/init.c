@@ -8,6 +8,7 @@
 
 #include "r_alexnet.h"
 #include "r_h5features.h"
+#include "r_device.h"
 
 #define CALLDEF(name, n) {#name, (DL_FUNC) &r_an_##name, n}
 
@@ -30,6 +31,9 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(forward, 4),
     CALLDEF(forward_input, 3),
     CALLDEF(backend_name, 0),
+    CALLDEF(cuda_info, 0),
+    CALLDEF(net_set_device, 2),
+    CALLDEF(net_device, 1),
     CALLDEF(get_threads, 0),
     CALLDEF(set_threads, 1),
     CALLDEF(live_nets, 0),
