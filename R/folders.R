@@ -276,15 +276,18 @@ next_batch <- function(order, s, batch_size) {
   if (s + batch_size > n) NULL else order[(s + batch_size):min(s + 2L * batch_size - 1L, n)]
 }
 
-# c(loss_sum, correct, images used) of one SGD step.
-train_batch <- function(src, net, idx, labels, loss, sgd, epoch, next_idx, call = caller_env()) {
+# c(loss_sum, correct, images used) of one SGD step; `share`: NULL, or this
+# rank's place in the global batch (R/distributed.R)
+train_batch <- function(src, net, idx, labels, loss, sgd, epoch, next_idx, share = NULL,
+                        call = caller_env()) {
   if (!src$folder) {
-    res <- engine(.Call(C_train_batch, net$ptr, src$pixels, idx, labels, loss, sgd), call = call)
+    res <- engine(.Call(C_train_batch, net$ptr, src$pixels, as.integer(idx), labels, loss, sgd, share),
+                  call = call)
     return(c(res, length(idx)))
   }
   res <- engine(.Call(C_loader_train_batch, src$ptr, net$ptr, as.integer(idx), labels,
                       as.double(epoch), if (!is.null(next_idx)) as.integer(next_idx), loss, sgd,
-                      src$skip), call = call)
+                      src$skip, share), call = call)
   note_failures(src, res, call)
   res$value
 }

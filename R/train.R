@@ -199,6 +199,9 @@ sgd_vector <- function(opt) {
 #' @param checkpoint `NULL`, or a file (`.rds`) for the training state.
 #' @param verbose Show progress and a line per epoch. Defaults to
 #'   [interactive()].
+#' @param group `NULL`, or the MPI ranks made by [alexnet_mpi()]: each rank
+#'   of a script started by `mpirun` trains on its share of every batch and
+#'   the gradients are summed over the ranks (data-parallel training).
 #' @return An object of class `"alexnet_fit"`: a list with `net` (the same
 #'   object as `net`, trained), `history` (a data frame: `epoch`, `loss`,
 #'   `accuracy`, `val_loss`, `val_accuracy`, `lr`, `seconds`),
@@ -218,8 +221,9 @@ sgd_vector <- function(opt) {
 alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size = 16,
                           optimizer = sgd(), loss = c("cross_entropy", "mse"), seed = NULL,
                           shuffle = TRUE, dropout = 0.5, checkpoint = NULL,
-                          verbose = interactive()) {
+                          verbose = interactive(), group = NULL) {
   check_net(net)
+  group <- check_group(group)
   data <- as_labelled_images(data)
   labels <- label_codes(net, data$labels, "data")
   if (!is.null(validation)) {
@@ -243,6 +247,12 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
                        folder = inherits(validation, "image_folder"))
   }
 
+  if (!is.null(group)) {
+    # every rank starts from rank 0's weights; only rank 0 talks and writes
+    engine(.Call(C_group_broadcast, group$ptr, net$ptr))
+    verbose <- verbose && group$rank == 0L
+  }
+  writes_checkpoint <- !is.null(checkpoint) && (is.null(group) || group$rank == 0L)
   state <- list(history = empty_history(), epoch = 0L)
   if (!is.null(checkpoint) && file.exists(checkpoint)) {
     state <- restore_checkpoint(net, checkpoint)
@@ -290,8 +300,18 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
         # while the engine computes is raised once `done` counts the step, so
         # the net's weights are always those of the `done` images counted.
         suspendInterrupts({
-          res <- train_batch(src, net, idx, labels[idx], loss_code(loss), sgd_vector(optimizer),
-                             epoch, next_batch(order, s, batch_size))
+          if (is.null(group)) {
+            res <- train_batch(src, net, idx, labels[idx], loss_code(loss), sgd_vector(optimizer),
+                               epoch, next_batch(order, s, batch_size))
+          } else {
+            # the loss and correct count come back summed over the ranks
+            mine <- rank_share(idx, group)
+            nxt <- next_batch(order, s, batch_size)
+            res <- train_batch(src, net, mine$idx, labels[mine$idx], loss_code(loss),
+                               sgd_vector(optimizer), epoch,
+                               if (!is.null(nxt)) rank_share(nxt, group)$idx, share = mine$spec)
+            res[3L] <- length(idx)
+          }
           sums <- sums + res
           done <- done + length(idx)
           steps <- steps + 1
@@ -319,7 +339,7 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
                                 if (is.null(validation)) "" else sprintf(", val_loss %.4f, val_accuracy %.3f", row$val_loss, row$val_accuracy),
                                 row$seconds, n / row$seconds))
       }
-      if (!is.null(checkpoint)) save_checkpoint(net, checkpoint, history, epoch)
+      if (writes_checkpoint) save_checkpoint(net, checkpoint, history, epoch)
     }
     FALSE
   }, interrupt = function(e) TRUE)

@@ -9,6 +9,7 @@
 #include "r_alexnet.h"
 #include "r_h5features.h"
 #include "r_device.h"
+#include "r_group.h"
 
 #define CALLDEF(name, n) {#name, (DL_FUNC) &r_an_##name, n}
 
@@ -39,7 +40,11 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(live_nets, 0),
     CALLDEF(check_interrupt, 0),
     CALLDEF(phys_memory, 0),
-    CALLDEF(train_batch, 6),
+    CALLDEF(train_batch, 7),
+    CALLDEF(mpi_built, 0),
+    CALLDEF(mpi_group, 0),
+    CALLDEF(mpi_finalize, 0),
+    CALLDEF(group_broadcast, 2),
     CALLDEF(evaluate, 5),
     CALLDEF(set_trainable_from, 2),
     CALLDEF(get_trainable_from, 1),
@@ -55,7 +60,7 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(loader_create, 6),
     CALLDEF(loader_free, 1),
     CALLDEF(loader_forward, 7),
-    CALLDEF(loader_train_batch, 9),
+    CALLDEF(loader_train_batch, 10),
     CALLDEF(loader_evaluate, 7),
     CALLDEF(loader_pixels, 3),
     CALLDEF(test_write_jpeg, 3),

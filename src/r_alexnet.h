@@ -25,7 +25,7 @@ an_loss_kind get_loss(SEXP loss);
 const int *get_labels(SEXP labels, int n);
 
 /* training (r_train.c) */
-SEXP r_an_train_batch(SEXP ptr, SEXP x, SEXP index, SEXP labels, SEXP loss, SEXP sgd);
+SEXP r_an_train_batch(SEXP ptr, SEXP x, SEXP index, SEXP labels, SEXP loss, SEXP sgd, SEXP share);
 SEXP r_an_evaluate(SEXP ptr, SEXP x, SEXP labels, SEXP loss, SEXP batch_size);
 SEXP r_an_set_trainable_from(SEXP ptr, SEXP first);
 SEXP r_an_get_trainable_from(SEXP ptr);
@@ -47,7 +47,7 @@ SEXP r_an_loader_free(SEXP ptr);
 SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP epoch, SEXP next, SEXP until,
                          SEXP skip);
 SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP epoch,
-                             SEXP next, SEXP loss, SEXP sgd, SEXP skip);
+                             SEXP next, SEXP loss, SEXP sgd, SEXP skip, SEXP share);
 SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP next, SEXP loss,
                           SEXP skip);
 SEXP r_an_loader_pixels(SEXP lptr, SEXP index, SEXP epoch);

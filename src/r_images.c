@@ -29,6 +29,7 @@
 #include "alexnet.h"
 #include "images.h"
 #include "r_alexnet.h"
+#include "r_group.h"
 
 /* ------------------------------------------------------------ the box -- */
 
@@ -333,7 +334,7 @@ static SEXP sums3(double loss_sum, int correct, int used)
  * is): value c(loss_sum, correct, images used), as r_an_train_batch plus the
  * count; NULL when some failed and not `skip`. */
 SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP epoch,
-                             SEXP next, SEXP loss, SEXP sgd, SEXP skip)
+                             SEXP next, SEXP loss, SEXP sgd, SEXP skip, SEXP share)
 {
     /* as r_an_train_batch: a pending Ctrl-C is raised before any work */
     R_CheckUserInterrupt();
@@ -351,6 +352,16 @@ SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP
     double ep = Rf_asReal(epoch);
     an_load_result *r = (an_load_result *) R_alloc(count > 0 ? (size_t) count : 1, sizeof *r);
     int n_failed = 0;
+    if (count == 0 && !Rf_isNull(share)) {   /* a rank without rows in this batch */
+        double loss_sum = 0;
+        int correct = 0;
+        an_status st = train_step(net, share, NULL, NULL, 0, kind, &opt, &loss_sum, &correct);
+        if (st != AN_OK) engine_error(st);
+        SEXP fail = PROTECT(failures(r, idx, 0, 0));
+        SEXP res = batch_result(sums3(loss_sum, correct, 0), fail);
+        UNPROTECT(1);
+        return res;
+    }
     const float *px = fetch(b, idx, count, ep, nxt, ncount, ep, r, &n_failed);
     SEXP fail = PROTECT(failures(r, idx, count, n_failed));
     if (n_failed > 0 && !Rf_asLogical(skip)) {
@@ -362,8 +373,9 @@ SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP
     const float *in = kept(px, r, lab, count, n_failed, &klab, &m);
     double loss_sum = 0;
     int correct = 0;
-    if (m > 0) {
-        an_status st = an_net_train_step(net, in, klab, m, kind, &opt, &loss_sum, &correct);
+    /* a rank of a group takes part in every step, with or without images */
+    if (m > 0 || !Rf_isNull(share)) {
+        an_status st = train_step(net, share, in, klab, m, kind, &opt, &loss_sum, &correct);
         if (st != AN_OK) engine_error(st);
     }
     SEXP res = batch_result(sums3(loss_sum, correct, m), fail);

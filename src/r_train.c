@@ -9,6 +9,7 @@
 
 #include "alexnet.h"
 #include "r_alexnet.h"
+#include "r_group.h"
 
 an_loss_kind get_loss(SEXP loss)
 {
@@ -50,7 +51,7 @@ static SEXP loss_result(double loss_sum, int correct)
     return res;
 }
 
-SEXP r_an_train_batch(SEXP ptr, SEXP x, SEXP index, SEXP labels, SEXP loss, SEXP sgd)
+SEXP r_an_train_batch(SEXP ptr, SEXP x, SEXP index, SEXP labels, SEXP loss, SEXP sgd, SEXP share)
 {
     /* A Ctrl-C pressed since the last step is raised here, before any work,
      * so the R loop knows exactly which steps were taken. */
@@ -61,12 +62,13 @@ SEXP r_an_train_batch(SEXP ptr, SEXP x, SEXP index, SEXP labels, SEXP loss, SEXP
         Rf_error("`sgd` must be c(lr, momentum, decay, weight_decay, nesterov)");
     const double *o = REAL(sgd);
     an_sgd opt = {(float)o[0], (float)o[1], (float)o[2], (float)o[3], o[4] != 0};
-    int n;
-    float *in = batch_input(&a, index, &n);
+    int n = 0;
+    /* a rank may have no rows in a last, small batch: it still takes part */
+    float *in = Rf_length(index) == 0 && !Rf_isNull(share) ? NULL : batch_input(&a, index, &n);
     const int *lab = get_labels(labels, n);
     double loss_sum = 0;
     int correct = 0;
-    an_status st = an_net_train_step(net, in, lab, n, get_loss(loss), &opt, &loss_sum, &correct);
+    an_status st = train_step(net, share, in, lab, n, get_loss(loss), &opt, &loss_sum, &correct);
     if (st != AN_OK) engine_error(st);
     return loss_result(loss_sum, correct);
 }

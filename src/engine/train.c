@@ -190,15 +190,25 @@ an_status an_net_train_step_shared(an_net *net, const float *images, const int *
                                    double *loss_sum, int *correct)
 {
     if (!reducer || !reducer->sum) return an_fail(AN_ERR_ARGUMENT, "a shared training step needs a reducer");
-    if (row_offset < 0 || n < 1 || global_rows < n || row_offset > global_rows - n)
+    if (row_offset < 0 || n < 0 || global_rows < 1 || global_rows < n || row_offset > global_rows - n)
         return an_fail(AN_ERR_ARGUMENT, "rows %d..%d are not a share of a global batch of %d", row_offset + 1,
                        row_offset + n, global_rows);
     double local_loss = 0;
     int local_correct = 0;
-    net->share_offset = row_offset;
-    net->share_global = global_rows;
-    an_status s = an_net_backward(net, images, labels, n, loss, &local_loss, &local_correct);
-    net->share_offset = net->share_global = 0;
+    an_status s;
+    if (n > 0) {
+        net->share_offset = row_offset;
+        net->share_global = global_rows;
+        s = an_net_backward(net, images, labels, n, loss, &local_loss, &local_correct);
+        net->share_offset = net->share_global = 0;
+    } else {
+        /* a rank without rows in this (last, small) batch still takes part
+         * in the sum, with zero gradients; its dropout draws are skipped */
+        s = device_block(net, &net->grads, "gradients");
+        if (s == AN_OK) s = net->dev->ops->zero(net->dev, net->grads, net->n_params * sizeof(float));
+        for (int d = 0; d < 2 && s == AN_OK && net->dropout > 0; d++)
+            an_rng_skip(&net->dropout_rng, (size_t)global_rows * net->layers[AN_P_DENSE_1 + d].out);
+    }
     if (s != AN_OK) return s;
     /* only the learning layers' gradients travel; each rank's are weighted by
      * its share, so that their sum is the gradient of the global batch mean */

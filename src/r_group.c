@@ -1,0 +1,69 @@
+/* r_group.c: MPI ranks for data-parallel training (engine: group.c). The
+ * group is an external pointer; MPI itself is finalised once, when R exits
+ * (R/distributed.R registers that). */
+#include <R.h>
+#include <Rinternals.h>
+
+#include "alexnet.h"
+#include "r_alexnet.h"
+#include "r_group.h"
+
+static void group_finalizer(SEXP ptr)
+{
+    an_group_free(R_ExternalPtrAddr(ptr));
+    R_ClearExternalPtr(ptr);
+}
+
+static an_group *get_group(SEXP ptr)
+{
+    an_group *g = TYPEOF(ptr) == EXTPTRSXP ? R_ExternalPtrAddr(ptr) : NULL;
+    if (!g) Rf_error("not a valid MPI group (saved and reloaded?): call alexnet_mpi() again");
+    return g;
+}
+
+SEXP r_an_mpi_built(void) { return Rf_ScalarLogical(an_mpi_built()); }
+
+/* list(ptr, rank, size) */
+SEXP r_an_mpi_group(void)
+{
+    an_group *g;
+    an_status st = an_mpi_group(&g);
+    if (st != AN_OK) engine_error(st);
+    SEXP ptr = PROTECT(R_MakeExternalPtr(g, R_NilValue, R_NilValue));
+    R_RegisterCFinalizerEx(ptr, group_finalizer, TRUE);
+    SEXP res = PROTECT(Rf_allocVector(VECSXP, 3));
+    SEXP names = PROTECT(Rf_allocVector(STRSXP, 3));
+    SET_VECTOR_ELT(res, 0, ptr);
+    SET_VECTOR_ELT(res, 1, Rf_ScalarInteger(an_group_rank(g)));
+    SET_VECTOR_ELT(res, 2, Rf_ScalarInteger(an_group_size(g)));
+    SET_STRING_ELT(names, 0, Rf_mkChar("ptr"));
+    SET_STRING_ELT(names, 1, Rf_mkChar("rank"));
+    SET_STRING_ELT(names, 2, Rf_mkChar("size"));
+    Rf_setAttrib(res, R_NamesSymbol, names);
+    UNPROTECT(3);
+    return res;
+}
+
+SEXP r_an_mpi_finalize(void)
+{
+    an_mpi_finalize();
+    return R_NilValue;
+}
+
+SEXP r_an_group_broadcast(SEXP group, SEXP net)
+{
+    an_status st = an_group_broadcast_params(get_group(group), get_net(net));
+    if (st != AN_OK) engine_error(st);
+    return R_NilValue;
+}
+
+an_status train_step(an_net *net, SEXP share, const float *images, const int *labels, int n, an_loss_kind loss,
+                     const an_sgd *opt, double *loss_sum, int *correct)
+{
+    if (Rf_isNull(share)) return an_net_train_step(net, images, labels, n, loss, opt, loss_sum, correct);
+    if (TYPEOF(share) != VECSXP || XLENGTH(share) != 3) Rf_error("`share` must be list(group, offset, global)");
+    an_group *g = get_group(VECTOR_ELT(share, 0));
+    an_reducer r = an_group_reducer(g);
+    return an_net_train_step_shared(net, images, labels, n, scalar_int(VECTOR_ELT(share, 1), "offset"),
+                                    scalar_int(VECTOR_ELT(share, 2), "global"), loss, opt, &r, loss_sum, correct);
+}
