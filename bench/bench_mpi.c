@@ -26,7 +26,7 @@ int main(int argc, char **argv)
     size_t np = an_net_param_count(net), dense = np - an_net_param_layer(net, AN_P_DENSE_1)->weight_offset;
     float *buf = calloc(np, sizeof(float));
     double t[REPS], scalars[2];
-    an_reducer r = an_group_reducer(g);
+    an_reducer r = an_group_reducer(g, net);
     double ar = 0, ar_dense = 0;
     for (int pass = 0; pass < 2; pass++) {
         size_t count = pass ? dense : np;

@@ -63,7 +63,7 @@ an_status train_step(an_net *net, SEXP share, const float *images, const int *la
     if (Rf_isNull(share)) return an_net_train_step(net, images, labels, n, loss, opt, loss_sum, correct);
     if (TYPEOF(share) != VECSXP || XLENGTH(share) != 3) Rf_error("`share` must be list(group, offset, global)");
     an_group *g = get_group(VECTOR_ELT(share, 0));
-    an_reducer r = an_group_reducer(g);
+    an_reducer r = an_group_reducer(g, net);
     return an_net_train_step_shared(net, images, labels, n, scalar_int(VECTOR_ELT(share, 1), "offset"),
                                     scalar_int(VECTOR_ELT(share, 2), "global"), loss, opt, &r, loss_sum, correct);
 }

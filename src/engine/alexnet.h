@@ -157,6 +157,7 @@ typedef struct {
      * ranks, in place, identically on every rank */
     an_status (*sum)(void *ctx, float *values, size_t count, double *scalars, int n_scalars);
     void *ctx;
+    int device_values;      /* `values` in the net's device memory (a GPU's), not the host's */
 } an_reducer;
 
 an_status an_net_train_step_shared(an_net *net, const float *images, const int *labels, int n, int row_offset,
@@ -170,7 +171,9 @@ an_status an_mpi_group(an_group **out);
 int an_mpi_built(void);
 int an_group_rank(const an_group *group);
 int an_group_size(const an_group *group);
-an_reducer an_group_reducer(an_group *group);
+/* The reducer for `net`: MPI on host memory, or, for a net on a GPU where
+ * the engine has NCCL, NCCL on the GPU's memory (gradients never leave it). */
+an_reducer an_group_reducer(an_group *group, an_net *net);
 /* rank 0's parameters to every rank (nets made with other seeds agree after) */
 an_status an_group_broadcast_params(an_group *group, an_net *net);
 /* stop everything: MPI_Abort with `code`, for a rank that cannot go on */

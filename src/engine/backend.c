@@ -29,6 +29,21 @@ an_status an_cuda_describe(int device, char *buf, size_t size)
                    "(configure found no CUDA toolkit with cuDNN)", device);
 }
 
+int an_cuda_nccl_built(void) { return 0; }
+
+an_status an_cuda_nccl_id(void *id, size_t id_bytes)
+{
+    (void)id; (void)id_bytes;
+    return an_fail(AN_ERR_ARGUMENT, "this build of the engine has no GPU backend, hence no NCCL");
+}
+
+an_status an_cuda_nccl_sum(an_device *dev, const void *id, size_t id_bytes, int rank, int size, float *values,
+                           size_t count)
+{
+    (void)dev; (void)id; (void)id_bytes; (void)rank; (void)size; (void)values; (void)count;
+    return an_fail(AN_ERR_ARGUMENT, "this build of the engine has no GPU backend, hence no NCCL");
+}
+
 an_status an_cuda_device_open(int ordinal, an_device **out)
 {
     *out = NULL;

@@ -4,7 +4,9 @@
  * `mpirun -np K ...`. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "alexnet.h"
+#include "net_internal.h"
 
 #ifdef AN_HAVE_MPI
 #include <limits.h>
@@ -12,6 +14,9 @@
 
 struct an_group {
     int rank, size;
+    an_device *gpu;             /* the GPU whose memory NCCL sums (an_group_reducer) */
+    int have_nccl_id;
+    char nccl_id[128];          /* drawn by rank 0, sent to all: one NCCL communicator */
 };
 
 int an_mpi_built(void) { return 1; }
@@ -61,6 +66,25 @@ static an_status group_sum(void *ctx, float *values, size_t count, double *scala
         if (rc != MPI_SUCCESS) return mpi_fail(rc, "summing the loss over the ranks");
     }
     return AN_OK;
+}
+
+/* the gradients on each rank's GPU through NCCL, the loss through MPI */
+static an_status nccl_group_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
+{
+    an_group *g = ctx;
+    if (!g->have_nccl_id) {
+        an_status s = g->rank == 0 ? an_cuda_nccl_id(g->nccl_id, sizeof g->nccl_id) : AN_OK;
+        int ok = s == AN_OK, all_ok = 0;
+        MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
+        if (!all_ok) return s != AN_OK ? s : an_fail(AN_ERR_BACKEND, "rank 0 could not draw an NCCL id");
+        int rc = MPI_Bcast(g->nccl_id, (int)sizeof g->nccl_id, MPI_BYTE, 0, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "sending the NCCL id");
+        g->have_nccl_id = 1;
+    }
+    an_status s = an_cuda_nccl_sum(g->gpu, g->nccl_id, sizeof g->nccl_id, g->rank, g->size, values, count);
+    if (s != AN_OK || n_scalars == 0) return s;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, scalars, n_scalars, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? AN_OK : mpi_fail(rc, "summing the loss over the ranks");
 }
 
 an_status an_group_broadcast_params(an_group *g, an_net *net)
@@ -128,8 +152,18 @@ int an_group_rank(const an_group *g) { return g ? g->rank : 0; }
 int an_group_size(const an_group *g) { return g ? g->size : 1; }
 void an_group_free(an_group *g) { free(g); }
 
-an_reducer an_group_reducer(an_group *g)
+an_reducer an_group_reducer(an_group *g, an_net *net)
 {
-    an_reducer r = {group_sum, g};
+    an_reducer r = {group_sum, g, 0};
+#ifdef AN_HAVE_MPI
+    /* the NCCL id is sized for NCCL's 128 bytes; the same choice on every rank */
+    if (net && !an_net_on_host(net) && an_cuda_nccl_built()) {
+        g->gpu = net->dev;
+        r.sum = nccl_group_sum;
+        r.device_values = 1;
+    }
+#else
+    (void)net;
+#endif
     return r;
 }

@@ -168,6 +168,7 @@ struct an_backend {
                             float *y);
     an_status (*sgd)(an_device *dev, size_t count, size_t weight_count, float *p, const float *g, float *v,
                      const an_sgd_step *step);
+    an_status (*scale)(an_device *dev, float *x, size_t count, float factor);   /* x *= factor */
 };
 
 /* the CPU device: one for the process, never closed */
@@ -176,6 +177,15 @@ an_device *an_cpu_device(void);
  * cuBLAS handles; close it with dev->ops->close. Fails with a clear message
  * where the package was built without CUDA or the GPU is missing. */
 an_status an_cuda_device_open(int ordinal, an_device **out);
+
+/* NCCL (built with CUDA where configure finds it): an all-reduce sum of
+ * floats in this GPU's memory over `size` ranks, queued on the device's
+ * stream. The communicator is made once per device from an id that rank 0
+ * drew (an_cuda_nccl_id) and every rank received. */
+int an_cuda_nccl_built(void);
+an_status an_cuda_nccl_id(void *id, size_t id_bytes);
+an_status an_cuda_nccl_sum(an_device *dev, const void *id, size_t id_bytes, int rank, int size, float *values,
+                           size_t count);
 
 #ifdef __cplusplus
 }

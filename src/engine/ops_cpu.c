@@ -833,6 +833,13 @@ static an_status cpu_sgd(an_device *dev, size_t count, size_t weight_count, floa
     an_sgd_apply(count, weight_count, p, g, v, step);
     return AN_OK;
 }
+static an_status cpu_scale(an_device *dev, float *x, size_t count, float factor)
+{
+    (void)dev;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < count; i++) x[i] *= factor;
+    return AN_OK;
+}
 static void cpu_close(an_device *dev) { (void)dev; }
 
 static const an_backend cpu_backend = {
@@ -843,7 +850,7 @@ static const an_backend cpu_backend = {
     cpu_pool_create, an_pool_out_layout, an_pool_free, an_pool_forward, cpu_pool_backward,
     cpu_lrn_create, an_lrn_free, an_lrn_forward, cpu_lrn_backward,
     cpu_dense_forward, cpu_dense_backward, cpu_softmax,
-    cpu_dropout_forward, cpu_dropout_backward, cpu_loss, cpu_preprocess, cpu_sgd,
+    cpu_dropout_forward, cpu_dropout_backward, cpu_loss, cpu_preprocess, cpu_sgd, cpu_scale,
 };
 
 an_device *an_cpu_device(void)

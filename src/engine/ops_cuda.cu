@@ -12,6 +12,9 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 #include <cublas_v2.h>
+#ifdef AN_HAVE_NCCL
+#include <nccl.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +51,10 @@ typedef struct {
     size_t images_bytes;
     cudaEvent_t images_copied, images_consumed;
     int images_pending;             /* images_consumed was recorded */
+#ifdef AN_HAVE_NCCL
+    ncclComm_t nccl;                /* made by the first an_cuda_nccl_sum */
+    char nccl_id[128];              /* the id it was made from */
+#endif
     int *labels;                    /* device scratch for the loss */
     double *row_loss;
     int *row_correct;
@@ -185,6 +192,11 @@ __global__ void preprocess_kernel(const float *x, float *y, size_t count, size_t
         float mean = c == 0 ? m0 : c == 1 ? m1 : m2;
         y[i] = (x[i] - mean) * scale;
     }
+}
+
+__global__ void scale_kernel(float *x, size_t count, float factor)
+{
+    GRID_STRIDE(i, count) x[i] *= factor;
 }
 
 __global__ void sgd_kernel(float *p, const float *g, float *v, size_t count, size_t weight_count, float lr,
@@ -834,6 +846,80 @@ static an_status cuda_sgd(an_device *dev, size_t count, size_t weight_count, flo
     return AN_OK;
 }
 
+static an_status cuda_scale(an_device *dev, float *x, size_t count, float factor)
+{
+    cuda_device *d = as_cuda(dev);
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    scale_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(x, count, factor);
+    LAUNCHED("the scaling kernel");
+    return AN_OK;
+}
+
+/* ----------------------------------------------------------------- NCCL */
+
+#ifdef AN_HAVE_NCCL
+static an_status nccl_fail(ncclResult_t e, const char *what)
+{
+    return an_fail(AN_ERR_BACKEND, "NCCL failed in %s: %s", what, ncclGetErrorString(e));
+}
+#define NCCL_TRY(call, what)                                                     \
+    do {                                                                         \
+        ncclResult_t e_ = (call);                                                \
+        if (e_ != ncclSuccess) return nccl_fail(e_, what);                      \
+    } while (0)
+
+extern "C" int an_cuda_nccl_built(void) { return 1; }
+
+extern "C" an_status an_cuda_nccl_id(void *id, size_t id_bytes)
+{
+    if (id_bytes != sizeof(ncclUniqueId)) return an_fail(AN_ERR_ARGUMENT, "an NCCL id has %zu bytes, not %zu",
+                                                         sizeof(ncclUniqueId), id_bytes);
+    ncclUniqueId u;
+    NCCL_TRY(ncclGetUniqueId(&u), "drawing a communicator id");
+    memcpy(id, &u, sizeof u);
+    return AN_OK;
+}
+
+extern "C" an_status an_cuda_nccl_sum(an_device *dev, const void *id, size_t id_bytes, int rank, int size,
+                                      float *values, size_t count)
+{
+    cuda_device *d = as_cuda(dev);
+    if (strcmp(dev->ops->kind, "cuda") != 0)
+        return an_fail(AN_ERR_ARGUMENT, "NCCL sums GPU memory: the net is on the CPU");
+    if (id_bytes != sizeof(ncclUniqueId) || id_bytes > sizeof d->nccl_id)
+        return an_fail(AN_ERR_ARGUMENT, "an NCCL id has %zu bytes", sizeof(ncclUniqueId));
+    an_status s = use(d);
+    if (s != AN_OK) return s;
+    if (d->nccl && memcmp(d->nccl_id, id, id_bytes) != 0) {   /* another group: a new communicator */
+        ncclCommDestroy(d->nccl);
+        d->nccl = NULL;
+    }
+    if (!d->nccl) {
+        ncclUniqueId u;
+        memcpy(&u, id, sizeof u);
+        NCCL_TRY(ncclCommInitRank(&d->nccl, size, u, rank), "joining the ranks' GPUs");
+        memcpy(d->nccl_id, id, id_bytes);
+    }
+    /* in place, on the device's stream: the SGD kernels queued next see the sums */
+    NCCL_TRY(ncclAllReduce(values, values, count, ncclFloat, ncclSum, d->nccl, d->stream), "summing gradients");
+    return AN_OK;
+}
+#else
+extern "C" int an_cuda_nccl_built(void) { return 0; }
+extern "C" an_status an_cuda_nccl_id(void *id, size_t id_bytes)
+{
+    (void)id; (void)id_bytes;
+    return an_fail(AN_ERR_ARGUMENT, "this build has no NCCL");
+}
+extern "C" an_status an_cuda_nccl_sum(an_device *dev, const void *id, size_t id_bytes, int rank, int size,
+                                      float *values, size_t count)
+{
+    (void)dev; (void)id; (void)id_bytes; (void)rank; (void)size; (void)values; (void)count;
+    return an_fail(AN_ERR_ARGUMENT, "this build has no NCCL");
+}
+#endif
+
 /* ----------------------------------------------------- open and close */
 
 static void cuda_close(an_device *dev)
@@ -846,6 +932,9 @@ static void cuda_close(an_device *dev)
         if (d->staging[i].host) cudaFreeHost(d->staging[i].host);
         if (d->staging[i].done) cudaEventDestroy(d->staging[i].done);
     }
+#ifdef AN_HAVE_NCCL
+    if (d->nccl) ncclCommDestroy(d->nccl);
+#endif
     if (d->copy_stream) cudaStreamSynchronize(d->copy_stream);
     if (d->pinned_images) cudaFreeHost(d->pinned_images);
     cudaFree(d->device_images);
@@ -870,7 +959,7 @@ static const an_backend cuda_backend = {
     cuda_pool_create, cuda_pool_out_layout, pool_free, cuda_pool_forward, cuda_pool_backward,
     cuda_lrn_create, lrn_free, cuda_lrn_forward, cuda_lrn_backward,
     cuda_dense_forward, cuda_dense_backward, cuda_softmax,
-    cuda_dropout_forward, cuda_dropout_backward, cuda_loss, cuda_preprocess, cuda_sgd,
+    cuda_dropout_forward, cuda_dropout_backward, cuda_loss, cuda_preprocess, cuda_sgd, cuda_scale,
 };
 
 extern "C" int an_cuda_device_count(void)

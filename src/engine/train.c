@@ -213,14 +213,22 @@ an_status an_net_train_step_shared(an_net *net, const float *images, const int *
     /* only the learning layers' gradients travel; each rank's are weighted by
      * its share, so that their sum is the gradient of the global batch mean */
     size_t start = net->layers[net->trainable_from].weight_offset, count = net->n_params - start;
+    const float weight = (float)n / (float)global_rows;
+    double scalars[2] = {local_loss, local_correct};
+    if (reducer->device_values) {   /* NCCL: the sum stays on the GPU */
+        s = net->dev->ops->scale(net->dev, net->grads + start, count, weight);
+        if (s == AN_OK) s = reducer->sum(reducer->ctx, net->grads + start, count, scalars, 2);
+        if (s != AN_OK) return s;
+        *loss_sum += scalars[0];
+        *correct += (int)scalars[1];
+        return an_net_sgd_update(net, opt);
+    }
     float *g = net->grads;
     if (!an_net_on_host(net)) {
         if ((s = host_mirror(net, net->grads, &net->host_grads)) != AN_OK) return s;
         g = net->host_grads;
     }
-    const float weight = (float)n / (float)global_rows;
     for (size_t i = start; i < net->n_params; i++) g[i] *= weight;
-    double scalars[2] = {local_loss, local_correct};
     if ((s = reducer->sum(reducer->ctx, g + start, count, scalars, 2)) != AN_OK) return s;
     if (!an_net_on_host(net) &&
         (s = net->dev->ops->upload(net->dev, net->grads + start, g + start, count * sizeof(float))) != AN_OK)

@@ -53,7 +53,7 @@ static void run(an_group *g, int first_trainable, const char *label, int die)
     an_net_set_trainable_from(shared, first_trainable);
     size_t np = an_net_param_count(shared);
     float *p0 = fdup(an_net_params(shared), np);
-    an_reducer r = an_group_reducer(g);
+    an_reducer r = an_group_reducer(g, shared);
     int share = GLOBAL / size, offset = rank * share;
     double loss_shared[STEPS] = {0}, loss_whole[STEPS] = {0};
     int correct_shared[STEPS] = {0}, correct_whole[STEPS] = {0};
