@@ -50,14 +50,19 @@ run_child <- function(code, interrupts = integer(), delay = 0, timeout = 150) {
   system2(rscript, c("--vanilla", shQuote(script)), stdout = log, stderr = log, wait = FALSE)
   deadline <- Sys.time() + timeout
   child_output <- function() paste(tryCatch(readLines(log), error = function(e) ""), collapse = "\n")
+  pid <- NA_integer_
+  # FALSE when the time is up, or the child has ended (crashed) without `file`
   wait_for <- function(file) {
     while (!file.exists(file)) {
       if (Sys.time() > deadline) return(FALSE)
+      if (!is.na(pid) && dir.exists("/proc/self") && !dir.exists(file.path("/proc", pid))) {
+        Sys.sleep(0.5)
+        return(file.exists(file))
+      }
       Sys.sleep(0.05)
     }
     TRUE
   }
-  pid <- NA_integer_
   kill <- function() if (!is.na(pid)) tools::pskill(pid, tools::SIGKILL)
   on.exit(kill(), add = TRUE)
   if (!wait_for(pid_file)) stop("the child R process did not start:\n", child_output())
@@ -65,13 +70,15 @@ run_child <- function(code, interrupts = integer(), delay = 0, timeout = 150) {
   pid <- as.integer(readLines(pid_file))
   for (k in interrupts) {
     if (!wait_for(file.path(dir, paste0("marker-", k)))) {
-      stop("the child R process did not reach marker ", k, " in time:\n", child_output())
+      stop("the child R process did not reach marker ", k, " (ended, or out of time):\n",
+           child_output())
     }
     if (delay > 0) Sys.sleep(delay)
     tools::pskill(pid, tools::SIGINT)
   }
   if (!wait_for(result_file)) {
-    stop("the child R process did not finish within ", timeout, " s:\n", child_output())
+    stop("the child R process ended without a result, or ran over ", timeout, " s:\n",
+         child_output())
   }
   Sys.sleep(0.2)  # saveRDS may still be writing
   res <- NULL
