@@ -2,6 +2,11 @@
 # The project's tests on a fresh Debian machine: installs what it needs, runs
 # the engine's C tests (against PyTorch fixtures), then builds the R package
 # and runs R CMD check, which runs the testthat suite.
+#
+# ALEXNET_SANITIZE=engine,valgrind,r (any of them, or all) adds a last stage:
+# tools/sanitize.sh with those options (ASan + UBSan engine tests, the engine
+# tests under valgrind, the R suite on an ASan + UBSan build). .ci/run sets it.
+# Its tests count in the summary line; any sanitizer error fails the run.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -29,4 +34,22 @@ rp=$(sed -E 's/.*PASS ([0-9]+).*/\1/' <<<"$r"); rf=$(sed -E 's/.*FAIL ([0-9]+).*
 rs=$(sed -E 's/.*SKIP ([0-9]+).*/\1/' <<<"$r")
 ep=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$engine"); ef=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$engine")
 echo "engine tests: $engine"
-echo "$((ep + rp)) passed, $((ef + rf)) failed, $rs skipped"
+
+sp=0 sf=0 ss=0
+if [ -n "${ALEXNET_SANITIZE:-}" ]; then
+  echo "== sanitizers: $ALEXNET_SANITIZE"
+  opts=()
+  for o in ${ALEXNET_SANITIZE//,/ }; do opts+=("--$o"); done
+  src=0
+  bash tools/sanitize.sh "${opts[@]}" 2>&1 | tee /tmp/alexnet-sanitize.log || src=$?
+  s=$(grep -E '^sanitizers: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' /tmp/alexnet-sanitize.log | tail -1 || true)
+  if [ -n "$s" ]; then
+    sp=$(sed -E 's/^sanitizers: ([0-9]+) passed.*/\1/' <<<"$s"); sf=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$s")
+    ss=$(sed -E 's/.* ([0-9]+) skipped$/\1/' <<<"$s")
+  fi
+  # a failing stage always counts, even one that died before its summary
+  if [ "$src" -ne 0 ] && [ "$sf" -eq 0 ]; then sf=1; fi
+  echo "sanitizer tests: $sp passed, $sf failed, $ss skipped"
+fi
+echo "$((ep + rp + sp)) passed, $((ef + rf + sf)) failed, $((rs + ss)) skipped"
+[ $((ef + rf + sf)) -eq 0 ]
