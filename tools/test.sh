@@ -16,6 +16,24 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 echo "== engine tests (C, no R)"
 make -C tests/engine check | tee /tmp/alexnet-engine-tests.log
 engine=$(grep -E '^[0-9]+ passed, [0-9]+ failed' /tmp/alexnet-engine-tests.log | tail -1)
+# the GPU backend against the CPU (built wherever nvcc is; without a GPU its
+# tests skip and say so) and two MPI ranks against one process
+extra_p=0 extra_f=0 extra_s=0
+: > /tmp/alexnet-engine-extra.log
+if [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]; then
+  echo "== engine: CUDA backend (make cuda-check)"
+  make -s -C tests/engine cuda-check 2>&1 | grep -v '^\(cc\|/\|  -\)' | tee -a /tmp/alexnet-engine-extra.log
+  if grep -q '^SKIP' /tmp/alexnet-engine-extra.log; then extra_s=1; fi
+else
+  echo "== engine: no CUDA toolkit here, the GPU backend is not built (skipped)"; extra_s=1
+fi
+if command -v mpicc >/dev/null 2>&1; then
+  echo "== engine: data-parallel training over MPI (make mpi-check)"
+  make -s -C tests/engine mpi-check 2>&1 | grep -v '^mpicc' | tee -a /tmp/alexnet-engine-extra.log
+fi
+while read -r p _ f _; do extra_p=$((extra_p + p)); extra_f=$((extra_f + f)); done \
+  < <(grep -E '^[0-9]+ passed, [0-9]+ failed$' /tmp/alexnet-engine-extra.log)
+engine="$(( $(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$engine") + extra_p )) passed, $(( $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$engine") + extra_f )) failed"
 
 echo "== R package: build and check"
 work=$(mktemp -d)
@@ -31,7 +49,7 @@ grep -E '^(\* checking|Status)' "$work/alexnet.Rcheck/00check.log" | grep -v '\.
 r=$(grep -hE '\[ FAIL [0-9]+ \| WARN [0-9]+ \| SKIP [0-9]+ \| PASS [0-9]+ \]' "$work"/alexnet.Rcheck/tests/testthat.Rout | tail -1)
 echo "R tests: $r"
 rp=$(sed -E 's/.*PASS ([0-9]+).*/\1/' <<<"$r"); rf=$(sed -E 's/.*FAIL ([0-9]+).*/\1/' <<<"$r")
-rs=$(sed -E 's/.*SKIP ([0-9]+).*/\1/' <<<"$r")
+rs=$(( $(sed -E 's/.*SKIP ([0-9]+).*/\1/' <<<"$r") + extra_s ))
 ep=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$engine"); ef=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$engine")
 echo "engine tests: $engine"
 
