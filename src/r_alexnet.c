@@ -13,6 +13,7 @@
 #include <math.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -38,6 +39,41 @@ static SEXP net_tag(void)
  * not feel their weight: count them, and collect before making another
  * while some exist, so unreachable nets are finalised before memory runs out. */
 static int live_nets = 0;
+
+/* --------------------------------------------------------- signals -- */
+
+/* A signal that arrives while the engine computes corrupts the heap
+ * (measured: SIGINT during forward or training steps, even with R's
+ * interrupts suspended, so its mere delivery into the computing thread).
+ * So SIGINT is held (blocked) in the calling thread while the engine
+ * computes and released after: a Ctrl-C then arrives in glue code, as a
+ * pending signal, and R sees it at its next check. The engine's OpenMP
+ * threads are started inside such a call and inherit the blocked mask. */
+static int sigint_held = 0;
+static sigset_t sigint_saved;
+
+void sigint_hold(sigset_t *old)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &s, old);
+    sigint_saved = *old;
+    sigint_held = 1;
+}
+
+void sigint_release(const sigset_t *old)
+{
+    sigint_held = 0;
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+/* Nothing between hold and release should leave by an R error; should it
+ * ever, the next entry (get_net) puts the mask back. */
+static void sigint_repair(void)
+{
+    if (sigint_held) sigint_release(&sigint_saved);
+}
 
 /* ----------------------------------------------------------- forks -- */
 
@@ -129,6 +165,7 @@ static void net_finalize(SEXP ptr)
 
 an_net *get_net(SEXP ptr)
 {
+    sigint_repair();
     fork_guard();
     if (TYPEOF(ptr) != EXTPTRSXP || R_ExternalPtrTag(ptr) != net_tag())
         Rf_error("not an alexnet network (expected the external pointer of an alexnet object)");
@@ -491,7 +528,10 @@ SEXP r_an_forward(SEXP ptr, SEXP x, SEXP until, SEXP batch_size)
             an_status st = image_input(&a, i0 + j, in + (size_t) j * AN_INPUT_PIXELS);
             if (st != AN_OK) engine_error(st);
         }
+        sigset_t held;
+        sigint_hold(&held);
         an_status st = an_net_forward(net, in, b, u, out);
+        sigint_release(&held);
         if (st != AN_OK) engine_error(st);
         copy_rows(REAL(res), a.n, i0, b, size, out);
         R_CheckUserInterrupt();
@@ -516,7 +556,10 @@ SEXP r_an_forward_input(SEXP ptr, SEXP input, SEXP until)
     float *out = (float *) R_alloc((size_t) n * size, sizeof(float));
     const double *v = REAL(input);
     for (R_xlen_t k = 0; k < XLENGTH(input); k++) in[k] = (float) v[k];
+    sigset_t held;
+    sigint_hold(&held);
     an_status st = an_net_forward(net, in, (int) n, u, out);
+    sigint_release(&held);
     if (st != AN_OK) engine_error(st);
     copy_rows(REAL(res), n, 0, (int) n, size, out);
     UNPROTECT(1);

@@ -16,6 +16,10 @@ an_net *get_net(SEXP ptr);                    /* also runs fork_guard() */
 void fork_guard_init(void);
 void fork_guard(void);
 int in_forked_child(void);
+/* SIGINT held back while the engine computes (r_alexnet.c) */
+#include <signal.h>
+void sigint_hold(sigset_t *old);
+void sigint_release(const sigset_t *old);
 void engine_error(an_status status);          /* raises an R error */
 int scalar_int(SEXP x, const char *what);
 pixel_array get_pixels(SEXP x);               /* dim c(n, h, w[, channels]) */

@@ -306,7 +306,10 @@ SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP epoch, SEXP next
         return res;
     }
     float *out = (float *) R_alloc((size_t) count * size, sizeof(float));
+    sigset_t held;
+    sigint_hold(&held);
     an_status st = an_net_forward(net, px, count, u, out);
+    sigint_release(&held);
     if (st != AN_OK) engine_error(st);
     SEXP m = PROTECT(Rf_allocMatrix(REALSXP, count, (int) size));
     double *d = REAL(m);
@@ -355,7 +358,11 @@ SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP
     if (count == 0 && !Rf_isNull(share)) {   /* a rank without rows in this batch */
         double loss_sum = 0;
         int correct = 0;
+        int hold = Rf_isNull(share);   /* the MPI path may raise R errors */
+        sigset_t held;
+        if (hold) sigint_hold(&held);
         an_status st = train_step(net, share, NULL, NULL, 0, kind, &opt, &loss_sum, &correct);
+        if (hold) sigint_release(&held);
         if (st != AN_OK) engine_error(st);
         SEXP fail = PROTECT(failures(r, idx, 0, 0));
         SEXP res = batch_result(sums3(loss_sum, correct, 0), fail);
@@ -375,7 +382,11 @@ SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP
     int correct = 0;
     /* a rank of a group takes part in every step, with or without images */
     if (m > 0 || !Rf_isNull(share)) {
+        int hold = Rf_isNull(share);   /* the MPI path may raise R errors */
+        sigset_t held;
+        if (hold) sigint_hold(&held);
         an_status st = train_step(net, share, in, klab, m, kind, &opt, &loss_sum, &correct);
+        if (hold) sigint_release(&held);
         if (st != AN_OK) engine_error(st);
     }
     SEXP res = batch_result(sums3(loss_sum, correct, m), fail);
@@ -410,7 +421,10 @@ SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP ne
     double loss_sum = 0;
     int correct = 0;
     if (m > 0) {
+        sigset_t held;
+        sigint_hold(&held);
         an_status st = an_net_evaluate(net, in, klab, m, kind, &loss_sum, &correct);
+        sigint_release(&held);
         if (st != AN_OK) engine_error(st);
     }
     SEXP res = batch_result(sums3(loss_sum, correct, m), fail);

@@ -68,7 +68,13 @@ SEXP r_an_train_batch(SEXP ptr, SEXP x, SEXP index, SEXP labels, SEXP loss, SEXP
     const int *lab = get_labels(labels, n);
     double loss_sum = 0;
     int correct = 0;
-    an_status st = train_step(net, share, in, lab, n, get_loss(loss), &opt, &loss_sum, &correct);
+    an_loss_kind kind = get_loss(loss);
+    /* (the MPI path of train_step may raise R errors: not held there) */
+    int hold = Rf_isNull(share);
+    sigset_t held;
+    if (hold) sigint_hold(&held);
+    an_status st = train_step(net, share, in, lab, n, kind, &opt, &loss_sum, &correct);
+    if (hold) sigint_release(&held);
     if (st != AN_OK) engine_error(st);
     return loss_result(loss_sum, correct);
 }
@@ -91,7 +97,10 @@ SEXP r_an_evaluate(SEXP ptr, SEXP x, SEXP labels, SEXP loss, SEXP batch_size)
             an_status st = image_input(&a, i0 + j, in + (size_t)j * AN_INPUT_PIXELS);
             if (st != AN_OK) engine_error(st);
         }
+        sigset_t held;
+        sigint_hold(&held);
         an_status st = an_net_evaluate(net, in, lab + i0, b, kind, &loss_sum, &correct);
+        sigint_release(&held);
         if (st != AN_OK) engine_error(st);
         R_CheckUserInterrupt();
     }
