@@ -6,6 +6,7 @@
 #include <Rinternals.h>
 #include <R_ext/Rdynload.h>
 
+#include "alexnet.h"
 #include "r_alexnet.h"
 #include "r_h5features.h"
 #include "r_device.h"
@@ -76,4 +77,10 @@ void R_init_alexnet(DllInfo *dll)
     R_useDynamicSymbols(dll, FALSE);
     R_forceSymbols(dll, TRUE);
     fork_guard_init();
+    /* the engine's threads start here with SIGINT blocked (see sigint_hold):
+     * a Ctrl-C is then never delivered into a thread that computes */
+    sigset_t held;
+    sigint_hold(&held);
+    an_start_threads();
+    sigint_release(&held);
 }

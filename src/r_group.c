@@ -60,10 +60,22 @@ SEXP r_an_group_broadcast(SEXP group, SEXP net)
 an_status train_step(an_net *net, SEXP share, const float *images, const int *labels, int n, an_loss_kind loss,
                      const an_sgd *opt, double *loss_sum, int *correct)
 {
-    if (Rf_isNull(share)) return an_net_train_step(net, images, labels, n, loss, opt, loss_sum, correct);
-    if (TYPEOF(share) != VECSXP || XLENGTH(share) != 3) Rf_error("`share` must be list(group, offset, global)");
-    an_group *g = get_group(VECTOR_ELT(share, 0));
-    an_reducer r = an_group_reducer(g, net);
-    return an_net_train_step_shared(net, images, labels, n, scalar_int(VECTOR_ELT(share, 1), "offset"),
-                                    scalar_int(VECTOR_ELT(share, 2), "global"), loss, opt, &r, loss_sum, correct);
+    /* the arguments first (R errors), then the engine with SIGINT held */
+    an_reducer r = {0};
+    int offset = 0, global = 0;
+    if (!Rf_isNull(share)) {
+        if (TYPEOF(share) != VECSXP || XLENGTH(share) != 3) Rf_error("`share` must be list(group, offset, global)");
+        an_group *g = get_group(VECTOR_ELT(share, 0));
+        offset = scalar_int(VECTOR_ELT(share, 1), "offset");
+        global = scalar_int(VECTOR_ELT(share, 2), "global");
+        r = an_group_reducer(g, net);
+    }
+    sigset_t held;
+    sigint_hold(&held);
+    an_status st = Rf_isNull(share)
+                       ? an_net_train_step(net, images, labels, n, loss, opt, loss_sum, correct)
+                       : an_net_train_step_shared(net, images, labels, n, offset, global, loss, opt, &r, loss_sum,
+                                                  correct);
+    sigint_release(&held);
+    return st;
 }

@@ -358,11 +358,7 @@ SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP
     if (count == 0 && !Rf_isNull(share)) {   /* a rank without rows in this batch */
         double loss_sum = 0;
         int correct = 0;
-        int hold = Rf_isNull(share);   /* the MPI path may raise R errors */
-        sigset_t held;
-        if (hold) sigint_hold(&held);
         an_status st = train_step(net, share, NULL, NULL, 0, kind, &opt, &loss_sum, &correct);
-        if (hold) sigint_release(&held);
         if (st != AN_OK) engine_error(st);
         SEXP fail = PROTECT(failures(r, idx, 0, 0));
         SEXP res = batch_result(sums3(loss_sum, correct, 0), fail);
@@ -382,11 +378,7 @@ SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP
     int correct = 0;
     /* a rank of a group takes part in every step, with or without images */
     if (m > 0 || !Rf_isNull(share)) {
-        int hold = Rf_isNull(share);   /* the MPI path may raise R errors */
-        sigset_t held;
-        if (hold) sigint_hold(&held);
-        an_status st = train_step(net, share, in, klab, m, kind, &opt, &loss_sum, &correct);
-        if (hold) sigint_release(&held);
+        an_status st = train_step(net, share, in, klab, m, kind, &opt, &loss_sum, &correct);   /* holds SIGINT */
         if (st != AN_OK) engine_error(st);
     }
     SEXP res = batch_result(sums3(loss_sum, correct, m), fail);

@@ -69,12 +69,7 @@ SEXP r_an_train_batch(SEXP ptr, SEXP x, SEXP index, SEXP labels, SEXP loss, SEXP
     double loss_sum = 0;
     int correct = 0;
     an_loss_kind kind = get_loss(loss);
-    /* (the MPI path of train_step may raise R errors: not held there) */
-    int hold = Rf_isNull(share);
-    sigset_t held;
-    if (hold) sigint_hold(&held);
-    an_status st = train_step(net, share, in, lab, n, kind, &opt, &loss_sum, &correct);
-    if (hold) sigint_release(&held);
+    an_status st = train_step(net, share, in, lab, n, kind, &opt, &loss_sum, &correct);   /* holds SIGINT */
     if (st != AN_OK) engine_error(st);
     return loss_result(loss_sum, correct);
 }

@@ -107,6 +107,10 @@ float an_net_input_scale(const an_net *net);
 /* Threads used by the CPU backend (both cores by default: all available). */
 void an_set_threads(int threads);
 int an_get_threads(void);
+/* Start the CPU backend's threads now: they inherit the calling thread's
+ * signal mask, so a caller that blocks a signal here keeps it away from
+ * them for good. */
+void an_start_threads(void);
 
 /* Run `n` images (n x 3 x 227 x 227, RGB in 0..255; the per-channel mean is
  * subtracted and the scale applied inside) up to and including the step `until`, writing its

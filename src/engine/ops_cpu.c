@@ -45,6 +45,17 @@ static an_status backend_ready(void)
 void an_set_threads(int threads) { n_threads = threads > 0 ? threads : 0; }
 int an_get_threads(void) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }
 
+void an_start_threads(void)
+{
+    int n = an_get_threads(), started = 0;
+#pragma omp parallel num_threads(n)
+    {
+#pragma omp atomic
+        started++;
+    }
+    (void)started;
+}
+
 const char *an_backend_name(void)
 {
     static char name[96];
