@@ -77,10 +77,7 @@ void R_init_alexnet(DllInfo *dll)
     R_useDynamicSymbols(dll, FALSE);
     R_forceSymbols(dll, TRUE);
     fork_guard_init();
-    /* the engine's threads start here with SIGINT blocked (see sigint_hold):
-     * a Ctrl-C is then never delivered into a thread that computes */
-    sigset_t held;
-    sigint_hold(&held);
+    /* the engine's threads start now, with asynchronous signals blocked for
+     * good (src/engine/signals.c), before any other code may start them */
     an_start_threads();
-    sigint_release(&held);
 }

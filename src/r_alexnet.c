@@ -42,13 +42,13 @@ static int live_nets = 0;
 
 /* --------------------------------------------------------- signals -- */
 
-/* A signal that arrives while the engine computes corrupts the heap
+/* A signal that arrives while oneDNN's sgemm computes corrupts the heap
  * (measured: SIGINT during forward or training steps, even with R's
- * interrupts suspended, so its mere delivery into the computing thread).
- * So SIGINT is held (blocked) in the calling thread while the engine
- * computes and released after: a Ctrl-C then arrives in glue code, as a
- * pending signal, and R sees it at its next check. The engine's OpenMP
- * threads are started inside such a call and inherit the blocked mask. */
+ * interrupts suspended). The engine's entry points hold asynchronous
+ * signals back themselves (src/engine/signals.c, tests/engine/test_signals.c);
+ * the glue also holds SIGINT around its whole engine calls (loader work
+ * included), so a Ctrl-C arrives in glue code, as a pending signal, and R
+ * sees it at its next check. */
 static int sigint_held = 0;
 static sigset_t sigint_saved;
 

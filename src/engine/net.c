@@ -382,7 +382,18 @@ an_status an_plan_forward(an_net *net, an_plan *p, int until)
 #undef BIAS
 }
 
+static an_status net_forward(an_net *net, const float *images, int n, int until, float *out);
+
 an_status an_net_forward(an_net *net, const float *images, int n, int until, float *out)
+{
+    sigset_t old;
+    an_signals_hold(&old);
+    an_status s = net_forward(net, images, n, until, out);
+    an_signals_release(&old);
+    return s;
+}
+
+static an_status net_forward(an_net *net, const float *images, int n, int until, float *out)
 {
     if (!net || !images || !out) return an_fail(AN_ERR_ARGUMENT, "forward called with a NULL pointer");
     if (n < 1) return an_fail(AN_ERR_ARGUMENT, "batch of %d images: at least 1 is needed", n);

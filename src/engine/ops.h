@@ -13,6 +13,7 @@
 #ifndef AN_OPS_H
 #define AN_OPS_H
 
+#include <signal.h>
 #include "alexnet.h"
 #include "rng.h"
 
@@ -107,6 +108,13 @@ void an_preprocess(int n, const float *x, const float mean[3], float scale, floa
 typedef struct { float lr, momentum, weight_decay; int nesterov; } an_sgd_step;
 void an_sgd_apply(size_t count, size_t weight_count, float *p, const float *g, float *v,
                   const an_sgd_step *step);
+
+/* ---- signals (signals.c) ----
+ * Hold back asynchronous signals in the calling thread (all but the
+ * synchronous faults) while the engine computes, and release them: threads
+ * that run oneDNN's sgemm must not run a signal handler meanwhile. */
+void an_signals_hold(sigset_t *old);
+void an_signals_release(const sigset_t *old);
 
 /* ================================================================ backends
  * A device is one backend instance: the CPU, or one GPU with its handles,

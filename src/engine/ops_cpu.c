@@ -28,6 +28,7 @@ static int n_threads;
 
 static void engine_init(void)
 {
+    an_start_threads();
     engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
     if (engine_status == dnnl_success)
         engine_status = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
@@ -47,6 +48,10 @@ int an_get_threads(void) { return n_threads > 0 ? n_threads : omp_get_max_thread
 
 void an_start_threads(void)
 {
+    /* OpenMP's threads inherit the mask they are started with: none of them
+     * ever runs a signal handler (see signals.c) */
+    sigset_t old;
+    an_signals_hold(&old);
     int n = an_get_threads(), started = 0;
 #pragma omp parallel num_threads(n)
     {
@@ -54,6 +59,7 @@ void an_start_threads(void)
         started++;
     }
     (void)started;
+    an_signals_release(&old);
 }
 
 const char *an_backend_name(void)

@@ -89,8 +89,22 @@ an_status an_net_velocity(an_net *net, float **velocity)
     return AN_OK;
 }
 
+static an_status net_backward(an_net *net, const float *images, const int *labels, int n,
+                              an_loss_kind loss, double *loss_sum, int *correct);
+
+/* the entry points hold signals back while they compute (signals.c) */
 an_status an_net_backward(an_net *net, const float *images, const int *labels, int n,
                           an_loss_kind loss, double *loss_sum, int *correct)
+{
+    sigset_t old;
+    an_signals_hold(&old);
+    an_status s = net_backward(net, images, labels, n, loss, loss_sum, correct);
+    an_signals_release(&old);
+    return s;
+}
+
+static an_status net_backward(an_net *net, const float *images, const int *labels, int n,
+                              an_loss_kind loss, double *loss_sum, int *correct)
 {
     an_status s = batch_args(net, images, labels, n);
     if (s != AN_OK) return s;
@@ -147,7 +161,18 @@ an_status an_net_backward(an_net *net, const float *images, const int *labels, i
 #undef DB
 }
 
+static an_status sgd_update(an_net *net, const an_sgd *opt);
+
 an_status an_net_sgd_update(an_net *net, const an_sgd *opt)
+{
+    sigset_t old;
+    an_signals_hold(&old);
+    an_status s = sgd_update(net, opt);
+    an_signals_release(&old);
+    return s;
+}
+
+static an_status sgd_update(an_net *net, const an_sgd *opt)
 {
     if (!net->grads) return an_fail(AN_ERR_ARGUMENT, "no gradients yet: run a backward pass first");
     if (!(opt->lr >= 0) || !(opt->momentum >= 0 && opt->momentum < 1) || !(opt->decay >= 0) ||
