@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <hdf5.h>
+#include "h5io.h"
 
 #include "h5features.h"
 
@@ -20,67 +21,6 @@
 #define MAX_STRING ((size_t)1 << 20)
 
 /* ---------------------------------------------------------------- HDF5 plumbing */
-
-typedef struct {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet;
-
-static void quiet_begin(h5_quiet *q)
-{
-    q->func = NULL;
-    q->data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_end(const h5_quiet *q)
-{
-    H5Eclear2(H5E_DEFAULT);
-    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
-}
-
-static herr_t detail_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    char *buf = data;
-    if (n == 0 && e && e->desc) snprintf(buf, 160, "%s", e->desc);
-    return 0;
-}
-
-/* HDF5's most specific complaint about the last failure, on one line. */
-static const char *h5_detail(char buf[160])
-{
-    buf[0] = '\0';
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_cb, buf);
-    H5Eclear2(H5E_DEFAULT);
-    const char *quoted = strstr(buf, "error message = '");
-    if (quoted) {
-        quoted += strlen("error message = '");
-        size_t n = strcspn(quoted, "'");
-        memmove(buf, quoted, n);
-        buf[n] = '\0';
-    }
-    for (char *c = buf; *c; c++)
-        if (*c == '\n' || *c == '\r') *c = ' ';
-    if (!buf[0]) snprintf(buf, 160, "no detail from HDF5");
-    return buf;
-}
-
-static void close_id(hid_t *id)
-{
-    if (*id < 0) return;
-    switch (H5Iget_type(*id)) {
-    case H5I_FILE: H5Fclose(*id); break;
-    case H5I_GROUP: H5Gclose(*id); break;
-    case H5I_DATASET: H5Dclose(*id); break;
-    case H5I_ATTR: H5Aclose(*id); break;
-    case H5I_DATASPACE: H5Sclose(*id); break;
-    case H5I_DATATYPE: H5Tclose(*id); break;
-    case H5I_GENPROP_LST: H5Pclose(*id); break;
-    default: break;
-    }
-    *id = -1;
-}
 
 static void reclaim_vlen(hid_t mt, hid_t sp, void *buf)
 {
@@ -107,7 +47,7 @@ static hid_t file_type(an_h5f_kind kind)
     case AN_H5F_FLOATS: return H5Tcopy(H5T_IEEE_F32LE);
     case AN_H5F_STRINGS: {
         hid_t t = H5Tcopy(H5T_C_S1);
-        if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) close_id(&t);
+        if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) an_h5_close(&t);
         return t;
     }
     }
@@ -160,84 +100,15 @@ done:
         herr_t c = it->ndims == 0 ? H5Aclose(obj) : H5Dclose(obj);
         if (c < 0) rc = -1;
     }
-    close_id(&dcpl);
-    close_id(&sp);
-    close_id(&mt);
-    close_id(&ft);
+    an_h5_close(&dcpl);
+    an_h5_close(&sp);
+    an_h5_close(&mt);
+    an_h5_close(&ft);
     return rc;
 }
 
-typedef struct {
-    void *mem;
-    size_t size;
-} mem_image;
-
-static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
-{
-    (void)op;
-    ((mem_image *)udata)->size = size;
-    return malloc(size);
-}
-
-static void *image_memcpy(void *dst, const void *src, size_t size, H5FD_file_image_op_t op, void *udata)
-{
-    (void)op;
-    (void)udata;
-    return memcpy(dst, src, size);
-}
-
-static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
-{
-    (void)op;
-    void *p = realloc(ptr, size);
-    if (p) ((mem_image *)udata)->size = size;
-    return p;
-}
-
-static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
-{
-    mem_image *im = udata;
-    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && !im->mem) im->mem = ptr;
-    else free(ptr);
-    return 0;
-}
-
-static void *image_udata_copy(void *udata) { return udata; }
-static herr_t image_udata_free(void *udata) { (void)udata; return 0; }
-
-/* The file's length: the end-of-file address of its version 2 or 3
- * superblock (the 1.8 format asked for below), else the whole image. */
-static size_t image_length(const mem_image *im)
-{
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    const unsigned char *m = im->mem;
-    if (im->size < 48 || memcmp(m, sig, 8) != 0 || (m[8] != 2 && m[8] != 3) || m[9] != 8) return im->size;
-    uint64_t base = 0, eof = 0;
-    for (int i = 7; i >= 0; i--) {
-        base = base << 8 | m[12 + i];
-        eof = eof << 8 | m[28 + i];
-    }
-    return base == 0 && eof >= 48 && eof <= im->size ? (size_t)eof : im->size;
-}
-
-static int write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            if (w == 0) errno = ENOSPC;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static an_status build_image(const char *path, const char *mem_name, const an_h5f_item *items, int n,
-                             mem_image *im)
+                             an_h5_image *im)
 {
     char detail[160];
     size_t bytes = (size_t)1 << 20;
@@ -251,51 +122,24 @@ static an_status build_image(const char *path, const char *mem_name, const an_h5
         default: bytes += count * 8; break;
         }
     }
-    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free,
-                                      image_udata_copy, image_udata_free, im};
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
-    int bad = fcpl < 0 || fapl < 0 || H5Pset_fapl_core(fapl, bytes, 0) < 0 ||
-              H5Pset_file_image_callbacks(fapl, &cb) < 0 || H5Pset_attr_phase_change(fcpl, 0, 0) < 0 ||
-              H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0;
-    hid_t file = bad ? -1 : H5Fcreate(mem_name, H5F_ACC_TRUNC, fcpl, fapl);
-    close_id(&fcpl);
-    close_id(&fapl);
+    hid_t file = an_h5_create_in_memory(mem_name, bytes, im);
     if (file < 0)
         return an_fail(AN_ERR_MEMORY, "cannot write '%s': HDF5 cannot create the file in memory: %s", path,
-                       h5_detail(detail));
+                       an_h5_detail(detail));
     an_status s = AN_OK;
     for (int i = 0; i < n && s == AN_OK; i++)
         if (write_item(file, &items[i]) < 0)
             s = an_fail(AN_ERR_MEMORY, "cannot write '%s': HDF5 failed writing `%s` (out of memory?): %s", path,
-                        items[i].name, h5_detail(detail));
+                        items[i].name, an_h5_detail(detail));
     if (H5Fclose(file) < 0 && s == AN_OK)
         s = an_fail(AN_ERR_MEMORY, "cannot write '%s': HDF5 cannot finish the file: %s", path,
-                    h5_detail(detail));
+                    an_h5_detail(detail));
     if (s == AN_OK && !im->mem) s = an_fail(AN_ERR_MEMORY, "cannot write '%s': HDF5 produced no file image", path);
     if (s != AN_OK) {
         free(im->mem);
         im->mem = NULL;
     }
     return s;
-}
-
-/* The folder holding `path`, flushed so that a rename survives a crash. */
-static void sync_parent(const char *path)
-{
-    size_t len = strlen(path);
-    char *dir = malloc(len + 2);
-    if (!dir) return;
-    memcpy(dir, path, len + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);   /* best effort: some file systems refuse it for folders */
-        close(fd);
-    }
-    free(dir);
 }
 
 an_status an_h5f_write(const char *path, const an_h5f_item *items, int n)
@@ -339,13 +183,13 @@ an_status an_h5f_write(const char *path, const an_h5f_item *items, int n)
         free(mem_name);
         return s;
     }
-    h5_quiet q;
-    quiet_begin(&q);
-    mem_image im = {NULL, 0};
+    an_h5_quiet q;
+    an_h5_quiet_begin(&q);
+    an_h5_image im = {NULL, 0};
     an_status s = build_image(path, mem_name, items, n, &im);
-    quiet_end(&q);
+    an_h5_quiet_end(&q);
     free(mem_name);
-    if (s == AN_OK && write_all(fd, im.mem, image_length(&im)) != 0)
+    if (s == AN_OK && an_h5_write_all(fd, im.mem, an_h5_image_length(&im)) != 0)
         s = an_fail(AN_ERR_IO, "cannot write '%s': writing '%s' failed: %s", path, tmp, strerror(errno));
     free(im.mem);
     if (s == AN_OK && fsync(fd) != 0)
@@ -355,7 +199,7 @@ an_status an_h5f_write(const char *path, const an_h5f_item *items, int n)
     if (s == AN_OK && rename(tmp, path) != 0)
         s = an_fail(AN_ERR_IO, "cannot write '%s': renaming '%s' to it failed: %s", path, tmp, strerror(errno));
     if (s != AN_OK) unlink(tmp);
-    else sync_parent(path);
+    else an_h5_sync_parent(path);
     free(tmp);
     return s;
 }
@@ -419,7 +263,7 @@ static void read_value(reader *r, hid_t obj, int is_attr, const char *name)
     memset(&v, 0, sizeof v);
     void *vl = NULL;
     if (sp < 0 || ft < 0) {
-        r->status = an_fail(AN_ERR_FORMAT, "cannot read `%s` of '%s': %s", name, r->path, h5_detail(detail));
+        r->status = an_fail(AN_ERR_FORMAT, "cannot read `%s` of '%s': %s", name, r->path, an_h5_detail(detail));
         goto done;
     }
     H5T_class_t cls = H5Tget_class(ft);
@@ -493,7 +337,7 @@ static void read_value(reader *r, hid_t obj, int is_attr, const char *name)
         goto done;
     }
     if (e < 0) {
-        r->status = an_fail(AN_ERR_FORMAT, "cannot read `%s` of '%s': %s", name, r->path, h5_detail(detail));
+        r->status = an_fail(AN_ERR_FORMAT, "cannot read `%s` of '%s': %s", name, r->path, an_h5_detail(detail));
         goto done;
     }
     if (r->n == r->cap) {
@@ -516,9 +360,9 @@ done:
     }
     free(v.data);
     free(v.name);
-    close_id(&mt);
-    close_id(&ft);
-    close_id(&sp);
+    an_h5_close(&mt);
+    an_h5_close(&ft);
+    an_h5_close(&sp);
     H5Eclear2(H5E_DEFAULT);
 }
 
@@ -531,11 +375,11 @@ static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void 
     if (a < 0) {
         char detail[160];
         r->status = an_fail(AN_ERR_FORMAT, "cannot read attribute `%s` of '%s': %s", name, r->path,
-                            h5_detail(detail));
+                            an_h5_detail(detail));
         return 1;
     }
     read_value(r, a, 1, name);
-    close_id(&a);
+    an_h5_close(&a);
     return r->status == AN_OK ? 0 : 1;
 }
 
@@ -555,11 +399,11 @@ static herr_t link_cb(hid_t loc, const char *name, const H5L_info_t *info, void 
     if (d < 0) {
         char detail[160];
         r->status = an_fail(AN_ERR_FORMAT, "cannot read dataset `%s` of '%s': %s", name, r->path,
-                            h5_detail(detail));
+                            an_h5_detail(detail));
         return 1;
     }
     read_value(r, d, 0, name);
-    close_id(&d);
+    an_h5_close(&d);
     return r->status == AN_OK ? 0 : 1;
 }
 
@@ -574,8 +418,8 @@ an_status an_h5f_read(const char *path, const char *const *names, int n_names, a
         return an_fail(AN_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) return an_fail(AN_ERR_IO, "cannot read '%s': it is a directory", path);
     char detail[160];
-    h5_quiet q;
-    quiet_begin(&q);
+    an_h5_quiet q;
+    an_h5_quiet_begin(&q);
     reader r = {path, -1, names, n_names, NULL, 0, 0, AN_OK};
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
 #if defined(H5_VERSION_GE)
@@ -589,33 +433,33 @@ an_status an_h5f_read(const char *path, const char *const *names, int n_names, a
     htri_t is = H5Fis_hdf5(path);
 #endif
     if (is <= 0) {
-        close_id(&fapl);
+        an_h5_close(&fapl);
         H5Eclear2(H5E_DEFAULT);
-        quiet_end(&q);
+        an_h5_quiet_end(&q);
         return an_fail(AN_ERR_FORMAT, "'%s' is not an HDF5 file (or is damaged)", path);
     }
     r.file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    close_id(&fapl);
+    an_h5_close(&fapl);
     if (r.file < 0) {
-        an_status s = an_fail(AN_ERR_FORMAT, "cannot open '%s': %s", path, h5_detail(detail));
-        quiet_end(&q);
+        an_status s = an_fail(AN_ERR_FORMAT, "cannot open '%s': %s", path, an_h5_detail(detail));
+        an_h5_quiet_end(&q);
         return s;
     }
     hid_t root = H5Gopen2(r.file, "/", H5P_DEFAULT);
     if (root < 0) {
-        r.status = an_fail(AN_ERR_FORMAT, "cannot open the root of '%s': %s", path, h5_detail(detail));
+        r.status = an_fail(AN_ERR_FORMAT, "cannot open the root of '%s': %s", path, an_h5_detail(detail));
     } else {
         hsize_t at = 0;
         if (H5Aiterate2(root, H5_INDEX_NAME, H5_ITER_INC, &at, attr_cb, &r) < 0 && r.status == AN_OK)
-            r.status = an_fail(AN_ERR_FORMAT, "cannot list the attributes of '%s': %s", path, h5_detail(detail));
+            r.status = an_fail(AN_ERR_FORMAT, "cannot list the attributes of '%s': %s", path, an_h5_detail(detail));
         hsize_t li = 0;
         if (r.status == AN_OK && H5Literate(root, H5_INDEX_NAME, H5_ITER_INC, &li, link_cb, &r) < 0 &&
             r.status == AN_OK)
-            r.status = an_fail(AN_ERR_FORMAT, "cannot list the datasets of '%s': %s", path, h5_detail(detail));
+            r.status = an_fail(AN_ERR_FORMAT, "cannot list the datasets of '%s': %s", path, an_h5_detail(detail));
     }
-    close_id(&root);
-    close_id(&r.file);
-    quiet_end(&q);
+    an_h5_close(&root);
+    an_h5_close(&r.file);
+    an_h5_quiet_end(&q);
     if (r.status != AN_OK) {
         an_h5f_values_free(r.values, r.n);
         return r.status;

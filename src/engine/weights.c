@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <hdf5.h>
+#include "h5io.h"
 
 #include "weights.h"
 
@@ -98,68 +99,6 @@ static void format_dims(char *buf, size_t size, int ndims, const hsize_t *dims)
 }
 
 /* ---------------------------------------------------------------- HDF5 plumbing */
-
-typedef struct {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet;
-
-static void quiet_begin(h5_quiet *q)
-{
-    q->func = NULL;
-    q->data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_end(const h5_quiet *q)
-{
-    H5Eclear2(H5E_DEFAULT);
-    H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
-}
-
-static herr_t detail_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    char *buf = data;
-    if (n == 0 && e && e->desc) snprintf(buf, 160, "%s", e->desc);
-    return 0;
-}
-
-/* HDF5's most specific complaint about the last failure, on one line (just
- * the system's message where HDF5 quotes one), then clears the stack. */
-static const char *h5_detail(char buf[160])
-{
-    buf[0] = '\0';
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_cb, buf);
-    H5Eclear2(H5E_DEFAULT);
-    const char *quoted = strstr(buf, "error message = '");
-    if (quoted) {
-        quoted += strlen("error message = '");
-        size_t n = strcspn(quoted, "'");
-        memmove(buf, quoted, n);
-        buf[n] = '\0';
-    }
-    for (char *c = buf; *c; c++)
-        if (*c == '\n' || *c == '\r') *c = ' ';
-    if (!buf[0]) snprintf(buf, 160, "no detail from HDF5");
-    return buf;
-}
-
-static void close_id(hid_t *id)
-{
-    if (*id < 0) return;
-    switch (H5Iget_type(*id)) {
-    case H5I_FILE: H5Fclose(*id); break;
-    case H5I_GROUP: H5Gclose(*id); break;
-    case H5I_DATASET: H5Dclose(*id); break;
-    case H5I_ATTR: H5Aclose(*id); break;
-    case H5I_DATASPACE: H5Sclose(*id); break;
-    case H5I_DATATYPE: H5Tclose(*id); break;
-    case H5I_GENPROP_LST: H5Pclose(*id); break;
-    default: break;
-    }
-    *id = -1;
-}
 
 /* An external link would make HDF5 open another file, named by this one:
  * weights files never hold one, so it is not followed. */
@@ -267,10 +206,10 @@ done:
     } else {
         free_strings(list, (int)count);
     }
-    close_id(&mt);
-    close_id(&ft);
-    close_id(&sp);
-    close_id(&a);
+    an_h5_close(&mt);
+    an_h5_close(&ft);
+    an_h5_close(&sp);
+    an_h5_close(&a);
     H5Eclear2(H5E_DEFAULT);
     return rc;
 }
@@ -307,9 +246,9 @@ static int read_numbers_attr(hid_t loc, const char *name, double *out, int count
     }
     if (H5Aread(a, H5T_NATIVE_DOUBLE, out) >= 0) rc = 0;
 done:
-    close_id(&ft);
-    close_id(&sp);
-    close_id(&a);
+    an_h5_close(&ft);
+    an_h5_close(&sp);
+    an_h5_close(&a);
     H5Eclear2(H5E_DEFAULT);
     return rc;
 }
@@ -332,8 +271,8 @@ static int write_strings_attr(hid_t loc, const char *name, const char *const *s,
     int rc = -1;
     if (t >= 0 && sp >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0)
         rc = write_attr(loc, name, t, sp, s);
-    close_id(&sp);
-    close_id(&t);
+    an_h5_close(&sp);
+    an_h5_close(&t);
     return rc;
 }
 
@@ -348,7 +287,7 @@ static int write_numbers_attr(hid_t loc, const char *name, hid_t file_type, hid_
         rc = a >= 0 && H5Awrite(a, mem_type, data) >= 0 ? 0 : -1;
         if (a >= 0 && H5Aclose(a) < 0) rc = -1;
     }
-    close_id(&sp);
+    an_h5_close(&sp);
     return rc;
 }
 
@@ -374,8 +313,8 @@ typedef struct {
 
 static void wfile_close(wfile *f)
 {
-    close_id(&f->root);
-    close_id(&f->file);
+    an_h5_close(&f->root);
+    an_h5_close(&f->file);
     free_strings(f->layer_names, f->n_layer_names);
     free_strings(f->class_names, f->n_class_names);
     f->layer_names = f->class_names = NULL;
@@ -519,8 +458,8 @@ static an_status wfile_open(wfile *f, const char *path)
     hid_t fapl = file_access_plist();
     f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl < 0 ? H5P_DEFAULT : fapl);
     if (f->file < 0) {
-        h5_detail(detail);
-        close_id(&fapl);
+        an_h5_detail(detail);
+        an_h5_close(&fapl);
         unsigned long long have, want;
         if (sscanf(detail, "truncated file: eof = %llu, sblock->base_addr = %*u, stored_eof = %llu", &have,
                    &want) == 2)
@@ -529,9 +468,9 @@ static an_status wfile_open(wfile *f, const char *path)
         return an_fail(AN_ERR_FORMAT, "cannot open HDF5 file '%s' (%lld bytes), it is damaged: %s", path,
                        (long long)st.st_size, detail);
     }
-    close_id(&fapl);
+    an_h5_close(&fapl);
     if ((f->root = H5Gopen2(f->file, "/", H5P_DEFAULT)) < 0)
-        return an_fail(AN_ERR_FORMAT, "cannot read HDF5 file '%s', it is damaged: %s", path, h5_detail(detail));
+        return an_fail(AN_ERR_FORMAT, "cannot read HDF5 file '%s', it is damaged: %s", path, an_h5_detail(detail));
     char format[32] = "";
     if (read_string_attr(f->root, "format", format, sizeof format) == 0 && strcmp(format, "alexnet") == 0) {
         f->kind = AN_WEIGHTS_OWN;
@@ -541,10 +480,10 @@ static an_status wfile_open(wfile *f, const char *path)
         /* a Keras model file: the weights are under /model_weights */
         hid_t g = external_link(f->root, "model_weights") ? -1 : H5Gopen2(f->root, "model_weights", H5P_DEFAULT);
         if (g >= 0 && H5Aexists(g, "layer_names") > 0) {
-            close_id(&f->root);
+            an_h5_close(&f->root);
             f->root = g;
         } else {
-            close_id(&g);
+            an_h5_close(&g);
         }
     }
     H5Eclear2(H5E_DEFAULT);
@@ -615,7 +554,7 @@ static an_status open_dataset(const wfile *f, int k, hid_t g, const char *name, 
     an_status s = AN_OK;
     if (sp < 0 || t < 0) {
         s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: cannot read dataset '%s': %s", f->path,
-                    KLAYERS[k].name, name, h5_detail(detail));
+                    KLAYERS[k].name, name, an_h5_detail(detail));
     } else if (H5Tget_class(t) != H5T_FLOAT) {
         s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: dataset '%s' does not hold floating-point "
                     "numbers", f->path, KLAYERS[k].name, name);
@@ -633,9 +572,9 @@ static an_status open_dataset(const wfile *f, int k, hid_t g, const char *name, 
             H5Sget_simple_extent_dims(sp, d->dims, NULL);
         }
     }
-    close_id(&t);
-    close_id(&sp);
-    if (s != AN_OK) close_id(&d->d);
+    an_h5_close(&t);
+    an_h5_close(&sp);
+    if (s != AN_OK) an_h5_close(&d->d);
     return s;
 }
 
@@ -652,7 +591,7 @@ static an_status read_floats(const wfile *f, int k, const char *name, hid_t d, f
     char detail[160];
     if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
         return an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: cannot read dataset '%s' (damaged file?): %s",
-                       f->path, KLAYERS[k].name, name, h5_detail(detail));
+                       f->path, KLAYERS[k].name, name, an_h5_detail(detail));
     return AN_OK;
 }
 
@@ -716,7 +655,7 @@ static an_status read_layer(const wfile *f, const an_net *net, int k, int by_nam
     }
     if (g < 0) {
         s = an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: listed in layer_names but its group cannot be "
-                    "opened (damaged file?): %s", f->path, lname, h5_detail(detail));
+                    "opened (damaged file?): %s", f->path, lname, an_h5_detail(detail));
         goto done;
     }
     const char *wname = "weight", *bname = "bias";
@@ -795,9 +734,9 @@ kept:
 done:
     free(tmp);
     free_strings(names, n_names);
-    close_id(&w.d);
-    close_id(&b.d);
-    close_id(&g);
+    an_h5_close(&w.d);
+    an_h5_close(&b.d);
+    an_h5_close(&g);
     H5Eclear2(H5E_DEFAULT);
     return s;
 }
@@ -807,8 +746,8 @@ an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights
     if (report) memset(report, 0, sizeof *report);
     if (!net) return an_fail(AN_ERR_ARGUMENT, "no network to load weights into");
     if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no weights file named");
-    h5_quiet q;
-    quiet_begin(&q);
+    an_h5_quiet q;
+    an_h5_quiet_begin(&q);
     an_weights_report rep;
     memset(&rep, 0, sizeof rep);
     float *values[AN_W_N_LAYERS] = {NULL};   /* each loaded layer's, until the commit */
@@ -840,7 +779,7 @@ an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights
     }
     for (int k = 0; k < AN_W_N_LAYERS; k++) free(values[k]);
     wfile_close(&f);
-    quiet_end(&q);
+    an_h5_quiet_end(&q);
     return s;
 }
 
@@ -849,8 +788,8 @@ an_status an_weights_info(const char *path, an_weights_file_info *info)
     if (!info) return an_fail(AN_ERR_ARGUMENT, "no place for the weights file's description");
     memset(info, 0, sizeof *info);
     if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no weights file named");
-    h5_quiet q;
-    quiet_begin(&q);
+    an_h5_quiet q;
+    an_h5_quiet_begin(&q);
     wfile f;
     an_status s = wfile_open(&f, path);
     if (s == AN_OK && f.n_present == 0) s = no_known_layers(&f);
@@ -881,17 +820,17 @@ an_status an_weights_info(const char *path, an_weights_file_info *info)
                     dset d;
                     if (open_dataset(&f, AN_W_DENSE_3, g, bias, &d) == AN_OK) {
                         if (d.ndims == 1 && d.dims[0] <= 1000000) info->classes = (int)d.dims[0];
-                        close_id(&d.d);
+                        an_h5_close(&d.d);
                     }
                 }
                 free_strings(names, n);
-                close_id(&g);
+                an_h5_close(&g);
                 H5Eclear2(H5E_DEFAULT);
             }
         }
     }
     wfile_close(&f);
-    quiet_end(&q);
+    an_h5_quiet_end(&q);
     if (s != AN_OK) an_weights_info_free(info);
     return s;
 }
@@ -929,8 +868,8 @@ static an_status write_contents(const an_net *net, hid_t file, const char *path,
               write_numbers_attr(root, "input_scale", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &input_scale, -1) < 0 ||
               write_strings_attr(root, "layers", layers, AN_W_N_LAYERS) < 0 ||
               write_strings_attr(root, "layout", &LAYOUT, -1) < 0;
-    if (bad) h5_detail(detail);
-    close_id(&root);
+    if (bad) an_h5_detail(detail);
+    an_h5_close(&root);
     const float *params = an_net_params((an_net *)net);   /* read only */
     for (int k = 0; k < AN_W_N_LAYERS && !bad; k++) {
         what = KLAYERS[k].name;
@@ -951,12 +890,12 @@ static an_status write_contents(const an_net *net, hid_t file, const char *path,
               H5Dwrite(wd, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, params + geo.w_off) < 0 ||
               (bd = H5Dcreate2(g, "bias", H5T_IEEE_F32LE, bs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
               H5Dwrite(bd, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, params + geo.b_off) < 0;
-        if (bad) h5_detail(detail);
-        if (wd >= 0 && H5Dclose(wd) < 0 && !bad) { bad = 1; h5_detail(detail); }
-        if (bd >= 0 && H5Dclose(bd) < 0 && !bad) { bad = 1; h5_detail(detail); }
-        close_id(&bs);
-        close_id(&ws);
-        if (g >= 0 && H5Gclose(g) < 0 && !bad) { bad = 1; h5_detail(detail); }
+        if (bad) an_h5_detail(detail);
+        if (wd >= 0 && H5Dclose(wd) < 0 && !bad) { bad = 1; an_h5_detail(detail); }
+        if (bd >= 0 && H5Dclose(bd) < 0 && !bad) { bad = 1; an_h5_detail(detail); }
+        an_h5_close(&bs);
+        an_h5_close(&ws);
+        if (g >= 0 && H5Gclose(g) < 0 && !bad) { bad = 1; an_h5_detail(detail); }
         if (bad) break;
     }
     if (!bad) return AN_OK;
@@ -964,106 +903,20 @@ static an_status write_contents(const an_net *net, hid_t file, const char *path,
                    path, what, detail);
 }
 
-/* HDF5 builds the file in memory (the core driver, no backing store) and
- * this code writes it out: HDF5 1.10 cannot recover from a failed write
- * (after a failed H5Fclose the library crashes at exit), so a full disk must
- * never reach it. The callbacks hand the image over at close instead of
- * freeing it, which saves a copy. */
-typedef struct {
-    void *mem;
-    size_t size;
-} mem_image;
-
-static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
-{
-    (void)op;
-    ((mem_image *)udata)->size = size;
-    return malloc(size);
-}
-
-static void *image_memcpy(void *dst, const void *src, size_t size, H5FD_file_image_op_t op, void *udata)
-{
-    (void)op;
-    (void)udata;
-    return memcpy(dst, src, size);
-}
-
-static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
-{
-    (void)op;
-    void *p = realloc(ptr, size);
-    if (p) ((mem_image *)udata)->size = size;
-    return p;
-}
-
-static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
-{
-    mem_image *im = udata;
-    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && !im->mem) im->mem = ptr;
-    else free(ptr);
-    return 0;
-}
-
-static void *image_udata_copy(void *udata) { return udata; }
-static herr_t image_udata_free(void *udata) { (void)udata; return 0; }
-
-/* The file's length: the end-of-file address in its version 2 or 3
- * superblock (the 1.8 format asked for below), else the whole image. */
-static size_t image_length(const mem_image *im)
-{
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    const unsigned char *m = im->mem;
-    if (im->size < 48 || memcmp(m, sig, 8) != 0 || (m[8] != 2 && m[8] != 3) || m[9] != 8) return im->size;
-    uint64_t base = 0, eof = 0;
-    for (int i = 7; i >= 0; i--) {
-        base = base << 8 | m[12 + i];
-        eof = eof << 8 | m[28 + i];
-    }
-    return base == 0 && eof >= 48 && eof <= im->size ? (size_t)eof : im->size;
-}
-
-static int write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            if (w == 0) errno = ENOSPC;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* The file in memory; on success im->mem holds it (free it). */
 static an_status build_image(const an_net *net, const char *path, const char *name,
-                             const char *const *class_names, mem_image *im)
+                             const char *const *class_names, an_h5_image *im)
 {
     char detail[160];
-    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free,
-                                      image_udata_copy, image_udata_free, im};
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
-    int bad = fcpl < 0 || fapl < 0 ||
-              /* in memory only, allocated once: the parameters and 4 MB for the rest */
-              H5Pset_fapl_core(fapl, an_net_param_count(net) * sizeof(float) + ((size_t)4 << 20), 0) < 0 ||
-              H5Pset_file_image_callbacks(fapl, &cb) < 0 ||
-              /* dense attribute storage on the root group: class_names may exceed the 64 KB of
-               * an object header (needs the 1.8 file format, read by any HDF5 since 2008) */
-              H5Pset_attr_phase_change(fcpl, 0, 0) < 0 ||
-              H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0;
-    hid_t file = bad ? -1 : H5Fcreate(name, H5F_ACC_TRUNC, fcpl, fapl);
-    close_id(&fcpl);
-    close_id(&fapl);
+    /* in memory only, allocated once: the parameters and 4 MB for the rest */
+    hid_t file = an_h5_create_in_memory(name, an_net_param_count(net) * sizeof(float) + ((size_t)4 << 20), im);
     if (file < 0)
         return an_fail(AN_ERR_MEMORY, "cannot save weights to '%s': HDF5 cannot create the file in memory: %s",
-                       path, h5_detail(detail));
+                       path, an_h5_detail(detail));
     an_status s = write_contents(net, file, path, class_names);
     if (H5Fclose(file) < 0 && s == AN_OK)
         s = an_fail(AN_ERR_MEMORY, "cannot save weights to '%s': HDF5 cannot finish the file: %s", path,
-                    h5_detail(detail));
+                    an_h5_detail(detail));
     if (s == AN_OK && !im->mem)
         s = an_fail(AN_ERR_MEMORY, "cannot save weights to '%s': HDF5 produced no file image", path);
     if (s != AN_OK) {
@@ -1107,13 +960,13 @@ an_status an_weights_save(const an_net *net, const char *path, const char *const
         return an_fail(AN_ERR_MEMORY, "out of memory saving weights to '%s'", path);
     }
     snprintf(mem_name, len + 16, "%s.in-memory", tmp);
-    h5_quiet q;
-    quiet_begin(&q);
-    mem_image im = {NULL, 0};
+    an_h5_quiet q;
+    an_h5_quiet_begin(&q);
+    an_h5_image im = {NULL, 0};
     an_status s = build_image(net, path, mem_name, class_names, &im);
     free(mem_name);
-    quiet_end(&q);
-    if (s == AN_OK && write_all(fd, im.mem, image_length(&im)) != 0)
+    an_h5_quiet_end(&q);
+    if (s == AN_OK && an_h5_write_all(fd, im.mem, an_h5_image_length(&im)) != 0)
         s = an_fail(AN_ERR_IO, "cannot save weights to '%s': writing '%s' failed: %s", path, tmp, strerror(errno));
     free(im.mem);
     /* on disk before it replaces the old file */
