@@ -5,7 +5,9 @@
  *
  * Usage: bench_gpu [--batches 16,128] [--steps 30] [--warmup 5] [--device 0]
  * Output: engine_gpu <case> batch=B ips=X ms=Y   (median over steps)
- *         engine_gpu info device="..." tf32=1 */
+ *         engine_gpu info device="..." tf32=1
+ * Cases: features (to convpool_5), inference (to the softmax), train (one
+ * SGD step). Exit status 1 when a step fails. */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +30,7 @@ int main(int argc, char **argv)
     if (steps < 1 || steps > 10000 || warmup < 0) { fprintf(stderr, "bench_gpu: bad --steps/--warmup\n"); return 2; }
     if (an_cuda_device_count() <= device) {
         printf("engine_gpu skipped: no CUDA device %d (built with CUDA: %s)\n", device, an_cuda_built() ? "yes" : "no");
-        return 0;
+        return 3;   /* the GPU check treats this as "did not run" */
     }
     char desc[256];
     an_cuda_describe(device, desc, sizeof desc);
@@ -48,19 +50,21 @@ int main(int argc, char **argv)
             rc = 1;
         }
         an_sgd opt = {1e-5f, 0.9f, 0, 0, 1};
-        for (int c = 0; c < 2 && rc == 0; c++) {
+        static const char *cases[] = {"features", "inference", "train"};
+        for (int c = 0; c < 3 && rc == 0; c++) {
             for (int s = 0; s < warmup + steps && rc == 0; s++) {
                 double t0 = now(), loss = 0;
                 int correct = 0;
-                an_status st = c == 0 ? an_net_forward(net, x, n, AN_CONVPOOL_5, feat)
-                                      : an_net_train_step(net, x, labels, n, AN_LOSS_CROSS_ENTROPY, &opt, &loss,
-                                                          &correct);
+                an_status st = c == 0   ? an_net_forward(net, x, n, AN_CONVPOOL_5, feat)
+                               : c == 1 ? an_net_forward(net, x, n, AN_SOFTMAX, feat)
+                                        : an_net_train_step(net, x, labels, n, AN_LOSS_CROSS_ENTROPY, &opt, &loss,
+                                                            &correct);
                 if (st != AN_OK) { fprintf(stderr, "bench_gpu: %s\n", an_error_message()); rc = 1; }
                 if (s >= warmup) t[s - warmup] = now() - t0;
             }
             if (rc == 0) {
                 double ms = median(t, steps) * 1e3;
-                printf("engine_gpu %s batch=%d ips=%.1f ms=%.3f\n", c == 0 ? "features" : "train", n, n / ms * 1e3, ms);
+                printf("engine_gpu %s batch=%d ips=%.1f ms=%.3f\n", cases[c], n, n / ms * 1e3, ms);
                 fflush(stdout);
             }
         }

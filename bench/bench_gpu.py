@@ -34,7 +34,7 @@ def main():
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("torch_gpu skipped: torch.cuda.is_available() is False")
-        return
+        return 3
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda:0")
     print(f'torch_gpu info device="{torch.cuda.get_device_name(0)}" torch={torch.__version__} '
@@ -51,6 +51,14 @@ def main():
 
         ms = timed(features, a.steps, a.warmup) * 1e3
         print(f"torch_gpu features batch={n} ips={n / ms * 1e3:.1f} ms={ms:.3f}", flush=True)
+        full_net = AlexNet(2).to(dev).eval()
+
+        def inference():
+            with torch.inference_mode():
+                full_net(x.to(dev)).cpu()
+
+        ms = timed(inference, a.steps, a.warmup) * 1e3
+        print(f"torch_gpu inference batch={n} ips={n / ms * 1e3:.1f} ms={ms:.3f}", flush=True)
         net = AlexNet(2).to(dev).train()
         opt = torch.optim.SGD(net.parameters(), lr=1e-5, momentum=0.9, nesterov=True)
 
@@ -63,9 +71,9 @@ def main():
 
         ms = timed(train, a.steps, a.warmup) * 1e3
         print(f"torch_gpu train batch={n} ips={n / ms * 1e3:.1f} ms={ms:.3f}", flush=True)
-        del feat_net, net, opt
+        del feat_net, full_net, net, opt
         torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

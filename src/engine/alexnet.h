@@ -219,6 +219,9 @@ int an_net_device(const an_net *net);
 
 int an_cuda_built(void);           /* 1 when the engine was built with CUDA and cuDNN */
 int an_cuda_device_count(void);    /* usable GPUs; 0 when not built, no driver or none */
+/* usable GPUs, or -1 when CUDA fails for another reason than having none
+ * (driver older than the runtime, no device nodes); `why` says which */
+int an_cuda_probe(char *why, size_t size);
 /* "NVIDIA H100 80GB HBM3, 79.1 GiB, compute 9.0; CUDA runtime 13.0, driver 13.0; cuDNN 9.19.0" */
 an_status an_cuda_describe(int device, char *buf, size_t size);
 /* TF32 tensor-core math in cuDNN convolutions (on by default, as in

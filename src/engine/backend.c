@@ -19,6 +19,11 @@ void an_pool_output_hw(const an_pool_spec *s, int *oh, int *ow)
 #ifndef AN_HAVE_CUDA
 int an_cuda_built(void) { return 0; }
 int an_cuda_device_count(void) { return 0; }
+int an_cuda_probe(char *why, size_t size)
+{
+    if (size) snprintf(why, size, "this build of the engine has no GPU backend");
+    return 0;
+}
 void an_cuda_set_tf32(int allow) { (void)allow; }
 int an_cuda_tf32(void) { return 0; }
 
@@ -30,6 +35,13 @@ an_status an_cuda_describe(int device, char *buf, size_t size)
 }
 
 int an_cuda_nccl_built(void) { return 0; }
+void an_cuda_test_alloc_limit(size_t bytes) { (void)bytes; }
+size_t an_cuda_test_workspace_bytes(an_device *dev) { (void)dev; return 0; }
+an_status an_cuda_test_grow_workspace(an_device *dev, size_t bytes)
+{
+    (void)dev; (void)bytes;
+    return an_fail(AN_ERR_ARGUMENT, "this build of the engine has no GPU backend");
+}
 
 an_status an_cuda_nccl_id(void *id, size_t id_bytes)
 {

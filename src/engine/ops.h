@@ -179,12 +179,24 @@ struct an_backend {
     an_status (*scale)(an_device *dev, float *x, size_t count, float factor);   /* x *= factor */
 };
 
+/* memcpy on the engine's threads (one slice each) when `bytes` is large:
+ * host-to-pinned copies of input batches for a GPU */
+void an_copy_parallel(void *dst, const void *src, size_t bytes);
+
 /* the CPU device: one for the process, never closed */
 an_device *an_cpu_device(void);
 /* A CUDA device (ordinal 0, 1, ...), opened with its own stream, cuDNN and
  * cuBLAS handles; close it with dev->ops->close. Fails with a clear message
  * where the package was built without CUDA or the GPU is missing. */
 an_status an_cuda_device_open(int ordinal, an_device **out);
+
+/* For tests: every later GPU allocation through the backend of more than
+ * `bytes` fails as if the GPU were out of memory (0: no limit). */
+void an_cuda_test_alloc_limit(size_t bytes);
+/* For tests: the size of a GPU device's shared convolution workspace, and
+ * growing it as a new convolution does. */
+size_t an_cuda_test_workspace_bytes(an_device *dev);
+an_status an_cuda_test_grow_workspace(an_device *dev, size_t bytes);
 
 /* NCCL (built with CUDA where configure finds it): an all-reduce sum of
  * floats in this GPU's memory over `size` ranks, queued on the device's

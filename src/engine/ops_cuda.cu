@@ -15,6 +15,7 @@
 #ifdef AN_HAVE_NCCL
 #include <nccl.h>
 #endif
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +115,17 @@ static an_status cublas_fail(cublasStatus_t e, const char *what)
         cublasStatus_t e_ = (call);                                              \
         if (e_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(e_, what);          \
     } while (0)
+/* pinned host memory: running out of it is running out of host memory */
+#define HOST_TRY(call, bytes, what)                                              \
+    do {                                                                         \
+        cudaError_t e_ = (call);                                                 \
+        if (e_ == cudaErrorMemoryAllocation) {                                   \
+            cudaGetLastError();                                                  \
+            return an_fail(AN_ERR_MEMORY, "out of host memory: %.1f MB of pinned memory for %s", \
+                           (bytes) / 1048576.0, what);                           \
+        }                                                                        \
+        if (e_ != cudaSuccess) return cuda_fail(e_, "allocating pinned host memory"); \
+    } while (0)
 /* after a kernel launch: a bad configuration shows here, a fault later */
 #define LAUNCHED(what) CUDA_TRY(cudaGetLastError(), what)
 
@@ -207,13 +219,17 @@ __global__ void sgd_kernel(float *p, const float *g, float *v, size_t count, siz
 
 /* ---------------------------------------------------------------- memory */
 
+static size_t test_alloc_limit;   /* an_cuda_test_alloc_limit */
+extern "C" void an_cuda_test_alloc_limit(size_t bytes) { test_alloc_limit = bytes; }
+
 static an_status cuda_alloc(an_device *dev, size_t bytes, void **out)
 {
     cuda_device *d = as_cuda(dev);
     *out = NULL;
     an_status s = use(d);
     if (s != AN_OK) return s;
-    cudaError_t e = cudaMalloc(out, bytes ? bytes : 256);
+    cudaError_t e = test_alloc_limit && bytes > test_alloc_limit ? cudaErrorMemoryAllocation
+                                                                  : cudaMalloc(out, bytes ? bytes : 256);
     if (e == cudaSuccess) return AN_OK;
     *out = NULL;
     cudaGetLastError();
@@ -297,7 +313,7 @@ static an_status staging(cuda_device *d, size_t bytes, staging_slot **out)
         if (slot->host) cudaFreeHost(slot->host);
         slot->host = NULL;
         slot->bytes = 0;
-        CUDA_TRY(cudaMallocHost(&slot->host, bytes), "allocating pinned host memory");
+        HOST_TRY(cudaMallocHost(&slot->host, bytes), bytes, "a staging buffer");
         slot->bytes = bytes;
     }
     *out = slot;
@@ -342,24 +358,54 @@ static void conv_free(an_conv *op)
     free(op);
 }
 
+/* The larger workspace is allocated before the old one is freed: when it
+ * does not fit, the old one stays, and the shapes that ran before still run. */
 static an_status grow_workspace(cuda_device *d, size_t bytes)
 {
     if (bytes <= d->workspace_bytes) return AN_OK;
+    void *larger = NULL;
+    an_status s = cuda_alloc(&d->base, bytes, &larger);
+    if (s != AN_OK) return s;
     cudaFree(d->workspace);   /* waits for the work that used it */
-    d->workspace = NULL;
-    d->workspace_bytes = 0;
-    CUDA_TRY(cudaMalloc(&d->workspace, bytes), "allocating the convolution workspace");
+    d->workspace = larger;
     d->workspace_bytes = bytes;
     return AN_OK;
+}
+
+extern "C" size_t an_cuda_test_workspace_bytes(an_device *dev) { return as_cuda(dev)->workspace_bytes; }
+extern "C" an_status an_cuda_test_grow_workspace(an_device *dev, size_t bytes)
+{
+    return grow_workspace(as_cuda(dev), bytes);
 }
 
 /* Algorithms that need more scratch than this are passed over. */
 static const size_t WORKSPACE_LIMIT = (size_t)1 << 30;
 
+/* FFT and non-fused Winograd algorithms trade accuracy for speed: measured
+ * on an H200, the 5x5 conv_2's backward data differs from a direct FP32
+ * convolution by 1e-2 of its largest value, and its forward by 3e-4
+ * (relative L2). They are as lossy as TF32, so they run only where TF32
+ * may (the default, as PyTorch's cudnn.benchmark), never in exact FP32. */
+static int lossy(cudnnConvolutionFwdAlgo_t a)
+{
+    return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
+           a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+}
+static int lossy(cudnnConvolutionBwdDataAlgo_t a)
+{
+    return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
+           a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+}
+static int lossy(cudnnConvolutionBwdFilterAlgo_t a)
+{
+    return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
+           a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+}
+
 /* Which of cudnnFind's results (fastest first) to keep: the fastest that
  * succeeded, is deterministic (a seed gives the same training history),
- * fits the workspace limit and uses a math the user allows (TF32 only where
- * allowed; never FP16 conversion). */
+ * fits the workspace limit and uses a math the user allows (TF32 and the
+ * lossy algorithms only where allowed; never FP16 conversion). */
 #define CHOOSE_ALGO(perf, count, chosen)                                                   \
     do {                                                                                   \
         chosen = -1;                                                                       \
@@ -368,10 +414,19 @@ static const size_t WORKSPACE_LIMIT = (size_t)1 << 30;
             if (perf[i_].determinism != CUDNN_DETERMINISTIC) continue;                     \
             if (perf[i_].memory > WORKSPACE_LIMIT) continue;                               \
             if (perf[i_].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;      \
-            if (perf[i_].mathType == CUDNN_TENSOR_OP_MATH && !an_cuda_tf32()) continue;    \
+            if (!an_cuda_tf32() && (perf[i_].mathType == CUDNN_TENSOR_OP_MATH ||           \
+                                    lossy(perf[i_].algo))) continue;                       \
             chosen = i_;                                                                   \
         }                                                                                  \
     } while (0)
+
+/* The math a chosen algorithm runs with: its own where TF32 is allowed; FMA
+ * (true FP32) otherwise, since cuDNN's DEFAULT_MATH may use TF32 on Ampere
+ * and newer GPUs. */
+static cudnnMathType_t kept_math(cudnnMathType_t reported)
+{
+    return an_cuda_tf32() ? reported : CUDNN_FMA_MATH;
+}
 
 static an_status conv_setup(an_conv *op)
 {
@@ -410,7 +465,7 @@ static an_status conv_setup(an_conv *op)
                                    "convolution of %d channels", s->k, s->k, s->in);
     op->fwd_algo = fwd[chosen].algo;
     op->workspace_bytes = fwd[chosen].memory;
-    CUDNN_TRY(cudnnSetConvolutionMathType(op->fwd_desc, fwd[chosen].mathType), "setting convolution math");
+    CUDNN_TRY(cudnnSetConvolutionMathType(op->fwd_desc, kept_math(fwd[chosen].mathType)), "setting convolution math");
     if (op->training) {
         cudnnConvolutionBwdDataAlgoPerf_t bd[MAX_ALGOS];
         CUDNN_TRY(cudnnFindConvolutionBackwardDataAlgorithm(h, op->w_desc, op->y_desc, op->bwd_data_desc,
@@ -420,7 +475,7 @@ static an_status conv_setup(an_conv *op)
         if (chosen < 0) return an_fail(AN_ERR_BACKEND, "cuDNN offers no usable backward-data algorithm");
         op->bwd_data_algo = bd[chosen].algo;
         if (bd[chosen].memory > op->workspace_bytes) op->workspace_bytes = bd[chosen].memory;
-        CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_data_desc, bd[chosen].mathType), "setting convolution math");
+        CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_data_desc, kept_math(bd[chosen].mathType)), "setting convolution math");
         cudnnConvolutionBwdFilterAlgoPerf_t bf[MAX_ALGOS];
         CUDNN_TRY(cudnnFindConvolutionBackwardFilterAlgorithm(h, op->x_desc, op->y_desc, op->bwd_filter_desc,
                                                               op->w_desc, MAX_ALGOS, &n_out, bf),
@@ -429,7 +484,7 @@ static an_status conv_setup(an_conv *op)
         if (chosen < 0) return an_fail(AN_ERR_BACKEND, "cuDNN offers no usable backward-filter algorithm");
         op->bwd_filter_algo = bf[chosen].algo;
         if (bf[chosen].memory > op->workspace_bytes) op->workspace_bytes = bf[chosen].memory;
-        CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_filter_desc, bf[chosen].mathType), "setting convolution math");
+        CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_filter_desc, kept_math(bf[chosen].mathType)), "setting convolution math");
     }
     return grow_workspace(op->dev, op->workspace_bytes);
 }
@@ -802,7 +857,7 @@ static an_status images_buffers(cuda_device *d, size_t bytes)
     d->pinned_images = d->device_images = NULL;
     d->images_bytes = 0;
     d->images_pending = 0;
-    CUDA_TRY(cudaMallocHost((void **)&d->pinned_images, bytes), "allocating pinned memory for a batch");
+    HOST_TRY(cudaMallocHost((void **)&d->pinned_images, bytes), bytes, "a batch of images");
     CUDA_TRY(cudaMalloc((void **)&d->device_images, bytes), "allocating GPU memory for a batch");
     d->images_bytes = bytes;
     return AN_OK;
@@ -821,9 +876,15 @@ static an_status cuda_preprocess(an_device *dev, int n, const float *host_images
      * the pinned and device buffers are reused; the main stream meanwhile
      * may still run the previous backward pass, which the copy overlaps. */
     if (d->images_pending) CUDA_TRY(cudaEventSynchronize(d->images_consumed), "waiting for the previous batch");
-    memcpy(d->pinned_images, host_images, bytes);
-    CUDA_TRY(cudaMemcpyAsync(d->device_images, d->pinned_images, bytes, cudaMemcpyHostToDevice, d->copy_stream),
-             "copying a batch to the GPU");
+    /* in slices: the DMA of one slice overlaps the host copy of the next,
+     * and each host copy runs on every engine thread */
+    const size_t slice = (size_t)16 << 20;
+    for (size_t off = 0; off < bytes; off += slice) {
+        size_t len = bytes - off < slice ? bytes - off : slice;
+        an_copy_parallel((char *)d->pinned_images + off, (const char *)host_images + off, len);
+        CUDA_TRY(cudaMemcpyAsync((char *)d->device_images + off, (char *)d->pinned_images + off, len,
+                                 cudaMemcpyHostToDevice, d->copy_stream), "copying a batch to the GPU");
+    }
     CUDA_TRY(cudaEventRecord(d->images_copied, d->copy_stream), "recording a batch copy");
     CUDA_TRY(cudaStreamWaitEvent(d->stream, d->images_copied, 0), "ordering a batch copy");
     preprocess_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(d->device_images, y, count, plane, mean[0],
@@ -962,19 +1023,64 @@ static const an_backend cuda_backend = {
     cuda_dropout_forward, cuda_dropout_backward, cuda_loss, cuda_preprocess, cuda_sgd, cuda_scale,
 };
 
-extern "C" int an_cuda_device_count(void)
+/* "No GPU" only where CUDA says so; any other failure (a driver older than
+ * the runtime, missing device nodes) is a broken setup, and says why. */
+extern "C" int an_cuda_probe(char *why, size_t size)
 {
     int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess) {
-        cudaGetLastError();   /* no driver or no GPU: not an error here */
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (size) why[0] = '\0';
+    if (e == cudaSuccess) return count;
+    cudaGetLastError();
+    /* without any NVIDIA driver the runtime says "insufficient driver" too:
+     * that machine simply has no GPU */
+    void *driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (driver) dlclose(driver);
+    if (e == cudaErrorNoDevice || (e == cudaErrorInsufficientDriver && !driver)) {
+        if (size) snprintf(why, size, "%s", driver ? cudaGetErrorString(e) : "no NVIDIA driver (libcuda.so.1)");
         return 0;
     }
-    return count;
+    if (size) snprintf(why, size, "cudaGetDeviceCount failed: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
+    return -1;
+}
+
+extern "C" int an_cuda_device_count(void)
+{
+    int count = an_cuda_probe(NULL, 0);
+    return count < 0 ? 0 : count;
+}
+
+/* The GPU architectures this file was compiled for, as nvcc lists them
+ * (e.g. "800,900"): machine code for each, PTX for the newest. */
+#define AN_STR2(...) #__VA_ARGS__
+#define AN_STR(...) AN_STR2(__VA_ARGS__)
+#ifdef __CUDA_ARCH_LIST__
+static const char *built_archs = AN_STR(__CUDA_ARCH_LIST__);
+#else
+static const char *built_archs = "unknown";
+#endif
+
+/* A GPU older than the built code has no kernel image for it: found here,
+ * at open, by asking for one kernel's attributes, not at the first launch. */
+static an_status check_kernel_image(int ordinal)
+{
+    cudaFuncAttributes attr;
+    cudaError_t e = cudaFuncGetAttributes(&attr, scale_kernel);
+    if (e == cudaSuccess) return AN_OK;
+    cudaGetLastError();
+    cudaDeviceProp prop;
+    int major = 0, minor = 0;
+    if (cudaGetDeviceProperties(&prop, ordinal) == cudaSuccess) { major = prop.major; minor = prop.minor; }
+    return an_fail(AN_ERR_BACKEND, "GPU %d (compute capability %d.%d) cannot run this build's kernels (%s): "
+                   "it was built for compute capabilities %s (x100); set CUDA_ARCH when building to add this GPU's",
+                   ordinal, major, minor, cudaGetErrorString(e), built_archs);
 }
 
 static an_status device_setup(cuda_device *d)
 {
     CUDA_TRY(cudaSetDevice(d->ordinal), "selecting the GPU");
+    an_status s = check_kernel_image(d->ordinal);
+    if (s != AN_OK) return s;
     CUDA_TRY(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking), "creating a stream");
     CUDNN_TRY(cudnnCreate(&d->cudnn), "creating a handle");
     CUDNN_TRY(cudnnSetStream(d->cudnn, d->stream), "setting the stream");

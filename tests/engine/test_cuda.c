@@ -24,6 +24,12 @@ static an_device *cpu, *gpu;
 #define OP_TOL 1e-4      /* FP32 op against FP32 op: different summation orders and algorithms */
 #define NET_TOL 1e-3     /* relative L2, whole net */
 #define TF32_TOL 2e-2    /* relative L2 with TF32 convolutions (10-bit mantissa products) */
+/* relative L2 of parameter changes after 3 SGD steps on a mean squared error
+ * of the softmax: its gradients cancel more than cross-entropy's, and the
+ * backends' FP32 rounding differences grow layer by layer going down
+ * (measured on an H200: conv_5 3.8e-4, conv_3 9.3e-4, conv_1 2.8e-3; each
+ * about 10 times cross-entropy's) */
+#define MSE_TOL 5e-3
 
 static double max_rel(const float *got, const float *ref, size_t n)
 {
@@ -49,6 +55,12 @@ static double l2_rel(const float *got, const float *ref, size_t n)
 
 static void agree(const char *name, const float *got, const float *ref, size_t n, double tol, int l2)
 {
+    int nonzero = 0;
+    for (size_t i = 0; i < n && !nonzero; i++) nonzero = ref[i] != 0;
+    if (!nonzero) {   /* an all-zero reference agrees with anything that is zero too: no test */
+        result(name, -1, -1, 0, "the CPU's reference is all zeros (%zu values)", n);
+        return;
+    }
     double e = l2 ? l2_rel(got, ref, n) : max_rel(got, ref, n);
     result(name, -1, e, e <= tol, "%s error %.2e (tolerance %.0e), %zu values", l2 ? "relative L2" : "max/max|cpu|",
            e, tol, n);
@@ -83,8 +95,11 @@ static float *hashed(size_t n, uint64_t stream, float scale)
 
 typedef struct { float *y, *dx, *dw, *db; } conv_out;
 
+/* The backward pass masks dy with the forward output's ReLU: `y_backward`
+ * (the CPU's output), when given, replaces this device's own, so that an
+ * output within rounding of 0 cannot flip the mask between the backends. */
 static conv_out run_conv(an_device *d, const an_conv_spec *s, const float *x, const float *w, const float *b,
-                         const float *dy)
+                         const float *dy, const float *y_backward)
 {
     conv_out o = {0};
     int oh, ow;
@@ -96,9 +111,12 @@ static conv_out run_conv(an_device *d, const an_conv_spec *s, const float *x, co
     if (!status_ok("conv_create", B->conv_create(d, s, 1, NULL, 1, &op))) return o;
     float *X = put(d, x, nx), *W = put(d, w, nw), *Bb = put(d, b, s->out), *Y = put(d, NULL, ny);
     float *DY = put(d, dy, ny), *DX = put(d, NULL, nx), *DW = put(d, NULL, nw), *DB = put(d, NULL, s->out);
-    if (status_ok("conv_forward", B->conv_forward(op, X, W, Bb, 1, Y)) &&
-        status_ok("conv_backward", B->conv_backward(op, X, W, Y, DY, DX, DW, DB))) {
-        o.y = get(d, Y, ny); o.dx = get(d, DX, nx); o.dw = get(d, DW, nw); o.db = get(d, DB, s->out);
+    if (status_ok("conv_forward", B->conv_forward(op, X, W, Bb, 1, Y))) {
+        o.y = get(d, Y, ny);
+        if (y_backward) B->upload(d, Y, y_backward, ny * sizeof(float));
+        if (status_ok("conv_backward", B->conv_backward(op, X, W, Y, DY, DX, DW, DB))) {
+            o.dx = get(d, DX, nx); o.dw = get(d, DW, nw); o.db = get(d, DB, s->out);
+        }
     }
     B->conv_free(op);
     float *bufs[] = {X, W, Bb, Y, DY, DX, DW, DB};
@@ -114,7 +132,7 @@ static void test_conv(const char *name, an_conv_spec s, uint64_t stream)
     size_t nw = (size_t)s.out * (s.in / s.groups) * s.k * s.k;
     float *x = hashed(nx, stream, 1), *w = hashed(nw, stream + 1, (float)sqrt(6.0 / (nw / s.out)));
     float *b = hashed(s.out, stream + 2, 0.1f), *dy = hashed(ny, stream + 3, 1);
-    conv_out c = run_conv(cpu, &s, x, w, b, dy), g = run_conv(gpu, &s, x, w, b, dy);
+    conv_out c = run_conv(cpu, &s, x, w, b, dy, NULL), g = run_conv(gpu, &s, x, w, b, dy, c.y);
     char label[96];
     if (c.y && g.y) {
         snprintf(label, sizeof label, "%s forward", name);      agree(label, g.y, c.y, ny, OP_TOL, 0);
@@ -363,11 +381,14 @@ static void test_net_train(an_loss_kind loss, int first_trainable, const char *l
     float *images = xmalloc((size_t)n * AN_INPUT_PIXELS * sizeof(float));
     hash_fill_image(images, (size_t)n * AN_INPUT_PIXELS, 2001);
     int labels[4] = {1, 7, 3, 3};
-    an_sgd opt = {0.01f, 0.9f, 1e-3f, 5e-4f, 1};
+    /* the package's own settings (pixels / 255, lr 1e-3): training that
+     * converges, so that the backends' rounding differences do not grow */
+    an_sgd opt = {1e-3f, 0.9f, 1e-3f, 5e-4f, 1};
     double losses[2] = {0};
     int ok = 1;
     for (int k = 0; k < 2 && ok; k++) {
         an_net_seed_dropout(nets[k], 5);
+        an_net_set_input_scale(nets[k], 1.0f / 255);
         ok = status_ok("trainable_from", an_net_set_trainable_from(nets[k], first_trainable));
         for (int step = 0; step < 3 && ok; step++) {
             int correct = 0;
@@ -392,7 +413,8 @@ static void test_net_train(an_loss_kind loss, int first_trainable, const char *l
                 CHECK(name, memcmp(an_net_params(nets[1]) + L->weight_offset, p0 + L->weight_offset,
                                    count * sizeof(float)) == 0, "frozen: unchanged on the GPU");
             else
-                agree(name, d[1] + L->weight_offset, d[0] + L->weight_offset, count, NET_TOL, 1);
+                agree(name, d[1] + L->weight_offset, d[0] + L->weight_offset, count,
+                      loss == AN_LOSS_MSE ? MSE_TOL : NET_TOL, 1);
         }
         free(d[0]); free(d[1]);
     }
@@ -449,12 +471,61 @@ static void test_devices(void)
     an_net_free(net);
 }
 
+/* A workspace that cannot grow stays as it was: the convolutions made
+ * before keep running, with the same results. */
+static void test_workspace_growth(void)
+{
+    an_conv_spec spec = {4, 96, 27, 27, 256, 5, 1, 2, 2, 1};
+    int oh, ow;
+    an_conv_output_hw(&spec, &oh, &ow);
+    size_t nx = (size_t)spec.n * spec.in * spec.h * spec.w, ny = (size_t)spec.n * spec.out * oh * ow;
+    size_t nw = (size_t)spec.out * (spec.in / spec.groups) * spec.k * spec.k;
+    const an_backend *B = gpu->ops;
+    an_conv *op = NULL;
+    if (!status_ok("conv_create", B->conv_create(gpu, &spec, 1, NULL, 1, &op))) return;
+    /* a workspace of at least 1 MB in use, whatever the chosen algorithms need */
+    if (!status_ok("growing the workspace", an_cuda_test_grow_workspace(gpu, (size_t)1 << 20))) return;
+    size_t had = an_cuda_test_workspace_bytes(gpu);
+    float *hx = hashed(nx, 500, 1), *hw = hashed(nw, 501, 0.05f), *hb = hashed(spec.out, 502, 0.1f);
+    float *X = put(gpu, hx, nx), *W = put(gpu, hw, nw), *Bb = put(gpu, hb, spec.out), *Y = put(gpu, NULL, ny);
+    float *before = NULL, *after = NULL;
+    if (status_ok("forward before", B->conv_forward(op, X, W, Bb, 1, Y))) before = get(gpu, Y, ny);
+    an_cuda_test_alloc_limit(had);   /* no allocation larger than the workspace succeeds from here */
+    an_status st = an_cuda_test_grow_workspace(gpu, 2 * had);
+    an_cuda_test_alloc_limit(0);
+    CHECK("a workspace that cannot grow: memory error", st == AN_ERR_MEMORY, "status %d: %s", st,
+          an_error_message());
+    CHECK("a workspace that cannot grow: the old one stays", an_cuda_test_workspace_bytes(gpu) == had,
+          "%zu bytes, had %zu", an_cuda_test_workspace_bytes(gpu), had);
+    B->zero(gpu, Y, ny * sizeof(float));
+    if (status_ok("forward after the failed growth", B->conv_forward(op, X, W, Bb, 1, Y))) after = get(gpu, Y, ny);
+    CHECK("a workspace that cannot grow: earlier convolutions run, bit for bit",
+          before && after && memcmp(before, after, ny * 4) == 0, NULL);
+    B->conv_free(op);
+    float *bufs[] = {X, W, Bb, Y};
+    for (int i = 0; i < 4; i++) B->release(gpu, bufs[i]);
+    free(hx); free(hw); free(hb); free(before); free(after);
+}
+
 int main(void)
 {
-    int gpus = an_cuda_device_count();
-    printf("CUDA backend built: %s; usable GPUs: %d\n", an_cuda_built() ? "yes" : "no", gpus);
-    if (!an_cuda_built() || gpus == 0) {
-        printf("SKIP all CPU-vs-GPU checks: %s\n", an_cuda_built() ? "no GPU on this machine" : "built without CUDA");
+    /* AN_REQUIRE_GPU=1 (the GPU check, where nvidia-smi lists a GPU): no
+     * usable GPU is a failure, not a skip */
+    const char *require = getenv("AN_REQUIRE_GPU");
+    int required = require && strcmp(require, "1") == 0;
+    char why[256];
+    int gpus = an_cuda_probe(why, sizeof why);
+    printf("CUDA backend built: %s; usable GPUs: %d%s%s\n", an_cuda_built() ? "yes" : "no", gpus < 0 ? 0 : gpus,
+           why[0] ? "; " : "", why);
+    if (!an_cuda_built() || gpus <= 0) {
+        const char *reason = !an_cuda_built() ? "built without CUDA" : gpus < 0 ? why : "no GPU on this machine";
+        if (gpus < 0 || required) {
+            printf("FAIL no CPU-vs-GPU check ran: %s%s\n", reason,
+                   required ? " (AN_REQUIRE_GPU=1: a GPU is expected here)" : "");
+            printf("0 passed, 1 failed\n");
+            return 1;
+        }
+        printf("SKIP all CPU-vs-GPU checks: %s\n", reason);
         printf("0 passed, 0 failed\n");
         return 0;
     }
@@ -483,6 +554,7 @@ int main(void)
     test_net_train(AN_LOSS_MSE, 0, "SGD MSE");
     test_net_train(AN_LOSS_CROSS_ENTROPY, AN_P_DENSE_1, "SGD frozen below dense_1");
     test_devices();
+    test_workspace_growth();
     an_cuda_set_tf32(1);
     test_net_forward("TF32", TF32_TOL);
 
