@@ -23,8 +23,15 @@
 #' packages `libopenmpi-dev` and `openmpi-bin`). As root, Open MPI wants
 #' `--allow-run-as-root`.
 #'
+#' GPUs: after `alexnet_mpi()`, `device = "auto"` gives each rank of a
+#' machine its own GPU (the rank among those on the machine, modulo the
+#' machine's GPUs), so create the network after the group. The gradients
+#' are summed on the GPUs (NCCL) when every rank has a GPU of its own, else
+#' through host memory.
+#'
 #' @return An object of class `"alexnet_group"`: a list with `rank` (0 to
-#'   K - 1) and `size` (K).
+#'   K - 1), `size` (K), `local_rank` (among the ranks on this machine) and
+#'   `gpu` (the GPU `device = "auto"` takes, -1 for none).
 #' @seealso [alexnet_train()]; SCALING.md for the cost of the all-reduce.
 #' @export
 #' @examples
@@ -44,6 +51,8 @@ alexnet_mpi <- function() {
             i = "Install the Debian packages {.pkg libopenmpi-dev} and {.pkg openmpi-bin}, then reinstall alexnet."))
   }
   g <- engine(.Call(C_mpi_group))
+  # device = "auto" from here on: this rank's own GPU (local rank modulo the GPUs)
+  mpi_state$gpu <- g$gpu
   if (is.null(mpi_state$finalizer)) {
     # MPI must be finalised once, after every use: when R exits
     mpi_state$finalizer <- TRUE

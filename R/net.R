@@ -136,7 +136,9 @@ check_device <- function(device, call = caller_env()) {
   info <- .Call(C_cuda_info)
   gpus <- length(info$devices)
   if (device == "auto") {
-    return(if (gpus > 0L) "cuda:0" else "cpu")
+    # in an MPI group, each rank of a machine takes its own GPU
+    gpu <- if (is.null(mpi_state$gpu)) 0L else mpi_state$gpu
+    return(if (gpus > 0L && gpu >= 0L) sprintf("cuda:%d", gpu) else "cpu")
   }
   if (gpus == 0L) {
     why <- if (info$built) "no CUDA GPU is usable on this machine" else

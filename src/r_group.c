@@ -23,7 +23,8 @@ static an_group *get_group(SEXP ptr)
 
 SEXP r_an_mpi_built(void) { return Rf_ScalarLogical(an_mpi_built()); }
 
-/* list(ptr, rank, size) */
+/* list(ptr, rank, size, local_rank, gpu): gpu is the ordinal this rank
+ * takes with device "auto", -1 for none */
 SEXP r_an_mpi_group(void)
 {
     an_group *g;
@@ -31,14 +32,14 @@ SEXP r_an_mpi_group(void)
     if (st != AN_OK) engine_error(st);
     SEXP ptr = PROTECT(R_MakeExternalPtr(g, R_NilValue, R_NilValue));
     R_RegisterCFinalizerEx(ptr, group_finalizer, TRUE);
-    SEXP res = PROTECT(Rf_allocVector(VECSXP, 3));
-    SEXP names = PROTECT(Rf_allocVector(STRSXP, 3));
-    SET_VECTOR_ELT(res, 0, ptr);
-    SET_VECTOR_ELT(res, 1, Rf_ScalarInteger(an_group_rank(g)));
-    SET_VECTOR_ELT(res, 2, Rf_ScalarInteger(an_group_size(g)));
-    SET_STRING_ELT(names, 0, Rf_mkChar("ptr"));
-    SET_STRING_ELT(names, 1, Rf_mkChar("rank"));
-    SET_STRING_ELT(names, 2, Rf_mkChar("size"));
+    const char *fields[] = {"ptr", "rank", "size", "local_rank", "gpu"};
+    const int values[] = {0, an_group_rank(g), an_group_size(g), an_group_local_rank(g), an_group_gpu(g)};
+    SEXP res = PROTECT(Rf_allocVector(VECSXP, 5));
+    SEXP names = PROTECT(Rf_allocVector(STRSXP, 5));
+    for (int i = 0; i < 5; i++) {
+        SET_VECTOR_ELT(res, i, i == 0 ? ptr : Rf_ScalarInteger(values[i]));
+        SET_STRING_ELT(names, i, Rf_mkChar(fields[i]));
+    }
     Rf_setAttrib(res, R_NamesSymbol, names);
     UNPROTECT(3);
     return res;

@@ -9,7 +9,7 @@
 #             lib/gomp/libgomp.so.1
 
 #   prebuilt/ test_cuda and bench_gpu built here: what the check runs, saying
-#             so, when the build there fails
+#             so, when the build there fails (--no-prebuilt: none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .gpu-deps && mkdir -p .gpu-deps/include .gpu-deps/lib .gpu-deps/prebuilt
@@ -24,7 +24,7 @@ if ls "$CUDA_HOME"/include/cudnn*.h >/dev/null 2>&1; then
   mkdir -p .gpu-deps/include/cudnn-fallback
   cp "$CUDA_HOME"/include/cudnn*.h .gpu-deps/include/cudnn-fallback/
 fi
-if [ -x "$CUDA_HOME/bin/nvcc" ]; then
+if [ -x "$CUDA_HOME/bin/nvcc" ] && [ "${1:-}" != "--no-prebuilt" ]; then
   make -s -C tests/engine -j"$(nproc)" build-cuda/test_cuda build-cuda/bench_gpu CUDA_HOME="$CUDA_HOME" >/dev/null
   cp tests/engine/build-cuda/test_cuda tests/engine/build-cuda/bench_gpu .gpu-deps/prebuilt/
 fi

@@ -16,17 +16,14 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 echo "== engine tests (C, no R)"
 make -C tests/engine check | tee /tmp/alexnet-engine-tests.log
 engine=$(grep -E '^[0-9]+ passed, [0-9]+ failed' /tmp/alexnet-engine-tests.log | tail -1)
-# the GPU backend against the CPU (built wherever nvcc is; without a GPU its
-# tests skip and say so) and two MPI ranks against one process
-extra_p=0 extra_f=0 extra_s=0
+# the GPU check (tools/gpu-check.sh: the CUDA backend against the CPU) on a
+# layout like the lent GPU machine's, built wherever nvcc is; without a GPU
+# its tests skip and say so, and a GPU that is listed but unusable fails it.
+# Then two MPI ranks against one process.
+extra_p=0 extra_f=0 extra_s=1   # the CPU-against-GPU tests: skipped, no GPU in CI
 : > /tmp/alexnet-engine-extra.log
-if [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]; then
-  echo "== engine: CUDA backend (make cuda-check)"
-  make -s -C tests/engine cuda-check 2>&1 | grep -v '^\(cc\|/\|  -\)' | tee -a /tmp/alexnet-engine-extra.log
-  if grep -q '^SKIP' /tmp/alexnet-engine-extra.log; then extra_s=1; fi
-else
-  echo "== engine: no CUDA toolkit here, the GPU backend is not built (skipped)"; extra_s=1
-fi
+echo "== engine: the GPU check on the GPU machine's layout (tools/gpu-check-layout.sh)"
+bash tools/gpu-check-layout.sh 2>&1 | tee -a /tmp/alexnet-engine-extra.log
 if command -v mpicc >/dev/null 2>&1; then
   echo "== engine: data-parallel training over MPI (make mpi-check)"
   make -s -C tests/engine mpi-check 2>&1 | grep -v '^mpicc' | tee -a /tmp/alexnet-engine-extra.log

@@ -175,6 +175,11 @@ an_status an_mpi_group(an_group **out);
 int an_mpi_built(void);
 int an_group_rank(const an_group *group);
 int an_group_size(const an_group *group);
+/* the rank among those on this machine, and the GPU it takes with
+ * device "auto": local rank modulo the GPUs (-1: none) */
+int an_group_local_rank(const an_group *group);
+int an_group_gpu(const an_group *group);
+int an_rank_gpu(int local_rank, int gpus);
 /* The reducer for `net`: MPI on host memory, or, for a net on a GPU where
  * the engine has NCCL, NCCL on the GPU's memory (gradients never leave it). */
 an_reducer an_group_reducer(an_group *group, an_net *net);

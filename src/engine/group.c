@@ -14,6 +14,8 @@
 
 struct an_group {
     int rank, size;
+    int local_rank;             /* among the ranks on this machine */
+    int node;                   /* this machine: the lowest world rank on it */
     an_device *gpu;             /* the GPU whose memory NCCL sums (an_group_reducer) */
     int have_nccl_id;
     char nccl_id[128];          /* drawn by rank 0, sent to all: one NCCL communicator */
@@ -46,8 +48,40 @@ an_status an_mpi_group(an_group **out)
     if (!g) return an_fail(AN_ERR_MEMORY, "out of memory creating an MPI group");
     MPI_Comm_rank(MPI_COMM_WORLD, &g->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g->size);
+    /* the ranks that share this machine (and its GPUs) */
+    MPI_Comm node;
+    int rc = MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    if (rc != MPI_SUCCESS) {
+        free(g);
+        return mpi_fail(rc, "finding the ranks on this machine");
+    }
+    MPI_Comm_rank(node, &g->local_rank);
+    MPI_Allreduce(&g->rank, &g->node, 1, MPI_INT, MPI_MIN, node);
+    MPI_Comm_free(&node);
     *out = g;
     return AN_OK;
+}
+
+/* NCCL needs every rank on its own GPU: all ranks' nets on GPUs, and no two
+ * ranks of one machine on the same one. Decided together, so that every
+ * rank makes the same choice. */
+static int nccl_usable(an_group *g, an_net *net)
+{
+    int mine[2] = {-1, -1};
+    if (net && !an_net_on_host(net) && an_cuda_nccl_built()) {
+        mine[0] = g->node;
+        mine[1] = an_net_device(net);
+    }
+    int *all = malloc(sizeof(int) * 2 * (size_t)g->size);
+    if (!all) return 0;
+    int usable = MPI_Allgather(mine, 2, MPI_INT, all, 2, MPI_INT, MPI_COMM_WORLD) == MPI_SUCCESS;
+    for (int i = 0; i < g->size && usable; i++) {
+        if (all[2 * i] < 0) usable = 0;
+        for (int j = 0; j < i && usable; j++)
+            if (all[2 * i] == all[2 * j] && all[2 * i + 1] == all[2 * j + 1]) usable = 0;
+    }
+    free(all);
+    return usable;
 }
 
 /* Allreduce in pieces of at most INT_MAX elements (MPI counts are int). */
@@ -119,7 +153,7 @@ void an_mpi_finalize(void)
 #else /* no MPI */
 
 struct an_group {
-    int rank, size;
+    int rank, size, local_rank;
 };
 
 int an_mpi_built(void) { return 0; }
@@ -149,6 +183,9 @@ void an_mpi_finalize(void) {}
 #endif
 
 int an_group_rank(const an_group *g) { return g ? g->rank : 0; }
+int an_group_local_rank(const an_group *g) { return g ? g->local_rank : 0; }
+int an_group_gpu(const an_group *g) { return an_rank_gpu(an_group_local_rank(g), an_cuda_device_count()); }
+int an_rank_gpu(int local_rank, int gpus) { return gpus > 0 && local_rank >= 0 ? local_rank % gpus : -1; }
 int an_group_size(const an_group *g) { return g ? g->size : 1; }
 void an_group_free(an_group *g) { free(g); }
 
@@ -156,8 +193,8 @@ an_reducer an_group_reducer(an_group *g, an_net *net)
 {
     an_reducer r = {group_sum, g, 0};
 #ifdef AN_HAVE_MPI
-    /* the NCCL id is sized for NCCL's 128 bytes; the same choice on every rank */
-    if (net && !an_net_on_host(net) && an_cuda_nccl_built()) {
+    /* the NCCL id is sized for NCCL's 128 bytes */
+    if (nccl_usable(g, net)) {
         g->gpu = net->dev;
         r.sum = nccl_group_sum;
         r.device_values = 1;

@@ -935,7 +935,7 @@ extern "C" int an_cuda_nccl_built(void) { return 1; }
 extern "C" an_status an_cuda_nccl_id(void *id, size_t id_bytes)
 {
     if (id_bytes != sizeof(ncclUniqueId)) return an_fail(AN_ERR_ARGUMENT, "an NCCL id has %zu bytes, not %zu",
-                                                         sizeof(ncclUniqueId), id_bytes);
+                                                         id_bytes, sizeof(ncclUniqueId));
     ncclUniqueId u;
     NCCL_TRY(ncclGetUniqueId(&u), "drawing a communicator id");
     memcpy(id, &u, sizeof u);
@@ -949,7 +949,7 @@ extern "C" an_status an_cuda_nccl_sum(an_device *dev, const void *id, size_t id_
     if (strcmp(dev->ops->kind, "cuda") != 0)
         return an_fail(AN_ERR_ARGUMENT, "NCCL sums GPU memory: the net is on the CPU");
     if (id_bytes != sizeof(ncclUniqueId) || id_bytes > sizeof d->nccl_id)
-        return an_fail(AN_ERR_ARGUMENT, "an NCCL id has %zu bytes", sizeof(ncclUniqueId));
+        return an_fail(AN_ERR_ARGUMENT, "an NCCL id has %zu bytes, not %zu", id_bytes, sizeof(ncclUniqueId));
     an_status s = use(d);
     if (s != AN_OK) return s;
     if (d->nccl && memcmp(d->nccl_id, id, id_bytes) != 0) {   /* another group: a new communicator */

@@ -1075,6 +1075,19 @@ static int want(const char *group)
     return 0;
 }
 
+/* MPI ranks of one machine and its GPUs: local rank modulo the GPU count */
+static void test_rank_gpu(void)
+{
+    static const int gpus[] = {1, 2, 4, 8};
+    int ok = 1;
+    for (int g = 0; g < 4; g++)
+        for (int r = 0; r < 16; r++) ok = ok && an_rank_gpu(r, gpus[g]) == r % gpus[g];
+    CHECK("rank -> GPU: local rank modulo the GPUs", ok, NULL);
+    CHECK("rank -> GPU: 2 ranks on 2 GPUs take one each", an_rank_gpu(0, 2) == 0 && an_rank_gpu(1, 2) == 1, NULL);
+    CHECK("rank -> GPU: no GPU gives -1", an_rank_gpu(0, 0) == -1 && an_rank_gpu(3, 0) == -1, NULL);
+    CHECK("rank -> GPU: a process outside MPI (group NULL) is local rank 0", an_group_local_rank(NULL) == 0, NULL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) fixture_dir = argv[1];
@@ -1082,6 +1095,7 @@ int main(int argc, char **argv)
     printf("backend: %s\n", an_backend_name());
     if (only) printf("groups: %s\n", only);
     if (want("ops")) test_ops();
+    if (want("rank_gpu")) test_rank_gpu();
     if (want("output_names")) test_output_names();
     if (want("create_errors")) test_create_errors();
     if (want("param_counts")) test_param_counts();

@@ -115,6 +115,9 @@ int main(int argc, char **argv)
     if (!status_ok("an_mpi_group", an_mpi_group(&g))) return 1;
     int rank = an_group_rank(g);
     if (rank == 0) printf("MPI ranks: %d\n", an_group_size(g));
+    /* mpirun here starts every rank on this machine */
+    CHECK("local rank: the ranks of one machine are numbered 0..K-1 there", an_group_local_rank(g) == rank,
+          "rank %d has local rank %d", rank, an_group_local_rank(g));
     an_set_threads(1);   /* the ranks share the machine's cores */
     run(g, 0, "all layers learn", die);
     run(g, AN_P_DENSE_1, "frozen below dense_1", die);

@@ -22,7 +22,10 @@ net <- alexnet(labels = c("a", "b"), seed = 3 + rank, scale = 1 / 255, device = 
 fit <- alexnet_train(net, imgs, epochs = 2, batch_size = 5, optimizer = sgd(lr = 1e-3),
                      seed = 7, verbose = FALSE, group = group)
 saveRDS(list(history = fit$history[, c("loss", "accuracy")],
-             params = .Call(alexnet:::C_net_get_params, net$ptr)),
+             params = .Call(alexnet:::C_net_get_params, net$ptr),
+             local_rank = if (is.null(group)) 0L else group$local_rank,
+             gpu = if (is.null(group)) -1L else group$gpu,
+             auto = alexnet(classes = 2, seed = 1)$device),
         sprintf("%%s-%%d.rds", "%s", rank))
 ', out)
 }
@@ -52,6 +55,12 @@ test_that("two MPI ranks train as one process does (batches of 5, 5 and 1)", {
   # the ranks agree bit for bit, and their history is one process's
   expect_true(identical(r0$params, r1$params))
   expect_true(identical(r0$history, r1$history))
+  # both ranks run on this machine: local ranks 0 and 1; no GPU here, so
+  # device = "auto" is the CPU for both
+  expect_identical(c(r0$local_rank, r1$local_rank), 0:1)
+  gpus <- length(.Call(alexnet:::C_cuda_info)$devices)
+  expect_identical(c(r0$gpu, r1$gpu), if (gpus > 0) 0:1 %% gpus else c(-1L, -1L))
+  expect_identical(c(r0$auto, r1$auto), if (gpus > 0) sprintf("cuda:%d", 0:1 %% gpus) else c("cpu", "cpu"))
   expect_equal(r0$history$loss, single$history$loss, tolerance = 1e-5)
   expect_identical(r0$history$accuracy, single$history$accuracy)
   # and so are the weights, up to the order of sums (see test_mpi.c)
