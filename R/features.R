@@ -8,10 +8,7 @@ forward <- function(net, images, layer, batch_size, call = caller_env()) {
   folder <- inherits(images, "image_folder")
   check_batch_memory(net, n_images(images), batch_size, layer = layer, folder = folder,
                      call = call)
-  if (folder) {  # JPEG files: R/folders.R
-    return(folder_forward(net, images, until, batch_size, call = call))
-  }
-  engine(.Call(C_forward, net$ptr, images$pixels, until, batch_size), call = call)
+  source_forward(net, images, until, batch_size, call = call)   # R/folders.R
 }
 
 #' Activations of a named layer as features

@@ -225,17 +225,23 @@ n_images <- function(x) {
   if (inherits(x, "image_folder")) length(x) else dim(x$pixels)[1L]
 }
 
+# The engine's image source for `x`: an image_folder's JPEG files or an
+# image_array's pixels, both a loader whose threads prepare each batch while
+# the one before computes (engine/loader.c). Free it with close_sources().
 batch_source <- function(x, training = FALSE, seed = NULL) {
+  src <- new.env(parent = emptyenv())
+  src$failed <- character()
   if (!inherits(x, "image_folder")) {
-    return(list(folder = FALSE, pixels = x$pixels))
+    src$folder <- FALSE
+    src$skip <- FALSE
+    src$ptr <- engine(.Call(C_loader_create_array, x$pixels, 0L))
+    return(src)
   }
   aug <- if (training && !is.null(x$augment)) augment_vector(x$augment)
   s <- if (!is.null(x$seed)) x$seed else if (!is.null(seed)) seed else 0
-  src <- new.env(parent = emptyenv())
   src$folder <- TRUE
   src$files <- x$files
   src$skip <- identical(x$on_error, "skip")
-  src$failed <- character()
   src$ptr <- engine(.Call(C_loader_create, x$files, x$size,
                           if (x$resize == "crop") 1L else 0L, aug, as.double(s), 0L))
   src
@@ -280,11 +286,6 @@ next_batch <- function(order, s, batch_size) {
 # rank's place in the global batch (R/distributed.R)
 train_batch <- function(src, net, idx, labels, loss, sgd, epoch, next_idx, share = NULL,
                         call = caller_env()) {
-  if (!src$folder) {
-    res <- engine(.Call(C_train_batch, net$ptr, src$pixels, as.integer(idx), labels, loss, sgd, share),
-                  call = call)
-    return(c(res, length(idx)))
-  }
   res <- engine(.Call(C_loader_train_batch, src$ptr, net$ptr, as.integer(idx), labels,
                       as.double(epoch), if (!is.null(next_idx)) as.integer(next_idx), loss, sgd,
                       src$skip, share), call = call)
@@ -294,45 +295,27 @@ train_batch <- function(src, net, idx, labels, loss, sgd, epoch, next_idx, share
 
 # c(loss_sum, correct, images used) over all images, inference mode.
 evaluate_source <- function(src, net, labels, loss, batch_size, call = caller_env()) {
-  if (!src$folder) {
-    res <- engine(.Call(C_evaluate, net$ptr, src$pixels, labels, loss, batch_size), call = call)
-    return(c(res, length(labels)))
-  }
-  n <- length(labels)
-  order <- seq_len(n)
-  sums <- c(0, 0, 0)
-  for (s in seq(1L, n, by = batch_size)) {
-    idx <- order[s:min(s + batch_size - 1L, n)]
-    res <- engine(.Call(C_loader_evaluate, src$ptr, net$ptr, idx, labels[idx],
-                        next_batch(order, s, batch_size), loss, src$skip), call = call)
-    note_failures(src, res, call)
-    sums <- sums + res$value
-  }
-  sums
+  res <- engine(.Call(C_loader_evaluate, src$ptr, net$ptr, seq_along(labels), labels, loss,
+                      as.integer(batch_size), src$skip), call = call)
+  note_failures(src, res, call)
+  res$value
 }
 
-# forward() for an image_folder: the n x size matrix, failed rows NA.
-folder_forward <- function(net, x, until, batch_size, call = caller_env()) {
+# forward() over an image_array or image_folder: the n x size matrix, in
+# image order; a folder's images that could not be read give NA rows.
+source_forward <- function(net, x, until, batch_size, call = caller_env()) {
   src <- batch_source(x)
   on.exit(close_sources(src))
-  n <- length(x)
-  order <- seq_len(n)
-  out <- NULL
-  for (s in seq(1L, n, by = batch_size)) {
-    idx <- order[s:min(s + batch_size - 1L, n)]
-    res <- engine(.Call(C_loader_forward, src$ptr, net$ptr, idx, 0, next_batch(order, s, batch_size),
-                        until, src$skip), call = call)
-    note_failures(src, res, call)
-    if (is.null(out)) out <- matrix(NA_real_, n, ncol(res$value))
-    out[idx, ] <- res$value
-  }
+  res <- engine(.Call(C_loader_forward, src$ptr, net$ptr, seq_len(n_images(x)), until,
+                      as.integer(batch_size), src$skip), call = call)
+  note_failures(src, res, call)
   failed <- unique(src$failed)
   if (length(failed) > 0L) {
     cli::cli_warn(c("{length(failed)} image file{?s} could not be read: {?its row is/their rows are} NA.",
                     i = "{.file {utils::head(failed, 3L)}}{if (length(failed) > 3L) ', ...' else ''}"),
                   call = call)
   }
-  out
+  res$value
 }
 
 # The net's input made by the loader for images `index` in `epoch` (with the

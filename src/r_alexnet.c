@@ -24,6 +24,7 @@
 #include <Rinternals.h>
 
 #include "alexnet.h"
+#include "images.h"
 #include "r_alexnet.h"
 
 /* ------------------------------------------------------------------ nets -- */
@@ -40,40 +41,10 @@ static SEXP net_tag(void)
  * while some exist, so unreachable nets are finalised before memory runs out. */
 static int live_nets = 0;
 
-/* --------------------------------------------------------- signals -- */
-
-/* A signal that arrives while oneDNN's sgemm computes corrupts the heap
- * (measured: SIGINT during forward or training steps, even with R's
- * interrupts suspended). The engine's entry points hold asynchronous
- * signals back themselves (src/engine/signals.c, tests/engine/test_signals.c);
- * the glue also holds SIGINT around its whole engine calls (loader work
- * included), so a Ctrl-C arrives in glue code, as a pending signal, and R
- * sees it at its next check. */
-static int sigint_held = 0;
-static sigset_t sigint_saved;
-
-void sigint_hold(sigset_t *old)
-{
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &s, old);
-    sigint_saved = *old;
-    sigint_held = 1;
-}
-
-void sigint_release(const sigset_t *old)
-{
-    sigint_held = 0;
-    pthread_sigmask(SIG_SETMASK, old, NULL);
-}
-
-/* Nothing between hold and release should leave by an R error; should it
- * ever, the next entry (get_net) puts the mask back. */
-static void sigint_repair(void)
-{
-    if (sigint_held) sigint_release(&sigint_saved);
-}
+/* Signals: the engine's calls hold asynchronous signals back themselves
+ * while they compute (engine/signals.c), so a Ctrl-C arrives here, between
+ * engine calls, as a pending R interrupt; an engine call that ends early on
+ * one (AN_ERR_INTERRUPTED) raises it (engine_error). */
 
 /* ----------------------------------------------------------- forks -- */
 
@@ -165,7 +136,6 @@ static void net_finalize(SEXP ptr)
 
 an_net *get_net(SEXP ptr)
 {
-    sigint_repair();
     fork_guard();
     if (TYPEOF(ptr) != EXTPTRSXP || R_ExternalPtrTag(ptr) != net_tag())
         Rf_error("not an alexnet network (expected the external pointer of an alexnet object)");
@@ -187,7 +157,10 @@ void engine_error(an_status status)
 {
     const char *msg = an_error_message();
     if (msg == NULL || msg[0] == '\0') msg = "the alexnet engine failed (no message)";
-    if (status == AN_ERR_INTERRUPTED) Rf_error("interrupted: %s", msg);
+    if (status == AN_ERR_INTERRUPTED) {
+        R_CheckUserInterrupt();   /* the pending Ctrl-C, as R's own interrupt */
+        Rf_error("interrupted: %s", msg);
+    }
     Rf_error("%s", msg);
 }
 
@@ -429,17 +402,19 @@ SEXP r_an_net_set_params(SEXP ptr, SEXP values)
 
 /* ---------------------------------------------------------------- images -- */
 
-/* A numeric array with dim c(n, h, w) (grey) or c(n, h, w, channels). */
-pixel_array get_pixels(SEXP x)
+/* A double or integer array with dim c(n, h, w) (grey) or c(n, h, w,
+ * channels), described for the engine in R's column-major layout. */
+an_pixel_array get_pixel_array(SEXP x)
 {
-    pixel_array a;
-    if (TYPEOF(x) != REALSXP) Rf_error("`x` must be a double array of pixels");
+    an_pixel_array a;
+    if (TYPEOF(x) != REALSXP && TYPEOF(x) != INTSXP) Rf_error("`x` must be a double or integer array of pixels");
     SEXP dim = Rf_getAttrib(x, R_DimSymbol);
     int nd = Rf_length(dim);
     if (nd != 3 && nd != 4)
         Rf_error("`x` must be an array with dim c(n, height, width, channels) or c(n, height, width)");
     const int *d = INTEGER(dim);
-    a.data = REAL(x);
+    a.data = TYPEOF(x) == REALSXP ? (const void *) REAL(x) : (const void *) INTEGER(x);
+    a.type = TYPEOF(x) == REALSXP ? AN_PIXELS_F64 : AN_PIXELS_I32;
     a.n = d[0];
     a.h = d[1];
     a.w = d[2];
@@ -448,14 +423,11 @@ pixel_array get_pixels(SEXP x)
         Rf_error("`x` must hold at least one image of at least 1 x 1 pixels");
     if (a.channels != 1 && a.channels != 3)
         Rf_error("`x` must have 1 (grey) or 3 (RGB) channels, not %d", a.channels);
+    a.si = 1;
+    a.sy = a.n;
+    a.sx = (ptrdiff_t) a.n * a.h;
+    a.sc = (ptrdiff_t) a.n * a.h * a.w;
     return a;
-}
-
-an_status image_input(const pixel_array *a, int i, float *dst)
-{
-    ptrdiff_t n = a->n;
-    ptrdiff_t sy = n, sx = n * a->h, sc = n * a->h * (ptrdiff_t) a->w;
-    return an_image_to_input(a->data + i, sy, sx, sc, a->h, a->w, a->channels, dst);
 }
 
 SEXP r_an_check_pixels(SEXP x)
@@ -475,16 +447,29 @@ SEXP r_an_check_pixels(SEXP x)
     return Rf_ScalarReal(0);
 }
 
+/* Image `index` of x as the net's input, made as every batch is (an array
+ * loader). For tests. */
 SEXP r_an_image_to_input(SEXP x, SEXP index)
 {
-    pixel_array a = get_pixels(x);
+    an_pixel_array a = get_pixel_array(x);
     int i = scalar_int(index, "index") - 1;
     if (i < 0 || i >= a.n) Rf_error("`index` must be between 1 and %d", a.n);
+    an_loader_options opt;
+    an_loader_options_init(&opt);
+    opt.threads = 1;
+    an_loader *ld = NULL;
+    an_status st = an_loader_create_array(&a, &opt, &ld);
+    const float *px = NULL;
+    an_load_result r;
+    int failed = 0;
+    if (st == AN_OK) st = an_loader_fetch(ld, &i, 1, 0, NULL, 0, 0, &px, &r, &failed);
+    if (st != AN_OK) {
+        an_loader_free(ld);
+        engine_error(st);
+    }
     SEXP res = PROTECT(Rf_allocVector(REALSXP, AN_INPUT_PIXELS));
-    float *buf = (float *) R_alloc(AN_INPUT_PIXELS, sizeof(float));
-    an_status st = image_input(&a, i, buf);
-    if (st != AN_OK) engine_error(st);
-    for (int k = 0; k < AN_INPUT_PIXELS; k++) REAL(res)[k] = buf[k];
+    for (int k = 0; k < AN_INPUT_PIXELS; k++) REAL(res)[k] = px[k];
+    an_loader_free(ld);
     UNPROTECT(1);
     return res;
 }
@@ -496,48 +481,6 @@ static int get_until(SEXP until)
     int u = scalar_int(until, "layer");
     if (u < 0 || u >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", u);
     return u;
-}
-
-/* out (b x size, row-major floats) into rows i0.. of the n x size R matrix */
-static void copy_rows(double *res, R_xlen_t n, R_xlen_t i0, int b, size_t size, const float *out)
-{
-    for (int j = 0; j < b; j++) {
-        const float *row = out + (size_t) j * size;
-        double *dst = res + i0 + j;
-        for (size_t k = 0; k < size; k++) dst[(R_xlen_t) k * n] = (double) row[k];
-    }
-}
-
-SEXP r_an_forward(SEXP ptr, SEXP x, SEXP until, SEXP batch_size)
-{
-    an_net *net = get_net(ptr);
-    pixel_array a = get_pixels(x);
-    int u = get_until(until);
-    int batch = scalar_int(batch_size, "batch_size");
-    if (batch < 1) Rf_error("`batch_size` must be at least 1");
-    if (batch > a.n) batch = a.n;
-    size_t size = an_output_size(net, u);
-    if (size == 0) Rf_error("the engine reports no output size for layer %d", u);
-
-    SEXP res = PROTECT(Rf_allocMatrix(REALSXP, a.n, (int) size));
-    float *in = (float *) R_alloc((size_t) batch * AN_INPUT_PIXELS, sizeof(float));
-    float *out = (float *) R_alloc((size_t) batch * size, sizeof(float));
-    for (int i0 = 0; i0 < a.n; i0 += batch) {
-        int b = a.n - i0 < batch ? a.n - i0 : batch;
-        for (int j = 0; j < b; j++) {
-            an_status st = image_input(&a, i0 + j, in + (size_t) j * AN_INPUT_PIXELS);
-            if (st != AN_OK) engine_error(st);
-        }
-        sigset_t held;
-        sigint_hold(&held);
-        an_status st = an_net_forward(net, in, b, u, out);
-        sigint_release(&held);
-        if (st != AN_OK) engine_error(st);
-        copy_rows(REAL(res), a.n, i0, b, size, out);
-        R_CheckUserInterrupt();
-    }
-    UNPROTECT(1);
-    return res;
 }
 
 /* Forward from input already in the engine's layout: `input` holds n images
@@ -556,12 +499,11 @@ SEXP r_an_forward_input(SEXP ptr, SEXP input, SEXP until)
     float *out = (float *) R_alloc((size_t) n * size, sizeof(float));
     const double *v = REAL(input);
     for (R_xlen_t k = 0; k < XLENGTH(input); k++) in[k] = (float) v[k];
-    sigset_t held;
-    sigint_hold(&held);
     an_status st = an_net_forward(net, in, (int) n, u, out);
-    sigint_release(&held);
     if (st != AN_OK) engine_error(st);
-    copy_rows(REAL(res), n, 0, (int) n, size, out);
+    double *d = REAL(res);
+    for (R_xlen_t j = 0; j < n; j++)
+        for (size_t k = 0; k < size; k++) d[j + (R_xlen_t) k * n] = (double) out[(size_t) j * size + k];
     UNPROTECT(1);
     return res;
 }

@@ -4,33 +4,22 @@
 
 #include <Rinternals.h>
 #include "alexnet.h"
+#include "images.h"
 
 /* helpers shared by the glue files (r_alexnet.c) */
-typedef struct {
-    const double *data;
-    int n, h, w, channels;
-} pixel_array;
-
 an_net *get_net(SEXP ptr);                    /* also runs fork_guard() */
 /* forked children (parallel::mclapply) run the engine on one thread */
 void fork_guard_init(void);
 void fork_guard(void);
 int in_forked_child(void);
-/* SIGINT held back while the engine computes (r_alexnet.c) */
-#include <signal.h>
-void sigint_hold(sigset_t *old);
-void sigint_release(const sigset_t *old);
 void engine_error(an_status status);          /* raises an R error */
 int scalar_int(SEXP x, const char *what);
-pixel_array get_pixels(SEXP x);               /* dim c(n, h, w[, channels]) */
-an_status image_input(const pixel_array *a, int i, float *dst);
+an_pixel_array get_pixel_array(SEXP x);       /* dim c(n, h, w[, channels]) */
 /* (r_train.c) the loss code and the 0-based labels of a batch, checked */
 an_loss_kind get_loss(SEXP loss);
 const int *get_labels(SEXP labels, int n);
 
 /* training (r_train.c) */
-SEXP r_an_train_batch(SEXP ptr, SEXP x, SEXP index, SEXP labels, SEXP loss, SEXP sgd, SEXP share);
-SEXP r_an_evaluate(SEXP ptr, SEXP x, SEXP labels, SEXP loss, SEXP batch_size);
 SEXP r_an_set_trainable_from(SEXP ptr, SEXP first);
 SEXP r_an_get_trainable_from(SEXP ptr);
 SEXP r_an_set_dropout(SEXP ptr, SEXP rate, SEXP seed);
@@ -44,15 +33,15 @@ SEXP r_an_weights_info(SEXP path);
 SEXP r_an_weights_digest(SEXP ptr);
 SEXP r_an_weights_write_test_file(SEXP ptr, SEXP path, SEXP what);
 
-/* JPEG folders (r_images.c); the last is for the tests only */
+/* image sources: JPEG folders and pixel arrays (r_images.c); the last is for the tests only */
 SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP seed,
                         SEXP threads);
+SEXP r_an_loader_create_array(SEXP x, SEXP threads);
 SEXP r_an_loader_free(SEXP ptr);
-SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP epoch, SEXP next, SEXP until,
-                         SEXP skip);
+SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP until, SEXP batch_size, SEXP skip);
 SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP epoch,
                              SEXP next, SEXP loss, SEXP sgd, SEXP skip, SEXP share);
-SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP next, SEXP loss,
+SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP loss, SEXP batch_size,
                           SEXP skip);
 SEXP r_an_loader_pixels(SEXP lptr, SEXP index, SEXP epoch);
 SEXP r_an_test_write_jpeg(SEXP path, SEXP x, SEXP quality);
@@ -72,7 +61,6 @@ SEXP r_an_net_get_params(SEXP ptr);
 SEXP r_an_net_set_params(SEXP ptr, SEXP values);
 SEXP r_an_check_pixels(SEXP x);
 SEXP r_an_image_to_input(SEXP x, SEXP index);
-SEXP r_an_forward(SEXP ptr, SEXP x, SEXP until, SEXP batch_size);
 SEXP r_an_forward_input(SEXP ptr, SEXP input, SEXP until);
 SEXP r_an_backend_name(void);
 SEXP r_an_get_threads(void);

@@ -1,6 +1,7 @@
 /* r_group.c: MPI ranks for data-parallel training (engine: group.c). The
  * group is an external pointer; MPI itself is finalised once, when R exits
  * (R/distributed.R registers that). */
+#include <string.h>
 #include <R.h>
 #include <Rinternals.h>
 
@@ -58,25 +59,16 @@ SEXP r_an_group_broadcast(SEXP group, SEXP net)
     return R_NilValue;
 }
 
-an_status train_step(an_net *net, SEXP share, const float *images, const int *labels, int n, an_loss_kind loss,
-                     const an_sgd *opt, double *loss_sum, int *correct)
+int get_share(SEXP share, an_net *net, an_reducer *reducer, int *offset, int *global)
 {
-    /* the arguments first (R errors), then the engine with SIGINT held */
-    an_reducer r = {0};
-    int offset = 0, global = 0;
-    if (!Rf_isNull(share)) {
-        if (TYPEOF(share) != VECSXP || XLENGTH(share) != 3) Rf_error("`share` must be list(group, offset, global)");
-        an_group *g = get_group(VECTOR_ELT(share, 0));
-        offset = scalar_int(VECTOR_ELT(share, 1), "offset");
-        global = scalar_int(VECTOR_ELT(share, 2), "global");
-        r = an_group_reducer(g, net);
-    }
-    sigset_t held;
-    sigint_hold(&held);
-    an_status st = Rf_isNull(share)
-                       ? an_net_train_step(net, images, labels, n, loss, opt, loss_sum, correct)
-                       : an_net_train_step_shared(net, images, labels, n, offset, global, loss, opt, &r, loss_sum,
-                                                  correct);
-    sigint_release(&held);
-    return st;
+    memset(reducer, 0, sizeof *reducer);
+    *offset = *global = 0;
+    if (Rf_isNull(share)) return 0;
+    if (TYPEOF(share) != VECSXP || XLENGTH(share) != 3) Rf_error("`share` must be list(group, offset, global)");
+    an_group *g = get_group(VECTOR_ELT(share, 0));
+    *offset = scalar_int(VECTOR_ELT(share, 1), "offset");
+    *global = scalar_int(VECTOR_ELT(share, 2), "global");
+    if (*offset < 0 || *global < 1 || *offset > *global) Rf_error("`share` is not a place in a global batch");
+    *reducer = an_group_reducer(g, net);
+    return 1;
 }

@@ -204,6 +204,76 @@ an_status an_loader_wait(an_loader *loader, float *dst, an_load_result *results,
 an_status an_loader_wait_buffer(an_loader *loader, const float **pixels, an_load_result *results,
                                 int *n_failed);
 
+/* ---- pixels in memory as a loader's images --------------------------------- */
+
+typedef enum { AN_PIXELS_F64 = 0, AN_PIXELS_I32 = 1 } an_pixel_type;
+
+/* n images of h x w pixels with 1 (grey) or 3 (RGB) channels, values
+ * 0..255, anywhere in memory: pixel (i, y, x, c) is element
+ * i * si + y * sy + x * sx + c * sc of `data` (R's c(n, h, w, channels)
+ * array: si 1, sy n, sx n h, sc n h w). The caller keeps the data alive and
+ * unchanged for the loader's life. */
+typedef struct {
+    const void *data;
+    an_pixel_type type;
+    int n, h, w, channels;
+    ptrdiff_t si, sy, sx, sc;
+} an_pixel_array;
+
+/* A loader whose images are the array's (opt->image.size must be
+ * AN_INPUT_SIZE; augmentation and the JPEG options do not apply). Its
+ * workers convert each batch into the net's input: a direct copy where the
+ * images are already 227 x 227, bilinear resampling otherwise; runs of
+ * consecutive images at once, reading the array in its memory order. */
+an_status an_loader_create_array(const an_pixel_array *pixels, const an_loader_options *opt,
+                                 an_loader **out);
+
+/* Batch (indices, count, epoch) as the net's input, with batch `next`
+ * (ncount images, NULL for none) submitted behind it so that it is prepared
+ * while the caller computes: reuses the batch already submitted when it is
+ * the one asked for, drops any other. *pixels is inside the loader, valid
+ * until the next fetch or submission. Returns AN_ERR_INTERRUPTED when an
+ * interrupt (SIGINT) is pending while it waits (it is left pending). */
+an_status an_loader_fetch(an_loader *loader, const int *indices, int count, uint64_t epoch,
+                          const int *next, int ncount, uint64_t next_epoch, const float **pixels,
+                          an_load_result *results, int *n_failed);
+
+/* ---- the batch path: whole runs over a loader (batches.c) --------------------- */
+
+/* Where a run's outputs go: row i (the i-th image asked for), column k at
+ * data[i * row_stride + k * col_stride]; rows of images that failed to load
+ * are `missing` (R's NA, say). */
+typedef struct {
+    double *data;
+    ptrdiff_t row_stride, col_stride;
+    double missing;
+} an_rows_out;
+
+/* Output `until` of images indices[0..n) in batches of `batch`, each batch
+ * prepared while the one before computes. results (n) says which images
+ * failed (their rows are `missing`); with stop_on_failure the run ends
+ * after the first batch with a failure (AN_OK, *n_failed > 0). */
+an_status an_loader_forward(an_loader *loader, an_net *net, const int *indices, int n, int until,
+                            int batch, int stop_on_failure, const an_rows_out *out,
+                            an_load_result *results, int *n_failed);
+
+/* Loss sum, correct count and images used over indices[0..n) (labels[i] for
+ * indices[i]) in inference mode; images that fail are left out. */
+an_status an_loader_evaluate(an_loader *loader, an_net *net, const int *indices, const int *labels,
+                             int n, int batch, an_loss_kind loss, int stop_on_failure,
+                             double *loss_sum, int *correct, int *used, an_load_result *results,
+                             int *n_failed);
+
+/* One SGD step on batch (indices, count) of `epoch`, batch `next` prepared
+ * behind it; images that fail are left out of the step. With a reducer
+ * (NULL: one process) this process's images are rows row_offset.. of a
+ * global batch of global_rows, and the step is taken even without images. */
+an_status an_loader_train_step(an_loader *loader, an_net *net, const int *indices, const int *labels,
+                               int count, uint64_t epoch, const int *next, int ncount, an_loss_kind loss,
+                               const an_sgd *opt, const an_reducer *reducer, int row_offset,
+                               int global_rows, int stop_on_failure, double *loss_sum, int *correct,
+                               int *used, an_load_result *results, int *n_failed);
+
 /* Wait at most timeout_ms for the oldest outstanding batch: 1 when it is
  * complete (an_loader_wait will not block), 0 when not yet, -1 when nothing
  * is outstanding. Lets a caller check for a user interrupt while it waits. */

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "images.h"
+#include "ops.h"
 
 /* ---- one file ---------------------------------------------------------------- */
 
@@ -119,6 +120,60 @@ an_status an_image_load(const char *path, const an_image_options *opt, const an_
     return st;
 }
 
+/* ---- images of a pixel array ------------------------------------------------------ */
+
+static inline double pixel_at(const an_pixel_array *a, ptrdiff_t offset)
+{
+    return a->type == AN_PIXELS_F64 ? ((const double *)a->data)[offset] : (double)((const int *)a->data)[offset];
+}
+
+/* `run` images first, first + 1, ... of a 227 x 227 array into dst (run x
+ * 3 x 227 x 227): the inner loop walks the images, the array's fastest
+ * index in R's layout, so every cache line read is used whole. */
+static void copy_run(const an_pixel_array *a, int first, int run, float *dst)
+{
+    enum { S = AN_INPUT_SIZE };
+    const size_t plane = (size_t)S * S, image = 3 * plane;
+    for (int c = 0; c < 3; c++) {
+        ptrdiff_t cbase = (ptrdiff_t)first * a->si + (a->channels == 1 ? 0 : c) * a->sc;
+        for (int x = 0; x < S; x++)
+            for (int y = 0; y < S; y++) {
+                ptrdiff_t o = cbase + y * a->sy + x * a->sx;
+                float *d = dst + c * plane + (size_t)y * S + x;
+                if (a->type == AN_PIXELS_F64) {
+                    const double *v = (const double *)a->data + o;
+                    for (int j = 0; j < run; j++) d[j * image] = (float)v[j * a->si];
+                } else {
+                    const int *v = (const int *)a->data + o;
+                    for (int j = 0; j < run; j++) d[j * image] = (float)v[j * a->si];
+                }
+            }
+    }
+}
+
+/* One image of any size: bilinear resampling to 227 x 227 (an_image_to_input). */
+static an_status resample_one(const an_pixel_array *a, int index, float *dst)
+{
+    if (a->type == AN_PIXELS_F64)
+        return an_image_to_input((const double *)a->data + (ptrdiff_t)index * a->si, a->sy, a->sx, a->sc, a->h,
+                                 a->w, a->channels, dst);
+    /* integers: through one image of doubles */
+    size_t count = (size_t)a->h * a->w * a->channels;
+    double *tmp = malloc(count * sizeof *tmp);
+    if (!tmp) return an_fail(AN_ERR_MEMORY, "out of memory converting an image of %d x %d pixels", a->h, a->w);
+    for (int c = 0; c < a->channels; c++)
+        for (int x = 0; x < a->w; x++)
+            for (int y = 0; y < a->h; y++)
+                tmp[((size_t)c * a->w + x) * a->h + y] =
+                    pixel_at(a, (ptrdiff_t)index * a->si + y * a->sy + x * a->sx + c * a->sc);
+    an_status st = an_image_to_input(tmp, 1, a->h, (ptrdiff_t)a->h * a->w, a->h, a->w, a->channels, dst);
+    free(tmp);
+    return st;
+}
+
+/* The most images a worker converts at once from an array. */
+enum { ARRAY_RUN = 8 };
+
 /* ---- the loader ------------------------------------------------------------------ */
 
 enum { SLOT_FREE, SLOT_PENDING };
@@ -136,8 +191,10 @@ typedef struct {
 } slot;
 
 struct an_loader {
-    char **paths;
-    int n_paths;
+    char **paths;           /* NULL for an array loader */
+    int n_paths;            /* images */
+    int is_array;
+    an_pixel_array array;
     an_loader_options opt;
     size_t image_floats;
 
@@ -193,21 +250,38 @@ static void *worker(void *p)
         slot *b = NULL;
         while (!ld->shutdown && !(b = next_work(ld))) pthread_cond_wait(&ld->work, &ld->mu);
         if (ld->shutdown) break;
-        int j = b->next++;
+        int j = b->next, run = 1;
         int index = b->indices[j];
+        /* an array's consecutive images are converted together */
+        if (ld->is_array && ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE)
+            while (run < ARRAY_RUN && j + run < b->count && b->indices[j + run] == index + run) run++;
+        b->next += run;
         uint64_t epoch = b->epoch;
         float *dst = b->pixels + (size_t)j * ld->image_floats;
         an_load_result *r = &b->results[j];
         pthread_mutex_unlock(&ld->mu);
 
-        r->message[0] = 0;
-        r->status = an_image_load_scratch(s, ld->paths[index], &ld->opt.image, aug, ld->opt.seed,
-                                          epoch, (uint64_t)index, dst, &r->width, &r->height,
-                                          r->message, sizeof r->message);
-        if (r->status != AN_OK) snprintf(r->message, sizeof r->message, "%s", an_error_message());
+        if (ld->is_array) {
+            an_status st = AN_OK;
+            if (ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE) copy_run(&ld->array, index, run, dst);
+            else st = resample_one(&ld->array, index, dst);
+            for (int k = 0; k < run; k++) {
+                r[k].status = st;
+                r[k].width = ld->array.w;
+                r[k].height = ld->array.h;
+                snprintf(r[k].message, sizeof r[k].message, "%s", st == AN_OK ? "" : an_error_message());
+            }
+        } else {
+            r->message[0] = 0;
+            r->status = an_image_load_scratch(s, ld->paths[index], &ld->opt.image, aug, ld->opt.seed,
+                                              epoch, (uint64_t)index, dst, &r->width, &r->height,
+                                              r->message, sizeof r->message);
+            if (r->status != AN_OK) snprintf(r->message, sizeof r->message, "%s", an_error_message());
+        }
 
         pthread_mutex_lock(&ld->mu);
-        if (++b->done == b->count) pthread_cond_broadcast(&ld->done);
+        b->done += run;
+        if (b->done == b->count) pthread_cond_broadcast(&ld->done);
     }
     pthread_mutex_unlock(&ld->mu);
     return NULL;
@@ -239,11 +313,14 @@ void an_loader_free(an_loader *ld)
         free(ld->slots[i].pixels);
         free(ld->slots[i].results);
     }
-    if (ld->paths)
+    if (ld->paths && !ld->is_array)
         for (int i = 0; i < ld->n_paths; i++) free(ld->paths[i]);
     free(ld->paths);
     free(ld);
 }
+
+static an_status create_loader(const char *const *paths, int n_paths, const an_pixel_array *array,
+                               const an_loader_options *opt, an_loader **out);
 
 an_status an_loader_create(const char *const *paths, int n_paths, const an_loader_options *opt,
                            an_loader **out)
@@ -252,6 +329,30 @@ an_status an_loader_create(const char *const *paths, int n_paths, const an_loade
     *out = NULL;
     if (n_paths < 0 || (n_paths > 0 && !paths))
         return an_fail(AN_ERR_ARGUMENT, "an_loader_create: %d paths", n_paths);
+    return create_loader(paths, n_paths, NULL, opt, out);
+}
+
+an_status an_loader_create_array(const an_pixel_array *a, const an_loader_options *opt, an_loader **out)
+{
+    if (!out) return an_fail(AN_ERR_ARGUMENT, "an_loader_create_array: out is NULL");
+    *out = NULL;
+    if (!a || !a->data) return an_fail(AN_ERR_ARGUMENT, "an_loader_create_array: no pixels");
+    if (a->type != AN_PIXELS_F64 && a->type != AN_PIXELS_I32)
+        return an_fail(AN_ERR_ARGUMENT, "an_loader_create_array: unknown pixel type %d", (int)a->type);
+    if (a->n < 1 || a->h < 1 || a->w < 1 || a->h > 65536 || a->w > 65536)
+        return an_fail(AN_ERR_ARGUMENT, "an array of %d images of %d x %d pixels: at least one image, "
+                       "each side 1 to 65536", a->n, a->h, a->w);
+    if (a->channels != 1 && a->channels != 3)
+        return an_fail(AN_ERR_ARGUMENT, "images have %d channels: 1 (grey) or 3 (RGB) expected", a->channels);
+    if (opt && opt->image.size != AN_INPUT_SIZE)
+        return an_fail(AN_ERR_ARGUMENT, "an array loader makes %d x %d inputs, not %d", AN_INPUT_SIZE,
+                       AN_INPUT_SIZE, opt->image.size);
+    return create_loader(NULL, a->n, a, opt, out);
+}
+
+static an_status create_loader(const char *const *paths, int n_paths, const an_pixel_array *array,
+                               const an_loader_options *opt, an_loader **out)
+{
     an_loader_options defaults;
     if (!opt) {
         an_loader_options_init(&defaults);
@@ -268,7 +369,7 @@ an_status an_loader_create(const char *const *paths, int n_paths, const an_loade
     an_geometry probe;   /* validates the image options */
     an_status st = an_geometry_build(&opt->image, NULL, 1, 1, &probe);
     if (st != AN_OK) return st;
-    for (int i = 0; i < n_paths; i++)
+    for (int i = 0; i < n_paths && paths; i++)
         if (!paths[i]) return an_fail(AN_ERR_ARGUMENT, "an_loader_create: path %d is NULL", i + 1);
 
     an_loader *ld = calloc(1, sizeof *ld);
@@ -277,7 +378,11 @@ an_status an_loader_create(const char *const *paths, int n_paths, const an_loade
     if (ld->opt.threads == 0) ld->opt.threads = 2;
     ld->image_floats = (size_t)3 * opt->image.size * opt->image.size;
     ld->n_paths = n_paths;
-    ld->paths = calloc(n_paths ? (size_t)n_paths : 1, sizeof *ld->paths);
+    if (array) {
+        ld->is_array = 1;
+        ld->array = *array;
+    }
+    ld->paths = calloc(n_paths && paths ? (size_t)n_paths : 1, sizeof *ld->paths);
     ld->threads = calloc((size_t)ld->opt.threads, sizeof *ld->threads);
     ld->scratch = calloc((size_t)ld->opt.threads, sizeof *ld->scratch);
     int sync_ok = 0;
@@ -300,7 +405,7 @@ an_status an_loader_create(const char *const *paths, int n_paths, const an_loade
         free(ld);
         return an_fail(AN_ERR_MEMORY, "out of memory creating the loader");
     }
-    for (int i = 0; i < n_paths; i++) {
+    for (int i = 0; i < n_paths && paths; i++) {
         size_t len = strlen(paths[i]);
         ld->paths[i] = malloc(len + 1);
         if (!ld->paths[i]) {
@@ -349,7 +454,7 @@ int an_loader_size(const an_loader *ld) { return ld ? ld->n_paths : 0; }
 
 const char *an_loader_path(const an_loader *ld, int index)
 {
-    return ld && index >= 0 && index < ld->n_paths ? ld->paths[index] : NULL;
+    return ld && !ld->is_array && index >= 0 && index < ld->n_paths ? ld->paths[index] : NULL;
 }
 
 an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_t epoch)
@@ -485,4 +590,58 @@ an_status an_loader_wait_buffer(an_loader *ld, const float **pixels, an_load_res
 {
     if (!pixels) return an_fail(AN_ERR_ARGUMENT, "an_loader_wait_buffer: pixels is NULL");
     return wait_oldest(ld, NULL, pixels, results, n_failed);
+}
+
+/* Wait for the oldest batch in slices of 50 ms, ending early on a pending
+ * interrupt (the batch stays outstanding: a later fetch takes or drops it). */
+static an_status wait_interruptible(an_loader *ld)
+{
+    int ready;
+    while ((ready = an_loader_poll(ld, 50)) == 0)
+        if (an_interrupt_pending())
+            return an_fail(AN_ERR_INTERRUPTED, "interrupted while images were being prepared");
+    return AN_OK;
+}
+
+/* The oldest outstanding batch is (indices, count, epoch). */
+static int oldest_is(an_loader *ld, const int *indices, int count, uint64_t epoch)
+{
+    pthread_mutex_lock(&ld->mu);
+    slot *b = oldest(ld);
+    int same = b && b->count == count && b->epoch == epoch &&
+               (count == 0 || memcmp(b->indices, indices, (size_t)count * sizeof *indices) == 0);
+    pthread_mutex_unlock(&ld->mu);
+    return same;
+}
+
+static int outstanding(an_loader *ld)
+{
+    pthread_mutex_lock(&ld->mu);
+    int k = 0;
+    for (int i = 0; i < 2; i++) k += ld->slots[i].state == SLOT_PENDING;
+    pthread_mutex_unlock(&ld->mu);
+    return k;
+}
+
+an_status an_loader_fetch(an_loader *ld, const int *indices, int count, uint64_t epoch, const int *next,
+                          int ncount, uint64_t next_epoch, const float **pixels, an_load_result *results,
+                          int *n_failed)
+{
+    if (pixels) *pixels = NULL;
+    if (n_failed) *n_failed = 0;
+    if (!ld || !pixels) return an_fail(AN_ERR_ARGUMENT, "an_loader_fetch: loader or pixels is NULL");
+    if (count < 1) return an_fail(AN_ERR_ARGUMENT, "a batch needs at least one image");
+    an_status st;
+    /* anything outstanding that is not this batch is dropped */
+    if (outstanding(ld) > 0 && !oldest_is(ld, indices, count, epoch)) {
+        while (outstanding(ld) > 0) {
+            if ((st = wait_interruptible(ld)) != AN_OK) return st;
+            an_loader_wait(ld, NULL, NULL, NULL);
+        }
+    }
+    if (outstanding(ld) == 0 && (st = an_loader_submit(ld, indices, count, epoch)) != AN_OK) return st;
+    if (ncount > 0 && next && outstanding(ld) < 2 && (st = an_loader_submit(ld, next, ncount, next_epoch)) != AN_OK)
+        return st;
+    if ((st = wait_interruptible(ld)) != AN_OK) return st;
+    return an_loader_wait_buffer(ld, pixels, results, n_failed);
 }

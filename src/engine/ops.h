@@ -115,6 +115,7 @@ void an_sgd_apply(size_t count, size_t weight_count, float *p, const float *g, f
  * that run oneDNN's sgemm must not run a signal handler meanwhile. */
 void an_signals_hold(sigset_t *old);
 void an_signals_release(const sigset_t *old);
+int an_interrupt_pending(void);   /* a held-back SIGINT waits (signals.c) */
 
 /* ================================================================ backends
  * A device is one backend instance: the CPU, or one GPU with its handles,

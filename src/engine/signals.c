@@ -27,3 +27,11 @@ void an_signals_hold(sigset_t *old)
 }
 
 void an_signals_release(const sigset_t *old) { pthread_sigmask(SIG_SETMASK, old, NULL); }
+
+/* A SIGINT that arrived while held back and waits to be handled: a long
+ * wait inside the engine ends early so that the caller sees the interrupt. */
+int an_interrupt_pending(void)
+{
+    sigset_t pending;
+    return sigpending(&pending) == 0 && sigismember(&pending, SIGINT) == 1;
+}

@@ -1266,6 +1266,152 @@ static void cleanup(void)
     rmdir(tmpdir);
 }
 
+/* ---- a pixel array as a loader: the batch path (batches.c) ---- */
+
+/* n images of h x w x ch in R's layout c(n, h, w, ch), doubles or ints */
+static void *r_array(int n, int h, int w, int ch, int ints, uint64_t seed)
+{
+    size_t count = (size_t)n * h * w * ch;
+    void *p = malloc(count * (ints ? sizeof(int) : sizeof(double)));
+    uint64_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < count; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        int v = (int)(x % 256);
+        if (ints) ((int *)p)[i] = v;
+        else ((double *)p)[i] = v + (double)(x % 1000) / 1000;
+    }
+    return p;
+}
+
+static an_pixel_array describe(void *data, int n, int h, int w, int ch, int ints)
+{
+    an_pixel_array a = {data, ints ? AN_PIXELS_I32 : AN_PIXELS_F64, n, h, w, ch,
+                        1, n, (ptrdiff_t)n * h, (ptrdiff_t)n * h * w};
+    return a;
+}
+
+/* image i of the array as an_image_to_input makes it (the reference) */
+static void reference_input(const an_pixel_array *a, int i, float *dst)
+{
+    size_t count = (size_t)a->h * a->w * a->channels;
+    double *img = malloc(count * sizeof *img);
+    for (int c = 0; c < a->channels; c++)
+        for (int x = 0; x < a->w; x++)
+            for (int y = 0; y < a->h; y++) {
+                ptrdiff_t o = i * a->si + y * a->sy + x * a->sx + c * a->sc;
+                img[((size_t)c * a->w + x) * a->h + y] =
+                    a->type == AN_PIXELS_F64 ? ((double *)a->data)[o] : ((int *)a->data)[o];
+            }
+    an_image_to_input(img, 1, a->h, (ptrdiff_t)a->h * a->w, a->h, a->w, a->channels, dst);
+    free(img);
+}
+
+static void test_array_loader(void)
+{
+    const int n = 11;
+    static const struct { int h, w, ch, ints; const char *name; } cases[] = {
+        {227, 227, 3, 0, "227 x 227 RGB doubles (direct copy)"},
+        {227, 227, 1, 1, "227 x 227 grey integers (direct copy)"},
+        {28, 28, 1, 0, "28 x 28 grey doubles (resampled)"},
+        {40, 30, 3, 1, "40 x 30 RGB integers (resampled)"},
+    };
+    /* a shuffled order with a run of consecutive images in it */
+    const int order[] = {3, 4, 5, 6, 0, 10, 2, 9, 1, 8, 7};
+    for (int k = 0; k < 4; k++) {
+        void *data = r_array(n, cases[k].h, cases[k].w, cases[k].ch, cases[k].ints, 40 + k);
+        an_pixel_array a = describe(data, n, cases[k].h, cases[k].w, cases[k].ch, cases[k].ints);
+        an_loader *ld = NULL;
+        an_status st = an_loader_create_array(&a, NULL, &ld);
+        float *ref = malloc(AN_INPUT_PIXELS * sizeof *ref);
+        int same = st == AN_OK;
+        for (int b0 = 0; b0 < n && same; b0 += 4) {
+            int b = n - b0 < 4 ? n - b0 : 4, nb = n - b0 - b < 4 ? n - b0 - b : 4;
+            const float *px;
+            an_load_result r[4];
+            int failed = 0;
+            st = an_loader_fetch(ld, order + b0, b, 0, nb ? order + b0 + b : NULL, nb, 0, &px, r, &failed);
+            same = st == AN_OK && failed == 0;
+            for (int j = 0; j < b && same; j++) {
+                reference_input(&a, order[b0 + j], ref);
+                same = memcmp(ref, px + (size_t)j * AN_INPUT_PIXELS, AN_INPUT_PIXELS * sizeof(float)) == 0;
+            }
+        }
+        char name[120];
+        snprintf(name, sizeof name, "array loader: %s", cases[k].name);
+        CHECK(name, same, "%s", same ? "" : st == AN_OK ? "inputs differ from an_image_to_input's" : an_error_message());
+        an_loader_free(ld);
+        free(ref);
+        free(data);
+    }
+
+    /* forward, evaluation and SGD over the loader = the net's own calls on the same inputs */
+    void *data = r_array(n, 227, 227, 3, 0, 77);
+    an_pixel_array a = describe(data, n, 227, 227, 3, 0);
+    an_loader *ld = NULL;
+    an_net *net = NULL, *twin = NULL;
+    if (an_loader_create_array(&a, NULL, &ld) != AN_OK || an_net_create(3, 5, &net) != AN_OK ||
+        an_net_create(3, 5, &twin) != AN_OK) {
+        CHECK("array loader: setup", 0, "%s", an_error_message());
+        return;
+    }
+    float *inputs = malloc((size_t)n * AN_INPUT_PIXELS * sizeof *inputs);
+    for (int j = 0; j < n; j++) reference_input(&a, order[j], inputs + (size_t)j * AN_INPUT_PIXELS);
+    size_t size = an_output_size(net, AN_DENSE_3);
+    float *direct = malloc((size_t)n * size * sizeof *direct);
+    double *matrix = malloc((size_t)n * size * sizeof *matrix);
+    an_load_result results[11];
+    int failed = 0;
+    an_rows_out out = {matrix, 1, n, -1};   /* column-major n x size, as R's */
+    an_status st = an_loader_forward(ld, net, order, n, AN_DENSE_3, 4, 0, &out, results, &failed);
+    int ok = st == AN_OK && an_net_forward(net, inputs, n, AN_DENSE_3, direct) == AN_OK;
+    double err = 0;
+    for (int j = 0; j < n && ok; j++)
+        for (size_t c = 0; c < size; c++) {
+            double d = fabs(matrix[j + (size_t)c * n] - direct[(size_t)j * size + c]);
+            if (d > err) err = d;
+        }
+    /* batches of 4 against one of 11: oneDNN may sum in another order */
+    CHECK("batch path forward: rows in the caller's order and layout", ok && err <= 1e-4 * 100, "max |diff| %.3g; %s",
+          err, st == AN_OK ? "" : an_error_message());
+
+    double l1 = 0, l2 = 0;
+    int c1 = 0, c2 = 0, used = 0;
+    int labels[11];
+    for (int j = 0; j < n; j++) labels[j] = order[j] % 3;
+    st = an_loader_evaluate(ld, net, order, labels, n, 4, AN_LOSS_CROSS_ENTROPY, 0, &l1, &c1, &used, results, &failed);
+    ok = st == AN_OK && an_net_evaluate(net, inputs, labels, n, AN_LOSS_CROSS_ENTROPY, &l2, &c2) == AN_OK;
+    CHECK("batch path evaluation: the net's loss and count", ok && used == n && c1 == c2 &&
+          fabs(l1 - l2) <= 1e-4 * fabs(l2), "loss %.6g vs %.6g, correct %d vs %d, used %d", l1, l2, c1, c2, used);
+
+    an_sgd opt = {1e-4f, 0.9f, 0, 0, 1};
+    an_net_seed_dropout(net, 9);
+    an_net_seed_dropout(twin, 9);
+    l2 = 0, c2 = 0;   /* the net's own calls add to these */
+    st = an_loader_train_step(ld, net, order, labels, 4, 0, order + 4, 4, AN_LOSS_CROSS_ENTROPY, &opt, NULL, 0, 0, 0,
+                              &l1, &c1, &used, results, &failed);
+    ok = st == AN_OK && an_net_train_step(twin, inputs, labels, 4, AN_LOSS_CROSS_ENTROPY, &opt, &l2, &c2) == AN_OK;
+    CHECK("batch path SGD step: the same step as the net's own, bit for bit",
+          ok && used == 4 && l1 == l2 && memcmp(an_net_params(net), an_net_params(twin),
+                                                an_net_param_count(net) * sizeof(float)) == 0,
+          "loss %.9g vs %.9g; %s", l1, l2, st == AN_OK ? "" : an_error_message());
+    /* the prefetched next batch is the one used by the next step */
+    st = an_loader_train_step(ld, net, order + 4, labels + 4, 4, 0, NULL, 0, AN_LOSS_CROSS_ENTROPY, &opt, NULL, 0, 0,
+                              0, &l1, &c1, &used, results, &failed);
+    l2 = 0, c2 = 0;
+    ok = st == AN_OK && an_net_train_step(twin, inputs + (size_t)4 * AN_INPUT_PIXELS, labels + 4, 4,
+                                          AN_LOSS_CROSS_ENTROPY, &opt, &l2, &c2) == AN_OK;
+    CHECK("batch path SGD step on the prefetched batch", ok && l1 == l2 && memcmp(an_net_params(net),
+          an_net_params(twin), an_net_param_count(net) * sizeof(float)) == 0, "loss %.9g vs %.9g", l1, l2);
+    int bad = -1;
+    st = an_loader_forward(ld, net, &bad, 1, AN_DENSE_3, 4, 0, &out, results, &failed);
+    CHECK("batch path: an index outside the array is an error", st == AN_ERR_ARGUMENT &&
+          strstr(an_error_message(), "outside 0..10"), "%s", an_error_message());
+    free(inputs); free(direct); free(matrix); free(data);
+    an_loader_free(ld);
+    an_net_free(net);
+    an_net_free(twin);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) fixture_dir = argv[1];
@@ -1286,6 +1432,7 @@ int main(int argc, char **argv)
     test_odd_files();
     test_box_overflow();
     test_loader();
+    test_array_loader();
     if (!getenv("AN_KEEP")) cleanup();
     free_paths();
     printf("%d passed, %d failed\n", n_pass, n_fail);

@@ -10,8 +10,10 @@ test_that("a network that went through serialization is reported invalid", {
   expect_error(alexnet_layer_table(copy), "no longer valid", class = "alexnet_error")
   expect_output(print(copy), "invalid network")
   # the C side refuses it too
-  expect_error(.Call(alexnet:::C_forward, copy$ptr, x, 0L, 1L),
+  src <- .Call(alexnet:::C_loader_create_array, x, 0L)
+  expect_error(.Call(alexnet:::C_loader_forward, src, copy$ptr, 1L, 0L, 1L, FALSE),
                "no longer valid \\(saved and reloaded\\?\\)")
+  .Call(alexnet:::C_loader_free, src)
   expect_error(.Call(alexnet:::C_net_get_params, copy$ptr), "no longer valid")
   # and the original still works
   expect_identical(dim(alexnet_features(net, x, "dense_3")), c(1L, 2L))

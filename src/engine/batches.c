@@ -1,0 +1,184 @@
+/* batches.c: the batch path. Forward, evaluation and training steps over a
+ * loader (JPEG files or a pixel array alike): each batch is prepared by the
+ * loader's workers while the one before computes, and forward outputs go
+ * straight into the caller's matrix, in the caller's order and layout. The
+ * whole call holds asynchronous signals back (signals.c); a Ctrl-C pending
+ * while the loader prepares a batch ends it with AN_ERR_INTERRUPTED. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "images.h"
+#include "ops.h"
+
+/* Copy b rows of `size` floats (row-major) into rows first.. of `out`. */
+static void write_rows(const an_rows_out *out, int first, int b, size_t size, const float *rows,
+                       const an_load_result *results)
+{
+    for (int j = 0; j < b; j++) {
+        if (results[j].status == AN_OK) continue;
+        double *d = out->data + (ptrdiff_t)(first + j) * out->row_stride;
+        for (size_t k = 0; k < size; k++) d[(ptrdiff_t)k * out->col_stride] = out->missing;
+    }
+    /* column by column: consecutive rows are adjacent in a column-major
+     * (R) matrix, so each column's b values are written together */
+    for (size_t k = 0; k < size; k++) {
+        double *d = out->data + (ptrdiff_t)first * out->row_stride + (ptrdiff_t)k * out->col_stride;
+        for (int j = 0; j < b; j++)
+            if (results[j].status == AN_OK) d[(ptrdiff_t)j * out->row_stride] = rows[(size_t)j * size + k];
+    }
+}
+
+/* The images of a batch that loaded, with their labels: the batch itself
+ * when none failed, else copies in `in` / `lab` (count images room). */
+static const float *kept_images(const float *px, const an_load_result *r, const int *labels, int count,
+                                int n_failed, float *in, int *lab, const int **lab_out, int *n_out)
+{
+    if (n_failed == 0) {
+        *lab_out = labels;
+        *n_out = count;
+        return px;
+    }
+    int m = 0;
+    for (int j = 0; j < count; j++) {
+        if (r[j].status != AN_OK) continue;
+        memcpy(in + (size_t)m * AN_INPUT_PIXELS, px + (size_t)j * AN_INPUT_PIXELS, AN_INPUT_PIXELS * sizeof(float));
+        if (labels) lab[m] = labels[j];
+        m++;
+    }
+    *lab_out = lab;
+    *n_out = m;
+    return in;
+}
+
+static an_status check_run(an_loader *ld, const int *indices, int n, int batch)
+{
+    if (!ld) return an_fail(AN_ERR_ARGUMENT, "no loader");
+    if (n < 1 || !indices) return an_fail(AN_ERR_ARGUMENT, "a run needs at least one image");
+    if (batch < 1) return an_fail(AN_ERR_ARGUMENT, "batch size %d: at least 1 expected", batch);
+    for (int i = 0; i < n; i++)
+        if (indices[i] < 0 || indices[i] >= an_loader_size(ld))
+            return an_fail(AN_ERR_ARGUMENT, "image index %d is outside 0..%d", indices[i], an_loader_size(ld) - 1);
+    return AN_OK;
+}
+
+an_status an_loader_forward(an_loader *ld, an_net *net, const int *indices, int n, int until, int batch,
+                            int stop_on_failure, const an_rows_out *out, an_load_result *results, int *n_failed)
+{
+    *n_failed = 0;
+    an_status st = check_run(ld, indices, n, batch);
+    if (st != AN_OK) return st;
+    if (until < 0 || until >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output %d", until);
+    if (!out || !out->data) return an_fail(AN_ERR_ARGUMENT, "no output matrix");
+    if (batch > n) batch = n;
+    size_t size = an_output_size(net, until);
+    float *rows = malloc((size_t)batch * size * sizeof *rows);
+    if (!rows) return an_fail(AN_ERR_MEMORY, "out of memory for a batch of %d outputs (%.0f MB)", batch,
+                              batch * size * 4 / 1e6);
+    sigset_t held;
+    an_signals_hold(&held);
+    for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
+        int b = n - i0 < batch ? n - i0 : batch, nb = n - i0 - b < batch ? n - i0 - b : batch;
+        const float *px;
+        int failed = 0;
+        st = an_loader_fetch(ld, indices + i0, b, 0, nb > 0 ? indices + i0 + b : NULL, nb, 0, &px, results + i0,
+                             &failed);
+        if (st != AN_OK) break;
+        *n_failed += failed;
+        st = an_net_forward(net, px, b, until, rows);
+        if (st != AN_OK) break;
+        write_rows(out, i0, b, size, rows, results + i0);
+        if (failed && stop_on_failure) break;
+    }
+    an_signals_release(&held);
+    free(rows);
+    return st;
+}
+
+an_status an_loader_evaluate(an_loader *ld, an_net *net, const int *indices, const int *labels, int n, int batch,
+                             an_loss_kind loss, int stop_on_failure, double *loss_sum, int *correct, int *used,
+                             an_load_result *results, int *n_failed)
+{
+    *n_failed = 0;
+    *loss_sum = 0;
+    *correct = 0;
+    *used = 0;
+    an_status st = check_run(ld, indices, n, batch);
+    if (st != AN_OK) return st;
+    if (!labels) return an_fail(AN_ERR_ARGUMENT, "evaluation needs labels");
+    if (batch > n) batch = n;
+    float *in = NULL;
+    int *lab = malloc((size_t)batch * sizeof *lab);
+    if (!lab) return an_fail(AN_ERR_MEMORY, "out of memory for %d labels", batch);
+    sigset_t held;
+    an_signals_hold(&held);
+    for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
+        int b = n - i0 < batch ? n - i0 : batch, nb = n - i0 - b < batch ? n - i0 - b : batch;
+        const float *px;
+        int failed = 0;
+        st = an_loader_fetch(ld, indices + i0, b, 0, nb > 0 ? indices + i0 + b : NULL, nb, 0, &px, results + i0,
+                             &failed);
+        if (st != AN_OK) break;
+        *n_failed += failed;
+        if (failed && !in && !(in = malloc((size_t)batch * AN_INPUT_PIXELS * sizeof *in))) {
+            st = an_fail(AN_ERR_MEMORY, "out of memory for a batch of %d images", batch);
+            break;
+        }
+        const int *klab;
+        int m;
+        const float *x = kept_images(px, results + i0, labels + i0, b, failed, in, lab, &klab, &m);
+        if (m > 0) st = an_net_evaluate(net, x, klab, m, loss, loss_sum, correct);
+        *used += m;
+        if (failed && stop_on_failure) break;
+    }
+    an_signals_release(&held);
+    free(in);
+    free(lab);
+    return st;
+}
+
+an_status an_loader_train_step(an_loader *ld, an_net *net, const int *indices, const int *labels, int count,
+                               uint64_t epoch, const int *next, int ncount, an_loss_kind loss, const an_sgd *opt,
+                               const an_reducer *reducer, int row_offset, int global_rows, int stop_on_failure,
+                               double *loss_sum, int *correct, int *used, an_load_result *results, int *n_failed)
+{
+    *n_failed = 0;
+    *loss_sum = 0;
+    *correct = 0;
+    *used = 0;
+    if (count == 0 && reducer)   /* a rank without rows in a small last batch still takes part */
+        return an_net_train_step_shared(net, NULL, NULL, 0, row_offset, global_rows, loss, opt, reducer, loss_sum,
+                                        correct);
+    an_status st = check_run(ld, indices, count, count);
+    if (st != AN_OK) return st;
+    if (!labels) return an_fail(AN_ERR_ARGUMENT, "training needs labels");
+    for (int j = 0; j < ncount; j++)
+        if (!next || next[j] < 0 || next[j] >= an_loader_size(ld))
+            return an_fail(AN_ERR_ARGUMENT, "the next batch's image index %d is outside 0..%d", next ? next[j] : -1,
+                           an_loader_size(ld) - 1);
+    sigset_t held;
+    an_signals_hold(&held);
+    const float *px;
+    float *in = NULL;
+    int *lab = NULL;
+    st = an_loader_fetch(ld, indices, count, epoch, next, ncount, epoch, &px, results, n_failed);
+    if (st == AN_OK && *n_failed > 0) {
+        in = malloc((size_t)count * AN_INPUT_PIXELS * sizeof *in);
+        lab = malloc((size_t)count * sizeof *lab);
+        if (!in || !lab) st = an_fail(AN_ERR_MEMORY, "out of memory for a batch of %d images", count);
+    }
+    if (st == AN_OK && !(*n_failed > 0 && stop_on_failure)) {
+        const int *klab;
+        int m;
+        const float *x = kept_images(px, results, labels, count, *n_failed, in, lab, &klab, &m);
+        if (reducer)
+            st = an_net_train_step_shared(net, m ? x : NULL, m ? klab : NULL, m, row_offset, global_rows, loss, opt,
+                                          reducer, loss_sum, correct);
+        else if (m > 0)
+            st = an_net_train_step(net, x, klab, m, loss, opt, loss_sum, correct);
+        *used = m;
+    }
+    an_signals_release(&held);
+    free(in);
+    free(lab);
+    return st;
+}
