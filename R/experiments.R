@@ -436,14 +436,6 @@ experiment_data <- function(data, s, verbose, call = caller_env()) {
 }
 
 dogs_vs_cats_data <- function(s, verbose, call = caller_env()) {
-  ns <- environment(dogs_vs_cats_data)
-  if (!exists("image_folder", envir = ns, mode = "function") ||
-      !exists("augment", envir = ns, mode = "function")) {
-    abort(c("{.code data = \"dogs-vs-cats\"} needs {.fn image_folder} and {.fn augment}, which this version of alexnet does not have yet.",
-            i = "Use {.code data = \"fashion-mnist\"}."), call = call)
-  }
-  image_folder <- get("image_folder", envir = ns, mode = "function")
-  augment <- get("augment", envir = ns, mode = "function")
   path <- s$data_path
   for (sub in c("Train", "Test")) {
     if (!dir.exists(file.path(path, sub))) {
@@ -452,7 +444,7 @@ dogs_vs_cats_data <- function(s, verbose, call = caller_env()) {
             call = call)
     }
   }
-  aug <- if (isTRUE(s$augment)) augment(shear = 0.2, zoom = 0.2, flip = TRUE)
+  aug <- if (isTRUE(s$augment)) image_augment(shear = 0.2, zoom = 0.2, flip = TRUE)
   train <- image_folder(file.path(path, "Train"), size = 227, augment = aug)
   plain <- image_folder(file.path(path, "Train"), size = 227)
   test <- image_folder(file.path(path, "Test"), size = 227)
