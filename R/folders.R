@@ -1,4 +1,4 @@
-# JPEG files on disk: augment(), image_folder(), image_files(), and the batch
+# JPEG files on disk: image_augment(), image_folder(), image_files(), and the batch
 # sources that let alexnet_features(), predict() and alexnet_train() read
 # them through the engine's threaded loader (src/r_images.c).
 
@@ -40,10 +40,10 @@
 #' @seealso [image_folder()]
 #' @export
 #' @examples
-#' augment()                       # the seed's: shear 0.2, zoom 0.2, flips
-#' augment(shear = 0, zoom = 0, flip = TRUE, rotation = 10)
-augment <- function(shear = 0.2, zoom = 0.2, flip = TRUE, rotation = 0, width_shift = 0,
-                    height_shift = 0) {
+#' image_augment()                 # the seed's: shear 0.2, zoom 0.2, flips
+#' image_augment(shear = 0, zoom = 0, flip = TRUE, rotation = 10)
+image_augment <- function(shear = 0.2, zoom = 0.2, flip = TRUE, rotation = 0, width_shift = 0,
+                          height_shift = 0) {
   check_number(shear, min = 0, max = pi / 2, open_max = TRUE)
   if (!is.numeric(zoom) || !length(zoom) %in% 1:2 || anyNA(zoom) || !all(is.finite(zoom))) {
     abort("{.arg zoom} must be one number in [0, 1) or two numbers {.code c(lo, hi)}.")
@@ -67,7 +67,7 @@ augment <- function(shear = 0.2, zoom = 0.2, flip = TRUE, rotation = 0, width_sh
 
 #' @export
 print.alexnet_augment <- function(x, ...) {
-  cat(sprintf("<augment> shear %g rad, zoom %g..%g, %s, rotation %g deg, shift %g x %g\n",
+  cat(sprintf("<image_augment> shear %g rad, zoom %g..%g, %s, rotation %g deg, shift %g x %g\n",
               x$shear, x$zoom[1L], x$zoom[2L], if (x$flip) "horizontal flips" else "no flips",
               x$rotation, x$width_shift, x$height_shift))
   invisible(x)
@@ -103,7 +103,7 @@ augment_vector <- function(a) {
 #'   is not kept, as Keras' `target_size` does); `"crop"`: the short side to
 #'   256, then the centre 227 x 227 (as torchvision's `Resize(256)` and
 #'   `CenterCrop(227)`).
-#' @param augment `NULL` or an [augment()]: random transformations applied
+#' @param augment `NULL` or an [image_augment()]: random transformations applied
 #'   when training only.
 #' @param on_error What to do with a file that cannot be decoded (missing,
 #'   empty, truncated, not a JPEG): `"stop"` raises an error naming the file;
@@ -116,11 +116,11 @@ augment_vector <- function(a) {
 #' @return An object of class `"image_folder"`: a list with `files` (full
 #'   paths), `labels` (a factor, or `NULL` for `image_files()` without
 #'   labels) and the options. It has `print()`, `length()` and `[` methods.
-#' @seealso [augment()], [image_array()]
+#' @seealso [image_augment()], [image_array()]
 #' @export
 #' @examples
 #' \dontrun{
-#' train <- image_folder("data/train", augment = augment(), seed = 1)
+#' train <- image_folder("data/train", augment = image_augment(), seed = 1)
 #' train
 #' net <- alexnet(labels = levels(train$labels), seed = 1)
 #' fit <- alexnet_train(net, train, epochs = 2, batch_size = 16)
@@ -178,7 +178,7 @@ new_image_folder <- function(files, labels, size = 227, resize = c("stretch", "c
   resize <- rlang::arg_match(resize, c("stretch", "crop"), error_call = call)
   on_error <- rlang::arg_match(on_error, c("stop", "skip"), error_call = call)
   if (!is.null(augment) && !inherits(augment, "alexnet_augment")) {
-    abort("{.arg augment} must be NULL or made by {.fn augment}, not {.obj_type_friendly {augment}}.",
+    abort("{.arg augment} must be NULL or made by {.fn image_augment}, not {.obj_type_friendly {augment}}.",
           call = call)
   }
   if (!is.null(seed)) seed <- check_seed(seed, call = call)

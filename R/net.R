@@ -58,7 +58,12 @@
 #'   has the load report (see [load_weights()]) in its attribute
 #'   `"weights_report"`; in an interactive session it is also printed.
 #'
-#' @return An object of class `"alexnet"`.
+#' @return An object of class `"alexnet"`: a reference to the network in
+#'   engine memory, with fields `classes`, `labels`, `seed` and `device`.
+#'   `net$device` (`"cpu"` or `"cuda:N"`) is read from the engine each time,
+#'   so it always names where the network is now, also after [alexnet_to()];
+#'   it is `NA` for a network that is no longer valid (saved and reloaded).
+#'   It cannot be assigned: use [alexnet_to()].
 #' @seealso [alexnet_features()], [predict.alexnet()], [alexnet_layer_table()]
 #' @export
 #' @examples
@@ -99,7 +104,7 @@ alexnet <- function(classes = 1000, seed = NULL, device = "auto",
     engine(.Call(C_net_set_device, ptr, device_ordinal(device)))
   }
   net <- structure(
-    list(ptr = ptr, classes = classes, labels = labels, seed = seed, device = device),
+    list(ptr = ptr, classes = classes, labels = labels, seed = seed),
     class = "alexnet"
   )
   if (!is.null(weights)) {
@@ -163,23 +168,79 @@ device_ordinal <- function(device) {
 #'
 #' Moves the network's weights and its optimizer state (SGD momentum and
 #' iteration count) to the CPU or a GPU; training and feature extraction then
-#' run there. The network is changed in place (it is a reference to engine
-#' memory) and returned with its `device` field updated.
+#' run there.
+#'
+#' @section Reference semantics:
+#' Unlike most R objects, a network is a reference to memory of the compiled
+#' engine, and `alexnet_to()` changes that memory **in place**: the network
+#' given as `net`, and every copy of it (`net2 <- net` shares the same
+#' engine network), is on the new device afterwards, whether or not the
+#' result is assigned. `net$device` is read from the engine, so it is always
+#' right: `alexnet_to(net, "cpu")` alone and `net <- alexnet_to(net, "cpu")`
+#' do the same. To keep a network on one device and have another on a second
+#' one, create or load a second network (for example with
+#' `alexnet(weights = )` from a file written by [save_weights()]).
 #'
 #' @param net An [alexnet()] network.
 #' @param device `"cpu"`, `"cuda"`, `"cuda:N"` or `"auto"`, as in [alexnet()].
-#' @return The network, invisibly.
+#' @return `net` (the same network), invisibly.
+#' @seealso [alexnet_backend()] for the devices there are.
 #' @export
 #' @examples
 #' net <- alexnet(classes = 2, seed = 1, device = "cpu")
-#' net <- alexnet_to(net, "auto")
+#' alexnet_to(net, "auto")   # no need to reassign: net itself has moved
 #' net$device
 alexnet_to <- function(net, device) {
   check_net(net)
   device <- check_device(device)
   engine(.Call(C_net_set_device, net$ptr, device_ordinal(device)))
-  net$device <- device
   invisible(net)
+}
+
+# Where a network is now, from the engine: "cpu" or "cuda:N"; NA for a
+# network that is no longer valid (serialized, or freed).
+net_device <- function(net) {
+  ptr <- .subset2(net, "ptr")
+  if (!isTRUE(.Call(C_net_valid, ptr))) {
+    return(NA_character_)
+  }
+  ordinal <- .Call(C_net_device, ptr)
+  if (ordinal < 0L) "cpu" else sprintf("cuda:%d", ordinal)
+}
+
+# `net$device` and `net[["device"]]` come from the engine (see net_device()),
+# never from a copy of the list that alexnet_to() could leave stale; the other
+# fields are the list's own.
+#' @export
+`$.alexnet` <- function(x, name) {
+  if (identical(name, "device")) net_device(x) else NextMethod()
+}
+
+#' @export
+`[[.alexnet` <- function(x, i, ...) {
+  if (identical(i, "device")) net_device(x) else NextMethod()
+}
+
+#' @export
+`$<-.alexnet` <- function(x, name, value) {
+  if (identical(name, "device")) {
+    abort_device_assignment()
+  }
+  NextMethod()
+}
+
+#' @export
+`[[<-.alexnet` <- function(x, i, ..., value) {
+  if (identical(i, "device")) {
+    abort_device_assignment()
+  }
+  NextMethod()
+}
+
+abort_device_assignment <- function(call = caller_env(2L)) {
+  abort(c("The device of a network cannot be assigned: it is where the engine holds the network.",
+          i = "Move it with {.fn alexnet_to}, e.g. {.code alexnet_to(net, \"cpu\")}."),
+        call = call)
 }
 
 check_seed <- function(seed, call = caller_env()) {

@@ -183,7 +183,7 @@ sgd_vector <- function(opt) {
 #' @param net A network made by [alexnet()].
 #' @param data Training images with labels: an [image_array()], or an
 #'   [image_folder()] of JPEG files (decoded in threads while the net
-#'   computes, and augmented when it has an [augment()]).
+#'   computes, and augmented when it has an [image_augment()]).
 #' @param validation Optional images with labels (an [image_array()] or an
 #'   [image_folder()], never augmented), evaluated after every epoch
 #'   (inference mode: no dropout).

@@ -85,7 +85,7 @@ for (i in 1:6) {
   .Call(alexnet:::C_test_write_jpeg, file.path(dir, c("a", "b")[i %% 2 + 1], sprintf("%d.jpg", i)),
         img, 90L)
 }
-folder <- image_folder(dir, augment = augment(), seed = 1)
+folder <- image_folder(dir, augment = image_augment(), seed = 1)
 invisible(alexnet_features(net, folder, batch_size = 2))   # warm-up: OpenMP and loader once
 threads_before <- threads()
 threads_during <- NA

@@ -34,6 +34,46 @@ test_that("a net on the CPU stays there and works after alexnet_to()", {
   release()
 })
 
+test_that("alexnet_to() moves the network itself: no reassignment needed", {
+  net <- alexnet(classes = 2, seed = 4, device = "cpu")
+  other <- net                                    # the same engine network
+  expect_null(unclass(net)$device)                # no copy of the device to go stale
+  res <- withVisible(alexnet_to(net, "cpu"))      # result not assigned
+  expect_false(res$visible)
+  expect_identical(res$value$ptr, net$ptr)
+  expect_identical(net$device, "cpu")
+  expect_identical(net[["device"]], "cpu")
+  expect_identical(other$device, "cpu")
+  expect_output(print(net), "device: cpu \\(oneDNN")
+  # the other fields are the list's own
+  expect_identical(net$labels, c("1", "2"))
+  expect_identical(net[["classes"]], 2L)
+  expect_error(net$device <- "cuda:0", "cannot be assigned", class = "alexnet_error")
+  expect_error(net[["device"]] <- "cuda:0", "cannot be assigned", class = "alexnet_error")
+  expect_identical(net$device, "cpu")
+  net$labels <- c("a", "b")                       # other fields can still be set
+  expect_identical(net$labels, c("a", "b"))
+  # a serialized copy has no engine network, so no device
+  expect_identical(unserialize(serialize(net, NULL))$device, NA_character_)
+  release()
+})
+
+test_that("on a GPU: alexnet_to() without reassignment updates net$device and print()", {
+  skip_if_not(has_gpu(), "no CUDA GPU on this machine")
+  net <- alexnet(classes = 2, seed = 6, device = "cuda")
+  other <- net
+  expect_identical(net$device, "cuda:0")
+  expect_output(print(net), "device: cuda:0 \\(")
+  alexnet_to(net, "cpu")
+  expect_identical(net$device, "cpu")
+  expect_identical(other$device, "cpu")
+  expect_output(print(net), "device: cpu \\(oneDNN")
+  alexnet_to(other, "cuda:0")
+  expect_identical(net$device, "cuda:0")
+  expect_output(print(net), "device: cuda:0 \\(")
+  release()
+})
+
 test_that("on a GPU: features and a training step agree with the CPU", {
   skip_if_not(has_gpu(), "no CUDA GPU on this machine")
   x <- array(runif(4 * 60 * 60 * 3, 0, 255), c(4, 60, 60, 3))

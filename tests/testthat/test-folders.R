@@ -1,4 +1,4 @@
-# JPEG folders: image_folder(), image_files(), augment() and their use in
+# JPEG folders: image_folder(), image_files(), image_augment() and their use in
 # alexnet_features(), predict() and alexnet_train(). The JPEG files are
 # written by a test-only .Call (libjpeg), so no R package is needed.
 
@@ -72,17 +72,24 @@ test_that("image_folder() refuses bad folders and options", {
   expect_error(image_folder(empty, resize = "squash"))
 })
 
-test_that("augment() checks its arguments", {
-  a <- augment()
+test_that("image_augment() checks its arguments", {
+  a <- image_augment()
   expect_s3_class(a, "alexnet_augment")
   expect_equal(a$zoom, c(0.8, 1.2))
-  expect_output(print(a), "shear 0.2")
-  expect_equal(augment(zoom = c(0.9, 1.5))$zoom, c(0.9, 1.5))
-  expect_error(augment(zoom = 1.5), class = "alexnet_error")
-  expect_error(augment(zoom = c(1.2, 1.1)), class = "alexnet_error")
-  expect_error(augment(shear = -1), class = "alexnet_error")
-  expect_error(augment(flip = NA), class = "alexnet_error")
-  expect_error(augment(rotation = 200), class = "alexnet_error")
+  expect_output(print(a), "<image_augment> shear 0.2")
+  expect_equal(image_augment(zoom = c(0.9, 1.5))$zoom, c(0.9, 1.5))
+  expect_error(image_augment(zoom = 1.5), class = "alexnet_error")
+  expect_error(image_augment(zoom = c(1.2, 1.1)), class = "alexnet_error")
+  expect_error(image_augment(shear = -1), class = "alexnet_error")
+  expect_error(image_augment(flip = NA), class = "alexnet_error")
+  expect_error(image_augment(rotation = 200), class = "alexnet_error")
+})
+
+test_that("image_augment() is exported and no `augment()` clashes with broom's generic", {
+  exports <- getNamespaceExports("alexnet")
+  expect_true("image_augment" %in% exports)
+  expect_false("augment" %in% exports)
+  expect_false(exists("augment", envir = asNamespace("alexnet"), inherits = FALSE))
 })
 
 test_that("decoded pixels match the image, and features match an image_array", {
@@ -120,7 +127,7 @@ test_that("decoded pixels match the image, and features match an image_array", {
 test_that("augmentation is reproducible and changes with the epoch, only in training", {
   root <- make_folder()
   on.exit(unlink(root, recursive = TRUE))
-  x <- image_folder(root, augment = augment(rotation = 10), seed = 7)
+  x <- image_folder(root, augment = image_augment(rotation = 10), seed = 7)
   e1 <- folder_pixels(x, 1:3, epoch = 1, training = TRUE, raw = TRUE)
   expect_identical(folder_pixels(x, 1:3, epoch = 1, training = TRUE, raw = TRUE), e1)
   e2 <- folder_pixels(x, 1:3, epoch = 2, training = TRUE, raw = TRUE)
@@ -128,7 +135,7 @@ test_that("augmentation is reproducible and changes with the epoch, only in trai
   plain <- folder_pixels(x, 1:3, epoch = 1, training = FALSE, raw = TRUE)
   expect_false(identical(e1, plain))
   # another seed, other transforms
-  x8 <- image_folder(root, augment = augment(rotation = 10), seed = 8)
+  x8 <- image_folder(root, augment = image_augment(rotation = 10), seed = 8)
   expect_false(identical(folder_pixels(x8, 1:3, epoch = 1, training = TRUE, raw = TRUE), e1))
   # features never augment
   net <- shared_net()
@@ -139,7 +146,7 @@ test_that("augmentation is reproducible and changes with the epoch, only in trai
 test_that("alexnet_train() trains from a folder, with validation", {
   root <- make_folder()
   on.exit(unlink(root, recursive = TRUE))
-  x <- image_folder(root, augment = augment(), seed = 1)
+  x <- image_folder(root, augment = image_augment(), seed = 1)
   net <- alexnet(labels = c("cat", "dog"), seed = 1)
   on.exit(release(), add = TRUE)
   fit <- alexnet_train(net, x, validation = image_folder(root), epochs = 1, batch_size = 2,
