@@ -107,8 +107,7 @@ check_labels <- function(labels, n, arg = caller_arg(labels),
 
 .input_floats <- 3 * 227 * 227
 
-# (the option is for the tests: a pretend machine size)
-phys_memory <- function() getOption("alexnet.test_phys_memory", .Call(C_phys_memory))
+phys_memory <- function() .Call(C_phys_memory)
 
 format_gb <- function(bytes) sprintf("%.1f GB", bytes / 1e9)
 

@@ -129,7 +129,6 @@ alexnet_features_h5 <- function(weights, x, output, layer = "convpool_5", chunk_
 
   run <- h5f_run(x, weights, layer, chunk_size)
   output <- h5f_prepare(output, run)
-  fail <- getOption("alexnet.h5f_fail_chunks")   # tests: chunks whose worker fails
   done <- h5f_done(output, run$run_id, run$n_chunks)
   missing <- which(!done)
   computed <- integer()
@@ -146,7 +145,7 @@ alexnet_features_h5 <- function(weights, x, output, layer = "convpool_5", chunk_
            images = lapply(k, function(j) x[h5f_rows(j, run)]))
     })
     args <- list(output = output, weights = weights, md5 = run$weights_md5, run_id = run$run_id,
-                 layer = layer, batch_size = batch_size, device = device, threads = threads, fail = fail)
+                 layer = layer, batch_size = batch_size, device = device, threads = threads)
     # one future per task; every task runs to its end (or its error) before
     # this call reports, so a failing worker does not stop the others
     fs <- lapply(specs, function(spec) {
@@ -293,8 +292,7 @@ h5f_chunk_ok <- function(path, run_id, k) {
 }
 
 # One task, in a worker: load the net from the file, compute and write its chunks.
-h5f_worker <- function(spec, output, weights, md5, run_id, layer, batch_size, device, threads,
-                       fail = NULL) {
+h5f_worker <- function(spec, output, weights, md5, run_id, layer, batch_size, device, threads) {
   if (!identical(unname(tools::md5sum(weights)), md5)) {
     abort("The weights file {.file {weights}} changed (or is not the same file on this worker): its MD5 digest differs.")
   }
@@ -317,7 +315,6 @@ h5f_worker <- function(spec, output, weights, md5, run_id, layer, batch_size, de
     k <- spec$chunks[[i]]
     path <- h5f_chunk_path(output, k)
     if (file.exists(path) && h5f_chunk_ok(path, run_id, k)) next
-    if (k %in% fail) stop(sprintf("injected failure in chunk %d", k))
     images <- spec$images[[i]]
     t0 <- proc.time()[["elapsed"]]
     f <- alexnet_features(net, images, layer = layer, batch_size = batch_size)

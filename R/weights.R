@@ -8,10 +8,10 @@
 
 #' Save and load the weights of a network
 #'
-#' `save_weights()` writes the parameters of `net` to an HDF5 file;
-#' `load_weights()` reads such a file, or a Keras 1 `save_weights()` file such
-#' as the Heuritech `alexnet_weights.h5`, into `net`, which is changed in
-#' place.
+#' `save_weights()` writes the parameters of `net` to an HDF5 file, in the
+#' package's format or as a Keras 1 file; `load_weights()` reads such a file,
+#' or a Keras 1 `save_weights()` file such as the Heuritech
+#' `alexnet_weights.h5`, into `net`, which is changed in place.
 #'
 #' @section The package's files:
 #' The files are self-describing HDF5: the root group holds the attributes
@@ -32,6 +32,20 @@
 #' Saving writes a temporary file next to `file` and renames it to `file`
 #' only when it is complete, so a failed save leaves any earlier `file` as it
 #' was. A file of 1000 classes takes about 244 MB, one of 2 classes 228 MB.
+#'
+#' @section Keras 1 files:
+#' With `format = "keras1"` the file is laid out as a Keras 1 (Theano)
+#' `save_weights()` file, as the Heuritech `alexnet_weights.h5` is: the root
+#' attributes `layer_names` (all 34 layers of the Heuritech model, weightless
+#' ones included) and `backend` (`"theano"`); one group per layer with the
+#' attribute `weight_names` (`<layer>_W`, `<layer>_b`, empty for layers
+#' without weights) and the float32 datasets `<layer>_W` and `<layer>_b`:
+#' convolution kernels `(out, in / groups, height, width)` flipped in both
+#' spatial axes (Theano convolves), dense kernels `(in, out)`. Such a file
+#' loads back into a network with the same parameters, bit for bit, and
+#' into the Heuritech `convnets-keras` model. It holds neither the class
+#' names, nor the input mean, nor the scale: a network made from it has
+#' the ImageNet mean and scale 1 unless told otherwise.
 #'
 #' @section Loading:
 #' Both the package's files and Keras 1 files are read by layer name. Keras 1
@@ -58,6 +72,8 @@
 #'
 #' @param net A network made by [alexnet()].
 #' @param file Path of the HDF5 file.
+#' @param format For `save_weights()`: `"alexnet"` (the package's own format,
+#'   the default) or `"keras1"` (a Keras 1 file, see below).
 #' @param by_name Keep the network's own weights for layers that the file
 #'   lacks or has with another shape (`TRUE`), or require every layer with
 #'   the network's shapes (`FALSE`).
@@ -85,12 +101,17 @@
 #' # a network of other classes keeps its own dense_3
 #' net3 <- alexnet(classes = 3, weights = file)
 #' attr(net3, "weights_report")
-#' unlink(file)
+#' # the same weights as a Keras 1 file, the layout of the Heuritech weights
+#' keras <- tempfile(fileext = ".h5")
+#' save_weights(net, keras, format = "keras1")
+#' weights_info(keras)
+#' unlink(c(file, keras))
 #' }
-save_weights <- function(net, file, verbose = interactive()) {
+save_weights <- function(net, file, format = c("alexnet", "keras1"), verbose = interactive()) {
   call <- environment()
   check_net(net)
   check_string(file)
+  format <- check_weights_format(format)
   check_weights_flag(verbose)
   path <- path.expand(file)
   dir <- dirname(path)
@@ -99,7 +120,7 @@ save_weights <- function(net, file, verbose = interactive()) {
             x = "The directory {.file {dir}} does not exist."))
   }
   tryCatch(
-    .Call(C_weights_save, net$ptr, enc2native(path), as.character(net$labels)),
+    .Call(C_weights_save, net$ptr, enc2native(path), as.character(net$labels), format),
     error = function(e) {
       msg <- conditionMessage(e)
       abort(c("Saving the weights failed.", x = "{msg}"), call = call)
@@ -107,7 +128,7 @@ save_weights <- function(net, file, verbose = interactive()) {
   )
   if (verbose) {
     cli::cli_inform(c(
-      v = "Saved the weights ({net$classes} class{?es}) to {.file {file}} ({format_bytes(file.size(path))})."
+      v = "Saved the weights ({net$classes} class{?es}) to {.file {file}} ({if (format == 'keras1') 'a Keras 1 file, ' else ''}{format_bytes(file.size(path))})."
     ))
   }
   invisible(file)
@@ -133,14 +154,13 @@ load_weights <- function(net, file, by_name = TRUE, verbose = interactive()) {
 # (a net someone holds), the glue copies the parameters first and puts them
 # back when an interrupt arrived during the read, then the interrupt is
 # raised here. `undo = FALSE` (a net alexnet() has just made) skips the copy.
-# `undo = 2L` is for the tests: it simulates a Ctrl-C arriving during the read.
 load_weights_into <- function(net, file, by_name, verbose, undo = TRUE, call = caller_env()) {
   check_string(file, call = call)
   check_weights_flag(by_name, call = call)
   check_weights_flag(verbose, call = call)
   path <- enc2native(path.expand(file))
   res <- tryCatch(
-    .Call(C_weights_load, net$ptr, path, by_name, as.integer(undo)),
+    .Call(C_weights_load, net$ptr, path, by_name, isTRUE(undo)),
     error = function(e) {
       msg <- conditionMessage(e)
       abort(c("Loading the weights failed; {.arg net} is unchanged.", x = "{msg}"), call = call)
@@ -227,6 +247,18 @@ format_mean <- function(mean) {
 format_bytes <- function(n) {
   if (is.na(n)) return("size unknown")
   if (n >= 1e6) sprintf("%.0f MB", n / 1e6) else sprintf("%.0f kB", n / 1e3)
+}
+
+check_weights_format <- function(format, call = caller_env()) {
+  formats <- c("alexnet", "keras1")
+  if (identical(format, formats)) return("alexnet")
+  if (!is.character(format) || length(format) != 1L || is.na(format) || !format %in% formats) {
+    abort(c("{.arg format} must be {.or {.val {formats}}}.",
+            x = if (is.character(format) && length(format) == 1L) "It is {.val {format}}." else
+              "It is {.obj_type_friendly {format}} of length {length(format)}."),
+          call = call)
+  }
+  format
 }
 
 check_weights_flag <- function(x, arg = caller_arg(x), call = caller_env()) {

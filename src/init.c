@@ -49,12 +49,10 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(set_dropout, 3),
     CALLDEF(get_state, 2),
     CALLDEF(set_state, 3),
-    CALLDEF(weights_save, 3),
+    CALLDEF(weights_save, 4),
     CALLDEF(weights_load, 4),
     CALLDEF(weights_info, 1),
-    CALLDEF(weights_digest, 1),
-    CALLDEF(weights_write_test_file, 3),
-    /* JPEG folders (r_images.c); test_write_jpeg is for the tests only */
+    /* JPEG folders (r_images.c) */
     CALLDEF(loader_create, 6),
     CALLDEF(loader_free, 1),
     CALLDEF(loader_create_array, 2),
@@ -62,10 +60,13 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(loader_train_batch, 10),
     CALLDEF(loader_evaluate, 7),
     CALLDEF(loader_pixels, 3),
-    CALLDEF(test_write_jpeg, 3),
     /* features over many workers (r_h5features.c) */
     CALLDEF(h5f_write, 2),
     CALLDEF(h5f_read, 2),
+    /* for the package's tests only (r_testing.c) */
+    CALLDEF(test_weights_digest, 1),
+    CALLDEF(test_weights_load_interrupted, 4),
+    CALLDEF(test_write_jpeg, 3),
     {NULL, NULL, 0}
 };
 

@@ -291,16 +291,6 @@ SEXP r_an_net_set_mean(SEXP ptr, SEXP mean)
 
 /* ---------------------------------------------------------------- tables -- */
 
-static SEXP named_list(int n, const char **names)
-{
-    SEXP res = PROTECT(Rf_allocVector(VECSXP, n));
-    SEXP nm = PROTECT(Rf_allocVector(STRSXP, n));
-    for (int i = 0; i < n; i++) SET_STRING_ELT(nm, i, Rf_mkChar(names[i]));
-    Rf_setAttrib(res, R_NamesSymbol, nm);
-    UNPROTECT(2);
-    return res;
-}
-
 SEXP r_an_net_layers(SEXP ptr)
 {
     an_net *net = get_net(ptr);

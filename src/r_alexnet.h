@@ -6,6 +6,10 @@
 #include "alexnet.h"
 #include "images.h"
 
+/* helpers shared by the glue files (r_util.c) */
+SEXP named_list(int n, const char **names);   /* a list of n NULLs, named */
+const char *get_path(SEXP path, const char *what);   /* one file name, native encoding */
+
 /* helpers shared by the glue files (r_alexnet.c) */
 an_net *get_net(SEXP ptr);                    /* also runs fork_guard() */
 /* forked children (parallel::mclapply) run the engine on one thread */
@@ -26,14 +30,16 @@ SEXP r_an_set_dropout(SEXP ptr, SEXP rate, SEXP seed);
 SEXP r_an_get_state(SEXP ptr, SEXP what);
 SEXP r_an_set_state(SEXP ptr, SEXP what, SEXP value);
 
-/* weights files (r_weights.c); the last two are for the tests only */
-SEXP r_an_weights_save(SEXP ptr, SEXP path, SEXP class_names);
+/* weights files (r_weights.c) */
+SEXP r_an_weights_save(SEXP ptr, SEXP path, SEXP class_names, SEXP format);
 SEXP r_an_weights_load(SEXP ptr, SEXP path, SEXP by_name, SEXP undo);
 SEXP r_an_weights_info(SEXP path);
-SEXP r_an_weights_digest(SEXP ptr);
-SEXP r_an_weights_write_test_file(SEXP ptr, SEXP path, SEXP what);
+/* r_an_weights_load's work; after_read (NULL but in r_testing.c) runs
+ * between the engine's read and the check for a pending interrupt */
+SEXP weights_load(SEXP ptr, SEXP path, SEXP by_name, SEXP undo, void (*after_read)(void));
+SEXP weights_layer_names(void);   /* "conv_1", ..., "dense_3" */
 
-/* image sources: JPEG folders and pixel arrays (r_images.c); the last is for the tests only */
+/* image sources: JPEG folders and pixel arrays (r_images.c) */
 SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP seed,
                         SEXP threads);
 SEXP r_an_loader_create_array(SEXP x, SEXP threads);
@@ -44,6 +50,10 @@ SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP
 SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP loss, SEXP batch_size,
                           SEXP skip);
 SEXP r_an_loader_pixels(SEXP lptr, SEXP index, SEXP epoch);
+
+/* for the package's tests only (r_testing.c) */
+SEXP r_an_test_weights_digest(SEXP ptr);
+SEXP r_an_test_weights_load_interrupted(SEXP ptr, SEXP path, SEXP by_name, SEXP undo);
 SEXP r_an_test_write_jpeg(SEXP path, SEXP x, SEXP quality);
 
 SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean);

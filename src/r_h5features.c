@@ -25,20 +25,12 @@
 
 #include "alexnet.h"
 #include "h5features.h"
+#include "r_alexnet.h"
 #include "r_h5features.h"
-
-static const char *get_path(SEXP path)
-{
-    if (TYPEOF(path) != STRSXP || XLENGTH(path) != 1 || STRING_ELT(path, 0) == NA_STRING)
-        Rf_error("`path` must be a single file name");
-    const char *p = Rf_translateChar(STRING_ELT(path, 0));
-    if (p[0] == '\0') Rf_error("`path` must not be empty");
-    return p;
-}
 
 SEXP r_an_h5f_write(SEXP path, SEXP values)
 {
-    const char *p = get_path(path);
+    const char *p = get_path(path, "path");
     SEXP names = Rf_getAttrib(values, R_NamesSymbol);
     if (TYPEOF(values) != VECSXP || TYPEOF(names) != STRSXP) Rf_error("`values` must be a named list");
     R_xlen_t n = XLENGTH(values);
@@ -120,7 +112,7 @@ SEXP r_an_h5f_write(SEXP path, SEXP values)
 
 SEXP r_an_h5f_read(SEXP path, SEXP names)
 {
-    const char *p = get_path(path);
+    const char *p = get_path(path, "path");
     const char **want = NULL;
     int n_want = 0;
     if (!Rf_isNull(names)) {

@@ -14,15 +14,11 @@
  * the engine stops after the first batch with a failure. */
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
-#include <setjmp.h>
 #include <limits.h>
 
 #define R_NO_REMAP
 #include <R.h>
 #include <Rinternals.h>
-
-#include <jpeglib.h>
 
 #include "alexnet.h"
 #include "images.h"
@@ -328,75 +324,4 @@ SEXP r_an_loader_pixels(SEXP lptr, SEXP index, SEXP epoch)
     SEXP res = batch_result(v, r, idx, count, n_failed);
     UNPROTECT(1);
     return res;
-}
-
-/* -------------------------------------------- test only: write a JPEG -- */
-
-typedef struct {
-    struct jpeg_error_mgr pub;
-    jmp_buf jump;
-    char message[JMSG_LENGTH_MAX];
-} test_jpeg_error;
-
-static void test_jpeg_error_exit(j_common_ptr cinfo)
-{
-    test_jpeg_error *e = (test_jpeg_error *) cinfo->err;
-    (*cinfo->err->format_message)(cinfo, e->message);
-    longjmp(e->jump, 1);
-}
-
-/* FOR THE TESTS ONLY (not part of the API): writes `x`, an integer array
- * dim c(height, width, 3) (or c(height, width), grey) of 0..255, to `path`
- * as a baseline JPEG of `quality` with libjpeg (4:4:4 sampling). */
-SEXP r_an_test_write_jpeg(SEXP path, SEXP x, SEXP quality)
-{
-    if (TYPEOF(path) != STRSXP || XLENGTH(path) != 1) Rf_error("`path` must be a string");
-    if (TYPEOF(x) != INTSXP) Rf_error("`x` must be an integer array");
-    SEXP dim = Rf_getAttrib(x, R_DimSymbol);
-    int nd = Rf_length(dim);
-    if (nd != 2 && nd != 3) Rf_error("`x` must have dim c(h, w, 3) or c(h, w)");
-    int h = INTEGER(dim)[0], w = INTEGER(dim)[1], ch = nd == 3 ? INTEGER(dim)[2] : 1;
-    if (ch != 1 && ch != 3) Rf_error("`x` must have 1 or 3 channels");
-    int q = scalar_int(quality, "quality");
-    const int *v = INTEGER(x);
-    unsigned char *row = (unsigned char *) R_alloc((size_t) w * ch, 1);
-    const char *p = Rf_translateCharUTF8(STRING_ELT(path, 0));
-    FILE *f = fopen(p, "wb");
-    if (f == NULL) Rf_error("cannot open '%s' for writing", p);
-
-    struct jpeg_compress_struct cinfo;
-    test_jpeg_error jerr;
-    cinfo.err = jpeg_std_error(&jerr.pub);
-    jerr.pub.error_exit = test_jpeg_error_exit;
-    jerr.message[0] = '\0';
-    if (setjmp(jerr.jump)) {
-        jpeg_destroy_compress(&cinfo);
-        fclose(f);
-        Rf_error("libjpeg: %s", jerr.message);
-    }
-    jpeg_create_compress(&cinfo);
-    jpeg_stdio_dest(&cinfo, f);
-    cinfo.image_width = (JDIMENSION) w;
-    cinfo.image_height = (JDIMENSION) h;
-    cinfo.input_components = ch;
-    cinfo.in_color_space = ch == 3 ? JCS_RGB : JCS_GRAYSCALE;
-    jpeg_set_defaults(&cinfo);
-    jpeg_set_quality(&cinfo, q, TRUE);
-    if (ch == 3)
-        for (int c = 0; c < 3; c++) cinfo.comp_info[c].h_samp_factor = cinfo.comp_info[c].v_samp_factor = 1;
-    jpeg_start_compress(&cinfo, TRUE);
-    while (cinfo.next_scanline < cinfo.image_height) {
-        int y = (int) cinfo.next_scanline;
-        for (int xx = 0; xx < w; xx++)
-            for (int c = 0; c < ch; c++) {
-                int val = v[y + (R_xlen_t) h * (xx + (R_xlen_t) w * c)];
-                row[xx * ch + c] = (unsigned char) (val < 0 ? 0 : val > 255 ? 255 : val);
-            }
-        JSAMPROW rp = row;
-        jpeg_write_scanlines(&cinfo, &rp, 1);
-    }
-    jpeg_finish_compress(&cinfo);
-    jpeg_destroy_compress(&cinfo);
-    fclose(f);
-    return R_NilValue;
 }

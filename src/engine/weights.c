@@ -1,6 +1,7 @@
 /* weights.c: the net's parameters in HDF5 files (see weights.h): the
  * package's own format, and Keras 1 save_weights() files such as
- * Heuritech's alexnet_weights.h5 (Theano kernels, flipped on loading).
+ * Heuritech's alexnet_weights.h5 (Theano kernels, flipped on loading),
+ * both read and written.
  *
  * Every HDF5 id opened here is closed on every path, and HDF5's automatic
  * error printing is switched off for the duration of each public call (and
@@ -903,9 +904,126 @@ static an_status write_contents(const an_net *net, hid_t file, const char *path,
                    path, what, detail);
 }
 
+/* the Heuritech model's layers in Keras 1's order, weightless ones included */
+static const char *const KERAS1_LAYERS[] = {
+    "input_1", "conv_1", "maxpooling2d_1", "convpool_1", "zeropadding2d_1", "lambda_1", "lambda_2",
+    "conv_2_1", "conv_2_2", "conv_2", "maxpooling2d_2", "lambda_3", "zeropadding2d_2", "conv_3",
+    "zeropadding2d_3", "lambda_4", "lambda_5", "conv_4_1", "conv_4_2", "conv_4", "zeropadding2d_4",
+    "lambda_6", "lambda_7", "conv_5_1", "conv_5_2", "conv_5", "convpool_5", "flatten", "dense_1",
+    "dropout_1", "dense_2", "dropout_2", "dense_3", "softmax"};
+#define N_KERAS1_LAYERS (int)(sizeof KERAS1_LAYERS / sizeof *KERAS1_LAYERS)
+
+/* numpy 'S' strings (fixed length, null padded), as Keras 1 with h5py 2
+ * wrote them: a scalar when n < 0; n = 0: an empty list as h5py writes []
+ * (float64, shape (0,)) */
+static int write_fixed_strings_attr(hid_t loc, const char *name, const char *const *s, int n)
+{
+    hsize_t dim = n < 0 ? 1 : (hsize_t)n;
+    hid_t sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
+    if (n == 0) {
+        hid_t a = sp >= 0 ? H5Acreate2(loc, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
+        int rc = a >= 0 && H5Aclose(a) >= 0 ? 0 : -1;
+        an_h5_close(&sp);
+        return rc;
+    }
+    int count = n < 0 ? 1 : n;
+    size_t len = 1;
+    for (int i = 0; i < count; i++)
+        if (strlen(s[i]) > len) len = strlen(s[i]);
+    char *buf = calloc((size_t)count, len);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    int rc = -1;
+    if (buf && t >= 0 && sp >= 0 && H5Tset_size(t, len) >= 0 && H5Tset_strpad(t, H5T_STR_NULLPAD) >= 0) {
+        for (int i = 0; i < count; i++) memcpy(buf + (size_t)i * len, s[i], strlen(s[i]));
+        rc = write_attr(loc, name, t, sp, buf);
+    }
+    free(buf);
+    an_h5_close(&t);
+    an_h5_close(&sp);
+    return rc;
+}
+
+static int keras1_weight_layer(const char *name)
+{
+    for (int k = 0; k < AN_W_N_LAYERS; k++)
+        if (strcmp(name, KLAYERS[k].name) == 0) return k;
+    return -1;
+}
+
+static int write_float_dataset(hid_t g, const char *name, int ndims, const hsize_t *dims, const float *v)
+{
+    hid_t sp = H5Screate_simple(ndims, dims, NULL), d = -1;
+    int bad = sp < 0 ||
+              (d = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+              H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0;
+    if (d >= 0 && H5Dclose(d) < 0) bad = 1;
+    an_h5_close(&sp);
+    return bad ? -1 : 0;
+}
+
+/* A Keras 1 (Theano) save_weights() file, laid out as Heuritech's
+ * alexnet_weights.h5: root attributes layer_names (every layer of the
+ * model, weightless ones included) and backend ("theano"); per layer a
+ * group with attribute weight_names (<name>_W, <name>_b; empty for layers
+ * without weights) and the datasets: convolution kernels (out, in/groups,
+ * rows, cols) flipped in both spatial axes (Theano's true convolution),
+ * dense kernels (in, out), biases (out). */
+static an_status write_keras1_contents(const an_net *net, hid_t file, const char *path)
+{
+    char detail[160] = "";
+    const char *what = "the file attributes";
+    const char *backend = "theano";
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    int bad = root < 0 || write_fixed_strings_attr(root, "layer_names", KERAS1_LAYERS, N_KERAS1_LAYERS) < 0 ||
+              write_fixed_strings_attr(root, "backend", &backend, -1) < 0;
+    if (bad) an_h5_detail(detail);
+    const float *params = an_net_params((an_net *)net);   /* read only */
+    for (int i = 0; i < N_KERAS1_LAYERS && !bad; i++) {
+        const char *name = KERAS1_LAYERS[i];
+        what = name;
+        int k = keras1_weight_layer(name);
+        hid_t g = H5Gcreate2(root, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) {
+            bad = 1;
+        } else if (k < 0) {
+            bad = write_fixed_strings_attr(g, "weight_names", NULL, 0) < 0;
+        } else {
+            klayer_geom geo = geometry(net, k);
+            const an_param_layer *L = an_net_param_layer(net, KLAYERS[k].param);
+            char wn[64], bn[64];
+            snprintf(wn, sizeof wn, "%s_W", name);
+            snprintf(bn, sizeof bn, "%s_b", name);
+            const char *wnames[2] = {wn, bn};
+            hsize_t bdim = (hsize_t)geo.b_count;
+            float *K = malloc(geo.w_count * sizeof *K);
+            if (!K) {
+                an_h5_close(&g);
+                an_h5_close(&root);
+                return an_fail(AN_ERR_MEMORY, "out of memory (%.0f MB) saving layer %s to '%s'",
+                               geo.w_count * 4.0 / 1e6, name, path);
+            }
+            if (L->is_conv)
+                flip_kernels(params + geo.w_off, K, (size_t)(geo.keras[0] * geo.keras[1]),
+                             (size_t)(geo.keras[2] * geo.keras[3]));
+            else
+                transpose(params + geo.w_off, K, (size_t)geo.own[0], (size_t)geo.own[1]);
+            bad = write_fixed_strings_attr(g, "weight_names", wnames, 2) < 0 ||
+                  write_float_dataset(g, wn, geo.ndims, geo.keras, K) < 0 ||
+                  write_float_dataset(g, bn, 1, &bdim, params + geo.b_off) < 0;
+            free(K);
+        }
+        if (bad) an_h5_detail(detail);
+        if (g >= 0 && H5Gclose(g) < 0 && !bad) { bad = 1; an_h5_detail(detail); }
+    }
+    an_h5_close(&root);
+    if (!bad) return AN_OK;
+    return an_fail(AN_ERR_MEMORY, "cannot save weights to '%s': HDF5 failed writing %s (out of memory?): %s",
+                   path, what, detail);
+}
+
 /* The file in memory; on success im->mem holds it (free it). */
 static an_status build_image(const an_net *net, const char *path, const char *name,
-                             const char *const *class_names, an_h5_image *im)
+                             const char *const *class_names, an_weights_kind kind, an_h5_image *im)
 {
     char detail[160];
     /* in memory only, allocated once: the parameters and 4 MB for the rest */
@@ -913,7 +1031,8 @@ static an_status build_image(const an_net *net, const char *path, const char *na
     if (file < 0)
         return an_fail(AN_ERR_MEMORY, "cannot save weights to '%s': HDF5 cannot create the file in memory: %s",
                        path, an_h5_detail(detail));
-    an_status s = write_contents(net, file, path, class_names);
+    an_status s = kind == AN_WEIGHTS_KERAS1 ? write_keras1_contents(net, file, path)
+                                            : write_contents(net, file, path, class_names);
     if (H5Fclose(file) < 0 && s == AN_OK)
         s = an_fail(AN_ERR_MEMORY, "cannot save weights to '%s': HDF5 cannot finish the file: %s", path,
                     an_h5_detail(detail));
@@ -926,7 +1045,9 @@ static an_status build_image(const an_net *net, const char *path, const char *na
     return s;
 }
 
-an_status an_weights_save(const an_net *net, const char *path, const char *const *class_names)
+/* Either kind of file, written atomically (see an_weights_save). */
+static an_status save_file(const an_net *net, const char *path, const char *const *class_names,
+                           an_weights_kind kind)
 {
     if (!net) return an_fail(AN_ERR_ARGUMENT, "no network to save");
     if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no file name to save the weights to");
@@ -963,7 +1084,7 @@ an_status an_weights_save(const an_net *net, const char *path, const char *const
     an_h5_quiet q;
     an_h5_quiet_begin(&q);
     an_h5_image im = {NULL, 0};
-    an_status s = build_image(net, path, mem_name, class_names, &im);
+    an_status s = build_image(net, path, mem_name, class_names, kind, &im);
     free(mem_name);
     an_h5_quiet_end(&q);
     if (s == AN_OK && an_h5_write_all(fd, im.mem, an_h5_image_length(&im)) != 0)
@@ -980,4 +1101,14 @@ an_status an_weights_save(const an_net *net, const char *path, const char *const
     if (s != AN_OK) unlink(tmp);
     free(tmp);
     return s;
+}
+
+an_status an_weights_save(const an_net *net, const char *path, const char *const *class_names)
+{
+    return save_file(net, path, class_names, AN_WEIGHTS_OWN);
+}
+
+an_status an_weights_save_keras1(const an_net *net, const char *path)
+{
+    return save_file(net, path, NULL, AN_WEIGHTS_KERAS1);
 }

@@ -77,6 +77,19 @@ typedef struct {
  * full disk), so it never writes to disk itself. */
 an_status an_weights_save(const an_net *net, const char *path, const char *const *class_names);
 
+/* Write the net's parameters to `path` as a Keras 1 (Theano) save_weights()
+ * file laid out as Heuritech's alexnet_weights.h5, which Keras 1 (and this
+ * engine, as AN_WEIGHTS_KERAS1) reads: root attributes layer_names (all 34
+ * layers of the Heuritech model, weightless ones included, numpy 'S'
+ * strings) and backend = "theano"; one group per layer with attribute
+ * weight_names ("<name>_W", "<name>_b"; an empty list for layers without
+ * weights) and float32 datasets <name>_W, <name>_b: convolution kernels
+ * (out, in/groups, rows, cols) flipped in both spatial axes (Theano
+ * convolves), dense kernels (in, out), biases (out). The mean, input scale
+ * and class names are not stored (Keras 1 files have none). Written
+ * atomically as an_weights_save() writes. */
+an_status an_weights_save_keras1(const an_net *net, const char *path);
+
 /* Read weights from `path` (own or Keras 1) into `net`. All or nothing: the
  * whole file is read and converted first; the net (parameters and, for own
  * files, the mean) changes only when everything succeeded.

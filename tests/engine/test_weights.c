@@ -553,6 +553,141 @@ static void test_keras_full(const anfx_file *fx)
     }
 }
 
+/* A fixed-length string attribute (numpy 'S'), as its strings; NULL when it
+ * is not one. *n: the count (1 for a scalar). */
+static char **read_fixed_strings(hid_t loc, const char *name, int *n, size_t *len)
+{
+    *n = 0;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) return NULL;
+    hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+    char **out = NULL;
+    if (H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) == 0 && H5Tget_strpad(t) == H5T_STR_NULLPAD) {
+        *len = H5Tget_size(t);
+        *n = (int)H5Sget_simple_extent_npoints(sp);
+        char *raw = calloc((size_t)*n, *len);
+        out = calloc((size_t)*n, sizeof *out);
+        if (H5Aread(a, t, raw) >= 0)
+            for (int i = 0; i < *n; i++) {
+                out[i] = calloc(*len + 1, 1);
+                memcpy(out[i], raw + (size_t)i * *len, *len);
+            }
+        free(raw);
+    }
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Aclose(a);
+    return out;
+}
+
+static void free_fixed(char **s, int n)
+{
+    for (int i = 0; s && i < n; i++) free(s[i]);
+    free(s);
+}
+
+/* A float32 dataset equal to want (dims and values); 1 when so. */
+static int dataset_is(hid_t g, const char *name, int ndims, const hsize_t *dims, const float *want)
+{
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+    if (d < 0) return 0;
+    hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
+    hsize_t got[8] = {0};
+    int nd = H5Sget_simple_extent_ndims(sp), ok = nd == ndims && H5Tequal(t, H5T_IEEE_F32LE) > 0;
+    size_t m = 1;
+    if (ok) {
+        H5Sget_simple_extent_dims(sp, got, NULL);
+        for (int i = 0; i < nd; i++) {
+            ok &= got[i] == dims[i];
+            m *= got[i];
+        }
+    }
+    if (ok) {
+        float *v = malloc(m * sizeof *v);
+        ok = v && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0 &&
+             memcmp(v, want, m * sizeof *v) == 0;
+        free(v);
+    }
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Dclose(d);
+    return ok;
+}
+
+/* an_weights_save_keras1: the Heuritech layout, read back bit for bit */
+static void test_keras_save(void)
+{
+    char path[600];
+    TPATH(path, "saved_keras1.h5");
+    if (!status_ok("save keras1", an_weights_save_keras1(src, path))) return;
+    CHECK("save keras1: no temporary file left", count_tmp_files() == 0, NULL);
+
+    /* the layout, checked with HDF5 against this file's own conversion */
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) { CHECK("save keras1: file opens", 0, "%s", path); return; }
+    int n = 0, nb = 0;
+    size_t len = 0, blen = 0;
+    char **names = read_fixed_strings(f, "layer_names", &n, &len);
+    int same = names && n == N_HEURITECH;
+    for (int i = 0; same && i < n; i++) same = strcmp(names[i], HEURITECH_LAYERS[i]) == 0;
+    CHECK("save keras1: layer_names = the Heuritech model's 34 layers, numpy 'S' strings", same, "%d names", n);
+    free_fixed(names, n);
+    char **backend = read_fixed_strings(f, "backend", &nb, &blen);
+    CHECK("save keras1: backend \"theano\"", backend && nb == 1 && strcmp(backend[0], "theano") == 0, NULL);
+    free_fixed(backend, nb);
+    int groups = 0, layers = 0;
+    for (int i = 0; i < N_HEURITECH; i++) {
+        hid_t g = H5Gopen2(f, HEURITECH_LAYERS[i], H5P_DEFAULT);
+        if (g < 0) continue;
+        groups++;
+        int k = weight_layer(HEURITECH_LAYERS[i]), nw = 0;
+        size_t wl = 0;
+        char **wnames = NULL;
+        if (k < 0) {
+            hid_t a = H5Aopen(g, "weight_names", H5P_DEFAULT);
+            hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
+            if (sp >= 0 && H5Sget_simple_extent_npoints(sp) == 0) layers++;
+            if (sp >= 0) H5Sclose(sp);
+            if (a >= 0) H5Aclose(a);
+        } else if ((wnames = read_fixed_strings(g, "weight_names", &nw, &wl)) && nw == 2) {
+            char wn[64], bn[64];
+            snprintf(wn, sizeof wn, "%s_W", HEURITECH_LAYERS[i]);
+            snprintf(bn, sizeof bn, "%s_b", HEURITECH_LAYERS[i]);
+            int nd;
+            hsize_t dims[4];
+            size_t wo, wcount, bo, bcount;
+            region(src, k, &wo, &wcount, &bo, &bcount);
+            float *K = keras_kernel(src, k, 1, &nd, dims);
+            hsize_t bdim = bcount;
+            int ok = strcmp(wnames[0], wn) == 0 && strcmp(wnames[1], bn) == 0 && dataset_is(g, wn, nd, dims, K) &&
+                     dataset_is(g, bn, 1, &bdim, an_net_params(src) + bo);
+            CHECK("save keras1: layer's weight_names, kernel (flipped conv / (in, out) dense) and bias", ok,
+                  "%s", HEURITECH_LAYERS[i]);
+            layers += ok;
+            free(K);
+        }
+        free_fixed(wnames, nw);
+        H5Gclose(g);
+    }
+    CHECK("save keras1: a group per layer, weightless ones with an empty weight_names",
+          groups == N_HEURITECH && layers == N_HEURITECH, "%d groups, %d right", groups, layers);
+    H5Fclose(f);
+
+    /* read back by the engine: every layer, bit for bit */
+    scramble(work);
+    an_weights_report rep;
+    if (status_ok("save keras1, load back", an_weights_load(work, path, 0, &rep))) {
+        report_line("save keras1, load back: all 11 loaded", &rep, AN_WEIGHTS_KERAS1, ALL_LAYERS, 0, 0);
+        CHECK("save keras1, load back: parameters bit for bit",
+              memcmp(an_net_params(work), an_net_params(src), an_net_param_count(src) * sizeof(float)) == 0, NULL);
+    }
+    remove(path);
+
+    TPATH(path, "no_such_dir/k.h5");
+    expect_fail("save keras1 into a missing directory -> AN_ERR_IO", an_weights_save_keras1(src, path), AN_ERR_IO,
+                path, "No such file", NULL);
+}
+
 /* Heuritech's 1000-class dense_3 into a 2-class net */
 static void test_keras_by_name(void)
 {
@@ -1234,6 +1369,7 @@ int main(int argc, char **argv)
     if (fx && src && work && two) {
         test_keras_full(fx);
         test_keras_by_name();
+        test_keras_save();
         test_own();
         test_save_failures();
         test_bad_input();

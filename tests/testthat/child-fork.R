@@ -3,7 +3,7 @@
 # survive fork()).
 
 res <- list()
-digest <- function(net) .Call(alexnet:::C_weights_digest, net$ptr)
+digest <- function(net) .Call(alexnet:::C_test_weights_digest, net$ptr)
 set.seed(1)
 px <- array(runif(4 * 24 * 24 * 3, 0, 255), c(4, 24, 24, 3))
 imgs <- image_array(px, labels = c("a", "b", "a", "b"))

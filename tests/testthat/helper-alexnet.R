@@ -23,3 +23,24 @@ random_pixels <- function(n = 2, h = 28, w = 28, channels = 3, seed = 1) {
 release <- function() {
   invisible(gc(verbose = FALSE))
 }
+
+# Replace the package's internal object `name` by `value` until the calling
+# test (or function) ends: testthat::local_mocked_bindings() where testthat
+# has it (3.1.7 and later), else the same done by hand.
+local_alexnet_binding <- function(name, value, .env = parent.frame()) {
+  if (exists("local_mocked_bindings", envir = asNamespace("testthat"), inherits = FALSE)) {
+    mocks <- stats::setNames(list(value), name)
+    do.call(testthat::local_mocked_bindings, c(mocks, list(.package = "alexnet", .env = .env)))
+    return(invisible())
+  }
+  ns <- asNamespace("alexnet")
+  old <- get(name, envir = ns, inherits = FALSE)
+  locked <- bindingIsLocked(name, ns)
+  if (locked) unlockBinding(name, ns)
+  assign(name, value, envir = ns)
+  withr::defer({
+    assign(name, old, envir = ns)
+    if (locked) lockBinding(name, ns)
+  }, envir = .env)
+  invisible()
+}

@@ -20,6 +20,25 @@ par_write_jpeg <- function(path, phase) {
   invisible(path)
 }
 
+# The package's worker, except that it fails when it reaches chunk `chunk`
+# (computing the chunks before it). Its environment holds only `chunk` and
+# the real worker, so that it travels to the future's worker small.
+failing_worker <- function(chunk) {
+  f <- function(spec, ...) {
+    at <- match(chunk, spec$chunks)
+    if (is.na(at)) return(real(spec, ...))
+    before <- seq_len(at - 1L)
+    if (length(before)) {
+      real(list(task = spec$task, chunks = spec$chunks[before], first = spec$first[before],
+                images = spec$images[before]), ...)
+    }
+    stop(sprintf("injected failure in chunk %d", chunk))
+  }
+  environment(f) <- list2env(list(chunk = as.integer(chunk), real = alexnet:::h5f_worker),
+                             parent = baseenv())
+  f
+}
+
 # 8 JPEG files, labels, a weights file and the in-session features: made once.
 par_fixture <- local({
   fx <- NULL
@@ -117,11 +136,12 @@ test_that("a re-run computes only the chunks missing after a failure", {
   }
   # a worker fails on chunk 3 (2 workers: one has chunks 1 and 3, the other 2)
   out <- file.path(fx$dir, "resume")
+  run_failing <- function(out) {
+    local_alexnet_binding("h5f_worker", failing_worker(3L))
+    expect_error(run(out), class = "alexnet_error")
+  }
   with_plan("multisession", workers = 2, {
-    old <- options(alexnet.h5f_fail_chunks = 3L)
-    on.exit(options(old), add = TRUE)
-    err <- expect_error(run(out), class = "alexnet_error")
-    options(old)
+    err <- run_failing(out)
     expect_match(conditionMessage(err), "1 of 3 chunks is still missing")
     expect_match(conditionMessage(err), "injected failure in chunk 3")
   })

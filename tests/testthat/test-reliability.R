@@ -82,8 +82,7 @@ test_that("requests that cannot fit in memory fail clearly before allocating", {
   net <- shared_net()
   tiny <- array(0, c(40000, 1, 1))   # 320 kB of pixels, 24 GB of input at 227 x 227
   # on a pretend machine of 2 GB, so that the figures do not depend on this one
-  old <- options(alexnet.test_phys_memory = 2e9)
-  on.exit(options(old), add = TRUE)
+  local_alexnet_binding("phys_memory", function() 2e9)
   expect_error(alexnet_features(net, tiny, batch_size = 40000), class = "alexnet_error",
                regexp = "batch of 40000 images needs about .* GB")
   expect_error(alexnet_features(net, tiny, batch_size = 1e6), "smaller `batch_size`")
@@ -130,7 +129,7 @@ test_that("creating and dropping 30 nets leaks neither nets nor memory", {
 test_that("two nets in one session are independent", {
   a <- alexnet(labels = c("cat", "dog"), seed = 1, scale = 1 / 255)
   b <- alexnet(labels = c("cat", "dog"), seed = 1, scale = 1 / 255)
-  digest <- function(net) .Call(alexnet:::C_weights_digest, net$ptr)
+  digest <- function(net) .Call(alexnet:::C_test_weights_digest, net$ptr)
   px <- random_pixels(4, 20, 20)
   imgs <- image_array(px, labels = c("cat", "dog", "cat", "dog"))
   fb <- alexnet_features(b, px, layer = "dense_3")

@@ -3,14 +3,12 @@
 # makes four nets and reuses them; parameters are compared by per-layer
 # hashes (never by expect_identical() on the 57M-element vectors).
 
-# 64-bit hashes of each Keras layer's weights and bias, named by layer
-digest <- function(net) .Call(alexnet:::C_weights_digest, net$ptr)
+# 64-bit hashes of each Keras layer's weights and bias, named by layer (test-only entry)
+digest <- function(net) .Call(alexnet:::C_test_weights_digest, net$ptr)
 net_mean <- function(net) .Call(alexnet:::C_net_get_mean, net$ptr)
-# test-only writer: "keras1" (a net as a Keras 1 Theano file, the layout of
-# Heuritech's alexnet_weights.h5), "empty" or "other" (HDF5 without AlexNet's layers)
-write_test_file <- function(net, file, what) {
-  invisible(.Call(alexnet:::C_weights_write_test_file, if (is.null(net)) NULL else net$ptr, file, what))
-}
+# HDF5 files without AlexNet's layers, written by the package's writer of
+# small HDF5 files (scalars: root attributes, vectors and matrices: datasets)
+write_hdf5 <- function(file, values) alexnet:::h5f_write(file, values)
 weight_layers <- c("conv_1", "conv_2_1", "conv_2_2", "conv_3", "conv_4_1", "conv_4_2",
                    "conv_5_1", "conv_5_2", "dense_1", "dense_2", "dense_3")
 tmp_files <- function(dir) list.files(dir, pattern = "\\.tmp-")
@@ -103,8 +101,36 @@ test_that("by-name loading keeps the net's own dense_3 of another shape and says
   expect_equal(net_mean(b), c(1, 2, 3))
 })
 
+test_that("save_weights(format = \"keras1\") writes a Keras 1 file that loads back identical", {
+  expect_invisible(res <- save_weights(src5, keras_5, format = "keras1", verbose = FALSE))
+  expect_identical(res, keras_5)
+  expect_length(tmp_files(dir), 0L)
+  info <- weights_info(keras_5)
+  expect_identical(info$kind, "keras1")
+  expect_identical(info$backend, "theano")
+  expect_identical(info$layers, weight_layers)
+  expect_identical(info$classes, 5L)
+  # same classes: every layer loads, bit for bit; no mean, labels or scale in the file
+  k <- alexnet(weights = keras_5, seed = 99)
+  rep <- attr(k, "weights_report")
+  expect_identical(attr(rep, "kind"), "keras1")
+  expect_identical(rep$status, rep("loaded", 11))
+  expect_true(identical(digest(k), digest(src5)))
+  expect_identical(alexnet_features(k, px, "dense_3"), alexnet_features(src5, px, "dense_3"))
+  # the Keras shapes: a 2-class net keeps its own dense_3, the file's is (in, out)
+  k2 <- alexnet(classes = 2, weights = keras_5, seed = 5)
+  expect_identical(attr(k2, "weights_report")$file_shape[11], "W (4096, 5), b (5,)")
+  expect_message(save_weights(src5, keras_5, format = "keras1", verbose = TRUE), "Keras 1")
+  expect_error(save_weights(src5, keras_5, format = "keras2"), "keras1", class = "alexnet_error")
+  expect_error(save_weights(src5, keras_5, format = NA_character_), "format", class = "alexnet_error")
+  expect_error(save_weights(src5, file.path(dir, "no-such-dir", "k.h5"), format = "keras1"),
+               "no-such-dir", class = "alexnet_error")
+  rm(k, k2)
+  release()
+})
+
 test_that("a Keras 1 (Theano) file is read with flipped kernels and transposed dense weights", {
-  write_test_file(src5, keras_5, "keras1")
+  save_weights(src5, keras_5, format = "keras1", verbose = FALSE)
   info <- weights_info(keras_5)
   expect_identical(info$kind, "keras1")
   expect_identical(info$format_version, 0L)
@@ -157,11 +183,12 @@ test_that("bad files are clear errors naming the file, and the net is unchanged"
   check_bad(truncated, "truncated")
   unlink(truncated)
   empty <- file.path(dir, "empty.h5")
-  write_test_file(NULL, empty, "empty")
+  write_hdf5(empty, list(data = c(1, 2, 3)))
   check_bad(empty, "no AlexNet weights")
-  other <- file.path(dir, "other.h5")
-  write_test_file(NULL, other, "other")
+  other <- file.path(dir, "other.h5")   # a Keras 1 file whose only layer is not AlexNet's
+  write_hdf5(other, list(layer_names = "dense_a", dense_a_W = matrix(0, 3, 2), dense_a_b = c(0, 0)))
   check_bad(other, "none of AlexNet's layers")
+  expect_error(load_weights(net, other, verbose = FALSE), "its layers: dense_a", class = "alexnet_error")
 
   # alexnet(weights = ) fails before making a net
   expect_error(alexnet(weights = text), "text.h5", fixed = TRUE, class = "alexnet_error")
