@@ -113,7 +113,7 @@ alexnet_experiments <- function(data = c("fashion-mnist", "dogs-vs-cats"),
     cli::cli_text("{.strong {what}}:")
     lines <- settings_lines(s, data)
     cli::cli_bullets(stats::setNames(lines, rep("*", length(lines))))
-    cli::cli_text("Engine: {alexnet_backend()$description}.")
+    cli::cli_text("Engine: {alexnet_backend()$cpu}.")
   }
 
   # --- data
@@ -239,7 +239,7 @@ run_info <- function(data, size, weights) {
   args <- commandArgs(trailingOnly = FALSE)
   list(date = format(Sys.time(), "%Y-%m-%d %H:%M:%S %Z"), data = data, size = size,
        weights = weights, machine = Sys.info()[["nodename"]], cpu = cpu,
-       cores = cores, threads = alexnet_threads(), backend = alexnet_backend()$description,
+       cores = cores, threads = alexnet_threads(), backend = alexnet_backend()$cpu,
        r = R.version.string, alexnet = as.character(utils::packageVersion("alexnet")),
        command = getOption("alexnet.experiments_command", paste(args, collapse = " ")))
 }
