@@ -1,0 +1,46 @@
+#!/bin/sh
+# bench_r.sh: the speed users get, in one run on the same machine: the
+# package's calls from R on arrays (bench_r.R), the engine alone
+# (bench_engine, bench_train) and PyTorch's best configuration (bench_torch.py,
+# bench_train.py, with the BLAS it uses named), each on 2 threads; then the
+# ratios. Needs the package installed (R_LIBS) and, for PyTorch, Debian's
+# python3-torch with libopenblas0-pthread.
+#   bench/bench_r.sh [--batches 16,32,64] [--budget 4]
+set -e
+cd "$(dirname "$0")"
+batches=16,32,64
+budget=4
+while [ $# -gt 0 ]; do
+  case "$1" in --batches) batches=$2; shift ;; --budget) budget=$2; shift ;; *) echo "unknown option $1" >&2; exit 2 ;; esac
+  shift
+done
+export OMP_NUM_THREADS=2
+make -s bench_engine bench_train
+out=$(mktemp)
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) CPUs"
+{
+  ./bench_engine --batches "$batches" --cases features,full --threads 2
+  ./bench_train 16 12
+  Rscript bench_r.R --batches "$batches" --budget "$budget"
+  if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    /usr/bin/python3 -c 'import torch; print("# torch", torch.__version__, "BLAS:", [l.strip() for l in torch.__config__.show().splitlines() if "BLAS_INFO" in l])'
+    ls -l /etc/alternatives/libblas.so.3-x86_64-linux-gnu 2>/dev/null | sed 's/.*-> /# libblas.so.3 -> /'
+    /usr/bin/python3 bench_torch.py --batches "$batches" --cases features,full --threads 2 --budget "$budget" \
+      --configs eager_inference,eager_cl,jit_optimized | grep '^torch '
+    /usr/bin/python3 bench_train.py 16 12
+  else
+    echo "# no PyTorch (python3-torch): its columns stay empty"
+  fi
+} | tee "$out" | grep -v '^engine_layer'
+echo
+echo "| case | batch | engine img/s | R img/s | R / engine | PyTorch img/s | R / PyTorch |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+awk '
+  /^(engine|r|torch) (features|full|train) / {
+    split($3, b, "="); ips = ""; for (i = 4; i <= NF; i++) if ($i ~ /^ips=/) { split($i, v, "="); ips = v[2] }
+    key = $2 " | " b[2]; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+    val[$1, key] = ips }
+  END { for (i = 1; i <= n; i++) { k = order[i]; e = val["engine", k]; r = val["r", k]; t = val["torch", k]
+          printf "| %s | %s | %s | %s | %s | %s |\n", k, e, r, (e > 0 && r > 0) ? sprintf("%.2f", r / e) : "-",
+                 t == "" ? "-" : t, (t > 0 && r > 0) ? sprintf("%.2fx", r / t) : "-" } }' "$out"
+rm -f "$out"
