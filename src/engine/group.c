@@ -121,27 +121,30 @@ static an_status nccl_sum(void *ctx, float *values, size_t count, double *scalar
     return rc == MPI_SUCCESS ? AN_OK : mpi_fail(rc, "summing the loss over the ranks");
 }
 
-/* The reducers as handed out: signals are held for the whole call, as in
- * the training steps (signals.c), whoever calls them. */
-static an_status group_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
+/* The reducers as handed out hold signals for the whole call, as the
+ * training steps do (signals.c), whoever calls them. */
+typedef an_status (*sum_fn)(void *ctx, float *values, size_t count, double *scalars, int n_scalars);
+
+static an_status held_sum(sum_fn sum, void *ctx, float *values, size_t count, double *scalars, int n_scalars)
 {
     sigset_t old;
     an_signals_hold(&old);
-    an_status s = mpi_sum(ctx, values, count, scalars, n_scalars);
+    an_status s = sum(ctx, values, count, scalars, n_scalars);
     an_signals_release(&old);
     return s;
+}
+
+static an_status group_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
+{
+    return held_sum(mpi_sum, ctx, values, count, scalars, n_scalars);
 }
 
 static an_status nccl_group_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
 {
-    sigset_t old;
-    an_signals_hold(&old);
-    an_status s = nccl_sum(ctx, values, count, scalars, n_scalars);
-    an_signals_release(&old);
-    return s;
+    return held_sum(nccl_sum, ctx, values, count, scalars, n_scalars);
 }
 
-/* signals are held for the whole call, as in the training steps (signals.c) */
+/* signals held for the whole call too */
 an_status an_group_broadcast_params(an_group *g, an_net *net)
 {
     sigset_t old;
