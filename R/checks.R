@@ -100,10 +100,10 @@ check_labels <- function(labels, n, arg = caller_arg(labels),
 # ------------------------------------------------------------------ memory --
 # Work that cannot fit in memory is refused here, with a clear error, before
 # anything is allocated (the engine has its own last-line check on a batch's
-# activations). The estimates are those of the engine and the glue: per image
-# the input (3 x 227 x 227 floats) and every activation, with 30% for oneDNN's
-# blocked layouts, twice that when training (gradients); the glue's input and
-# output buffers; the JPEG loader's two batch slots; the result matrix.
+# activations). The estimates are the engine's, asked of it (per image the
+# input and every activation, with room for blocked layouts, twice that when
+# training), and the glue's: its input and output buffers, the JPEG loader's
+# two batch slots, the result matrix.
 
 .input_floats <- 3 * 227 * 227
 
@@ -120,7 +120,7 @@ check_batch_memory <- function(net, n, batch_size, layer = NULL, training = FALS
   limit <- 0.8 * phys
   outs <- .Call(C_net_outputs, net$ptr)
   out_size <- if (is.null(layer)) 0 else outs$size[match(layer, outs$name)]
-  per_image <- (.input_floats + sum(outs$size)) * 4 * 1.3 * (if (training) 2 else 1) +
+  per_image <- .Call(C_net_batch_bytes, net$ptr, 1L, training) +
     (.input_floats + out_size) * 4 + (if (folder) 2 * .input_floats * 4 else 0)
   b <- min(batch_size, n)
   if (b * per_image > limit) {

@@ -35,6 +35,7 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(cuda_info, 0),
     CALLDEF(net_set_device, 2),
     CALLDEF(net_device, 1),
+    CALLDEF(net_batch_bytes, 3),
     CALLDEF(get_threads, 0),
     CALLDEF(set_threads, 1),
     CALLDEF(live_nets, 0),

@@ -87,31 +87,8 @@ void fork_guard(void)
 static an_net *rehome(SEXP ptr, an_net *old)
 {
     an_net *net = NULL;
-    an_status st = an_net_create(an_net_classes(old), 0, &net);
-    if (st != AN_OK) {
-        if (net != NULL) an_net_free(net);
-        engine_error(st);
-    }
-    size_t n = an_net_param_count(old);
-    memcpy(an_net_params(net), an_net_params(old), n * sizeof(float));
-    an_net_params_changed(net);
-    float m[3];
-    an_net_get_mean(old, m);
-    an_net_set_mean(net, m);
-    st = an_net_set_input_scale(net, an_net_input_scale(old));
-    if (st == AN_OK) st = an_net_set_trainable_from(net, an_net_trainable_from(old));
-    uint64_t it = an_net_iterations(old);
-    if (st == AN_OK && it > 0) {    /* momentum exists only once SGD has run */
-        float *vo = NULL, *vn = NULL;
-        st = an_net_velocity(old, &vo);
-        if (st == AN_OK) st = an_net_velocity(net, &vn);
-        if (st == AN_OK) memcpy(vn, vo, n * sizeof(float));
-    }
-    if (st != AN_OK) {
-        an_net_free(net);
-        engine_error(st);
-    }
-    an_net_set_iterations(net, it);
+    an_status st = an_net_clone(old, &net);
+    if (st != AN_OK) engine_error(st);
     R_SetExternalPtrAddr(ptr, net);
     R_SetExternalPtrProtected(ptr, Rf_ScalarInteger((int) getpid()));
     an_net_free(old);

@@ -1,4 +1,5 @@
-/* r_device.c: which GPUs the engine can use, and moving a net to one. */
+/* r_device.c: which GPUs the engine can use, moving a net to one, and what
+ * a batch needs on the net's device. */
 #include <R.h>
 #include <Rinternals.h>
 
@@ -43,4 +44,14 @@ SEXP r_an_net_set_device(SEXP ptr, SEXP device)
 SEXP r_an_net_device(SEXP ptr)
 {
     return Rf_ScalarInteger(an_net_device(get_net(ptr)));
+}
+
+/* the engine's estimate of a batch's activation memory, in bytes: the
+ * model it refuses batches by (an_net_batch_bytes), for R's own checks */
+SEXP r_an_net_batch_bytes(SEXP ptr, SEXP n, SEXP training)
+{
+    an_net *net = get_net(ptr);
+    int images = scalar_int(n, "n");
+    if (images < 1) Rf_error("`n` must be at least 1");
+    return Rf_ScalarReal(an_net_batch_bytes(net, images, Rf_asLogical(training) == TRUE));
 }

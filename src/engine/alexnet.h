@@ -84,6 +84,12 @@ typedef struct an_net an_net;
 an_status an_net_create(int classes, uint64_t seed, an_net **out);
 void an_net_free(an_net *net);
 
+/* An independent copy on the CPU of everything the net holds: parameters,
+ * mean, input scale, frozen layers, dropout rate and generator, and the
+ * optimizer state (velocity when it exists, iterations). Its forward
+ * outputs and next SGD steps are the source's, bit for bit. */
+an_status an_net_clone(const an_net *src, an_net **out);
+
 int an_net_classes(const an_net *net);
 size_t an_net_param_count(const an_net *net);
 const an_param_layer *an_net_param_layer(const an_net *net, int index);
@@ -117,6 +123,11 @@ void an_start_threads(void);
  * activations (n x an_output_size(until)) to `out`. Inference mode:
  * dropout off. */
 an_status an_net_forward(an_net *net, const float *images, int n, int until, float *out);
+/* The memory a batch of `n` images needs on the net's device for its
+ * activations (every step's output and the input, with room for blocked
+ * layouts; training doubles it for the gradients), in bytes: the estimate
+ * by which the engine refuses batches too large. */
+double an_net_batch_bytes(const an_net *net, int n, int training);
 
 /* ---- training ----
  * The loss is computed on the softmax of dense_3: cross-entropy, or the

@@ -85,7 +85,7 @@ static int nccl_usable(an_group *g, an_net *net)
 }
 
 /* Allreduce in pieces of at most INT_MAX elements (MPI counts are int). */
-static an_status group_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
+static an_status mpi_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
 {
     an_group *g = ctx;
     if (g->size == 1) return AN_OK;
@@ -103,7 +103,7 @@ static an_status group_sum(void *ctx, float *values, size_t count, double *scala
 }
 
 /* the gradients on each rank's GPU through NCCL, the loss through MPI */
-static an_status nccl_group_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
+static an_status nccl_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
 {
     an_group *g = ctx;
     if (!g->have_nccl_id) {
@@ -121,19 +121,47 @@ static an_status nccl_group_sum(void *ctx, float *values, size_t count, double *
     return rc == MPI_SUCCESS ? AN_OK : mpi_fail(rc, "summing the loss over the ranks");
 }
 
+/* The reducers as handed out hold signals for the whole call, as the
+ * training steps do (signals.c), whoever calls them. */
+typedef an_status (*sum_fn)(void *ctx, float *values, size_t count, double *scalars, int n_scalars);
+
+static an_status held_sum(sum_fn sum, void *ctx, float *values, size_t count, double *scalars, int n_scalars)
+{
+    sigset_t old;
+    an_signals_hold(&old);
+    an_status s = sum(ctx, values, count, scalars, n_scalars);
+    an_signals_release(&old);
+    return s;
+}
+
+static an_status group_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
+{
+    return held_sum(mpi_sum, ctx, values, count, scalars, n_scalars);
+}
+
+static an_status nccl_group_sum(void *ctx, float *values, size_t count, double *scalars, int n_scalars)
+{
+    return held_sum(nccl_sum, ctx, values, count, scalars, n_scalars);
+}
+
+/* signals held for the whole call too */
 an_status an_group_broadcast_params(an_group *g, an_net *net)
 {
+    sigset_t old;
+    an_signals_hold(&old);
+    an_status s = AN_OK;
     float *p = an_net_params(net);
     size_t count = an_net_param_count(net);
-    for (size_t done = 0; done < count;) {
+    for (size_t done = 0; done < count && s == AN_OK;) {
         int piece = count - done > INT_MAX ? INT_MAX : (int)(count - done);
         int rc = MPI_Bcast(p + done, piece, MPI_FLOAT, 0, MPI_COMM_WORLD);
-        if (rc != MPI_SUCCESS) return mpi_fail(rc, "sending rank 0's parameters");
+        if (rc != MPI_SUCCESS) s = mpi_fail(rc, "sending rank 0's parameters");
         done += (size_t)piece;
     }
     (void)g;
-    an_net_params_changed(net);
-    return AN_OK;
+    if (s == AN_OK) an_net_params_changed(net);
+    an_signals_release(&old);
+    return s;
 }
 
 void an_group_abort(an_group *g, int code)

@@ -142,6 +142,18 @@ static an_status build_image(const char *path, const char *mem_name, const an_h5
     return s;
 }
 
+typedef struct {
+    const char *path;
+    const an_h5f_item *items;
+    int n;
+} write_job;
+
+static an_status write_build(void *ctx, const char *mem_name, an_h5_image *im)
+{
+    const write_job *job = ctx;
+    return build_image(job->path, mem_name, job->items, job->n, im);
+}
+
 an_status an_h5f_write(const char *path, const an_h5f_item *items, int n)
 {
     if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no file name to write to");
@@ -162,46 +174,8 @@ an_status an_h5f_write(const char *path, const an_h5f_item *items, int n)
                     return an_fail(AN_ERR_ARGUMENT, "cannot write '%s': string %zu of `%s` is missing", path,
                                    k + 1, it->name);
     }
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return an_fail(AN_ERR_IO, "cannot write '%s': it is a directory", path);
-
-    size_t len = strlen(path) + 48;
-    char *tmp = malloc(len), *mem_name = malloc(len + 16);
-    if (!tmp || !mem_name) {
-        free(tmp);
-        free(mem_name);
-        return an_fail(AN_ERR_MEMORY, "out of memory writing '%s'", path);
-    }
-    snprintf(tmp, len, "%s.tmp-%ld", path, (long)getpid());
-    snprintf(mem_name, len + 16, "%s.in-memory", tmp);
-    /* first, so that a missing or read-only folder fails before any work */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) {
-        an_status s = an_fail(AN_ERR_IO, "cannot write '%s': cannot create '%s': %s", path, tmp, strerror(errno));
-        free(tmp);
-        free(mem_name);
-        return s;
-    }
-    an_h5_quiet q;
-    an_h5_quiet_begin(&q);
-    an_h5_image im = {NULL, 0};
-    an_status s = build_image(path, mem_name, items, n, &im);
-    an_h5_quiet_end(&q);
-    free(mem_name);
-    if (s == AN_OK && an_h5_write_all(fd, im.mem, an_h5_image_length(&im)) != 0)
-        s = an_fail(AN_ERR_IO, "cannot write '%s': writing '%s' failed: %s", path, tmp, strerror(errno));
-    free(im.mem);
-    if (s == AN_OK && fsync(fd) != 0)
-        s = an_fail(AN_ERR_IO, "cannot write '%s': flushing '%s' failed: %s", path, tmp, strerror(errno));
-    if (close(fd) != 0 && s == AN_OK)
-        s = an_fail(AN_ERR_IO, "cannot write '%s': closing '%s' failed: %s", path, tmp, strerror(errno));
-    if (s == AN_OK && rename(tmp, path) != 0)
-        s = an_fail(AN_ERR_IO, "cannot write '%s': renaming '%s' to it failed: %s", path, tmp, strerror(errno));
-    if (s != AN_OK) unlink(tmp);
-    else an_h5_sync_parent(path);
-    free(tmp);
-    return s;
+    write_job job = {path, items, n};
+    return an_h5_write_file(path, "write", write_build, &job);
 }
 
 /* ---------------------------------------------------------------- reading */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include "h5io.h"
 
 void an_h5_quiet_begin(an_h5_quiet *q)
@@ -118,7 +119,8 @@ size_t an_h5_image_length(const an_h5_image *im)
     return base == 0 && eof >= 48 && eof <= im->size ? (size_t)eof : im->size;
 }
 
-int an_h5_write_all(int fd, const void *data, size_t n)
+/* write all of it, through EINTR; -1 with errno set */
+static int write_all(int fd, const void *data, size_t n)
 {
     const char *p = data;
     while (n > 0) {
@@ -151,7 +153,8 @@ hid_t an_h5_create_in_memory(const char *mem_name, size_t bytes, an_h5_image *im
     return file;
 }
 
-void an_h5_sync_parent(const char *path)
+/* flush the folder holding `path`, so that a rename into it survives a crash */
+static void sync_parent(const char *path)
 {
     size_t len = strlen(path);
     char *dir = malloc(len + 2);
@@ -167,4 +170,49 @@ void an_h5_sync_parent(const char *path)
         close(fd);
     }
     free(dir);
+}
+
+an_status an_h5_write_file(const char *path, const char *what, an_h5_builder build, void *ctx)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return an_fail(AN_ERR_IO, "cannot %s '%s': it is a directory", what, path);
+    size_t len = strlen(path) + 48;
+    char *tmp = malloc(len), *mem_name = malloc(len + 16);
+    if (!tmp || !mem_name) {
+        free(tmp);
+        free(mem_name);
+        return an_fail(AN_ERR_MEMORY, "cannot %s '%s': out of memory", what, path);
+    }
+    snprintf(tmp, len, "%s.tmp-%ld", path, (long)getpid());
+    /* HDF5's name for the in-memory file: it only looks whether such a file exists */
+    snprintf(mem_name, len + 16, "%s.in-memory", tmp);
+    /* first, so that a missing or read-only folder fails before any work */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) {
+        an_status s = an_fail(AN_ERR_IO, "cannot %s '%s': cannot create '%s': %s", what, path, tmp, strerror(errno));
+        free(tmp);
+        free(mem_name);
+        return s;
+    }
+    an_h5_quiet q;
+    an_h5_quiet_begin(&q);
+    an_h5_image im = {NULL, 0};
+    an_status s = build(ctx, mem_name, &im);
+    an_h5_quiet_end(&q);
+    free(mem_name);
+    if (s == AN_OK && write_all(fd, im.mem, an_h5_image_length(&im)) != 0)
+        s = an_fail(AN_ERR_IO, "cannot %s '%s': writing '%s' failed: %s", what, path, tmp, strerror(errno));
+    free(im.mem);
+    /* on disk before it replaces the old file */
+    if (s == AN_OK && fsync(fd) != 0)
+        s = an_fail(AN_ERR_IO, "cannot %s '%s': flushing '%s' failed: %s", what, path, tmp, strerror(errno));
+    if (close(fd) != 0 && s == AN_OK)
+        s = an_fail(AN_ERR_IO, "cannot %s '%s': closing '%s' failed: %s", what, path, tmp, strerror(errno));
+    if (s == AN_OK && rename(tmp, path) != 0)
+        s = an_fail(AN_ERR_IO, "cannot %s '%s': renaming '%s' to it failed: %s", what, path, tmp, strerror(errno));
+    if (s != AN_OK) unlink(tmp);
+    else sync_parent(path);
+    free(tmp);
+    return s;
 }

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <hdf5.h>
+#include "alexnet.h"
 
 /* HDF5's automatic error printing, switched off between begin and end */
 typedef struct {
@@ -33,9 +34,14 @@ hid_t an_h5_create_in_memory(const char *mem_name, size_t bytes, an_h5_image *im
 /* the file's length: the end-of-file address in its superblock, else the whole image */
 size_t an_h5_image_length(const an_h5_image *im);
 
-/* write all of it, through EINTR; -1 with errno set */
-int an_h5_write_all(int fd, const void *data, size_t n);
-/* flush the folder holding `path`, so that a rename into it survives a crash */
-void an_h5_sync_parent(const char *path);
+/* Build a file in memory and put it at `path` atomically: a temporary file
+ * beside it (`path`.tmp-PID, created first, so that a missing or read-only
+ * folder fails before any work) is written whole, flushed, renamed over
+ * `path`, and the folder flushed; on failure the temporary file is removed
+ * and `path` is untouched. `build` makes the image under the in-memory file
+ * name it is given (with HDF5's error printing off); `what` starts every
+ * message: "cannot <what> '<path>': ..." ("save weights to", "write"). */
+typedef an_status (*an_h5_builder)(void *ctx, const char *mem_name, an_h5_image *im);
+an_status an_h5_write_file(const char *path, const char *what, an_h5_builder build, void *ctx);
 
 #endif

@@ -21,24 +21,35 @@ static const an_param_layer layer_table[AN_N_PARAM_LAYERS] = {
     {"dense_3", 0, 0, 4096, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0},
 };
 
-static const an_output_info output_table[AN_N_OUTPUTS] = {
-    {"conv_1", 96, 55, 55},  {"pool_1", 96, 27, 27},   {"convpool_1", 96, 27, 27},
-    {"conv_2", 256, 27, 27}, {"pool_2", 256, 13, 13},  {"lrn_2", 256, 13, 13},
-    {"conv_3", 384, 13, 13}, {"conv_4", 384, 13, 13},  {"conv_5", 256, 13, 13},
-    {"convpool_5", 256, 6, 6}, {"dense_1", 4096, 1, 1}, {"dense_2", 4096, 1, 1},
-    {"dense_3", 0, 1, 1},    {"softmax", 0, 1, 1},
+/* The graph (net_internal.h): each step's output with its shape per image,
+ * its op, its parameter layer, and whether training drops units after it. */
+const an_step an_steps[AN_N_OUTPUTS] = {
+    {{"conv_1", 96, 55, 55}, AN_STEP_CONV, AN_P_CONV_1, 0},
+    {{"pool_1", 96, 27, 27}, AN_STEP_POOL, -1, 0},
+    {{"convpool_1", 96, 27, 27}, AN_STEP_LRN, -1, 0},
+    {{"conv_2", 256, 27, 27}, AN_STEP_CONV, AN_P_CONV_2, 0},
+    {{"pool_2", 256, 13, 13}, AN_STEP_POOL, -1, 0},
+    {{"lrn_2", 256, 13, 13}, AN_STEP_LRN, -1, 0},
+    {{"conv_3", 384, 13, 13}, AN_STEP_CONV, AN_P_CONV_3, 0},
+    {{"conv_4", 384, 13, 13}, AN_STEP_CONV, AN_P_CONV_4, 0},
+    {{"conv_5", 256, 13, 13}, AN_STEP_CONV, AN_P_CONV_5, 0},
+    {{"convpool_5", 256, 6, 6}, AN_STEP_POOL, -1, 0},
+    {{"dense_1", 4096, 1, 1}, AN_STEP_DENSE, AN_P_DENSE_1, 1},
+    {{"dense_2", 4096, 1, 1}, AN_STEP_DENSE, AN_P_DENSE_2, 1},
+    {{"dense_3", 0, 1, 1}, AN_STEP_DENSE, AN_P_DENSE_3, 0},
+    {{"softmax", 0, 1, 1}, AN_STEP_SOFTMAX, -1, 0},
 };
 
 int an_output_find(const char *name)
 {
     for (int i = 0; name && i < AN_N_OUTPUTS; i++)
-        if (strcmp(name, output_table[i].name) == 0) return i;
+        if (strcmp(name, an_steps[i].out.name) == 0) return i;
     return -1;
 }
 
 an_output_info an_net_output(const an_net *net, int index)
 {
-    an_output_info info = output_table[index];
+    an_output_info info = an_steps[index].out;
     if (index >= AN_DENSE_3) info.c = net->classes;
     return info;
 }
@@ -87,7 +98,8 @@ an_status an_net_set_input_scale(an_net *net, float scale)
 }
 float an_net_input_scale(const an_net *net) { return net->input_scale; }
 
-an_status an_net_create(int classes, uint64_t seed, an_net **out)
+/* a CPU net of `classes` with its parameter block unfilled */
+static an_status net_alloc(int classes, an_net **out)
 {
     *out = NULL;
     if (classes < 1 || classes > 1000000)
@@ -115,8 +127,25 @@ an_status an_net_create(int classes, uint64_t seed, an_net **out)
         return an_fail(AN_ERR_MEMORY, "out of memory allocating %zu parameters", offset);
     }
     net->params = net->dparams = block;
+    if (an_train_new(&net->train) != AN_OK) {
+        free(block);
+        free(net);
+        return AN_ERR_MEMORY;   /* the message stands */
+    }
     net->dev = an_cpu_device();
     net->device = AN_DEVICE_CPU;
+    net->params_version = 1;
+    net->dropout = 0.5f;
+    *out = net;
+    return AN_OK;
+}
+
+an_status an_net_create(int classes, uint64_t seed, an_net **out)
+{
+    an_net *net;
+    an_status s = net_alloc(classes, &net);
+    *out = NULL;
+    if (s != AN_OK) return s;
     /* he_normal as in the seed (Keras 1): normal, sd = sqrt(2 / fan_in); biases zero */
     an_rng rng;
     an_rng_seed(&rng, seed);
@@ -126,8 +155,6 @@ an_status an_net_create(int classes, uint64_t seed, an_net **out)
         an_rng_normal_fill(&rng, net->params + l->weight_offset, l->weight_count, sqrt(2.0 / fan_in));
         memset(net->params + l->bias_offset, 0, l->bias_count * sizeof(float));
     }
-    net->params_version = 1;
-    net->dropout = 0.5f;
     an_rng_seed(&net->dropout_rng, seed ^ 0x5DEECE66DULL);
     *out = net;
     return AN_OK;
@@ -137,12 +164,16 @@ static void plan_free(an_device *dev, an_plan *plan)
 {
     if (!plan) return;
     const an_backend *B = dev->ops;
-    for (int i = 0; i < 5; i++) if (plan->conv[i]) B->conv_free(plan->conv[i]);
-    for (int i = 0; i < 3; i++) if (plan->pool[i]) B->pool_free(plan->pool[i]);
-    for (int i = 0; i < 2; i++) if (plan->lrn[i]) B->lrn_free(plan->lrn[i]);
+    for (int i = 0; i < AN_N_OUTPUTS; i++) {
+        an_step_kind k = an_steps[i].kind;
+        if (k == AN_STEP_CONV && plan->op[i].conv) B->conv_free(plan->op[i].conv);
+        if (k == AN_STEP_POOL && plan->op[i].pool) B->pool_free(plan->op[i].pool);
+        if (k == AN_STEP_LRN && plan->op[i].lrn) B->lrn_free(plan->op[i].lrn);
+        B->release(dev, plan->act[i]);
+        B->release(dev, plan->grad[i]);
+        B->release(dev, plan->keep[i]);
+    }
     B->release(dev, plan->input);
-    for (int i = 0; i < AN_N_OUTPUTS; i++) { B->release(dev, plan->act[i]); B->release(dev, plan->grad[i]); }
-    for (int i = 0; i < 2; i++) B->release(dev, plan->keep[i]);
     free(plan);
 }
 
@@ -154,28 +185,25 @@ static void free_plans(an_net *net)
     }
 }
 
-/* Everything a net holds on a GPU (nothing on the CPU, whose device blocks
- * are the host ones); the host copies must be current before this. */
+/* Everything a net holds on its device: plans, training state, and on a
+ * GPU the parameters (on the CPU they are the host block). The host copy
+ * of the parameters must be current before this. */
 static void release_device_state(an_net *net)
 {
     free_plans(net);
+    an_train_free(net->dev, net->train);
+    net->train = NULL;
     if (an_net_on_host(net)) return;
-    const an_backend *B = net->dev->ops;
-    B->release(net->dev, net->dparams);
-    B->release(net->dev, net->grads);
-    B->release(net->dev, net->velocity);
-    net->dparams = net->grads = net->velocity = NULL;
-    B->close(net->dev);
+    net->dev->ops->release(net->dev, net->dparams);
+    net->dparams = NULL;
+    net->dev->ops->close(net->dev);
 }
 
 void an_net_free(an_net *net)
 {
     if (!net) return;
-    int on_host = an_net_on_host(net);
     release_device_state(net);
     free(net->params);
-    free(on_host ? net->grads : net->host_grads);
-    free(on_host ? net->velocity : net->host_velocity);
     free(net);
 }
 
@@ -186,48 +214,66 @@ an_status an_net_set_device(an_net *net, int device)
 {
     if (device == net->device) return AN_OK;
     if (device < AN_DEVICE_CPU) return an_fail(AN_ERR_ARGUMENT, "no device %d", device);
-    /* the host copies catch up first: they are what moves */
-    float *v = NULL;
-    an_status s = AN_OK;
+    /* the host copy catches up first: it is what moves */
     an_net_params(net);
     if (net->host_behind) return AN_ERR_BACKEND;       /* the download's message stands */
-    if (net->velocity && (s = an_net_velocity(net, &v)) != AN_OK) return s;
     an_device *dev = an_cpu_device();
+    an_status s = AN_OK;
     if (device != AN_DEVICE_CPU && (s = an_cuda_device_open(device, &dev)) != AN_OK) return s;
     const an_backend *B = dev->ops;
-    float *dparams = net->params, *dvelocity = v;
+    float *dparams = net->params;
+    an_train *train = NULL;
     if (dev != an_cpu_device()) {
         size_t bytes = net->n_params * sizeof(float);
-        dvelocity = NULL;
         s = B->alloc(dev, bytes, (void **)&dparams);
         if (s == AN_OK) s = B->upload(dev, dparams, net->params, bytes);
-        if (s == AN_OK && v && (s = B->alloc(dev, bytes, (void **)&dvelocity)) == AN_OK)
-            s = B->upload(dev, dvelocity, v, bytes);
-        if (s != AN_OK) {
-            B->release(dev, dparams);
-            B->release(dev, dvelocity);
-            B->close(dev);
-            return s;
-        }
     }
-    int was_on_host = an_net_on_host(net);
-    if (was_on_host) {  /* the host blocks become the mirrors */
-        net->host_grads = net->grads;
-        net->host_velocity = net->velocity;
-        net->grads = net->velocity = NULL;
+    if (s == AN_OK) s = an_train_copy(net, dev, &train);
+    if (s != AN_OK) {
+        if (dev != an_cpu_device()) {
+            B->release(dev, dparams);
+            B->close(dev);
+        }
+        return s;
     }
     release_device_state(net);
     net->dev = dev;
     net->device = device;
     net->dparams = dparams;
-    net->velocity = dvelocity;
-    net->device_behind = net->host_behind = net->velocity_device_behind = 0;
-    if (dev == an_cpu_device()) {   /* back on the CPU: the mirrors are the blocks */
-        net->grads = net->host_grads;
-        net->velocity = net->host_velocity;
-        net->host_grads = net->host_velocity = NULL;
-    }
+    net->train = train;
+    net->device_behind = net->host_behind = 0;
     net->params_version++;
+    return AN_OK;
+}
+
+/* An independent copy on the CPU: parameters, mean, input scale, frozen
+ * layers, dropout rate and generator, and the optimizer state (velocity,
+ * iterations); plans are made anew when used. Reads a GPU net's device
+ * copies without changing the net. */
+an_status an_net_clone(const an_net *src, an_net **out)
+{
+    *out = NULL;
+    if (!src) return an_fail(AN_ERR_ARGUMENT, "no network to clone");
+    an_net *net;
+    an_status s = net_alloc(src->classes, &net);
+    if (s != AN_OK) return s;
+    size_t bytes = src->n_params * sizeof(float);
+    if (src->host_behind) s = src->dev->ops->download(src->dev, net->params, src->dparams, bytes);
+    else memcpy(net->params, src->params, bytes);
+    an_train *train = NULL;
+    if (s == AN_OK) s = an_train_copy(src, net->dev, &train);
+    if (s != AN_OK) {
+        an_net_free(net);
+        return s;
+    }
+    an_train_free(net->dev, net->train);
+    net->train = train;
+    memcpy(net->mean, src->mean, sizeof net->mean);
+    net->input_scale = src->input_scale;
+    net->trainable_from = src->trainable_from;
+    net->dropout = src->dropout;
+    net->dropout_rng = src->dropout_rng;
+    *out = net;
     return AN_OK;
 }
 
@@ -236,19 +282,19 @@ static an_status alloc_floats(an_device *dev, float **out, size_t bytes)
     return dev->ops->alloc(dev, bytes ? bytes : 64, (void **)out);
 }
 
-static an_conv_spec conv_spec(const an_param_layer *l, int n, int h, int w)
+double an_net_batch_bytes(const an_net *net, int n, int training)
 {
-    an_conv_spec s = {n, l->in, h, w, l->out, l->kh, l->stride, l->pad, l->groups, l->relu};
-    return s;
+    double per_image = AN_INPUT_PIXELS;
+    for (int i = 0; i < AN_N_OUTPUTS; i++) per_image += (double)an_output_size(net, i);
+    /* 30% for blocked layouts and reorder scratch; training doubles it (gradients) */
+    return per_image * sizeof(float) * n * 1.3 * (training ? 2 : 1);
 }
 
 /* Refuse a batch whose activations alone would not fit in the device's
  * memory, before allocating anything. */
 static an_status check_batch_memory(const an_net *net, int n, int training)
 {
-    double per_image = AN_INPUT_PIXELS;
-    for (int i = 0; i < AN_N_OUTPUTS; i++) per_image += (double)an_output_size(net, i);
-    double bytes = per_image * sizeof(float) * n * 1.3 * (training ? 2 : 1);  /* blocked layouts and reorder scratch */
+    double bytes = an_net_batch_bytes(net, n, training);
     double free_b = 0, total = 0;
     int on_host = an_net_on_host(net);
     if (net->dev->ops->memory(net->dev, &free_b, &total) != AN_OK) return AN_OK;  /* cannot tell: let allocation say */
@@ -259,6 +305,40 @@ static an_status check_batch_memory(const an_net *net, int n, int training)
                        "(%.1f GB): use a smaller batch_size", n, bytes / 1e9,
                        on_host ? "this machine's memory" : "the GPU has free", limit / 1e9);
     return AN_OK;
+}
+
+/* each step's op for this batch, walking the graph up */
+static an_status plan_ops(const an_net *net, an_plan *p)
+{
+    an_device *dev = net->dev;
+    const an_backend *B = dev->ops;
+    const an_layout *prev = NULL;
+    int n = p->n, training = p->training;
+    an_status s = AN_OK;
+    for (int i = 0; i < AN_N_OUTPUTS && s == AN_OK; i++) {
+        const an_step *st = &an_steps[i];
+        an_output_info in = i == 0 ? (an_output_info){"input", AN_INPUT_CHANNELS, AN_INPUT_SIZE, AN_INPUT_SIZE}
+                                   : an_steps[i - 1].out;
+        if (st->kind == AN_STEP_CONV) {
+            const an_param_layer *l = &net->layers[st->param];
+            an_conv_spec cs = {n, in.c, in.h, in.w, l->out, l->kh, l->stride, l->pad, l->groups, l->relu};
+            s = B->conv_create(dev, &cs, training, prev, 0, &p->op[i].conv);
+            if (s == AN_OK) prev = B->conv_out_layout(p->op[i].conv);
+        } else if (st->kind == AN_STEP_POOL) {
+            /* before a dense layer the output is plain: the dense layers read it as a matrix */
+            int plain = i + 1 < AN_N_OUTPUTS && an_steps[i + 1].kind == AN_STEP_DENSE;
+            an_pool_spec ps = {n, in.c, in.h, in.w, AN_POOL_K, AN_POOL_STRIDE};
+            s = B->pool_create(dev, &ps, training, prev, plain, &p->op[i].pool);
+            if (s == AN_OK) prev = plain ? NULL : B->pool_out_layout(p->op[i].pool);
+        } else if (st->kind == AN_STEP_LRN) {
+            an_lrn_spec ls = {n, in.c, in.h, in.w, 5, 1e-4f, 0.75f, 2.0f};
+            s = B->lrn_create(dev, &ls, training, prev, &p->op[i].lrn);   /* keeps its input's layout */
+        } else {
+            prev = NULL;
+        }
+        p->layout[i] = prev;
+    }
+    return s;
 }
 
 static an_status plan_create(const an_net *net, int n, int training, an_plan **out)
@@ -272,41 +352,15 @@ static an_status plan_create(const an_net *net, int n, int training, an_plan **o
     const an_backend *B = dev->ops;
     p->n = n;
     p->training = training;
-    const an_param_layer *L = net->layers;
-    const an_layout *prev = NULL;
-    int h = AN_INPUT_SIZE, w = AN_INPUT_SIZE;
-    /* conv_1 -> pool_1 -> convpool_1 (LRN) -> conv_2 -> pool_2 -> lrn_2 -> conv_3..5 -> convpool_5 */
-    static const int conv_out[5] = {AN_CONV_1, AN_CONV_2, AN_CONV_3, AN_CONV_4, AN_CONV_5};
-    for (int c = 0; c < 5 && s == AN_OK; c++) {
-        an_conv_spec cs = conv_spec(&L[c], n, h, w);
-        s = B->conv_create(dev, &cs, training, prev, 0, &p->conv[c]);
-        if (s != AN_OK) break;
-        an_conv_output_hw(&cs, &h, &w);
-        prev = p->layout[conv_out[c]] = B->conv_out_layout(p->conv[c]);
-        if (c == 0 || c == 1 || c == 4) {
-            int pi = c == 4 ? 2 : c;
-            an_pool_spec ps = {n, L[c].out, h, w, 3, 2};
-            s = B->pool_create(dev, &ps, training, prev, pi == 2, &p->pool[pi]);
-            if (s != AN_OK) break;
-            an_pool_output_hw(&ps, &h, &w);
-            int pool_out = pi == 0 ? AN_POOL_1 : pi == 1 ? AN_POOL_2 : AN_CONVPOOL_5;
-            prev = p->layout[pool_out] = B->pool_out_layout(p->pool[pi]);
-            if (pi < 2) {
-                an_lrn_spec ls = {n, L[c].out, h, w, 5, 1e-4f, 0.75f, 2.0f};
-                s = B->lrn_create(dev, &ls, training, prev, &p->lrn[pi]);
-                p->layout[pi == 0 ? AN_CONVPOOL_1 : AN_LRN_2] = prev;
-            }
-        }
-    }
-    p->layout[AN_CONVPOOL_5] = NULL;  /* created plain: the dense layers read it as a matrix */
+    s = plan_ops(net, p);
     if (s == AN_OK) s = alloc_floats(dev, &p->input, sizeof(float) * n * AN_INPUT_PIXELS);
     for (int i = 0; i < AN_N_OUTPUTS && s == AN_OK; i++) {
         size_t bytes = p->layout[i] ? B->layout_bytes(p->layout[i]) : sizeof(float) * n * an_output_size(net, i);
         s = alloc_floats(dev, &p->act[i], bytes);
         if (s == AN_OK && training) s = alloc_floats(dev, &p->grad[i], bytes);
+        if (s == AN_OK && training && an_steps[i].dropout)
+            s = B->alloc(dev, (size_t)n * an_output_size(net, i), (void **)&p->keep[i]);
     }
-    for (int i = 0; i < 2 && s == AN_OK && training; i++)
-        s = B->alloc(dev, (size_t)n * net->layers[AN_P_DENSE_1 + i].out, (void **)&p->keep[i]);
     if (s != AN_OK) { plan_free(dev, p); return s; }
     *out = p;
     return AN_OK;
@@ -334,52 +388,47 @@ an_status an_plan_for(an_net *net, int n, int training, an_plan **out)
     return AN_OK;
 }
 
+/* training's dropout on step i's output */
+static an_status step_dropout(an_net *net, an_plan *p, int i)
+{
+    size_t width = an_output_size(net, i);
+    /* a share of a global batch skips the other ranks' rows of the mask */
+    int before = net->share_global ? net->share_offset : 0;
+    int after = net->share_global ? net->share_global - net->share_offset - p->n : 0;
+    an_rng_skip(&net->dropout_rng, (size_t)before * width);
+    an_status s = net->dev->ops->dropout_forward(net->dev, (size_t)p->n * width, net->dropout, &net->dropout_rng,
+                                                 p->act[i], p->keep[i]);
+    an_rng_skip(&net->dropout_rng, (size_t)after * width);
+    return s;
+}
+
 /* Run the plan's forward steps up to and including `until`. */
 an_status an_plan_forward(an_net *net, an_plan *p, int until)
 {
-    const an_param_layer *L = net->layers;
     const float *P = net->dparams;
     const uint64_t v = net->params_version;
     const an_backend *B = net->dev->ops;
-    float **a = p->act;
-    int n = p->n;
     an_status s = an_net_params_to_device(net);
-#define STEP(out_index, call)                      \
-    do {                                           \
-        if (s == AN_OK) s = (call);                \
-        if (s != AN_OK || until == (out_index)) return s; \
-    } while (0)
-#define W(i) (P + L[i].weight_offset)
-#define BIAS(i) (P + L[i].bias_offset)
-    STEP(AN_CONV_1, B->conv_forward(p->conv[0], p->input, W(0), BIAS(0), v, a[AN_CONV_1]));
-    STEP(AN_POOL_1, B->pool_forward(p->pool[0], a[AN_CONV_1], a[AN_POOL_1]));
-    STEP(AN_CONVPOOL_1, B->lrn_forward(p->lrn[0], a[AN_POOL_1], a[AN_CONVPOOL_1]));
-    STEP(AN_CONV_2, B->conv_forward(p->conv[1], a[AN_CONVPOOL_1], W(1), BIAS(1), v, a[AN_CONV_2]));
-    STEP(AN_POOL_2, B->pool_forward(p->pool[1], a[AN_CONV_2], a[AN_POOL_2]));
-    STEP(AN_LRN_2, B->lrn_forward(p->lrn[1], a[AN_POOL_2], a[AN_LRN_2]));
-    STEP(AN_CONV_3, B->conv_forward(p->conv[2], a[AN_LRN_2], W(2), BIAS(2), v, a[AN_CONV_3]));
-    STEP(AN_CONV_4, B->conv_forward(p->conv[3], a[AN_CONV_3], W(3), BIAS(3), v, a[AN_CONV_4]));
-    STEP(AN_CONV_5, B->conv_forward(p->conv[4], a[AN_CONV_4], W(4), BIAS(4), v, a[AN_CONV_5]));
-    STEP(AN_CONVPOOL_5, B->pool_forward(p->pool[2], a[AN_CONV_5], a[AN_CONVPOOL_5]));
-    for (int d = 0; d < 3; d++) {
-        const an_param_layer *l = &L[AN_P_DENSE_1 + d];
-        s = B->dense_forward(net->dev, n, l->in, l->out, a[AN_CONVPOOL_5 + d], W(AN_P_DENSE_1 + d),
-                             BIAS(AN_P_DENSE_1 + d), l->relu, a[AN_DENSE_1 + d]);
-        if (s == AN_OK && p->training && d < 2 && net->dropout > 0) {
-            /* a share of a global batch skips the other ranks' rows of the mask */
-            int before = net->share_global ? net->share_offset : 0;
-            int after = net->share_global ? net->share_global - net->share_offset - n : 0;
-            an_rng_skip(&net->dropout_rng, (size_t)before * l->out);
-            s = B->dropout_forward(net->dev, (size_t)n * l->out, net->dropout, &net->dropout_rng,
-                                   a[AN_DENSE_1 + d], p->keep[d]);
-            an_rng_skip(&net->dropout_rng, (size_t)after * l->out);
+    for (int i = 0; i <= until && s == AN_OK; i++) {
+        const an_step *st = &an_steps[i];
+        const an_param_layer *l = st->param >= 0 ? &net->layers[st->param] : NULL;
+        const float *x = i == 0 ? p->input : p->act[i - 1];
+        float *y = p->act[i];
+        switch (st->kind) {
+        case AN_STEP_CONV:
+            s = B->conv_forward(p->op[i].conv, x, P + l->weight_offset, P + l->bias_offset, v, y);
+            break;
+        case AN_STEP_POOL: s = B->pool_forward(p->op[i].pool, x, y); break;
+        case AN_STEP_LRN: s = B->lrn_forward(p->op[i].lrn, x, y); break;
+        case AN_STEP_DENSE:
+            s = B->dense_forward(net->dev, p->n, l->in, l->out, x, P + l->weight_offset, P + l->bias_offset,
+                                 l->relu, y);
+            if (s == AN_OK && p->training && st->dropout && net->dropout > 0) s = step_dropout(net, p, i);
+            break;
+        case AN_STEP_SOFTMAX: s = B->softmax_forward(net->dev, p->n, net->classes, x, y); break;
         }
-        if (s != AN_OK || until == AN_DENSE_1 + d) return s;
     }
-    return B->softmax_forward(net->dev, n, net->classes, a[AN_DENSE_3], a[AN_SOFTMAX]);
-#undef STEP
-#undef W
-#undef BIAS
+    return s;
 }
 
 static an_status net_forward(an_net *net, const float *images, int n, int until, float *out);

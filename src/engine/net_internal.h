@@ -1,5 +1,5 @@
 /* net_internal.h: the net's state, shared by net.c (graph, forward) and
- * train.c (backward, SGD). */
+ * train.c (backward, SGD, and the training state it owns). */
 #ifndef AN_NET_INTERNAL_H
 #define AN_NET_INTERNAL_H
 
@@ -7,23 +7,43 @@
 #include "ops.h"
 #include "rng.h"
 
+/* ---- the graph, written once: one step per named output, in order; the
+ * input of step i is the output of step i - 1 (step 0: the images). The
+ * forward pass walks it up, the backward pass down. */
+typedef enum { AN_STEP_CONV, AN_STEP_POOL, AN_STEP_LRN, AN_STEP_DENSE, AN_STEP_SOFTMAX } an_step_kind;
+
+typedef struct {
+    an_output_info out;     /* name and shape per image (dense_3, softmax: c = the classes) */
+    an_step_kind kind;
+    int param;              /* its parameter layer (AN_P_*), -1 when it has none */
+    int dropout;            /* training drops units of its output */
+} an_step;
+
+extern const an_step an_steps[AN_N_OUTPUTS];
+/* every pooling is max 3x3 /2; every LRN is Heuritech's (5, 1e-4, 0.75, 2) */
+#define AN_POOL_K 3
+#define AN_POOL_STRIDE 2
+
 /* Everything the forward pass needs for one batch size. */
 typedef struct {
     int n;
     int training;
-    an_conv *conv[5];
-    an_pool *pool[3];
-    an_lrn *lrn[2];
+    /* each step's op (conv, pool or LRN; dense and softmax need none) */
+    union { an_conv *conv; an_pool *pool; an_lrn *lrn; } op[AN_N_OUTPUTS];
     float *input;                       /* mean-subtracted images, plain (device memory) */
     float *act[AN_N_OUTPUTS];           /* each step's output */
     const an_layout *layout[AN_N_OUTPUTS]; /* its layout; NULL = plain */
     /* training only */
     float *grad[AN_N_OUTPUTS];          /* gradient wrt each step's output, same layout */
-    uint8_t *keep[2];                   /* dropout masks after dense_1 and dense_2 */
+    uint8_t *keep[AN_N_OUTPUTS];        /* dropout masks of the steps that drop units */
 } an_plan;
 /* All of a plan's buffers and ops live on the net's device. */
 
 #define N_PLANS 3   /* a full batch, the last smaller one, and evaluation */
+
+/* The training state (gradients, SGD velocity, their host mirrors, the
+ * iteration count): train.c's alone; net.c only makes, moves and frees it. */
+typedef struct an_train an_train;
 
 struct an_net {
     int classes;
@@ -35,14 +55,7 @@ struct an_net {
     float *dparams;
     int host_behind;                    /* SGD on a GPU changed dparams */
     int device_behind;                  /* a caller wrote params */
-    /* training state (train.c), on the device; NULL until trained */
-    float *grads;                       /* same layout as params */
-    float *velocity;                    /* SGD momentum buffer */
-    /* host mirrors of a GPU net's gradients and velocity, made on request
-     * (on the CPU they are the same blocks as grads and velocity) */
-    float *host_grads, *host_velocity;
-    int velocity_device_behind;         /* a caller was handed host_velocity to write */
-    uint64_t iterations;                /* SGD steps taken, for Keras' time decay */
+    an_train *train;                    /* never NULL */
     int trainable_from;                 /* first parameter layer that learns */
     float dropout;                      /* rate after dense_1 and dense_2 */
     an_rng dropout_rng;
@@ -65,5 +78,14 @@ static inline int an_net_on_host(const an_net *net) { return net->dev == an_cpu_
 an_status an_net_params_to_device(an_net *net);
 an_status an_plan_for(an_net *net, int n, int training, an_plan **out);
 an_status an_plan_forward(an_net *net, an_plan *plan, int until);
+
+/* train.c: a fresh (empty) training state */
+an_status an_train_new(an_train **out);
+/* The net's training state as it would be on `to` (the CPU or an open GPU):
+ * the velocity and the iteration count. Gradients belong to one backward
+ * pass and stay behind. The net is left as it is. */
+an_status an_train_copy(const an_net *net, an_device *to, an_train **out);
+/* free a state whose blocks live on `dev` */
+void an_train_free(an_device *dev, an_train *train);
 
 #endif

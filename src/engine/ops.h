@@ -79,8 +79,8 @@ an_status an_dense_forward(int n, int in, int out, const float *x, const float *
                            int relu, float *y);
 /* dy: gradient wrt the (post-ReLU when relu) output y, masked in place.
  * dx may be NULL; dw, db overwritten. */
-void an_dense_backward(int n, int in, int out, const float *x, const float *w, const float *y,
-                       int relu, float *dy, float *dx, float *dw, float *db);
+an_status an_dense_backward(int n, int in, int out, const float *x, const float *w, const float *y,
+                            int relu, float *dy, float *dx, float *dw, float *db);
 
 /* ---- softmax over `classes` per row ---- */
 void an_softmax_forward(int n, int classes, const float *logits, float *prob);

@@ -671,18 +671,21 @@ an_status an_dense_forward(int n, int in, int out, const float *x, const float *
     return AN_OK;
 }
 
-void an_dense_backward(int n, int in, int out, const float *x, const float *w, const float *y,
-                       int relu, float *dy, float *dx, float *dw, float *db)
+an_status an_dense_backward(int n, int in, int out, const float *x, const float *w, const float *y,
+                            int relu, float *dy, float *dx, float *dw, float *db)
 {
     if (relu) relu_mask((size_t)n * out, y, dy);
-    dnnl_sgemm('T', 'N', out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
+    dnnl_status_t st = dnnl_sgemm('T', 'N', out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
+    if (st != dnnl_success) return an_fail(AN_ERR_BACKEND, "oneDNN sgemm failed (status %d)", (int)st);
 #pragma omp parallel for schedule(static)
     for (int j = 0; j < out; j++) {
         float sum = 0;
         for (int i = 0; i < n; i++) sum += dy[(size_t)i * out + j];
         db[j] = sum;
     }
-    if (dx) dnnl_sgemm('N', 'N', n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+    if (dx && (st = dnnl_sgemm('N', 'N', n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in)) != dnnl_success)
+        return an_fail(AN_ERR_BACKEND, "oneDNN sgemm failed (status %d)", (int)st);
+    return AN_OK;
 }
 
 /* ---------------------------------------------------------------- softmax */
@@ -827,8 +830,7 @@ static an_status cpu_dense_backward(an_device *dev, int n, int in, int out, cons
                                     const float *y, int relu, float *dy, float *dx, float *dw, float *db)
 {
     (void)dev;
-    an_dense_backward(n, in, out, x, w, y, relu, dy, dx, dw, db);
-    return AN_OK;
+    return an_dense_backward(n, in, out, x, w, y, relu, dy, dx, dw, db);
 }
 static an_status cpu_softmax(an_device *dev, int n, int classes, const float *logits, float *prob)
 {

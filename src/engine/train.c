@@ -39,8 +39,64 @@ an_status an_net_set_dropout(an_net *net, float rate)
 
 void an_net_seed_dropout(an_net *net, uint64_t seed) { an_rng_seed(&net->dropout_rng, seed); }
 
-uint64_t an_net_iterations(const an_net *net) { return net->iterations; }
-void an_net_set_iterations(an_net *net, uint64_t iterations) { net->iterations = iterations; }
+/* The training state, on the net's device. */
+struct an_train {
+    float *grads;                       /* same layout as params; NULL until a backward pass */
+    float *velocity;                    /* SGD momentum buffer; NULL until used */
+    /* host mirrors of a GPU net's gradients and velocity, made on request
+     * (on the CPU the blocks themselves are handed out) */
+    float *host_grads, *host_velocity;
+    int velocity_device_behind;         /* a caller was handed host_velocity to write */
+    uint64_t iterations;                /* SGD steps taken, for Keras' time decay */
+};
+
+an_status an_train_new(an_train **out)
+{
+    *out = calloc(1, sizeof **out);
+    return *out ? AN_OK : an_fail(AN_ERR_MEMORY, "out of memory creating the network");
+}
+
+void an_train_free(an_device *dev, an_train *t)
+{
+    if (!t) return;
+    dev->ops->release(dev, t->grads);
+    dev->ops->release(dev, t->velocity);
+    free(t->host_grads);
+    free(t->host_velocity);
+    free(t);
+}
+
+an_status an_train_copy(const an_net *net, an_device *to, an_train **out)
+{
+    const an_train *t = net->train;
+    an_status s = an_train_new(out);
+    if (s != AN_OK) return s;
+    (*out)->iterations = t->iterations;
+    /* the velocity as the host sees it: the CPU's block, the mirror a caller
+     * was handed, or a fresh download */
+    const int written = !an_net_on_host(net) && t->velocity_device_behind;
+    if (!t->velocity && !written) return AN_OK;
+    size_t bytes = net->n_params * sizeof(float);
+    const float *host = an_net_on_host(net) ? t->velocity : written ? t->host_velocity : NULL;
+    float *staged = NULL;
+    if (!host) {
+        if (!(staged = malloc(bytes)))
+            s = an_fail(AN_ERR_MEMORY, "out of memory for a host copy of %zu parameters", net->n_params);
+        if (s == AN_OK) s = net->dev->ops->download(net->dev, staged, t->velocity, bytes);
+        host = staged;
+    }
+    if (s == AN_OK) s = to->ops->alloc(to, bytes, (void **)&(*out)->velocity);
+    if (s == AN_OK) s = to->ops->upload(to, (*out)->velocity, host, bytes);
+    free(staged);
+    if (s != AN_OK) {
+        an_train_free(to, *out);
+        *out = NULL;
+    }
+    return s;
+}
+
+uint64_t an_net_iterations(const an_net *net) { return net->train->iterations; }
+void an_net_set_iterations(an_net *net, uint64_t iterations) { net->train->iterations = iterations; }
 /* a zeroed block of n_params floats on the net's device */
 static an_status device_block(an_net *net, float **block, const char *what)
 {
@@ -68,24 +124,26 @@ static an_status host_mirror(an_net *net, const float *device_block, float **mir
 
 const float *an_net_grads(an_net *net)
 {
-    if (an_net_on_host(net) || !net->grads) return net->grads;
-    return host_mirror(net, net->grads, &net->host_grads) == AN_OK ? net->host_grads : NULL;
+    an_train *t = net->train;
+    if (an_net_on_host(net) || !t->grads) return t->grads;
+    return host_mirror(net, t->grads, &t->host_grads) == AN_OK ? t->host_grads : NULL;
 }
 
 an_status an_net_velocity(an_net *net, float **velocity)
 {
+    an_train *t = net->train;
     *velocity = NULL;
     if (an_net_on_host(net)) {
-        an_status s = device_block(net, &net->velocity, "SGD momentum");
-        *velocity = net->velocity;
+        an_status s = device_block(net, &t->velocity, "SGD momentum");
+        *velocity = t->velocity;
         return s;
     }
     /* a GPU net hands out a host copy, which the caller may write: it goes
      * back to the device before the next update */
-    an_status s = host_mirror(net, net->velocity, &net->host_velocity);
+    an_status s = host_mirror(net, t->velocity, &t->host_velocity);
     if (s != AN_OK) return s;
-    net->velocity_device_behind = 1;
-    *velocity = net->host_velocity;
+    t->velocity_device_behind = 1;
+    *velocity = t->host_velocity;
     return AN_OK;
 }
 
@@ -108,7 +166,8 @@ static an_status net_backward(an_net *net, const float *images, const int *label
 {
     an_status s = batch_args(net, images, labels, n);
     if (s != AN_OK) return s;
-    if ((s = device_block(net, &net->grads, "gradients")) != AN_OK) return s;
+    an_train *t = net->train;
+    if ((s = device_block(net, &t->grads, "gradients")) != AN_OK) return s;
     an_plan *p;
     if ((s = an_plan_for(net, n, 1, &p)) != AN_OK) return s;
     const an_backend *B = net->dev->ops;
@@ -117,48 +176,37 @@ static an_status net_backward(an_net *net, const float *images, const int *label
     if ((s = an_plan_forward(net, p, AN_SOFTMAX)) != AN_OK) return s;
 
     float **a = p->act, **g = p->grad;
-    const an_param_layer *L = net->layers;
     const float *P = net->dparams;
-    float *G = net->grads;
-    const int first = net->trainable_from;
+    float *G = t->grads;
+    /* the loss gives dense_3's gradient (through the softmax) */
     s = B->loss(dev, n, net->classes, a[AN_DENSE_3], a[AN_SOFTMAX], labels, loss, g[AN_DENSE_3], loss_sum, correct);
-    if (s != AN_OK) return s;
-#define W(i) (P + L[i].weight_offset)
-#define DW(i) (G + L[i].weight_offset)
-#define DB(i) (G + L[i].bias_offset)
-    /* dense_3, dense_2, dense_1: gradients flow down only as far as a layer still learns */
-    for (int d = 2; d >= 0; d--) {
-        int li = AN_P_DENSE_1 + d;
-        if (li < first) return AN_OK;
-        const an_param_layer *l = &L[li];
-        float *dx = li > first ? g[AN_CONVPOOL_5 + d] : NULL;
-        s = B->dense_backward(dev, n, l->in, l->out, a[AN_CONVPOOL_5 + d], W(li), a[AN_DENSE_1 + d], l->relu,
-                              g[AN_DENSE_1 + d], dx, DW(li), DB(li));
-        if (s == AN_OK && dx && d > 0 && net->dropout > 0)
-            s = B->dropout_backward(dev, (size_t)n * l->in, net->dropout, p->keep[d - 1], dx);
-        if (s != AN_OK) return s;
-    }
-    if (first > AN_P_CONV_5) return AN_OK;
-    /* convolutions, top down; each step's input gradient is wanted only when
-     * a learning layer lies below it */
-    static const int conv_in[5] = {-1, AN_CONVPOOL_1, AN_LRN_2, AN_CONV_3, AN_CONV_4};
-    static const int conv_out[5] = {AN_CONV_1, AN_CONV_2, AN_CONV_3, AN_CONV_4, AN_CONV_5};
-    s = B->pool_backward(p->pool[2], a[AN_CONV_5], a[AN_CONVPOOL_5], g[AN_CONVPOOL_5], g[AN_CONV_5]);
-    for (int c = 4; c >= first && s == AN_OK; c--) {
-        const float *x = c == 0 ? p->input : a[conv_in[c]];
-        float *dx = c > first ? g[conv_in[c]] : NULL;
-        s = B->conv_backward(p->conv[c], x, W(c), a[conv_out[c]], g[conv_out[c]], dx, DW(c), DB(c));
-        if (s != AN_OK || !dx || c > 2) continue;
-        /* below conv_3 and conv_2 lie an LRN and a pooling */
-        int k = c - 1;   /* 1: lrn_2/pool_2, 0: convpool_1/pool_1 */
-        int lrn_out = k ? AN_LRN_2 : AN_CONVPOOL_1, pool_out = k ? AN_POOL_2 : AN_POOL_1;
-        s = B->lrn_backward(p->lrn[k], a[pool_out], a[lrn_out], g[lrn_out], g[pool_out]);
-        if (s == AN_OK) s = B->pool_backward(p->pool[k], a[conv_out[k]], a[pool_out], g[pool_out], g[conv_out[k]]);
+    /* down the graph to the first learning layer; a step's input gradient
+     * is wanted only when a learning layer lies below it */
+    int lowest = AN_DENSE_3;
+    while (an_steps[lowest].param != net->trainable_from) lowest--;
+    for (int i = AN_DENSE_3; i >= lowest && s == AN_OK; i--) {
+        const an_step *st = &an_steps[i];
+        const an_param_layer *l = st->param >= 0 ? &net->layers[st->param] : NULL;
+        const float *x = i == 0 ? p->input : a[i - 1];
+        float *dx = i > lowest ? g[i - 1] : NULL;
+        switch (st->kind) {
+        case AN_STEP_CONV:
+            s = B->conv_backward(p->op[i].conv, x, P + l->weight_offset, a[i], g[i], dx, G + l->weight_offset,
+                                 G + l->bias_offset);
+            break;
+        case AN_STEP_POOL: s = B->pool_backward(p->op[i].pool, x, a[i], g[i], dx); break;
+        case AN_STEP_LRN: s = B->lrn_backward(p->op[i].lrn, x, a[i], g[i], dx); break;
+        case AN_STEP_DENSE:
+            s = B->dense_backward(dev, n, l->in, l->out, x, P + l->weight_offset, a[i], l->relu, g[i], dx,
+                                  G + l->weight_offset, G + l->bias_offset);
+            break;
+        case AN_STEP_SOFTMAX: break;   /* not reached: the loss covers it */
+        }
+        /* the input came through dropout: its dropped units get no gradient */
+        if (s == AN_OK && dx && an_steps[i - 1].dropout && net->dropout > 0)
+            s = B->dropout_backward(dev, (size_t)n * an_output_size(net, i - 1), net->dropout, p->keep[i - 1], dx);
     }
     return s;
-#undef W
-#undef DW
-#undef DB
 }
 
 static an_status sgd_update(an_net *net, const an_sgd *opt);
@@ -174,65 +222,89 @@ an_status an_net_sgd_update(an_net *net, const an_sgd *opt)
 
 static an_status sgd_update(an_net *net, const an_sgd *opt)
 {
-    if (!net->grads) return an_fail(AN_ERR_ARGUMENT, "no gradients yet: run a backward pass first");
+    an_train *t = net->train;
+    if (!t->grads) return an_fail(AN_ERR_ARGUMENT, "no gradients yet: run a backward pass first");
     if (!(opt->lr >= 0) || !(opt->momentum >= 0 && opt->momentum < 1) || !(opt->decay >= 0) ||
         !(opt->weight_decay >= 0))
         return an_fail(AN_ERR_ARGUMENT, "invalid SGD settings (lr %g, momentum %g, decay %g, weight decay %g)",
                        opt->lr, opt->momentum, opt->decay, opt->weight_decay);
     an_device *dev = net->dev;
-    an_status s = device_block(net, &net->velocity, "SGD momentum");
-    if (s == AN_OK && net->velocity_device_behind) {
-        s = dev->ops->upload(dev, net->velocity, net->host_velocity, net->n_params * sizeof(float));
-        if (s == AN_OK) net->velocity_device_behind = 0;
+    an_status s = device_block(net, &t->velocity, "SGD momentum");
+    if (s == AN_OK && t->velocity_device_behind) {
+        s = dev->ops->upload(dev, t->velocity, t->host_velocity, net->n_params * sizeof(float));
+        if (s == AN_OK) t->velocity_device_behind = 0;
     }
     if (s == AN_OK) s = an_net_params_to_device(net);
     if (s != AN_OK) return s;
-    an_sgd_step step = {(float)(opt->lr / (1.0 + opt->decay * (double)net->iterations)), opt->momentum,
+    an_sgd_step step = {(float)(opt->lr / (1.0 + opt->decay * (double)t->iterations)), opt->momentum,
                         opt->weight_decay, opt->nesterov};
     for (int i = net->trainable_from; i < AN_N_PARAM_LAYERS && s == AN_OK; i++) {
         const an_param_layer *l = &net->layers[i];
         /* weights and bias are adjacent; weight decay applies to the weights only */
         size_t start = l->weight_offset;
         s = dev->ops->sgd(dev, l->bias_offset + l->bias_count - start, l->weight_count, net->dparams + start,
-                          net->grads + start, net->velocity + start, &step);
+                          t->grads + start, t->velocity + start, &step);
     }
     if (s != AN_OK) return s;
-    net->iterations++;
+    t->iterations++;
     net->params_version++;
     if (!an_net_on_host(net)) net->host_behind = 1;
     return AN_OK;
 }
 
+/* The entry points below hold signals back for the whole call (signals.c):
+ * a caller needs no handling of its own. */
 an_status an_net_train_step(an_net *net, const float *images, const int *labels, int n,
                             an_loss_kind loss, const an_sgd *opt, double *loss_sum, int *correct)
 {
-    an_status s = an_net_backward(net, images, labels, n, loss, loss_sum, correct);
-    return s == AN_OK ? an_net_sgd_update(net, opt) : s;
+    sigset_t old;
+    an_signals_hold(&old);
+    an_status s = net_backward(net, images, labels, n, loss, loss_sum, correct);
+    if (s == AN_OK) s = sgd_update(net, opt);
+    an_signals_release(&old);
+    return s;
 }
+
+static an_status train_step_shared(an_net *net, const float *images, const int *labels, int n, int row_offset,
+                                   int global_rows, an_loss_kind loss, const an_sgd *opt,
+                                   const an_reducer *reducer, double *loss_sum, int *correct);
 
 an_status an_net_train_step_shared(an_net *net, const float *images, const int *labels, int n, int row_offset,
                                    int global_rows, an_loss_kind loss, const an_sgd *opt, const an_reducer *reducer,
                                    double *loss_sum, int *correct)
 {
+    sigset_t old;
+    an_signals_hold(&old);
+    an_status s = train_step_shared(net, images, labels, n, row_offset, global_rows, loss, opt, reducer, loss_sum,
+                                    correct);
+    an_signals_release(&old);
+    return s;
+}
+
+static an_status train_step_shared(an_net *net, const float *images, const int *labels, int n, int row_offset,
+                                   int global_rows, an_loss_kind loss, const an_sgd *opt,
+                                   const an_reducer *reducer, double *loss_sum, int *correct)
+{
     if (!reducer || !reducer->sum) return an_fail(AN_ERR_ARGUMENT, "a shared training step needs a reducer");
     if (row_offset < 0 || n < 0 || global_rows < 1 || global_rows < n || row_offset > global_rows - n)
         return an_fail(AN_ERR_ARGUMENT, "rows %d..%d are not a share of a global batch of %d", row_offset + 1,
                        row_offset + n, global_rows);
+    an_train *t = net->train;
     double local_loss = 0;
     int local_correct = 0;
     an_status s;
     if (n > 0) {
         net->share_offset = row_offset;
         net->share_global = global_rows;
-        s = an_net_backward(net, images, labels, n, loss, &local_loss, &local_correct);
+        s = net_backward(net, images, labels, n, loss, &local_loss, &local_correct);
         net->share_offset = net->share_global = 0;
     } else {
         /* a rank without rows in this (last, small) batch still takes part
          * in the sum, with zero gradients; its dropout draws are skipped */
-        s = device_block(net, &net->grads, "gradients");
-        if (s == AN_OK) s = net->dev->ops->zero(net->dev, net->grads, net->n_params * sizeof(float));
-        for (int d = 0; d < 2 && s == AN_OK && net->dropout > 0; d++)
-            an_rng_skip(&net->dropout_rng, (size_t)global_rows * net->layers[AN_P_DENSE_1 + d].out);
+        s = device_block(net, &t->grads, "gradients");
+        if (s == AN_OK) s = net->dev->ops->zero(net->dev, t->grads, net->n_params * sizeof(float));
+        for (int i = 0; i < AN_N_OUTPUTS && s == AN_OK && net->dropout > 0; i++)
+            if (an_steps[i].dropout) an_rng_skip(&net->dropout_rng, (size_t)global_rows * an_output_size(net, i));
     }
     if (s != AN_OK) return s;
     /* only the learning layers' gradients travel; each rank's are weighted by
@@ -241,26 +313,26 @@ an_status an_net_train_step_shared(an_net *net, const float *images, const int *
     const float weight = (float)n / (float)global_rows;
     double scalars[2] = {local_loss, local_correct};
     if (reducer->device_values) {   /* NCCL: the sum stays on the GPU */
-        s = net->dev->ops->scale(net->dev, net->grads + start, count, weight);
-        if (s == AN_OK) s = reducer->sum(reducer->ctx, net->grads + start, count, scalars, 2);
+        s = net->dev->ops->scale(net->dev, t->grads + start, count, weight);
+        if (s == AN_OK) s = reducer->sum(reducer->ctx, t->grads + start, count, scalars, 2);
         if (s != AN_OK) return s;
         *loss_sum += scalars[0];
         *correct += (int)scalars[1];
-        return an_net_sgd_update(net, opt);
+        return sgd_update(net, opt);
     }
-    float *g = net->grads;
+    float *g = t->grads;
     if (!an_net_on_host(net)) {
-        if ((s = host_mirror(net, net->grads, &net->host_grads)) != AN_OK) return s;
-        g = net->host_grads;
+        if ((s = host_mirror(net, t->grads, &t->host_grads)) != AN_OK) return s;
+        g = t->host_grads;
     }
     for (size_t i = start; i < net->n_params; i++) g[i] *= weight;
     if ((s = reducer->sum(reducer->ctx, g + start, count, scalars, 2)) != AN_OK) return s;
     if (!an_net_on_host(net) &&
-        (s = net->dev->ops->upload(net->dev, net->grads + start, g + start, count * sizeof(float))) != AN_OK)
+        (s = net->dev->ops->upload(net->dev, t->grads + start, g + start, count * sizeof(float))) != AN_OK)
         return s;
     *loss_sum += scalars[0];
     *correct += (int)scalars[1];
-    return an_net_sgd_update(net, opt);
+    return sgd_update(net, opt);
 }
 
 an_status an_net_evaluate(an_net *net, const float *images, const int *labels, int n,
@@ -272,24 +344,28 @@ an_status an_net_evaluate(an_net *net, const float *images, const int *labels, i
     float *buf = malloc(sizeof(float) * 3 * k);
     if (!buf) return an_fail(AN_ERR_MEMORY, "out of memory evaluating a batch");
     float *logits = buf, *prob = buf + k, *dlogits = buf + 2 * k;
+    sigset_t old;
+    an_signals_hold(&old);
     s = an_net_forward(net, images, n, AN_DENSE_3, logits);
     if (s == AN_OK) {
         an_softmax_forward(n, net->classes, logits, prob);
         an_loss_forward_backward(n, net->classes, logits, prob, labels, loss, dlogits, loss_sum, correct);
     }
+    an_signals_release(&old);
     free(buf);
     return s;
 }
 
 void an_net_reset_optimizer(an_net *net)
 {
+    an_train *t = net->train;
     size_t bytes = net->n_params * sizeof(float);
     /* a failed clear on a GPU frees the block instead: it comes back zeroed */
-    if (net->velocity && net->dev->ops->zero(net->dev, net->velocity, bytes) != AN_OK) {
-        net->dev->ops->release(net->dev, net->velocity);
-        net->velocity = NULL;
+    if (t->velocity && net->dev->ops->zero(net->dev, t->velocity, bytes) != AN_OK) {
+        net->dev->ops->release(net->dev, t->velocity);
+        t->velocity = NULL;
     }
-    if (net->host_velocity) memset(net->host_velocity, 0, bytes);
-    net->velocity_device_behind = 0;
-    net->iterations = 0;
+    if (t->host_velocity) memset(t->host_velocity, 0, bytes);
+    t->velocity_device_behind = 0;
+    t->iterations = 0;
 }

@@ -1045,7 +1045,20 @@ static an_status build_image(const an_net *net, const char *path, const char *na
     return s;
 }
 
-/* Either kind of file, written atomically (see an_weights_save). */
+typedef struct {
+    const an_net *net;
+    const char *path;
+    const char *const *class_names;
+    an_weights_kind kind;
+} save_job;
+
+static an_status save_build(void *ctx, const char *mem_name, an_h5_image *im)
+{
+    const save_job *job = ctx;
+    return build_image(job->net, job->path, mem_name, job->class_names, job->kind, im);
+}
+
+/* Either kind of file, written atomically (h5io.c). */
 static an_status save_file(const an_net *net, const char *path, const char *const *class_names,
                            an_weights_kind kind)
 {
@@ -1056,51 +1069,8 @@ static an_status save_file(const an_net *net, const char *path, const char *cons
             if (!class_names[i])
                 return an_fail(AN_ERR_ARGUMENT, "cannot save weights to '%s': class name %d of %d is missing",
                                path, i + 1, an_net_classes(net));
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return an_fail(AN_ERR_IO, "cannot save weights to '%s': it is a directory", path);
-
-    size_t len = strlen(path) + 32;
-    char *tmp = malloc(len);
-    if (!tmp) return an_fail(AN_ERR_MEMORY, "out of memory saving weights to '%s'", path);
-    snprintf(tmp, len, "%s.tmp-%ld", path, (long)getpid());
-    /* first, so that a missing or read-only directory fails before any work */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) {
-        an_status s = an_fail(AN_ERR_IO, "cannot save weights to '%s': cannot create '%s': %s", path, tmp,
-                              strerror(errno));
-        free(tmp);
-        return s;
-    }
-    /* HDF5's name for the in-memory file: it only looks whether such a file exists */
-    char *mem_name = malloc(len + 16);
-    if (!mem_name) {
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return an_fail(AN_ERR_MEMORY, "out of memory saving weights to '%s'", path);
-    }
-    snprintf(mem_name, len + 16, "%s.in-memory", tmp);
-    an_h5_quiet q;
-    an_h5_quiet_begin(&q);
-    an_h5_image im = {NULL, 0};
-    an_status s = build_image(net, path, mem_name, class_names, kind, &im);
-    free(mem_name);
-    an_h5_quiet_end(&q);
-    if (s == AN_OK && an_h5_write_all(fd, im.mem, an_h5_image_length(&im)) != 0)
-        s = an_fail(AN_ERR_IO, "cannot save weights to '%s': writing '%s' failed: %s", path, tmp, strerror(errno));
-    free(im.mem);
-    /* on disk before it replaces the old file */
-    if (s == AN_OK && fsync(fd) != 0)
-        s = an_fail(AN_ERR_IO, "cannot save weights to '%s': flushing '%s' failed: %s", path, tmp, strerror(errno));
-    if (close(fd) != 0 && s == AN_OK)
-        s = an_fail(AN_ERR_IO, "cannot save weights to '%s': closing '%s' failed: %s", path, tmp, strerror(errno));
-    if (s == AN_OK && rename(tmp, path) != 0)
-        s = an_fail(AN_ERR_IO, "cannot save weights to '%s': renaming '%s' to it failed: %s", path, tmp,
-                    strerror(errno));
-    if (s != AN_OK) unlink(tmp);
-    free(tmp);
-    return s;
+    save_job job = {net, path, class_names, kind};
+    return an_h5_write_file(path, "save weights to", save_build, &job);
 }
 
 an_status an_weights_save(const an_net *net, const char *path, const char *const *class_names)

@@ -221,8 +221,8 @@ static void test_dense(const anfx_file *f, const char *name)
         snprintf(lab, sizeof lab, "op %s y", name);
         compare(lab, y, ny, &ry, ATOL_OP, RTOL);
     }
-    if (ry.ok && ry.count == ny) {
-        an_dense_backward(n, in, out, x, w, ry.full, relu, dy, dx, dw, db);
+    snprintf(lab, sizeof lab, "op %s backward", name);
+    if (ry.ok && ry.count == ny && status_ok(lab, an_dense_backward(n, in, out, x, w, ry.full, relu, dy, dx, dw, db))) {
         snprintf(lab, sizeof lab, "op %s dx", name);
         snprintf(key, sizeof key, "%s.dx", name);
         check_ref(f, lab, key, dx, nx, ATOL_OP);
@@ -234,7 +234,8 @@ static void test_dense(const anfx_file *f, const char *name)
         check_ref(f, lab, key, db, (size_t)out, ATOL_OP);
         memcpy(dy, r, ny * sizeof *dy);
         for (size_t i = 0; i < nw; i++) dw[i] = -777.0f;
-        an_dense_backward(n, in, out, x, w, ry.full, relu, dy, NULL, dw, db);
+        snprintf(lab, sizeof lab, "op %s backward (dx=NULL)", name);
+        status_ok(lab, an_dense_backward(n, in, out, x, w, ry.full, relu, dy, NULL, dw, db));
         snprintf(lab, sizeof lab, "op %s dw (dx=NULL)", name);
         snprintf(key, sizeof key, "%s.dw", name);
         check_ref(f, lab, key, dw, nw, ATOL_OP);
@@ -1062,7 +1063,7 @@ static void test_train(void)
 }
 
 /* argv[2], when given: a comma-separated list of the groups to run (ops,
- * output_names, create_errors, param_counts, init, image, net, train_full,
+ * output_names, create_errors, param_counts, init, image, net, clone, train_full,
  * train_frozen, train_determinism); `make valgrind` runs a subset */
 static const char *only;
 
@@ -1073,6 +1074,83 @@ static int want(const char *group)
     for (const char *p = only; (p = strstr(p, group)) != NULL; p += n)
         if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
     return 0;
+}
+
+/* A clone (what the R glue makes of a net after a fork) computes as its
+ * source: the same forward outputs and the same next SGD step, bit for bit. */
+static void test_clone(void)
+{
+    enum { N = 2, CLASSES = 3 };
+    an_net *src = NULL, *copy = NULL;
+    float *images = xmalloc((size_t)N * AN_INPUT_PIXELS * sizeof(float));
+    hash_fill_image(images, (size_t)N * AN_INPUT_PIXELS, 4000);
+    int labels[N] = {2, 0}, correct = 0;
+    double loss = 0;
+    an_sgd opt = {1e-4f, 0.9f, 1e-3f, 5e-4f, 1};
+    const float mean[3] = {120, 110, 100};
+    int ok = status_ok("clone: create", an_net_create(CLASSES, 31, &src));
+    if (ok) {
+        an_net_set_mean(src, mean);
+        ok = status_ok("clone: scale", an_net_set_input_scale(src, 1.0f / 64)) &&
+             status_ok("clone: trainable_from", an_net_set_trainable_from(src, AN_P_CONV_3)) &&
+             status_ok("clone: dropout", an_net_set_dropout(src, 0.25f));
+        an_net_seed_dropout(src, 77);
+    }
+    /* two steps, so that the velocity, the iterations and the dropout generator have moved */
+    for (int t = 0; t < 2 && ok; t++)
+        ok = status_ok("clone: source step", an_net_train_step(src, images, labels, N, AN_LOSS_CROSS_ENTROPY, &opt,
+                                                                &loss, &correct));
+    ok = ok && status_ok("an_net_clone", an_net_clone(src, &copy));
+    if (ok) {
+        size_t np = an_net_param_count(src);
+        float m[3];
+        an_net_get_mean(copy, m);
+        CHECK("clone: settings", memcmp(m, mean, sizeof m) == 0 && an_net_input_scale(copy) == 1.0f / 64 &&
+                                     an_net_trainable_from(copy) == AN_P_CONV_3 &&
+                                     an_net_iterations(copy) == 2 && an_net_device(copy) == AN_DEVICE_CPU &&
+                                     an_net_classes(copy) == CLASSES, NULL);
+        CHECK("clone: parameters bit for bit", memcmp(an_net_params(src), an_net_params(copy), np * 4) == 0, NULL);
+        size_t k = (size_t)N * an_output_size(src, AN_DENSE_1);
+        float *out[2] = {falloc(k, 0), falloc(k, 0)};
+        int fw = status_ok("clone: forward", an_net_forward(src, images, N, AN_DENSE_1, out[0])) &&
+                 status_ok("clone: forward", an_net_forward(copy, images, N, AN_DENSE_1, out[1]));
+        CHECK("clone: forward outputs bit for bit", fw && memcmp(out[0], out[1], k * 4) == 0, NULL);
+        double l[2] = {0, 0};
+        int c[2] = {0, 0};
+        int st = status_ok("clone: next step", an_net_train_step(src, images, labels, N, AN_LOSS_CROSS_ENTROPY,
+                                                                  &opt, &l[0], &c[0])) &&
+                 status_ok("clone: next step", an_net_train_step(copy, images, labels, N, AN_LOSS_CROSS_ENTROPY,
+                                                                  &opt, &l[1], &c[1]));
+        float *v[2] = {NULL, NULL};
+        st = st && status_ok("clone: velocity", an_net_velocity(src, &v[0])) &&
+             status_ok("clone: velocity", an_net_velocity(copy, &v[1]));
+        CHECK("clone: next SGD step (dropout included) bit for bit",
+              st && l[0] == l[1] && memcmp(an_net_params(src), an_net_params(copy), np * 4) == 0 &&
+                  memcmp(v[0], v[1], np * 4) == 0 && an_net_iterations(copy) == 3,
+              "loss sums %.17g, %.17g", l[0], l[1]);
+        /* independent: a step of the clone leaves the source alone */
+        float *before = fdup(an_net_params(src), np);
+        st = st && status_ok("clone: own step", an_net_train_step(copy, images, labels, N, AN_LOSS_CROSS_ENTROPY,
+                                                                   &opt, &l[1], &c[1]));
+        CHECK("clone: independent of its source", st && memcmp(before, an_net_params(src), np * 4) == 0 &&
+                                                      memcmp(before, an_net_params(copy), np * 4) != 0, NULL);
+        free(before);
+        free(out[0]);
+        free(out[1]);
+    }
+    an_net *fresh = NULL;
+    float *v = NULL;
+    ok = status_ok("clone: fresh net", an_net_create(CLASSES, 32, &fresh));
+    an_net_free(copy);
+    copy = NULL;
+    ok = ok && status_ok("clone of a net never trained", an_net_clone(fresh, &copy));
+    CHECK("clone of a net never trained: no iterations, zero velocity",
+          ok && an_net_iterations(copy) == 0 && an_net_grads(copy) == NULL &&
+              status_ok("clone: velocity", an_net_velocity(copy, &v)) && v[0] == 0 && v[123] == 0, NULL);
+    an_net_free(fresh);
+    an_net_free(copy);
+    an_net_free(src);
+    free(images);
 }
 
 /* MPI ranks of one machine and its GPUs: local rank modulo the GPU count */
@@ -1102,6 +1180,7 @@ int main(int argc, char **argv)
     if (want("init")) test_init();
     if (want("image")) test_image();
     if (want("net")) test_net();
+    if (want("clone")) test_clone();
     if (want("train_full") || want("train_frozen") || want("train_determinism")) test_train();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
