@@ -29,3 +29,20 @@
 #' @importFrom rlang caller_arg caller_env
 #' @useDynLib alexnet, .registration = TRUE, .fixes = "C_"
 NULL
+
+.engine_facts <- NULL
+
+# The network's facts come from the engine, which owns them (layer names,
+# Keras weight layers, the ImageNet mean, each step's operation, parameter
+# counts, the input size): bound here, before the namespace is sealed.
+.onLoad <- function(libname, pkgname) {
+  facts <- .Call(C_engine_facts)
+  ns <- topenv()
+  assign(".engine_facts", facts, envir = ns)
+  assign(".layer_names", facts$layers, envir = ns)
+  assign(".param_layers", facts$param_layers, envir = ns)
+  assign(".weight_layers", facts$weight_layers, envir = ns)
+  assign(".imagenet_mean", facts$mean, envir = ns)
+  assign(".step_operation", facts$operations[nzchar(facts$operations)], envir = ns)
+  assign(".input_floats", facts$input_floats, envir = ns)
+}

@@ -105,7 +105,7 @@ check_labels <- function(labels, n, arg = caller_arg(labels),
 # training), and the glue's: its input and output buffers, the JPEG loader's
 # two batch slots, the result matrix.
 
-.input_floats <- 3 * 227 * 227
+.input_floats <- NULL   # from the engine at load (R/alexnet-package.R)
 
 phys_memory <- function() .Call(C_phys_memory)
 
@@ -138,9 +138,10 @@ check_batch_memory <- function(net, n, batch_size, layer = NULL, training = FALS
   invisible()
 }
 
-# Parameters of a net of `classes`: the fixed layers plus dense_3.
+# Parameters of a net of `classes`: the fixed layers plus dense_3 (the
+# engine's counts, read at load).
 net_params_for <- function(classes) {
-  56868224 + 4097 * classes
+  .engine_facts$params_fixed + .engine_facts$params_per_class * classes
 }
 
 check_classes_memory <- function(classes, call = caller_env()) {

@@ -1,11 +1,11 @@
 # The network object: creation, printing, layer tables, parameters.
 
-.layer_names <- c(
-  "conv_1", "pool_1", "convpool_1", "conv_2", "pool_2", "lrn_2", "conv_3",
-  "conv_4", "conv_5", "convpool_5", "dense_1", "dense_2", "dense_3", "softmax"
-)
-
-.imagenet_mean <- c(123.68, 116.779, 103.939)
+# Facts of the network that the engine owns (layer names, the ImageNet
+# mean, what each step does, parameter counts): filled from the engine when
+# the package loads (.onLoad, R/alexnet-package.R), never repeated here.
+.layer_names <- NULL
+.imagenet_mean <- NULL
+.step_operation <- NULL
 
 #' Create an AlexNet network
 #'
@@ -35,7 +35,7 @@
 #'   one message and the CPU. See [alexnet_backend()] and [alexnet_to()].
 #' @param mean Per-channel means (red, green, blue) subtracted from the input
 #'   pixels (0..255 scale) inside the network; one number is used for all
-#'   three channels. The default is the ImageNet mean used by the original
+#'   three channels. The default (`NULL`) is the ImageNet mean used by the original
 #'   model. Use `0` to feed pixels unchanged.
 #' @param scale The input fed to the network is `(pixel - mean) * scale`.
 #'   `1` (the default) is the convention of the Heuritech weights; a small
@@ -70,7 +70,7 @@
 #' net <- alexnet(classes = 2, seed = 1, labels = c("cat", "dog"))
 #' net
 alexnet <- function(classes = 1000, seed = NULL, device = "auto",
-                    mean = c(123.68, 116.779, 103.939), scale = 1, labels = NULL,
+                    mean = NULL, scale = 1, labels = NULL,
                     weights = NULL) {
   mean_given <- !missing(mean)
   scale_given <- !missing(scale)
@@ -95,6 +95,7 @@ alexnet <- function(classes = 1000, seed = NULL, device = "auto",
   check_classes_memory(classes)
   device <- check_device(device)
   seed <- check_seed(seed)
+  if (is.null(mean)) mean <- .imagenet_mean
   mean <- check_mean(mean)
   labels <- check_class_labels(labels, classes)
   check_number(scale, min = 0, open_min = TRUE)
@@ -298,14 +299,6 @@ alexnet_layers <- function() {
   .layer_names
 }
 
-.step_operation <- c(
-  pool_1 = "max pool 3x3/2",
-  convpool_1 = "LRN 5 (alpha 1e-4, beta 0.75, k 2)",
-  pool_2 = "max pool 3x3/2",
-  lrn_2 = "LRN 5 (alpha 1e-4, beta 0.75, k 2)",
-  convpool_5 = "max pool 3x3/2",
-  softmax = "softmax"
-)
 
 #' Layer table of a network
 #'

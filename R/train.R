@@ -2,8 +2,7 @@
 # The epoch and batch loops are here, in R, one engine call per batch: an
 # interrupt between batches is an ordinary R condition, caught below.
 
-.param_layers <- c("conv_1", "conv_2", "conv_3", "conv_4", "conv_5",
-                   "dense_1", "dense_2", "dense_3")
+.param_layers <- NULL   # from the engine at load (R/alexnet-package.R)
 
 #' Stochastic gradient descent, as Keras defines it
 #'

@@ -1,10 +1,7 @@
 # Weights in HDF5 files: save, load (by Keras layer name), describe. The
 # work is done by the engine (src/engine/weights.c) through src/r_weights.c.
 
-.weight_layers <- c(
-  "conv_1", "conv_2_1", "conv_2_2", "conv_3", "conv_4_1", "conv_4_2",
-  "conv_5_1", "conv_5_2", "dense_1", "dense_2", "dense_3"
-)
+.weight_layers <- NULL   # the Keras layer names, from the engine at load (R/alexnet-package.R)
 
 #' Save and load the weights of a network
 #'

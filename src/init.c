@@ -26,6 +26,7 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(net_layers, 1),
     CALLDEF(net_outputs, 1),
     CALLDEF(output_find, 1),
+    CALLDEF(engine_facts, 0),
     CALLDEF(net_get_params, 1),
     CALLDEF(net_set_params, 2),
     CALLDEF(check_pixels, 1),

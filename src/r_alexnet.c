@@ -325,6 +325,38 @@ SEXP r_an_net_outputs(SEXP ptr)
     return res;
 }
 
+/* What the engine knows of the network, so that R does not repeat it:
+ * list(layers, param_layers, weight_layers, operations, mean,
+ * params_fixed, params_per_class, input_floats). */
+SEXP r_an_engine_facts(void)
+{
+    const char *fields[] = {"layers", "param_layers", "weight_layers", "operations", "mean",
+                            "params_fixed", "params_per_class", "input_floats"};
+    SEXP res = PROTECT(named_list(8, fields));
+    SEXP layers = PROTECT(Rf_allocVector(STRSXP, AN_N_OUTPUTS));
+    SEXP ops = PROTECT(Rf_allocVector(STRSXP, AN_N_OUTPUTS));
+    for (int i = 0; i < AN_N_OUTPUTS; i++) {
+        SET_STRING_ELT(layers, i, Rf_mkChar(an_output_name(i)));
+        SET_STRING_ELT(ops, i, Rf_mkChar(an_step_operation(i)));
+    }
+    Rf_setAttrib(ops, R_NamesSymbol, layers);
+    SEXP params = PROTECT(Rf_allocVector(STRSXP, AN_N_PARAM_LAYERS));
+    for (int l = 0; l < AN_N_PARAM_LAYERS; l++) SET_STRING_ELT(params, l, Rf_mkChar(an_param_layer_name(l)));
+    SEXP mean = PROTECT(Rf_allocVector(REALSXP, 3));
+    an_default_mean(REAL(mean));
+    SET_VECTOR_ELT(res, 0, layers);
+    SET_VECTOR_ELT(res, 1, params);
+    SET_VECTOR_ELT(res, 2, weights_layer_names());
+    SET_VECTOR_ELT(res, 3, ops);
+    SET_VECTOR_ELT(res, 4, mean);
+    double fixed = (double) an_param_count_for(0);
+    SET_VECTOR_ELT(res, 5, Rf_ScalarReal(fixed));
+    SET_VECTOR_ELT(res, 6, Rf_ScalarReal((double) an_param_count_for(1) - fixed));
+    SET_VECTOR_ELT(res, 7, Rf_ScalarReal((double) AN_INPUT_PIXELS));
+    UNPROTECT(5);
+    return res;
+}
+
 SEXP r_an_output_find(SEXP name)
 {
     if (TYPEOF(name) != STRSXP || XLENGTH(name) != 1 || STRING_ELT(name, 0) == NA_STRING)

@@ -67,6 +67,7 @@ SEXP r_an_net_set_mean(SEXP ptr, SEXP mean);
 SEXP r_an_net_layers(SEXP ptr);
 SEXP r_an_net_outputs(SEXP ptr);
 SEXP r_an_output_find(SEXP name);
+SEXP r_an_engine_facts(void);
 SEXP r_an_net_get_params(SEXP ptr);
 SEXP r_an_net_set_params(SEXP ptr, SEXP values);
 SEXP r_an_check_pixels(SEXP x);

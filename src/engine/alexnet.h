@@ -95,6 +95,16 @@ size_t an_net_param_count(const an_net *net);
 const an_param_layer *an_net_param_layer(const an_net *net, int index);
 an_output_info an_net_output(const an_net *net, int index);
 int an_output_find(const char *name);  /* index, or -1 when unknown */
+
+/* Facts of the network, for callers that describe it (R asks rather than
+ * repeating them). */
+const char *an_output_name(int index);         /* "conv_1" .. "softmax"; NULL outside 0..AN_N_OUTPUTS-1 */
+const char *an_param_layer_name(int index);    /* "conv_1" .. "dense_3"; NULL outside */
+void an_default_mean(double mean[3]);          /* the ImageNet RGB means */
+size_t an_param_count_for(int classes);        /* a net's parameters, without making one */
+/* What a step without parameters does ("max pool 3x3/2", "LRN 5 (alpha
+ * 1e-4, beta 0.75, k 2)", "softmax"); "" for convolutions and dense layers. */
+const char *an_step_operation(int index);
 size_t an_output_size(const an_net *net, int index); /* floats per image */
 
 /* The one contiguous block of all parameters (layout: an_param_layer). Call

@@ -40,6 +40,45 @@ const an_step an_steps[AN_N_OUTPUTS] = {
     {{"softmax", 0, 1, 1}, AN_STEP_SOFTMAX, -1, 0},
 };
 
+const char *an_output_name(int index)
+{
+    return index >= 0 && index < AN_N_OUTPUTS ? an_steps[index].out.name : NULL;
+}
+
+const char *an_param_layer_name(int index)
+{
+    return index >= 0 && index < AN_N_PARAM_LAYERS ? layer_table[index].name : NULL;
+}
+
+void an_default_mean(double mean[3])
+{
+    mean[0] = 123.68;
+    mean[1] = 116.779;
+    mean[2] = 103.939;
+}
+
+size_t an_param_count_for(int classes)
+{
+    size_t count = 0;
+    for (int l = 0; l < AN_N_PARAM_LAYERS; l++) {
+        const an_param_layer *L = &layer_table[l];
+        size_t out = l == AN_P_DENSE_3 ? (size_t)classes : (size_t)L->out;
+        count += out * (L->in / L->groups) * L->kh * L->kw + out;
+    }
+    return count;
+}
+
+const char *an_step_operation(int index)
+{
+    if (index < 0 || index >= AN_N_OUTPUTS) return NULL;
+    switch (an_steps[index].kind) {
+    case AN_STEP_POOL: return AN_POOL_TEXT;
+    case AN_STEP_LRN: return AN_LRN_TEXT;
+    case AN_STEP_SOFTMAX: return "softmax";
+    default: return "";
+    }
+}
+
 int an_output_find(const char *name)
 {
     for (int i = 0; name && i < AN_N_OUTPUTS; i++)
@@ -108,7 +147,9 @@ static an_status net_alloc(int classes, an_net **out)
     if (!net) return an_fail(AN_ERR_MEMORY, "out of memory creating the network");
     net->classes = classes;
     net->input_scale = 1.0f;
-    net->mean[0] = 123.68f; net->mean[1] = 116.779f; net->mean[2] = 103.939f;
+    double mean[3];
+    an_default_mean(mean);
+    for (int c = 0; c < 3; c++) net->mean[c] = (float)mean[c];
     memcpy(net->layers, layer_table, sizeof layer_table);
     net->layers[AN_P_DENSE_3].out = classes;
     size_t offset = 0;
@@ -331,7 +372,7 @@ static an_status plan_ops(const an_net *net, an_plan *p)
             s = B->pool_create(dev, &ps, training, prev, plain, &p->op[i].pool);
             if (s == AN_OK) prev = plain ? NULL : B->pool_out_layout(p->op[i].pool);
         } else if (st->kind == AN_STEP_LRN) {
-            an_lrn_spec ls = {n, in.c, in.h, in.w, 5, 1e-4f, 0.75f, 2.0f};
+            an_lrn_spec ls = {n, in.c, in.h, in.w, AN_LRN_SIZE, AN_LRN_ALPHA, AN_LRN_BETA, AN_LRN_K};
             s = B->lrn_create(dev, &ls, training, prev, &p->op[i].lrn);   /* keeps its input's layout */
         } else {
             prev = NULL;

@@ -23,6 +23,12 @@ extern const an_step an_steps[AN_N_OUTPUTS];
 /* every pooling is max 3x3 /2; every LRN is Heuritech's (5, 1e-4, 0.75, 2) */
 #define AN_POOL_K 3
 #define AN_POOL_STRIDE 2
+#define AN_LRN_SIZE 5
+#define AN_LRN_ALPHA 1e-4f
+#define AN_LRN_BETA 0.75f
+#define AN_LRN_K 2.0f
+#define AN_POOL_TEXT "max pool 3x3/2"
+#define AN_LRN_TEXT "LRN 5 (alpha 1e-4, beta 0.75, k 2)"
 
 /* Everything the forward pass needs for one batch size. */
 typedef struct {
