@@ -50,6 +50,17 @@ static const float *kept_images(const float *px, const an_load_result *r, const 
     return in;
 }
 
+/* Batch [i0, i0 + *b) of a run of n images in batches of `batch`, the one
+ * after it submitted to be prepared meanwhile. */
+static an_status run_batch(an_loader *ld, const int *indices, int n, int i0, int batch, int *b, const float **px,
+                           an_load_result *results, int *failed)
+{
+    *b = n - i0 < batch ? n - i0 : batch;
+    int nb = n - i0 - *b < batch ? n - i0 - *b : batch;
+    return an_loader_fetch(ld, indices + i0, *b, 0, nb > 0 ? indices + i0 + *b : NULL, nb, 0, px, results + i0,
+                           failed);
+}
+
 static an_status check_run(an_loader *ld, const int *indices, int n, int batch)
 {
     if (!ld) return an_fail(AN_ERR_ARGUMENT, "no loader");
@@ -77,12 +88,9 @@ an_status an_loader_forward(an_loader *ld, an_net *net, const int *indices, int 
     sigset_t held;
     an_signals_hold(&held);
     for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
-        int b = n - i0 < batch ? n - i0 : batch, nb = n - i0 - b < batch ? n - i0 - b : batch;
         const float *px;
-        int failed = 0;
-        st = an_loader_fetch(ld, indices + i0, b, 0, nb > 0 ? indices + i0 + b : NULL, nb, 0, &px, results + i0,
-                             &failed);
-        if (st != AN_OK) break;
+        int b, failed = 0;
+        if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
         *n_failed += failed;
         st = an_net_forward(net, px, b, until, rows);
         if (st != AN_OK) break;
@@ -112,12 +120,9 @@ an_status an_loader_evaluate(an_loader *ld, an_net *net, const int *indices, con
     sigset_t held;
     an_signals_hold(&held);
     for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
-        int b = n - i0 < batch ? n - i0 : batch, nb = n - i0 - b < batch ? n - i0 - b : batch;
         const float *px;
-        int failed = 0;
-        st = an_loader_fetch(ld, indices + i0, b, 0, nb > 0 ? indices + i0 + b : NULL, nb, 0, &px, results + i0,
-                             &failed);
-        if (st != AN_OK) break;
+        int b, failed = 0;
+        if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
         *n_failed += failed;
         if (failed && !in && !(in = malloc((size_t)batch * AN_INPUT_PIXELS * sizeof *in))) {
             st = an_fail(AN_ERR_MEMORY, "out of memory for a batch of %d images", batch);
