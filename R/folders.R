@@ -227,14 +227,15 @@ n_images <- function(x) {
 
 # The engine's image source for `x`: an image_folder's JPEG files or an
 # image_array's pixels, both a loader whose threads prepare each batch while
-# the one before computes (engine/loader.c). Free it with close_sources().
-batch_source <- function(x, training = FALSE, seed = NULL) {
-  src <- new.env(parent = emptyenv())
+# the one before computes (engine/loader.c). It is made in `src`, which the
+# caller has already handed to on.exit(close_sources(src)), so that an
+# interrupt at any point joins its threads at once.
+batch_source <- function(x, training = FALSE, seed = NULL, src = new.env(parent = emptyenv())) {
   src$failed <- character()
   if (!inherits(x, "image_folder")) {
     src$folder <- FALSE
     src$skip <- FALSE
-    src$ptr <- engine(.Call(C_loader_create_array, x$pixels, 0L))
+    suspendInterrupts(src$ptr <- engine(.Call(C_loader_create_array, x$pixels, 0L)))
     return(src)
   }
   aug <- if (training && !is.null(x$augment)) augment_vector(x$augment)
@@ -242,15 +243,21 @@ batch_source <- function(x, training = FALSE, seed = NULL) {
   src$folder <- TRUE
   src$files <- x$files
   src$skip <- identical(x$on_error, "skip")
-  src$ptr <- engine(.Call(C_loader_create, x$files, x$size,
-                          if (x$resize == "crop") 1L else 0L, aug, as.double(s), 0L))
+  suspendInterrupts(src$ptr <- engine(.Call(C_loader_create, x$files, x$size,
+                                            if (x$resize == "crop") 1L else 0L, aug, as.double(s), 0L)))
   src
 }
 
+# Joins the loaders' threads now. A Ctrl-C pending while this runs (as an
+# on.exit handler) waits until every loader is freed: R would otherwise
+# raise it inside the loop and leave the rest to the finalizers.
 close_sources <- function(...) {
-  for (src in list(...)) {
-    if (is.environment(src) && !is.null(src$ptr)) .Call(C_loader_free, src$ptr)
-  }
+  suspendInterrupts(for (src in list(...)) {
+    if (is.environment(src) && !is.null(src$ptr)) {
+      .Call(C_loader_free, src$ptr)
+      src$ptr <- NULL
+    }
+  })
 }
 
 # Record a batch's failures; stop on the first when the policy is "stop".
@@ -304,8 +311,9 @@ evaluate_source <- function(src, net, labels, loss, batch_size, call = caller_en
 # forward() over an image_array or image_folder: the n x size matrix, in
 # image order; a folder's images that could not be read give NA rows.
 source_forward <- function(net, x, until, batch_size, call = caller_env()) {
-  src <- batch_source(x)
+  src <- new.env(parent = emptyenv())
   on.exit(close_sources(src))
+  batch_source(x, src = src)
   res <- engine(.Call(C_loader_forward, src$ptr, net$ptr, seq_len(n_images(x)), until,
                       as.integer(batch_size), src$skip), call = call)
   note_failures(src, res, call)
@@ -323,8 +331,9 @@ source_forward <- function(net, x, until, batch_size, call = caller_env()) {
 # or the raw planar vector. Internal, for tests and checks.
 folder_pixels <- function(x, index = seq_along(x$files), epoch = 0, training = FALSE,
                           seed = NULL, raw = FALSE) {
-  src <- batch_source(x, training = training, seed = seed)
+  src <- new.env(parent = emptyenv())
   on.exit(close_sources(src))
+  batch_source(x, training = training, seed = seed, src = src)
   res <- engine(.Call(C_loader_pixels, src$ptr, as.integer(index), as.double(epoch)))
   if (raw) return(res$value)
   s <- x$size

@@ -266,9 +266,11 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
     augment_seed = as.double(sample.int(.Machine$integer.max, 1L))
   ))
   # image folders are read by a threaded loader (R/folders.R), freed on exit
-  src <- batch_source(data, training = TRUE, seed = plan$augment_seed)
-  val_src <- if (!is.null(validation)) batch_source(validation)
+  src <- new.env(parent = emptyenv())
+  val_src <- new.env(parent = emptyenv())
   on.exit(close_sources(src, val_src), add = TRUE)
+  batch_source(data, training = TRUE, seed = plan$augment_seed, src = src)
+  if (!is.null(validation)) batch_source(validation, src = val_src)
   history <- state$history
   starts <- seq(1L, n, by = batch_size)
   # One handler around everything: an interrupt (raised by the engine glue at

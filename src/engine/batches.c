@@ -51,10 +51,13 @@ static const float *kept_images(const float *px, const an_load_result *r, const 
 }
 
 /* Batch [i0, i0 + *b) of a run of n images in batches of `batch`, the one
- * after it submitted to be prepared meanwhile. */
+ * after it submitted to be prepared meanwhile. A Ctrl-C that arrived during
+ * the batch before ends the run here (the signal stays pending for the
+ * caller). */
 static an_status run_batch(an_loader *ld, const int *indices, int n, int i0, int batch, int *b, const float **px,
                            an_load_result *results, int *failed)
 {
+    if (i0 > 0 && an_interrupt_pending()) return an_fail(AN_ERR_INTERRUPTED, "interrupted after %d of %d images", i0, n);
     *b = n - i0 < batch ? n - i0 : batch;
     int nb = n - i0 - *b < batch ? n - i0 - *b : batch;
     return an_loader_fetch(ld, indices + i0, *b, 0, nb > 0 ? indices + i0 + *b : NULL, nb, 0, px, results + i0,
