@@ -156,13 +156,9 @@ an_status an_loader_train_step(an_loader *ld, an_net *net, const int *indices, c
     if (count == 0 && reducer)   /* a rank without rows in a small last batch still takes part */
         return an_net_train_step_shared(net, NULL, NULL, 0, row_offset, global_rows, loss, opt, reducer, loss_sum,
                                         correct);
-    an_status st = check_run(ld, indices, count, count);
+    an_status st = check_run(ld, indices, count, count);   /* the next batch: an_loader_submit checks it */
     if (st != AN_OK) return st;
     if (!labels) return an_fail(AN_ERR_ARGUMENT, "training needs labels");
-    for (int j = 0; j < ncount; j++)
-        if (!next || next[j] < 0 || next[j] >= an_loader_size(ld))
-            return an_fail(AN_ERR_ARGUMENT, "the next batch's image index %d is outside 0..%d", next ? next[j] : -1,
-                           an_loader_size(ld) - 1);
     sigset_t held;
     an_signals_hold(&held);
     const float *px;

@@ -223,8 +223,8 @@ typedef struct {
 /* A loader whose images are the array's (opt->image.size must be
  * AN_INPUT_SIZE; augmentation and the JPEG options do not apply). Its
  * workers convert each batch into the net's input: a direct copy where the
- * images are already 227 x 227, bilinear resampling otherwise; runs of
- * consecutive images at once, reading the array in its memory order. */
+ * images are already 227 x 227 (a batch of consecutive images in tiles of
+ * every image, shared by the workers), bilinear resampling otherwise. */
 an_status an_loader_create_array(const an_pixel_array *pixels, const an_loader_options *opt,
                                  an_loader **out);
 

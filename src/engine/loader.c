@@ -127,35 +127,6 @@ static inline double pixel_at(const an_pixel_array *a, ptrdiff_t offset)
     return a->type == AN_PIXELS_F64 ? ((const double *)a->data)[offset] : (double)((const int *)a->data)[offset];
 }
 
-/* `run` images first, first + 1, ... of a 227 x 227 array into dst (run x
- * 3 x 227 x 227). The loops follow R's layout (image fastest, then row,
- * then column), so every cache line read is used whole; a full run of
- * ARRAY_RUN contiguous doubles, the common case, is unrolled. */
-enum { ARRAY_RUN = 8 };
-
-static void copy_run(const an_pixel_array *a, int first, int run, float *dst)
-{
-    enum { S = AN_INPUT_SIZE };
-    const size_t plane = (size_t)S * S, image = 3 * plane;
-    const int unrolled = run == ARRAY_RUN && a->si == 1 && a->type == AN_PIXELS_F64;
-    for (int c = 0; c < 3; c++) {
-        ptrdiff_t cbase = (ptrdiff_t)first * a->si + (a->channels == 1 ? 0 : c) * a->sc;
-        for (int x = 0; x < S; x++) {
-            float *d = dst + c * plane + x;
-            ptrdiff_t o = cbase + x * a->sx;
-            if (unrolled) {
-                const double *v = (const double *)a->data + o;
-                for (int y = 0; y < S; y++, v += a->sy, d += S)
-                    for (int j = 0; j < ARRAY_RUN; j++) d[j * image] = (float)v[j];
-            } else {
-                for (int y = 0; y < S; y++, o += a->sy, d += S)
-                    for (int j = 0; j < run; j++)
-                        d[j * image] = (float)pixel_at(a, o + j * a->si);
-            }
-        }
-    }
-}
-
 /* A batch of consecutive images is converted in tiles, each a channel and
  * 16 columns (one cache line of floats) of every image, shared out among
  * the workers: every output line is written whole. */
@@ -184,9 +155,14 @@ static void copy_tile(const an_pixel_array *a, int first, int count, int tile, f
         }
 }
 
-/* One image of any size: bilinear resampling to 227 x 227 (an_image_to_input). */
-static an_status resample_one(const an_pixel_array *a, int index, float *dst)
+/* One image of the array as the net's input: its tiles at 227 x 227,
+ * else bilinear resampling (an_image_to_input). */
+static an_status convert_one(const an_pixel_array *a, int index, float *dst)
 {
+    if (a->h == AN_INPUT_SIZE && a->w == AN_INPUT_SIZE) {
+        for (int tile = 0; tile < ARRAY_TILES; tile++) copy_tile(a, index, 1, tile, dst);
+        return AN_OK;
+    }
     if (a->type == AN_PIXELS_F64)
         return an_image_to_input((const double *)a->data + (ptrdiff_t)index * a->si, a->sy, a->sx, a->sc, a->h,
                                  a->w, a->channels, dst);
@@ -291,27 +267,18 @@ static void *worker(void *p)
             if (++b->done == b->items) pthread_cond_broadcast(&ld->done);
             continue;
         }
-        int j = b->next, run = 1;
+        int j = b->next++;
         int index = b->indices[j];
-        /* an array's consecutive images are converted together */
-        if (ld->is_array && ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE)
-            while (run < ARRAY_RUN && j + run < b->count && b->indices[j + run] == index + run) run++;
-        b->next += run;
         uint64_t epoch = b->epoch;
         float *dst = b->pixels + (size_t)j * ld->image_floats;
         an_load_result *r = &b->results[j];
         pthread_mutex_unlock(&ld->mu);
 
         if (ld->is_array) {
-            an_status st = AN_OK;
-            if (ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE) copy_run(&ld->array, index, run, dst);
-            else st = resample_one(&ld->array, index, dst);
-            for (int k = 0; k < run; k++) {
-                r[k].status = st;
-                r[k].width = ld->array.w;
-                r[k].height = ld->array.h;
-                snprintf(r[k].message, sizeof r[k].message, "%s", st == AN_OK ? "" : an_error_message());
-            }
+            r->status = convert_one(&ld->array, index, dst);
+            r->width = ld->array.w;
+            r->height = ld->array.h;
+            snprintf(r->message, sizeof r->message, "%s", r->status == AN_OK ? "" : an_error_message());
         } else {
             r->message[0] = 0;
             r->status = an_image_load_scratch(s, ld->paths[index], &ld->opt.image, aug, ld->opt.seed,
@@ -321,8 +288,7 @@ static void *worker(void *p)
         }
 
         pthread_mutex_lock(&ld->mu);
-        b->done += run;
-        if (b->done == b->items) pthread_cond_broadcast(&ld->done);
+        if (++b->done == b->items) pthread_cond_broadcast(&ld->done);
     }
     pthread_mutex_unlock(&ld->mu);
     return NULL;
