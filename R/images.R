@@ -63,7 +63,7 @@ print.image_array <- function(x, ...) {
   structure(list(pixels = px, labels = lab), class = "image_array")
 }
 
-# Validate a pixel array and return it as a double array.
+# Validate a pixel array (double or integer: the engine reads both as they are).
 check_pixels <- function(x, arg = caller_arg(x), call = caller_env()) {
   layout <- "an array with {.code dim = c(n, height, width, channels)} (channels 1 or 3) or {.code c(n, height, width)} (grey)"
   if (is.data.frame(x) || !is.numeric(x)) {
@@ -98,9 +98,6 @@ check_pixels <- function(x, arg = caller_arg(x), call = caller_env()) {
     v <- x[bad]
     abort("{.arg {arg}} has a missing or non-finite pixel ({v}) in image {image}.",
           call = call)
-  }
-  if (!is.double(x)) {
-    storage.mode(x) <- "double"
   }
   x
 }

@@ -429,21 +429,11 @@ an_pixel_array get_pixel_array(SEXP x)
     return a;
 }
 
+/* 1 + the offset of x's first missing or infinite value, 0 when none. */
 SEXP r_an_check_pixels(SEXP x)
 {
-    R_xlen_t n = XLENGTH(x);
-    if (TYPEOF(x) == REALSXP) {
-        const double *v = REAL(x);
-        for (R_xlen_t i = 0; i < n; i++)
-            if (!R_FINITE(v[i])) return Rf_ScalarReal((double) i + 1);
-    } else if (TYPEOF(x) == INTSXP) {
-        const int *v = INTEGER(x);
-        for (R_xlen_t i = 0; i < n; i++)
-            if (v[i] == NA_INTEGER) return Rf_ScalarReal((double) i + 1);
-    } else {
-        Rf_error("`x` must be numeric");
-    }
-    return Rf_ScalarReal(0);
+    an_pixel_array a = get_pixel_array(x);
+    return Rf_ScalarReal((double) an_pixels_first_nonfinite(&a) + 1);
 }
 
 /* Image `index` of x as the net's input, made as every batch is (an array

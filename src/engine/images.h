@@ -220,10 +220,31 @@ typedef struct {
     ptrdiff_t si, sy, sx, sc;
 } an_pixel_array;
 
+/* The offset (into data, in memory order) of the array's first missing
+ * (NA) or infinite value, or -1 when every value is finite; for a dense
+ * array (its n h w channels values from data on). Reads in parallel. */
+ptrdiff_t an_pixels_first_nonfinite(const an_pixel_array *a);
+
+/* The array's images at 227 x 227 convert in blocks: a channel and 16
+ * columns of every image of a batch; a loader's workers share them out. */
+enum {
+    AN_PIXEL_BLOCK_WIDTH = 16,
+    AN_PIXEL_COLUMN_BLOCKS = (AN_INPUT_SIZE + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH,
+    AN_PIXEL_BLOCKS = 3 * AN_PIXEL_COLUMN_BLOCKS
+};
+
+/* Block `block` of images first..first+count-1 (227 x 227) into dst, count
+ * images of the net's input. */
+void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst);
+
+/* Image `index` as the net's input: a copy at 227 x 227, else bilinear
+ * resampling (an_image_to_input). */
+an_status an_pixels_convert_one(const an_pixel_array *a, int index, float *dst);
+
 /* A loader whose images are the array's (opt->image.size must be
  * AN_INPUT_SIZE; augmentation and the JPEG options do not apply). Its
  * workers convert each batch into the net's input: a direct copy where the
- * images are already 227 x 227 (a batch of consecutive images in tiles of
+ * images are already 227 x 227 (a batch of consecutive images in blocks of
  * every image, shared by the workers), bilinear resampling otherwise. */
 an_status an_loader_create_array(const an_pixel_array *pixels, const an_loader_options *opt,
                                  an_loader **out);

@@ -120,66 +120,6 @@ an_status an_image_load(const char *path, const an_image_options *opt, const an_
     return st;
 }
 
-/* ---- images of a pixel array ------------------------------------------------------ */
-
-static inline double pixel_at(const an_pixel_array *a, ptrdiff_t offset)
-{
-    return a->type == AN_PIXELS_F64 ? ((const double *)a->data)[offset] : (double)((const int *)a->data)[offset];
-}
-
-/* A batch of consecutive images is converted in tiles, each a channel and
- * 16 columns (one cache line of floats) of every image, shared out among
- * the workers: every output line is written whole. */
-enum { TILE_W = 16, X_TILES = (AN_INPUT_SIZE + TILE_W - 1) / TILE_W, ARRAY_TILES = 3 * X_TILES };
-
-static void copy_tile(const an_pixel_array *a, int first, int count, int tile, float *dst)
-{
-    enum { S = AN_INPUT_SIZE };
-    const size_t plane = (size_t)S * S, image = 3 * plane;
-    int c = tile / X_TILES, x0 = tile % X_TILES * TILE_W, w = x0 + TILE_W < S ? TILE_W : S - x0;
-    ptrdiff_t base = (ptrdiff_t)first * a->si + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
-    /* image by image, row by row: each row's 16 floats are one line stored
-     * whole; the 16 lines read for it hold the next images' pixels too,
-     * which the following images find in the cache (measured on 2 Zen 4
-     * cores: the fastest of the orders tried, 0.5 ms per image) */
-    for (int j = 0; j < count; j++)
-        for (int y = 0; y < S; y++) {
-            ptrdiff_t o = base + (ptrdiff_t)j * a->si + y * a->sy;
-            float *d = dst + (size_t)j * image + c * plane + (size_t)y * S + x0;
-            if (a->type == AN_PIXELS_F64) {
-                const double *v = (const double *)a->data + o;
-                for (int x = 0; x < w; x++) d[x] = (float)v[x * a->sx];
-            } else {
-                for (int x = 0; x < w; x++) d[x] = (float)pixel_at(a, o + x * a->sx);
-            }
-        }
-}
-
-/* One image of the array as the net's input: its tiles at 227 x 227,
- * else bilinear resampling (an_image_to_input). */
-static an_status convert_one(const an_pixel_array *a, int index, float *dst)
-{
-    if (a->h == AN_INPUT_SIZE && a->w == AN_INPUT_SIZE) {
-        for (int tile = 0; tile < ARRAY_TILES; tile++) copy_tile(a, index, 1, tile, dst);
-        return AN_OK;
-    }
-    if (a->type == AN_PIXELS_F64)
-        return an_image_to_input((const double *)a->data + (ptrdiff_t)index * a->si, a->sy, a->sx, a->sc, a->h,
-                                 a->w, a->channels, dst);
-    /* integers: through one image of doubles */
-    size_t count = (size_t)a->h * a->w * a->channels;
-    double *tmp = malloc(count * sizeof *tmp);
-    if (!tmp) return an_fail(AN_ERR_MEMORY, "out of memory converting an image of %d x %d pixels", a->h, a->w);
-    for (int c = 0; c < a->channels; c++)
-        for (int x = 0; x < a->w; x++)
-            for (int y = 0; y < a->h; y++)
-                tmp[((size_t)c * a->w + x) * a->h + y] =
-                    pixel_at(a, (ptrdiff_t)index * a->si + y * a->sy + x * a->sx + c * a->sc);
-    an_status st = an_image_to_input(tmp, 1, a->h, (ptrdiff_t)a->h * a->w, a->h, a->w, a->channels, dst);
-    free(tmp);
-    return st;
-}
-
 /* ---- the loader ------------------------------------------------------------------ */
 
 enum { SLOT_FREE, SLOT_PENDING };
@@ -189,8 +129,8 @@ typedef struct {
     uint64_t serial;        /* submission order */
     uint64_t epoch;
     int count, cap;
-    int items;              /* work items: the images, or a tiled batch's tiles */
-    int tiled;              /* an array batch of consecutive 227 x 227 images, converted in tiles */
+    int items;              /* work items: the images, or a blocked batch's blocks */
+    int blocked;            /* an array batch of consecutive 227 x 227 images, converted in blocks */
     int next;               /* next item to hand to a worker */
     int done;               /* items finished */
     int *indices;
@@ -258,11 +198,11 @@ static void *worker(void *p)
         slot *b = NULL;
         while (!ld->shutdown && !(b = next_work(ld))) pthread_cond_wait(&ld->work, &ld->mu);
         if (ld->shutdown) break;
-        if (b->tiled) {   /* a tile of every image of the batch */
-            int tile = b->next++, first = b->indices[0], count = b->count;
+        if (b->blocked) {   /* a block of every image of the batch */
+            int block = b->next++, first = b->indices[0], count = b->count;
             float *pixels = b->pixels;
             pthread_mutex_unlock(&ld->mu);
-            copy_tile(&ld->array, first, count, tile, pixels);
+            an_pixels_convert_block(&ld->array, first, count, block, pixels);
             pthread_mutex_lock(&ld->mu);
             if (++b->done == b->items) pthread_cond_broadcast(&ld->done);
             continue;
@@ -275,7 +215,7 @@ static void *worker(void *p)
         pthread_mutex_unlock(&ld->mu);
 
         if (ld->is_array) {
-            r->status = convert_one(&ld->array, index, dst);
+            r->status = an_pixels_convert_one(&ld->array, index, dst);
             r->width = ld->array.w;
             r->height = ld->array.h;
             snprintf(r->message, sizeof r->message, "%s", r->status == AN_OK ? "" : an_error_message());
@@ -505,13 +445,13 @@ an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_
     if (count) memcpy(b->indices, indices, (size_t)count * sizeof *indices);
     pthread_mutex_lock(&ld->mu);
     b->count = count;
-    b->tiled = 0;
+    b->blocked = 0;
     if (ld->is_array && ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE && count > 1) {
-        b->tiled = 1;
-        for (int j = 1; j < count && b->tiled; j++) b->tiled = indices[j] == indices[0] + j;
+        b->blocked = 1;
+        for (int j = 1; j < count && b->blocked; j++) b->blocked = indices[j] == indices[0] + j;
     }
-    b->items = b->tiled ? ARRAY_TILES : count;
-    for (int j = 0; j < count && b->tiled; j++) {   /* a copy cannot fail */
+    b->items = b->blocked ? AN_PIXEL_BLOCKS : count;
+    for (int j = 0; j < count && b->blocked; j++) {   /* a copy cannot fail */
         b->results[j].status = AN_OK;
         b->results[j].width = b->results[j].height = AN_INPUT_SIZE;
         b->results[j].message[0] = 0;

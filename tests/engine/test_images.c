@@ -1344,6 +1344,55 @@ static void test_array_loader(void)
         free(data);
     }
 
+    /* a batch of 19 consecutive images at 227 x 227 converts in blocks: 16 of
+     * them through the 8 x 8 transposes (AVX2 where the CPU has it), the last
+     * 3 and the last 3 columns one value at a time; both the same as the
+     * reference, for each type and channel count */
+    for (int k = 0; k < 2; k++) {
+        const int m = 21, first = 1, count = 19;
+        void *data = r_array(m, 227, 227, 3 - 2 * k, k, 90 + k);
+        an_pixel_array a = describe(data, m, 227, 227, 3 - 2 * k, k);
+        int idx[19], *none = NULL;
+        for (int j = 0; j < count; j++) idx[j] = first + j;
+        an_loader *ld = NULL;
+        float *ref = malloc(AN_INPUT_PIXELS * sizeof *ref);
+        const float *px = NULL;
+        an_load_result r[19];
+        int failed = 0, same = an_loader_create_array(&a, NULL, &ld) == AN_OK &&
+                               an_loader_fetch(ld, idx, count, 0, none, 0, 0, &px, r, &failed) == AN_OK;
+        for (int j = 0; j < count && same; j++) {
+            reference_input(&a, idx[j], ref);
+            same = memcmp(ref, px + (size_t)j * AN_INPUT_PIXELS, AN_INPUT_PIXELS * sizeof(float)) == 0;
+        }
+        CHECK(k ? "array loader: 19 consecutive grey integers in blocks" : "array loader: 19 consecutive RGB doubles in blocks",
+              same, "%s", same ? "" : "inputs differ from an_image_to_input's");
+        an_loader_free(ld);
+        free(ref);
+        free(data);
+    }
+
+    /* the first missing or infinite value, wherever it is */
+    {
+        const int m = 3, h = 50, w = 40;
+        size_t total = (size_t)m * h * w * 3;
+        double *d = r_array(m, h, w, 3, 0, 5);
+        int *iv = r_array(m, h, w, 3, 1, 6);
+        an_pixel_array a = describe(d, m, h, w, 3, 0), ai = describe(iv, m, h, w, 3, 1);
+        int ok = an_pixels_first_nonfinite(&a) == -1 && an_pixels_first_nonfinite(&ai) == -1;
+        const size_t at[] = {0, 1029, total - 1};
+        const double bad[] = {NAN, INFINITY, -INFINITY};
+        for (int t = 0; t < 3; t++) {
+            d[at[t]] = bad[t];
+            if (t == 2) d[at[0]] = 7;
+            ok = ok && an_pixels_first_nonfinite(&a) == (ptrdiff_t)(t == 2 ? at[1] : at[0]);
+        }
+        iv[total - 1] = INT32_MIN;
+        ok = ok && an_pixels_first_nonfinite(&ai) == (ptrdiff_t)(total - 1);
+        CHECK("pixel check: finds the first NaN, Inf, -Inf or integer NA", ok, "%s", ok ? "" : "wrong offset");
+        free(d);
+        free(iv);
+    }
+
     /* forward, evaluation and SGD over the loader = the net's own calls on the same inputs.
      * Not under valgrind (the Makefile's valgrind target sets AN_IMAGES_NO_NET): whole
      * AlexNet passes take minutes there, and oneDNN's JIT sgemm reads past its own

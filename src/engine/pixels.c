@@ -1,0 +1,205 @@
+/* pixels.c: pixel arrays in memory (R's c(n, h, w, channels) doubles or
+ * integers, any strides) checked and converted into the net's input.
+ *
+ * R stores the images of an array interleaved: the n values of one pixel
+ * position are adjacent. A batch of consecutive images is therefore a
+ * transpose, done in blocks of 8 images x 8 columns (AVX2 registers where
+ * the CPU has them: a block's 64 values are 8 loads, 8 conversions, 24
+ * shuffles and 8 stores), so every cache line read from the array serves 8
+ * images and every 32 bytes of input are written at once. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "images.h"
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define AN_HAVE_AVX2_KERNEL 1
+#endif
+
+static inline float pixel_at(const an_pixel_array *a, ptrdiff_t offset)
+{
+    return a->type == AN_PIXELS_F64 ? (float)((const double *)a->data)[offset]
+                                    : (float)((const int *)a->data)[offset];
+}
+
+/* ---- checking ---------------------------------------------------------------- */
+
+/* 1 for a missing or infinite value; the double test is on the exponent
+ * bits so that the loop vectorizes. */
+static int first_bad_f64(const double *v, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t *bad)
+{
+    enum { CHUNK = 1024 };
+    for (ptrdiff_t c = lo; c < hi; c += CHUNK) {
+        ptrdiff_t end = c + CHUNK < hi ? c + CHUNK : hi;
+        int any = 0;
+        for (ptrdiff_t i = c; i < end; i++) {
+            uint64_t bits;
+            memcpy(&bits, &v[i], sizeof bits);
+            any |= (bits & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+        }
+        if (any)
+            for (ptrdiff_t i = c; i < end; i++)
+                if (!isfinite(v[i])) {
+                    *bad = i;
+                    return 1;
+                }
+    }
+    return 0;
+}
+
+static int first_bad_i32(const int *v, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t *bad)
+{
+    enum { CHUNK = 1024 };
+    for (ptrdiff_t c = lo; c < hi; c += CHUNK) {
+        ptrdiff_t end = c + CHUNK < hi ? c + CHUNK : hi;
+        int any = 0;
+        for (ptrdiff_t i = c; i < end; i++) any |= v[i] == INT32_MIN;   /* R's NA_integer_ */
+        if (any)
+            for (ptrdiff_t i = c; i < end; i++)
+                if (v[i] == INT32_MIN) {
+                    *bad = i;
+                    return 1;
+                }
+    }
+    return 0;
+}
+
+ptrdiff_t an_pixels_first_nonfinite(const an_pixel_array *a)
+{
+    ptrdiff_t total = (ptrdiff_t)a->n * a->h * a->w * a->channels;
+    ptrdiff_t first = -1;
+    /* in parallel (the array may be gigabytes); the earliest offset wins */
+#pragma omp parallel
+    {
+        ptrdiff_t mine = -1;
+#pragma omp for schedule(static)
+        for (int part = 0; part < 64; part++) {
+            ptrdiff_t lo = total * part / 64, hi = total * (part + 1) / 64, bad;
+            if (mine >= 0) continue;
+            int found = a->type == AN_PIXELS_F64 ? first_bad_f64((const double *)a->data, lo, hi, &bad)
+                                                 : first_bad_i32((const int *)a->data, lo, hi, &bad);
+            if (found) mine = bad;
+        }
+#pragma omp critical
+        if (mine >= 0 && (first < 0 || mine < first)) first = mine;
+    }
+    return first;
+}
+
+/* ---- converting -------------------------------------------------------------- */
+
+enum { S = AN_INPUT_SIZE, PLANE = S * S, IMAGE = 3 * PLANE };
+
+/* Images first..first+count-1, columns x0..x0+w-1 of channel c, one value at
+ * a time (any strides and types). */
+static void convert_columns_scalar(const an_pixel_array *a, int first, int count, int c, int x0, int w, float *dst)
+{
+    ptrdiff_t base = (ptrdiff_t)first * a->si + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < w; x++) {
+            ptrdiff_t o = base + y * a->sy + x * a->sx;
+            float *d = dst + (size_t)c * PLANE + (size_t)y * S + x0 + x;
+            for (int j = 0; j < count; j++) d[(size_t)j * IMAGE] = pixel_at(a, o + j * a->si);
+        }
+}
+
+#ifdef AN_HAVE_AVX2_KERNEL
+__attribute__((target("avx2"))) static inline void transpose8(__m256 *r)
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* 8 images (adjacent: si 1) x 8 columns of channel c, every row. */
+__attribute__((target("avx2"))) static void convert_8x8_avx2(const an_pixel_array *a, int first, int c, int x0,
+                                                             float *dst)
+{
+    ptrdiff_t base = first + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
+    for (int y = 0; y < S; y++) {
+        ptrdiff_t o = base + y * a->sy;
+        __m256 r[8];
+        if (a->type == AN_PIXELS_F64) {
+            const double *v = (const double *)a->data + o;
+            for (int x = 0; x < 8; x++) {
+                const double *p = v + x * a->sx;
+                r[x] = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(p + 4)), _mm256_cvtpd_ps(_mm256_loadu_pd(p)));
+            }
+        } else {
+            const int *v = (const int *)a->data + o;
+            for (int x = 0; x < 8; x++)
+                r[x] = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(const void *)(v + x * a->sx)));
+        }
+        transpose8(r);
+        float *d = dst + (size_t)c * PLANE + (size_t)y * S + x0;
+        for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + (size_t)j * IMAGE, r[j]);
+    }
+}
+
+static int have_avx2(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return known;
+}
+#endif
+
+void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst)
+{
+    int c = block / AN_PIXEL_COLUMN_BLOCKS;
+    int x0 = block % AN_PIXEL_COLUMN_BLOCKS * AN_PIXEL_BLOCK_WIDTH;
+    int w = x0 + AN_PIXEL_BLOCK_WIDTH < S ? AN_PIXEL_BLOCK_WIDTH : S - x0;
+    int j = 0;
+#ifdef AN_HAVE_AVX2_KERNEL
+    if (a->si == 1 && have_avx2()) {
+        int x8 = w / 8 * 8;
+        for (; j + 8 <= count; j += 8)
+            for (int x = 0; x < x8; x += 8) convert_8x8_avx2(a, first + j, c, x0 + x, dst + (size_t)j * IMAGE);
+        if (x8 < w && count >= 8)   /* the last columns of those images */
+            convert_columns_scalar(a, first, j, c, x0 + x8, w - x8, dst);
+    }
+#endif
+    if (j < count) convert_columns_scalar(a, first + j, count - j, c, x0, w, dst + (size_t)j * IMAGE);
+}
+
+an_status an_pixels_convert_one(const an_pixel_array *a, int index, float *dst)
+{
+    if (a->h == S && a->w == S) {
+        for (int block = 0; block < AN_PIXEL_BLOCKS; block++) an_pixels_convert_block(a, index, 1, block, dst);
+        return AN_OK;
+    }
+    if (a->type == AN_PIXELS_F64)
+        return an_image_to_input((const double *)a->data + (ptrdiff_t)index * a->si, a->sy, a->sx, a->sc, a->h,
+                                 a->w, a->channels, dst);
+    /* integers: through one image of doubles */
+    size_t count = (size_t)a->h * a->w * a->channels;
+    double *tmp = malloc(count * sizeof *tmp);
+    if (!tmp) return an_fail(AN_ERR_MEMORY, "out of memory converting an image of %d x %d pixels", a->h, a->w);
+    for (int c = 0; c < a->channels; c++)
+        for (int x = 0; x < a->w; x++)
+            for (int y = 0; y < a->h; y++)
+                tmp[((size_t)c * a->w + x) * a->h + y] =
+                    ((const int *)a->data)[(ptrdiff_t)index * a->si + y * a->sy + x * a->sx + c * a->sc];
+    an_status st = an_image_to_input(tmp, 1, a->h, (ptrdiff_t)a->h * a->w, a->h, a->w, a->channels, dst);
+    free(tmp);
+    return st;
+}
