@@ -235,7 +235,8 @@ batch_source <- function(x, training = FALSE, seed = NULL, src = new.env(parent 
   if (!inherits(x, "image_folder")) {
     src$folder <- FALSE
     src$skip <- FALSE
-    suspendInterrupts(src$ptr <- engine(.Call(C_loader_create_array, x$pixels, 0L)))
+    # training reads shuffled batches: the engine keeps the images as bytes
+    suspendInterrupts(src$ptr <- engine(.Call(C_loader_create_array, x$pixels, training)))
     return(src)
   }
   aug <- if (training && !is.null(x$augment)) augment_vector(x$augment)

@@ -42,7 +42,7 @@ SEXP weights_layer_names(void);   /* "conv_1", ..., "dense_3" */
 /* image sources: JPEG folders and pixel arrays (r_images.c) */
 SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP seed,
                         SEXP threads);
-SEXP r_an_loader_create_array(SEXP x, SEXP threads);
+SEXP r_an_loader_create_array(SEXP x, SEXP keep_bytes);
 SEXP r_an_loader_free(SEXP ptr);
 SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP until, SEXP batch_size, SEXP skip);
 SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP epoch,

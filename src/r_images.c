@@ -130,12 +130,12 @@ SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP s
 
 /* A loader over the images of x, a double or integer array with dim
  * c(n, h, w) (grey) or c(n, h, w, channels); threads 0: default. */
-SEXP r_an_loader_create_array(SEXP x, SEXP threads)
+SEXP r_an_loader_create_array(SEXP x, SEXP keep_bytes)
 {
     an_pixel_array a = get_pixel_array(x);
     an_loader_options opt;
     an_loader_options_init(&opt);
-    opt.threads = scalar_int(threads, "threads");
+    opt.keep_bytes = Rf_asLogical(keep_bytes) == TRUE;
     opt.on_error = AN_ON_ERROR_SKIP;
     return new_loader(create_from_array, &a, &opt, x);
 }

@@ -157,6 +157,7 @@ typedef struct {
     uint64_t seed;
     int threads;            /* worker threads: 2 (0 means the default) */
     an_error_policy on_error;
+    int keep_bytes;         /* arrays read in any order (training): see an_pixels_pack */
 } an_loader_options;
 
 void an_loader_options_init(an_loader_options *opt);
@@ -236,6 +237,13 @@ enum {
 /* Block `block` of images first..first+count-1 (227 x 227) into dst, count
  * images of the net's input. */
 void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst);
+
+/* The images of a 227 x 227 array as bytes in the net's input layout
+ * (image i at i * AN_INPUT_PIXELS), made once, when every value is a whole
+ * number 0..255; NULL otherwise or without the memory. A shuffled batch
+ * then reads 155 KB per image, not a value from each of 155,000 cache
+ * lines spread over the array (R keeps one pixel of every image together). */
+uint8_t *an_pixels_pack(const an_pixel_array *a);
 
 /* Image `index` as the net's input: a copy at 227 x 227, else bilinear
  * resampling (an_image_to_input). */

@@ -143,6 +143,7 @@ struct an_loader {
     int n_paths;            /* images */
     int is_array;
     an_pixel_array array;
+    uint8_t *bytes;         /* the array's images as bytes (an_pixels_pack), or NULL */
     an_loader_options opt;
     size_t image_floats;
 
@@ -214,7 +215,13 @@ static void *worker(void *p)
         an_load_result *r = &b->results[j];
         pthread_mutex_unlock(&ld->mu);
 
-        if (ld->is_array) {
+        if (ld->bytes) {
+            const uint8_t *src = ld->bytes + (size_t)index * AN_INPUT_PIXELS;
+            for (size_t k = 0; k < AN_INPUT_PIXELS; k++) dst[k] = src[k];
+            r->status = AN_OK;
+            r->width = r->height = AN_INPUT_SIZE;
+            r->message[0] = 0;
+        } else if (ld->is_array) {
             r->status = an_pixels_convert_one(&ld->array, index, dst);
             r->width = ld->array.w;
             r->height = ld->array.h;
@@ -260,6 +267,7 @@ void an_loader_free(an_loader *ld)
         free(ld->slots[i].pixels);
         free(ld->slots[i].results);
     }
+    free(ld->bytes);
     if (ld->paths && !ld->is_array)
         for (int i = 0; i < ld->n_paths; i++) free(ld->paths[i]);
     free(ld->paths);
@@ -328,6 +336,7 @@ static an_status create_loader(const char *const *paths, int n_paths, const an_p
     if (array) {
         ld->is_array = 1;
         ld->array = *array;
+        if (opt->keep_bytes) ld->bytes = an_pixels_pack(array);
     }
     ld->paths = calloc(n_paths && paths ? (size_t)n_paths : 1, sizeof *ld->paths);
     ld->threads = calloc((size_t)ld->opt.threads, sizeof *ld->threads);
@@ -446,7 +455,7 @@ an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_
     pthread_mutex_lock(&ld->mu);
     b->count = count;
     b->blocked = 0;
-    if (ld->is_array && ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE && count > 1) {
+    if (ld->is_array && !ld->bytes && ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE && count > 1) {
         b->blocked = 1;
         for (int j = 1; j < count && b->blocked; j++) b->blocked = indices[j] == indices[0] + j;
     }

@@ -203,3 +203,48 @@ an_status an_pixels_convert_one(const an_pixel_array *a, int index, float *dst)
     free(tmp);
     return st;
 }
+
+uint8_t *an_pixels_pack(const an_pixel_array *a)
+{
+    if (a->h != S || a->w != S) return NULL;
+    uint8_t *out = malloc((size_t)a->n * IMAGE);
+    if (!out) return NULL;
+    int whole = 1, groups = (a->n + 7) / 8;
+    /* 8 images at a time through the blocked conversion, so that the bytes
+     * are exactly the floats the net would be given */
+#pragma omp parallel
+    {
+        float *tmp = malloc((size_t)8 * IMAGE * sizeof *tmp);
+        if (!tmp) {
+#pragma omp atomic write
+            whole = 0;
+        }
+#pragma omp for schedule(dynamic)
+        for (int g = 0; g < groups; g++) {
+            int go;
+#pragma omp atomic read
+            go = whole;
+            if (!go || !tmp) continue;
+            int first = g * 8, count = a->n - first < 8 ? a->n - first : 8, ok = 1;
+            for (int block = 0; block < AN_PIXEL_BLOCKS; block++) an_pixels_convert_block(a, first, count, block, tmp);
+            uint8_t *d = out + (size_t)first * IMAGE;
+            for (size_t k = 0; k < (size_t)count * IMAGE; k++) {
+                float v = tmp[k];
+                int in = v >= 0.0f && v <= 255.0f;   /* false for NaN */
+                uint8_t byte = in ? (uint8_t)v : 0;
+                ok &= in & ((float)byte == v);
+                d[k] = byte;
+            }
+            if (!ok) {
+#pragma omp atomic write
+                whole = 0;
+            }
+        }
+        free(tmp);
+    }
+    if (!whole) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}

@@ -1317,11 +1317,16 @@ static void test_array_loader(void)
     };
     /* a shuffled order with a run of consecutive images in it */
     const int order[] = {3, 4, 5, 6, 0, 10, 2, 9, 1, 8, 7};
-    for (int k = 0; k < 4; k++) {
-        void *data = r_array(n, cases[k].h, cases[k].w, cases[k].ch, cases[k].ints, 40 + k);
-        an_pixel_array a = describe(data, n, cases[k].h, cases[k].w, cases[k].ch, cases[k].ints);
+    /* each twice: as read for features, and as for training (keep_bytes: the
+     * whole-number images as bytes) */
+    for (int k = 0; k < 8; k++) {
+        void *data = r_array(n, cases[k % 4].h, cases[k % 4].w, cases[k % 4].ch, cases[k % 4].ints, 40 + k % 4);
+        an_pixel_array a = describe(data, n, cases[k % 4].h, cases[k % 4].w, cases[k % 4].ch, cases[k % 4].ints);
         an_loader *ld = NULL;
-        an_status st = an_loader_create_array(&a, NULL, &ld);
+        an_loader_options opt;
+        an_loader_options_init(&opt);
+        opt.keep_bytes = k >= 4;
+        an_status st = an_loader_create_array(&a, &opt, &ld);
         float *ref = malloc(AN_INPUT_PIXELS * sizeof *ref);
         int same = st == AN_OK;
         for (int b0 = 0; b0 < n && same; b0 += 4) {
@@ -1337,7 +1342,7 @@ static void test_array_loader(void)
             }
         }
         char name[120];
-        snprintf(name, sizeof name, "array loader: %s", cases[k].name);
+        snprintf(name, sizeof name, "array loader%s: %s", k >= 4 ? " (keep_bytes)" : "", cases[k % 4].name);
         CHECK(name, same, "%s", same ? "" : st == AN_OK ? "inputs differ from an_image_to_input's" : an_error_message());
         an_loader_free(ld);
         free(ref);
@@ -1369,6 +1374,41 @@ static void test_array_loader(void)
         an_loader_free(ld);
         free(ref);
         free(data);
+    }
+
+    /* bytes only for whole numbers 0..255 at 227 x 227, equal to the input */
+    {
+        const int m = 9;
+        int *iv = r_array(m, 227, 227, 3, 1, 8);
+        an_pixel_array a = describe(iv, m, 227, 227, 3, 1);
+        uint8_t *bytes = an_pixels_pack(&a);
+        float *ref = malloc(AN_INPUT_PIXELS * sizeof *ref);
+        int ok = bytes != NULL;
+        for (int i = 0; i < m && ok; i++) {
+            reference_input(&a, i, ref);
+            for (size_t k = 0; k < AN_INPUT_PIXELS && ok; k++) ok = bytes[(size_t)i * AN_INPUT_PIXELS + k] == ref[k];
+        }
+        free(bytes);
+        iv[m * 227 * 100 + 5] = 256;
+        ok = ok && an_pixels_pack(&a) == NULL;
+        iv[m * 227 * 100 + 5] = -1;
+        ok = ok && an_pixels_pack(&a) == NULL;
+        double *d = r_array(m, 227, 227, 1, 0, 9);   /* fractional values */
+        an_pixel_array ad = describe(d, m, 227, 227, 1, 0);
+        ok = ok && an_pixels_pack(&ad) == NULL;
+        for (size_t k = 0; k < (size_t)m * 227 * 227; k++) d[k] = floor(d[k]);
+        uint8_t *whole = an_pixels_pack(&ad);
+        ok = ok && whole != NULL;
+        free(whole);
+        d[m * 3] = NAN;
+        ok = ok && an_pixels_pack(&ad) == NULL;
+        an_pixel_array small = describe(d, m, 28, 28, 1, 0);
+        ok = ok && an_pixels_pack(&small) == NULL;
+        CHECK("pixel bytes: whole numbers 0..255 at 227 x 227 only, equal to the input", ok, "%s",
+              ok ? "" : "wrong bytes, or bytes where none belong");
+        free(ref);
+        free(iv);
+        free(d);
     }
 
     /* the first missing or infinite value, wherever it is */
