@@ -321,8 +321,6 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
         running <- sums[1L] / done
         ips <- sprintf("%.1f", done / max(proc.time()[["elapsed"]] - t0, 1e-9))
         if (verbose) cli::cli_progress_update(id = bar)
-        hook <- getOption("alexnet.after_batch")
-        if (is.function(hook)) hook(epoch, done)
       }
       if (verbose) cli::cli_progress_done(id = bar)
       val <- c(NA_real_, NA_real_)

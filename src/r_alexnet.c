@@ -405,6 +405,7 @@ SEXP r_an_net_set_params(SEXP ptr, SEXP values)
  * channels), described for the engine in R's column-major layout. */
 an_pixel_array get_pixel_array(SEXP x)
 {
+    fork_guard();   /* the engine reads arrays on its threads */
     an_pixel_array a;
     if (TYPEOF(x) != REALSXP && TYPEOF(x) != INTSXP) Rf_error("`x` must be a double or integer array of pixels");
     SEXP dim = Rf_getAttrib(x, R_DimSymbol);

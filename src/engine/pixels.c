@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "images.h"
+#include "ops.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -72,7 +73,7 @@ ptrdiff_t an_pixels_first_nonfinite(const an_pixel_array *a)
     ptrdiff_t total = (ptrdiff_t)a->n * a->h * a->w * a->channels;
     ptrdiff_t first = -1;
     /* in parallel (the array may be gigabytes); the earliest offset wins */
-#pragma omp parallel
+#pragma omp parallel num_threads(an_get_threads())
     {
         ptrdiff_t mine = -1;
 #pragma omp for schedule(static)
@@ -212,7 +213,7 @@ uint8_t *an_pixels_pack(const an_pixel_array *a)
     int whole = 1, groups = (a->n + 7) / 8;
     /* 8 images at a time through the blocked conversion, so that the bytes
      * are exactly the floats the net would be given */
-#pragma omp parallel
+#pragma omp parallel num_threads(an_get_threads())
     {
         float *tmp = malloc((size_t)8 * IMAGE * sizeof *tmp);
         if (!tmp) {

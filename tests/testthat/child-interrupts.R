@@ -16,7 +16,7 @@ message("section 1")
 net <- alexnet(labels = c("a", "b"), seed = 1, scale = 1 / 255)
 f_before <- alexnet_features(net, px, layer = "dense_3", batch_size = 4)
 steps <- 0
-options(alexnet.after_batch = function(epoch, done) {
+untrace_steps <- after_each_step(function(epoch) {
   steps <<- steps + 1
   if (steps == 3) marker(1)   # the parent interrupts now: in step 4 or between
 })
@@ -29,7 +29,7 @@ fit <- withCallingHandlers(
     warned <<- conditionMessage(w)
     invokeRestart("muffleWarning")
   })
-options(alexnet.after_batch = NULL)
+untrace_steps()
 res$train <- list(
   escaped = identical(fit, "escaped"),
   interrupted = isTRUE(fit$interrupted), steps = fit$steps, iterations = iterations(net),
@@ -42,13 +42,13 @@ res$train <- list(
 # the interrupted net must be exactly that one
 ref <- alexnet(labels = c("a", "b"), seed = 1, scale = 1 / 255)
 ref_steps <- 0
-options(alexnet.after_batch = function(epoch, done) {
+untrace_steps <- after_each_step(function(epoch) {
   ref_steps <<- ref_steps + 1
-  if (ref_steps == fit$steps) rlang::interrupt()
+  if (ref_steps == fit$steps) send_interrupt()
 })
 ref_fit <- suppressWarnings(alexnet_train(ref, imgs, epochs = 200, batch_size = 2, seed = 7,
                                           optimizer = sgd(lr = 1e-3)))
-options(alexnet.after_batch = NULL)
+untrace_steps()
 res$train$same_as_reference <- identical(digest(ref), res$train$digest) &&
   ref_fit$steps == fit$steps
 rm(ref)
@@ -91,7 +91,7 @@ threads_before <- threads()
 threads_during <- NA
 it0 <- iterations(net)
 steps <- 0
-options(alexnet.after_batch = function(epoch, done) {
+untrace_steps <- after_each_step(function(epoch) {
   steps <<- steps + 1
   threads_during <<- threads()   # the loader's 2 workers are running
   if (steps == 1) marker(3)
@@ -99,7 +99,7 @@ options(alexnet.after_batch = function(epoch, done) {
 fit3 <- suppressWarnings(tryCatch(
   alexnet_train(net, folder, epochs = 100, batch_size = 2, seed = 3, optimizer = sgd(lr = 1e-3)),
   interrupt = function(e) "escaped"))
-options(alexnet.after_batch = NULL)
+untrace_steps()
 invisible(gc())
 res$folder <- list(
   interrupted = isTRUE(fit3$interrupted), steps = fit3$steps, iterations_added = iterations(net) - it0,

@@ -44,3 +44,16 @@ local_alexnet_binding <- function(name, value, .env = parent.frame()) {
   }, envir = .env)
   invisible()
 }
+
+# Calls fun(epoch) after every training step until the function it returns
+# is called: alexnet:::train_batch traced, a seam for tests alone. An
+# interrupt that fun sends with tools::pskill() is raised once the step has
+# been counted, as a Ctrl-C arriving during the step is.
+after_each_step <- function(fun) {
+  ns <- asNamespace("alexnet")
+  suppressMessages(trace("train_batch", exit = bquote(.(fun)(epoch)), where = ns, print = FALSE))
+  function() invisible(suppressMessages(untrace("train_batch", where = ns)))
+}
+
+# Sends this R process a real SIGINT (a Ctrl-C).
+send_interrupt <- function() tools::pskill(Sys.getpid(), tools::SIGINT)

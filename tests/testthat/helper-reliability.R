@@ -44,6 +44,8 @@ run_child <- function(code, interrupts = integer(), delay = 0, timeout = 150) {
     sprintf("marker <- function(k) file.create(file.path(%s, paste0('marker-', k)))",
             deparse(dir)),
     sprintf("writeLines(as.character(Sys.getpid()), %s)", deparse(pid_file)),
+    paste("after_each_step <-", paste(deparse(after_each_step), collapse = "\n")),
+    paste("send_interrupt <-", paste(deparse(send_interrupt), collapse = "\n")),
     code
   ), script)
   rscript <- file.path(R.home("bin"), "Rscript")

@@ -238,8 +238,8 @@ test_that("an interrupt during training from a folder returns and frees the load
   net <- alexnet(labels = c("cat", "dog"), seed = 3)
   on.exit(release(), add = TRUE)
   before <- threads()
-  old <- options(alexnet.after_batch = function(epoch, done) rlang::interrupt())
-  on.exit(options(old), add = TRUE)
+  untrace_steps <- after_each_step(function(epoch) send_interrupt())
+  on.exit(untrace_steps(), add = TRUE)
   expect_warning(fit <- alexnet_train(net, image_folder(root), epochs = 2, batch_size = 2,
                                       optimizer = sgd(lr = 1e-5), seed = 1, verbose = FALSE),
                  "interrupted")
