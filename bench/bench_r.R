@@ -1,8 +1,9 @@
 # bench_r.R: the package at the user's call, timed as bench_engine times the
 # engine alone: alexnet_features() and predict() on an R array of 227 x 227
 # RGB images (n = 4 batches per call), alexnet_train() for one epoch on an
-# array (64 images). Median over calls until `budget` seconds have passed
-# (3 untimed calls first, at least 3 timed).
+# array (64 images); then the same on a folder of 128 photo-sized JPEGs
+# (500 x 375, decoded and resized by the engine's loader). Median over calls
+# until `budget` seconds have passed (3 untimed calls first, at least 3 timed).
 # Usage: Rscript bench/bench_r.R [--batches 16,32,64] [--budget 4] [--threads 2]
 # Prints: r <case> batch=B ips=X
 suppressMessages(library(alexnet))
@@ -45,3 +46,29 @@ opt_sgd <- sgd(lr = 1e-5, momentum = 0.9, nesterov = TRUE)
 ips <- timed(function() alexnet_train(net, x, epochs = 1, batch_size = 16, optimizer = opt_sgd,
                                       verbose = FALSE, seed = 1), n)
 cat(sprintf("r train batch=16 ips=%.2f\n", ips))
+
+# a folder of JPEGs like photos (500 x 375, smooth with some noise, quality 90)
+dir <- file.path(tempdir(), "bench-photos")
+for (cl in c("a", "b")) dir.create(file.path(dir, cl), recursive = TRUE, showWarnings = FALSE)
+n <- 128L
+yy <- seq(0, 3, length.out = 375)
+xx <- seq(0, 4, length.out = 500)
+for (i in seq_len(n)) {
+  base <- outer(sin(yy + i), cos(xx * (1 + i %% 3)))
+  img <- array(0L, c(375, 500, 3))
+  for (ch in 1:3) {
+    v <- 128 + 90 * base * (0.6 + 0.2 * ch) + stats::rnorm(375 * 500, 0, 12)
+    img[, , ch] <- as.integer(pmin(pmax(round(v), 0), 255))
+  }
+  .Call(alexnet:::C_test_write_jpeg, file.path(dir, c("a", "b")[i %% 2 + 1], sprintf("%03d.jpg", i)),
+        img, 90L)
+}
+folder <- image_folder(dir)
+net <- alexnet(classes = 2, seed = 1, device = "cpu")
+ips <- timed(function() alexnet_features(net, folder, layer = "convpool_5", batch_size = 32), n)
+cat(sprintf("r features_folder batch=32 ips=%.2f\n", ips))
+net <- alexnet(labels = c("a", "b"), seed = 1, scale = 1 / 255, device = "cpu")
+ips <- timed(function() alexnet_train(net, folder, epochs = 1, batch_size = 16, optimizer = opt_sgd,
+                                      verbose = FALSE, seed = 1), n)
+cat(sprintf("r train_folder batch=16 ips=%.2f\n", ips))
+unlink(dir, recursive = TRUE)

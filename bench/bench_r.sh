@@ -36,11 +36,13 @@ echo
 echo "| case | batch | engine img/s | R img/s | R / engine | PyTorch img/s | R / PyTorch |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 awk '
-  /^(engine|r|torch) (features|full|train) / {
+  /^(engine|r|torch) (features|full|train)(_folder)? / {
     split($3, b, "="); ips = ""; for (i = 4; i <= NF; i++) if ($i ~ /^ips=/) { split($i, v, "="); ips = v[2] }
     key = $2 " | " b[2]; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
     val[$1, key] = ips }
-  END { for (i = 1; i <= n; i++) { k = order[i]; e = val["engine", k]; r = val["r", k]; t = val["torch", k]
+  # a folder case against the engine and PyTorch on input already decoded
+  END { for (i = 1; i <= n; i++) { k = order[i]; base = k; sub(/_folder/, "", base)
+          e = val["engine", base]; r = val["r", k]; t = val["torch", base]
           printf "| %s | %s | %s | %s | %s | %s |\n", k, e, r, (e > 0 && r > 0) ? sprintf("%.2f", r / e) : "-",
                  t == "" ? "-" : t, (t > 0 && r > 0) ? sprintf("%.2fx", r / t) : "-" } }' "$out"
 rm -f "$out"

@@ -1,8 +1,24 @@
-/* backend.c: what the backends share (output shapes), and what the engine
- * says about GPUs when it was built without the CUDA backend (ops_cuda.cu
- * defines those functions when it is built). */
+/* backend.c: what the backends share (output shapes, the number of CPU
+ * threads), and what the engine says about GPUs when it was built without
+ * the CUDA backend (ops_cuda.cu defines those functions when it is built). */
 #include <stdio.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "ops.h"
+
+static int n_threads;   /* 0: OpenMP's default */
+
+void an_set_threads(int threads) { n_threads = threads > 0 ? threads : 0; }
+
+int an_get_threads(void)
+{
+#ifdef _OPENMP
+    return n_threads > 0 ? n_threads : omp_get_max_threads();
+#else
+    return n_threads > 0 ? n_threads : 1;
+#endif
+}
 
 void an_conv_output_hw(const an_conv_spec *s, int *oh, int *ow)
 {

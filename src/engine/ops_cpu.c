@@ -24,7 +24,6 @@ static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 static dnnl_status_t engine_status = dnnl_success;
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
-static int n_threads;
 
 static void engine_init(void)
 {
@@ -39,12 +38,10 @@ static an_status backend_ready(void)
     pthread_once(&engine_once, engine_init);
     if (engine_status != dnnl_success)
         return an_fail(AN_ERR_BACKEND, "oneDNN could not create a CPU engine (status %d)", (int)engine_status);
-    if (n_threads > 0) omp_set_num_threads(n_threads);
+    omp_set_num_threads(an_get_threads());
     return AN_OK;
 }
 
-void an_set_threads(int threads) { n_threads = threads > 0 ? threads : 0; }
-int an_get_threads(void) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }
 
 void an_copy_parallel(void *dst, const void *src, size_t bytes)
 {
