@@ -39,8 +39,8 @@ check_string <- function(x, arg = caller_arg(x), call = caller_env()) {
 
 check_mean <- function(mean, arg = caller_arg(mean), call = caller_env()) {
   if (!is.numeric(mean) || !(length(mean) %in% c(1L, 3L)) || anyNA(mean) ||
-      !all(is.finite(mean))) {
-    abort(c("{.arg {arg}} must be 1 or 3 finite numbers (per-channel means, R, G, B).",
+      !all(is.finite(mean)) || any(mean < 0 | mean > 255)) {
+    abort(c("{.arg {arg}} must be 1 or 3 numbers within a pixel's range 0..255 (per-channel means, R, G, B).",
             i = "The default is the ImageNet mean {.code c(123.68, 116.779, 103.939)}."),
           call = call)
   }

@@ -516,6 +516,9 @@ SEXP r_an_set_threads(SEXP threads)
 {
     int t = scalar_int(threads, "threads");
     if (t < 1) Rf_error("`threads` must be at least 1");
+    if (t > an_max_threads())
+        Rf_error("`threads` is %d: at most %d (4 for each of this machine's cores) are allowed", t,
+                 an_max_threads());
     fork_guard();
     if (forked && t > 1)
         Rf_error("this is a forked process (parallel::mclapply or mcparallel): the engine runs on "

@@ -123,6 +123,9 @@ float an_net_input_scale(const an_net *net);
 /* Threads used by the CPU backend (both cores by default: all available). */
 void an_set_threads(int threads);
 int an_get_threads(void);
+/* The most threads an_set_threads is given by the package: 4 per core
+ * (more only thrash; a huge count exhausts the stack or OpenMP). */
+int an_max_threads(void);
 /* Start the CPU backend's threads now: they inherit the calling thread's
  * signal mask, so a caller that blocks a signal here keeps it away from
  * them for good. */

@@ -387,10 +387,8 @@ an_status an_h5f_read(const char *path, const char *const *names, int n_names, a
     if (values) *values = NULL;
     if (n_values) *n_values = 0;
     if (!path || !path[0] || !values || !n_values) return an_fail(AN_ERR_ARGUMENT, "no file name to read");
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return an_fail(AN_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode)) return an_fail(AN_ERR_IO, "cannot read '%s': it is a directory", path);
+    an_status readable = an_h5_check_readable(path, "features file");
+    if (readable != AN_OK) return readable;
     char detail[160];
     an_h5_quiet q;
     an_h5_quiet_begin(&q);

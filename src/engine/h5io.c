@@ -1,6 +1,8 @@
 /* h5io.c: HDF5 plumbing shared by weights.c and h5features.c (h5io.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,17 +155,73 @@ hid_t an_h5_create_in_memory(const char *mem_name, size_t bytes, an_h5_image *im
     return file;
 }
 
-/* flush the folder holding `path`, so that a rename into it survives a crash */
-static void sync_parent(const char *path)
+an_status an_h5_check_readable(const char *path, const char *what)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return an_fail(AN_ERR_IO, "cannot read %s '%s': %s", what, path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return an_fail(AN_ERR_IO, "cannot read %s '%s': it is a directory", what, path);
+    /* a FIFO would block HDF5's open for ever, a device never end */
+    if (!S_ISREG(st.st_mode))
+        return an_fail(AN_ERR_IO, "cannot read %s '%s': not a regular file (a pipe, socket or device)", what, path);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return an_fail(AN_ERR_IO, "cannot read %s '%s': %s", what, path, strerror(errno));
+    close(fd);
+    return AN_OK;
+}
+
+/* The folder of `path` (a copy to free), "." for a bare name. */
+static char *parent_of(const char *path)
 {
     size_t len = strlen(path);
     char *dir = malloc(len + 2);
-    if (!dir) return;
+    if (!dir) return NULL;
     memcpy(dir, path, len + 1);
     char *slash = strrchr(dir, '/');
     if (!slash) strcpy(dir, ".");
     else if (slash == dir) dir[1] = '\0';
     else *slash = '\0';
+    return dir;
+}
+
+/* Temporary files that saves killed on this machine left in the folder of
+ * `path`: NAME.tmp-PID whose process is gone, a regular file that is empty
+ * or an HDF5 image (a save writes nothing else there). Best effort. */
+static void remove_stale_temps(const char *path)
+{
+    char *dir = parent_of(path);
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        const char *tag = strstr(e->d_name, ".tmp-");
+        if (!tag || tag == e->d_name) continue;
+        const char *digits = tag + 5;
+        while ((tag = strstr(digits, ".tmp-")) != NULL) digits = tag + 5;   /* the last one */
+        char *end;
+        long pid = strtol(digits, &end, 10);
+        if (*digits < '0' || *digits > '9' || *end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   /* alive, or not ours to know */
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *file = malloc(n);
+        if (!file) break;
+        snprintf(file, n, "%s/%s", dir, e->d_name);
+        struct stat st;
+        unsigned char head[8] = {0};
+        int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        int ours = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                   (st.st_size == 0 || (read(fd, head, 8) == 8 && memcmp(head, "\211HDF\r\n\032\n", 8) == 0));
+        if (fd >= 0) close(fd);
+        if (ours) unlink(file);
+        free(file);
+    }
+    if (d) closedir(d);
+    free(dir);
+}
+
+/* flush the folder holding `path`, so that a rename into it survives a crash */
+static void sync_parent(const char *path)
+{
+    char *dir = parent_of(path);
+    if (!dir) return;
     int fd = open(dir, O_RDONLY);
     if (fd >= 0) {
         fsync(fd);   /* best effort: some file systems refuse it for folders */
@@ -177,6 +235,7 @@ an_status an_h5_write_file(const char *path, const char *what, an_h5_builder bui
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return an_fail(AN_ERR_IO, "cannot %s '%s': it is a directory", what, path);
+    remove_stale_temps(path);
     size_t len = strlen(path) + 48;
     char *tmp = malloc(len), *mem_name = malloc(len + 16);
     if (!tmp || !mem_name) {

@@ -22,6 +22,11 @@ const char *an_h5_detail(char buf[160]);
 /* close whatever kind of id it is, and set it to -1 */
 void an_h5_close(hid_t *id);
 
+/* AN_OK when `path` is a regular file this process may read; else a
+ * message "cannot read <what> '<path>': ..." (missing, a directory, a FIFO
+ * or device, which would block or never end, no permission). */
+an_status an_h5_check_readable(const char *path, const char *what);
+
 /* A file built in memory: after H5Fclose, `mem` holds the image (free it). */
 typedef struct {
     void *mem;
@@ -41,6 +46,9 @@ size_t an_h5_image_length(const an_h5_image *im);
  * and `path` is untouched. `build` makes the image under the in-memory file
  * name it is given (with HDF5's error printing off); `what` starts every
  * message: "cannot <what> '<path>': ..." ("save weights to", "write"). */
+/* Stale temporary files of saves killed on this machine (NAME.tmp-PID of a
+ * process that is gone, empty or an HDF5 image) in the folder are removed
+ * first. */
 typedef an_status (*an_h5_builder)(void *ctx, const char *mem_name, an_h5_image *im);
 an_status an_h5_write_file(const char *path, const char *what, an_h5_builder build, void *ctx);
 

@@ -9,14 +9,18 @@
  * PNG, GIF, ... files that only carry a .jpg name).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <jpeglib.h>
 #include <jerror.h>
 #ifdef _WIN32
 #include <windows.h>
+#else
+#include <unistd.h>
 #endif
 
 #include "images.h"
@@ -25,25 +29,6 @@
 #define MAX_FILE_BYTES ((size_t)1 << 30)   /* a 1 GiB JPEG is not a photo */
 
 /* ---- files ----------------------------------------------------------------- */
-
-/* Paths are UTF-8; on Windows they go through the wide-character API so
- * that non-ASCII names open whatever the code page. */
-static FILE *open_read(const char *path)
-{
-#ifdef _WIN32
-    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, NULL, 0);
-    if (n > 0) {
-        wchar_t *w = malloc((size_t)n * sizeof *w);
-        if (w) {
-            MultiByteToWideChar(CP_UTF8, 0, path, -1, w, n);
-            FILE *f = _wfopen(w, L"rb");
-            free(w);
-            return f;
-        }
-    }
-#endif
-    return fopen(path, "rb");
-}
 
 /* strerror() is not thread-safe and strerror_r() has two incompatible
  * variants: the usual causes by hand. */
@@ -69,6 +54,57 @@ static an_status io_fail(const char *path, const char *what, int e)
     return an_fail(AN_ERR_IO, "'%s': %s (errno %d)", path, what, e);
 }
 
+/* Paths are UTF-8; on Windows they go through the wide-character API so
+ * that non-ASCII names open whatever the code page. Only a regular file
+ * is opened (a FIFO or a device named .jpg would block, or never end: it
+ * is opened without blocking and refused), and one larger than any photo
+ * is refused before a byte is read. */
+static an_status open_read(const char *path, FILE **out)
+{
+    *out = NULL;
+    errno = 0;
+#ifndef _WIN32
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return io_fail(path, "cannot open", errno);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return io_fail(path, "cannot open", e);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        if (S_ISDIR(st.st_mode)) return io_fail(path, "read error", EISDIR);
+        return an_fail(AN_ERR_IO, "'%s': not a regular file (a pipe, socket or device): refused", path);
+    }
+    if ((unsigned long long)st.st_size > MAX_FILE_BYTES) {
+        close(fd);
+        return an_fail(AN_ERR_FORMAT, "'%s': %.1f GB, larger than 1 GiB: not a photo (refused before reading)",
+                       path, st.st_size / 1e9);
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    *out = fdopen(fd, "rb");
+    if (!*out) {
+        int e = errno;
+        close(fd);
+        return io_fail(path, "cannot open", e);
+    }
+    return AN_OK;
+#else
+    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, NULL, 0);
+    if (n > 0) {
+        wchar_t *w = malloc((size_t)n * sizeof *w);
+        if (w) {
+            MultiByteToWideChar(CP_UTF8, 0, path, -1, w, n);
+            *out = _wfopen(w, L"rb");
+            free(w);
+        }
+    }
+    if (!*out) *out = fopen(path, "rb");
+    return *out ? AN_OK : io_fail(path, "cannot open", errno);
+#endif
+}
+
 static int grow(void **buf, size_t *cap, size_t need)
 {
     if (*cap >= need) return 1;
@@ -85,9 +121,9 @@ static an_status read_file(an_image_scratch *s, const char *path, size_t *size)
 {
     *size = 0;
     if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "empty file name");
-    errno = 0;
-    FILE *f = open_read(path);
-    if (!f) return io_fail(path, "cannot open", errno);
+    FILE *f;
+    an_status opened = open_read(path, &f);
+    if (opened != AN_OK) return opened;
     size_t n = 0;
     for (;;) {
         if (!grow((void **)&s->file, &s->file_cap, n + 65536)) {
@@ -301,9 +337,9 @@ an_status an_jpeg_read_info(const char *path, an_jpeg_info *info)
     memset(info, 0, sizeof *info);
     info->color_space = "unknown";
     if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "empty file name");
-    errno = 0;
-    FILE *f = open_read(path);
-    if (!f) return io_fail(path, "cannot open", errno);
+    FILE *f;
+    an_status opened = open_read(path, &f);
+    if (opened != AN_OK) return opened;
     uint8_t head[16];
     size_t n = fread(head, 1, sizeof head, f);
     if (ferror(f)) {

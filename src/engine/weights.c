@@ -437,14 +437,10 @@ static an_status wfile_open(wfile *f, const char *path)
     memset(f, 0, sizeof *f);
     f->path = path;
     f->file = f->root = -1;
+    an_status readable = an_h5_check_readable(path, "weights file");
+    if (readable != AN_OK) return readable;
     struct stat st;
-    if (stat(path, &st) != 0)
-        return an_fail(AN_ERR_IO, "cannot read weights file '%s': %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return an_fail(AN_ERR_IO, "cannot read weights file '%s': it is a directory", path);
-    FILE *probe = fopen(path, "rb");
-    if (!probe) return an_fail(AN_ERR_IO, "cannot read weights file '%s': %s", path, strerror(errno));
-    fclose(probe);
+    stat(path, &st);
     char detail[160];
 #if defined(H5_VERSION_GE) && H5_VERSION_GE(1, 12, 0)
     htri_t is = H5Fis_accessible(path, H5P_DEFAULT);

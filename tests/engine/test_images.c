@@ -16,6 +16,7 @@
  *   AN_IMAGES_QUICK=1 valgrind --tool=helgrind build/test_images fixtures
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -803,6 +804,12 @@ static void make_bad_files(void)
         }
     ok &= patched && write_bytes(tpath("huge.jpg"), bad, n);
     ok &= mkdir(tpath("folder.jpg"), 0700) == 0;
+    /* a FIFO, which a plain open would wait on for ever */
+    ok &= mkfifo(tpath("fifo.jpg"), 0600) == 0;
+    /* 3 GB (sparse: no disk used), refused before a byte is read */
+    int big = open(tpath("three_gb.jpg"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ok &= big >= 0 && write(big, good, 16) == 16 && ftruncate(big, (off_t)3 << 30) == 0;
+    if (big >= 0) close(big);
     /* a valid file whose name is not ASCII (UTF-8): café_猫_кот.jpg */
     ok &= write_bytes(tpath("caf\xc3\xa9_\xe7\x8c\xab_\xd0\xba\xd0\xbe\xd1\x82.jpg"), good, n);
     CHECK("write bad files", ok, NULL);
@@ -821,6 +828,8 @@ static const bad_case BAD[] = {
     {"declares 65500 x 65500", "huge.jpg", AN_ERR_MEMORY, "megapixels"},
     {"missing file", "missing.jpg", AN_ERR_IO, "no such file"},
     {"unreadable (a directory)", "folder.jpg", AN_ERR_IO, "directory"},
+    {"a FIFO named .jpg (refused, not waited on)", "fifo.jpg", AN_ERR_IO, "not a regular file"},
+    {"3 GB named .jpg (refused before reading)", "three_gb.jpg", AN_ERR_FORMAT, "before reading"},
 };
 #define N_BAD ((int)(sizeof BAD / sizeof BAD[0]))
 

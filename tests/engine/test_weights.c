@@ -24,6 +24,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <hdf5.h>
@@ -863,6 +864,32 @@ static void test_save_failures(void)
     CHECK("save to a directory leaves it, no temporary file",
           stat(path, &st) == 0 && S_ISDIR(st.st_mode) && count_tmp_files() == 0, NULL);
 
+    /* saves killed on this machine leave NAME.tmp-PID: the next save into the
+     * folder removes those of dead processes that are empty or HDF5 images,
+     * and nothing else */
+    {
+        pid_t child = fork();
+        if (child == 0) _exit(0);
+        waitpid(child, NULL, 0);   /* a pid that is gone */
+        char stale_h5[640], stale_empty[640], other[640], alive[640];
+        snprintf(stale_h5, sizeof stale_h5, "%s/killed.h5.tmp-%ld", dir, (long)child);
+        snprintf(stale_empty, sizeof stale_empty, "%s/other.h5.tmp-%ld", dir, (long)child);
+        snprintf(other, sizeof other, "%s/notes.txt.tmp-%ld", dir, (long)child);
+        snprintf(alive, sizeof alive, "%s/busy.h5.tmp-%ld", dir, (long)getppid());
+        write_bytes(stale_h5, "\211HDF\r\n\032\n and the rest", 22);
+        write_bytes(stale_empty, "", 0);
+        write_bytes(other, "someone's notes", 15);
+        write_bytes(alive, "\211HDF\r\n\032\n", 8);
+        TPATH(path, "fresh.h5");
+        status_ok("save beside stale temporary files", an_weights_save(a, path, NULL));
+        CHECK("a save removes the HDF5 and empty temporary files of dead processes",
+              stat(stale_h5, &st) != 0 && stat(stale_empty, &st) != 0, NULL);
+        CHECK("... and keeps other files and a live process's", stat(other, &st) == 0 && stat(alive, &st) == 0, NULL);
+        unlink(other);
+        unlink(alive);
+        unlink(path);
+    }
+
     /* a good file, then failing saves over it: it must survive untouched */
     TPATH(path, "good.h5");
     if (!status_ok("save a good file", an_weights_save(a, path, CLASS_NAMES))) return;
@@ -969,6 +996,16 @@ static void test_bad_input(void)
     bad_info("a missing file -> AN_ERR_IO", path, AN_ERR_IO, "No such file");
 
     bad_load(net, "a directory -> AN_ERR_IO", dir, 1, AN_ERR_IO, "directory", NULL);
+
+    /* a FIFO would block HDF5's open for ever: refused before it is opened */
+    TPATH(path, "fifo.h5");
+    if (mkfifo(path, 0600) == 0) {
+        bad_load(net, "a FIFO -> AN_ERR_IO at once", path, 1, AN_ERR_IO, "not a regular file", NULL);
+        bad_info("a FIFO -> AN_ERR_IO at once", path, AN_ERR_IO, "not a regular file");
+        unlink(path);
+    } else {
+        CHECK("mkfifo for the FIFO case", 0, "%s", strerror(errno));
+    }
 
     TPATH(path, "text.h5");
     const char *text = "this is not an HDF5 file\n";

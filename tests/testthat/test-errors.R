@@ -91,8 +91,10 @@ test_that("bad arguments to alexnet() are refused", {
                class = "alexnet_error")
   expect_error(alexnet(classes = 2, device = "tpu"), "`device` must be one of",
                class = "alexnet_error")
-  expect_error(alexnet(classes = 2, mean = c(1, 2)), "`mean` must be 1 or 3 finite numbers",
+  expect_error(alexnet(classes = 2, mean = c(1, 2)), "`mean` must be 1 or 3 numbers within a pixel's range",
                class = "alexnet_error")
+  expect_error(alexnet(classes = 2, mean = 1000), "0..255", class = "alexnet_error")
+  expect_error(alexnet(classes = 2, mean = c(-1, 0, 0)), "0..255", class = "alexnet_error")
   expect_error(alexnet(classes = 2, mean = c(1, NA, 3)), "`mean`", class = "alexnet_error")
   expect_error(alexnet(classes = 2, mean = "a"), "`mean`", class = "alexnet_error")
   expect_error(alexnet(classes = 2, labels = c("a", "b", "c")), "`labels` has 3 names but `classes` is 2",
@@ -123,6 +125,23 @@ test_that("bad labels and other arguments are refused", {
                class = "alexnet_error")
   expect_error(alexnet_threads(0), "`threads`", class = "alexnet_error")
   expect_error(alexnet_threads("a"), "`threads`", class = "alexnet_error")
+  # a huge count used to overflow the C stack at the next computation
+  expect_error(alexnet_threads(1e5), "`threads` is 100000: at most", class = "alexnet_error")
+  expect_error(alexnet_threads(1e9), "`threads`", class = "alexnet_error")
+})
+
+test_that("a FIFO named like a weights file or a JPEG is refused at once", {
+  skip_on_os("windows")
+  dir <- tempfile("fifo-")
+  dir.create(file.path(dir, "a"), recursive = TRUE)
+  on.exit(unlink(dir, recursive = TRUE))
+  w <- file.path(dir, "w.h5")
+  j <- file.path(dir, "a", "x.jpg")
+  expect_equal(system2("mkfifo", c(shQuote(w), shQuote(j))), 0L)
+  net <- shared_net()
+  expect_error(load_weights(net, w, verbose = FALSE), "not a regular file", class = "alexnet_error")
+  expect_error(weights_info(w), "not a regular file", class = "alexnet_error")
+  expect_error(alexnet_features(net, image_folder(dir)), "not a regular file", class = "alexnet_error")
 })
 
 test_that("R survives all of that and still computes", {
