@@ -69,7 +69,7 @@ device_description <- function(device) {
 #' such limit but must create or load their networks themselves.
 #'
 #' @param threads `NULL` to query, or the number of threads to use (a whole
-#'   number of at least 1).
+#'   number from 1 to 4 per core of the machine: more only thrash).
 #' @return With `threads = NULL`, the number of threads. Otherwise, invisibly,
 #'   the number before the change.
 #' @export

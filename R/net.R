@@ -35,12 +35,13 @@
 #'   one message and the CPU. See [alexnet_backend()] and [alexnet_to()].
 #' @param mean Per-channel means (red, green, blue) subtracted from the input
 #'   pixels (0..255 scale) inside the network; one number is used for all
-#'   three channels. The default (`NULL`) is the ImageNet mean used by the original
-#'   model. Use `0` to feed pixels unchanged.
+#'   three channels, each within 0..255. The default (`NULL`) is the ImageNet
+#'   mean used by the original model. Use `0` to feed pixels unchanged.
 #' @param scale The input fed to the network is `(pixel - mean) * scale`.
 #'   `1` (the default) is the convention of the Heuritech weights; a small
 #'   scale such as `1/255` keeps the outputs of a freshly initialised network
-#'   moderate, which makes training from scratch more stable.
+#'   moderate, which makes training from scratch more stable. Between 1e-30
+#'   and 1e30 (the engine computes in single precision).
 #' @param labels Class names, one per class; by default `"1"`, `"2"`, ...
 #'   They name the columns of the probabilities and the levels of the class
 #'   predictions of [predict.alexnet()].
@@ -99,6 +100,10 @@ alexnet <- function(classes = 1000, seed = NULL, device = "auto",
   mean <- check_mean(mean)
   labels <- check_class_labels(labels, classes)
   check_number(scale, min = 0, open_min = TRUE)
+  if (scale < 1e-30 || scale > 1e30) {
+    # the engine computes in single precision, where it would round to 0 or Inf
+    abort("{.arg scale} is {format(scale)}: it must lie between 1e-30 and 1e30.")
+  }
   ptr <- engine(.Call(C_net_create, classes, seed, mean))
   .Call(C_net_scale, ptr, as.double(scale))
   if (device != "cpu") {

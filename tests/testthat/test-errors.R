@@ -94,6 +94,9 @@ test_that("bad arguments to alexnet() are refused", {
   expect_error(alexnet(classes = 2, mean = c(1, 2)), "`mean` must be 1 or 3 numbers within a pixel's range",
                class = "alexnet_error")
   expect_error(alexnet(classes = 2, mean = 1000), "0..255", class = "alexnet_error")
+  expect_error(alexnet(classes = 2, scale = 1e-50), "`scale` is 1e-50: it must lie between",
+               class = "alexnet_error")
+  expect_error(alexnet(classes = 2, scale = 1e50), "`scale`", class = "alexnet_error")
   expect_error(alexnet(classes = 2, mean = c(-1, 0, 0)), "0..255", class = "alexnet_error")
   expect_error(alexnet(classes = 2, mean = c(1, NA, 3)), "`mean`", class = "alexnet_error")
   expect_error(alexnet(classes = 2, mean = "a"), "`mean`", class = "alexnet_error")
