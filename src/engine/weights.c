@@ -263,18 +263,42 @@ static int write_attr(hid_t loc, const char *name, hid_t type, hid_t space, cons
     return e < 0 || c < 0 ? -1 : 0;
 }
 
-/* UTF-8 variable-length strings (h5py reads them as str): scalar when n < 0 */
+/* UTF-8 strings of one fixed length (null padded): scalar when n < 0.
+ * Not variable-length: those live in HDF5's global heap, whose reader in
+ * libhdf5 1.10 crashes on a damaged heap entry, so the package's own files
+ * carry none. */
 static int write_strings_attr(hid_t loc, const char *name, const char *const *s, int n)
 {
     hsize_t dim = n < 0 ? 1 : (hsize_t)n;
+    int count = n < 0 ? 1 : n;
+    size_t len = 1;
+    for (int i = 0; i < count; i++)
+        if (strlen(s[i]) > len) len = strlen(s[i]);
+    char *buf = calloc((size_t)count, len);
     hid_t t = H5Tcopy(H5T_C_S1);
     hid_t sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
     int rc = -1;
-    if (t >= 0 && sp >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0)
-        rc = write_attr(loc, name, t, sp, s);
+    if (buf && t >= 0 && sp >= 0 && H5Tset_size(t, len) >= 0 && H5Tset_strpad(t, H5T_STR_NULLPAD) >= 0 &&
+        H5Tset_cset(t, H5T_CSET_UTF8) >= 0) {
+        for (int i = 0; i < count; i++) memcpy(buf + (size_t)i * len, s[i], strlen(s[i]));
+        rc = write_attr(loc, name, t, sp, buf);
+    }
+    free(buf);
     an_h5_close(&sp);
     an_h5_close(&t);
     return rc;
+}
+
+/* A float dataset stored as one chunk with HDF5's Fletcher-32 checksum,
+ * which every read verifies: a flipped byte is an error, never other
+ * weights. */
+static hid_t create_checked_dataset(hid_t g, const char *name, hid_t space, int ndims, const hsize_t *dims)
+{
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), d = -1;
+    if (dcpl >= 0 && H5Pset_chunk(dcpl, ndims, dims) >= 0 && H5Pset_fletcher32(dcpl) >= 0)
+        d = H5Dcreate2(g, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    an_h5_close(&dcpl);
+    return d;
 }
 
 static int write_numbers_attr(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
@@ -407,6 +431,19 @@ static an_status read_own_header(wfile *f)
         f->n_present += e > 0;
     }
     H5Eclear2(H5E_DEFAULT);
+    /* the classes attribute must agree with dense_3 (its bias has one value per class) */
+    if (f->present[AN_W_N_LAYERS - 1]) {
+        hid_t d = H5Dopen2(f->root, "dense_3/bias", H5P_DEFAULT), sp = d >= 0 ? H5Dget_space(d) : -1;
+        hsize_t dims[2] = {0, 0};
+        int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+        if (nd == 1) H5Sget_simple_extent_dims(sp, dims, NULL);
+        an_h5_close(&sp);
+        an_h5_close(&d);
+        H5Eclear2(H5E_DEFAULT);
+        if (nd == 1 && dims[0] != (hsize_t)f->classes)
+            return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its classes attribute says %d but "
+                           "dense_3 has %llu classes", f->path, f->classes, (unsigned long long)dims[0]);
+    }
     return AN_OK;
 }
 
@@ -586,10 +623,13 @@ static int dims_equal(const dset *d, int ndims, const hsize_t *dims)
 static an_status read_floats(const wfile *f, int k, const char *name, hid_t d, float *dst)
 {
     char detail[160];
-    if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
-        return an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: cannot read dataset '%s' (damaged file?): %s",
-                       f->path, KLAYERS[k].name, name, an_h5_detail(detail));
-    return AN_OK;
+    if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) >= 0) return AN_OK;
+    an_h5_detail(detail);
+    if (strstr(detail, "checksum"))
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: layer %s, dataset '%s' fails its checksum "
+                       "(bytes changed since it was saved)", f->path, KLAYERS[k].name, name);
+    return an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: cannot read dataset '%s' (damaged file?): %s",
+                   f->path, KLAYERS[k].name, name, detail);
 }
 
 /* (out, in, kh, kw) true-convolution kernels -> cross-correlation: flipping
@@ -883,9 +923,9 @@ static an_status write_contents(const an_net *net, hid_t file, const char *path,
               (L->is_conv && (write_numbers_attr(g, "stride", H5T_STD_I32LE, H5T_NATIVE_INT, &conv[0], -1) < 0 ||
                               write_numbers_attr(g, "padding", H5T_STD_I32LE, H5T_NATIVE_INT, &conv[1], -1) < 0)) ||
               write_numbers_attr(g, "relu", H5T_STD_I32LE, H5T_NATIVE_INT, &conv[2], -1) < 0 ||
-              (wd = H5Dcreate2(g, "weight", H5T_IEEE_F32LE, ws, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+              (wd = create_checked_dataset(g, "weight", ws, geo.ndims, geo.own)) < 0 ||
               H5Dwrite(wd, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, params + geo.w_off) < 0 ||
-              (bd = H5Dcreate2(g, "bias", H5T_IEEE_F32LE, bs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+              (bd = create_checked_dataset(g, "bias", bs, 1, &bdim)) < 0 ||
               H5Dwrite(bd, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, params + geo.b_off) < 0;
         if (bad) an_h5_detail(detail);
         if (wd >= 0 && H5Dclose(wd) < 0 && !bad) { bad = 1; an_h5_detail(detail); }

@@ -1206,6 +1206,93 @@ static int write_small_own(const char *path, int variant)
     return werr == 0;
 }
 
+/* What the package's own files guarantee: no variable-length strings (their
+ * global heap is where a damaged file crashes libhdf5 1.10), a Fletcher-32
+ * checksum on every dataset, so a flipped byte is an error naming the
+ * layer, and a classes attribute that must agree with dense_3. */
+static herr_t no_vlen_attr(hid_t loc, const char *name, const H5A_info_t *info, void *data)
+{
+    (void)info;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT), t = a >= 0 ? H5Aget_type(a) : -1;
+    if (t < 0 || H5Tis_variable_str(t) > 0) (*(int *)data)++;
+    if (t >= 0) H5Tclose(t);
+    if (a >= 0) H5Aclose(a);
+    return 0;
+}
+
+static void test_own_integrity(void)
+{
+    char path[600], copy[600];
+    TPATH(path, "integrity.h5");
+    const char *names[16];
+    char buf[16][8];
+    int classes = an_net_classes(src);
+    for (int i = 0; i < classes && i < 16; i++) {
+        snprintf(buf[i], sizeof buf[i], "c%d", i);
+        names[i] = buf[i];
+    }
+    if (!status_ok("save for the integrity checks", an_weights_save(src, path, classes <= 16 ? names : NULL)))
+        return;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int vlen = 0, unchecked = 0, datasets = 0;
+    H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, no_vlen_attr, &vlen);
+    for (int k = 0; k < AN_W_N_LAYERS; k++) {
+        hid_t g = H5Gopen2(f, KL[k].name, H5P_DEFAULT);
+        H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, no_vlen_attr, &vlen);
+        for (int j = 0; j < 2; j++) {
+            hid_t d = H5Dopen2(g, j ? "bias" : "weight", H5P_DEFAULT), pl = d >= 0 ? H5Dget_create_plist(d) : -1;
+            unsigned flags;
+            unsigned config;
+            size_t nelem = 0;
+            datasets++;
+            if (pl < 0 || H5Pget_filter_by_id2(pl, H5Z_FILTER_FLETCHER32, &flags, &nelem, NULL, 0, NULL, &config) < 0)
+                unchecked++;
+            if (pl >= 0) H5Pclose(pl);
+            if (d >= 0) H5Dclose(d);
+        }
+        H5Gclose(g);
+    }
+    H5Fclose(f);
+    H5Eclear2(H5E_DEFAULT);
+    CHECK("own file: no variable-length string attributes", vlen == 0, "%d", vlen);
+    CHECK("own file: every dataset carries a Fletcher-32 checksum", unchecked == 0 && datasets == 2 * AN_W_N_LAYERS,
+          "%d of %d without", unchecked, datasets);
+
+    /* a byte flipped in the middle of the file (inside dense_1's weights) */
+    size_t n;
+    char *bytes = read_file(path, &n);
+    if (!bytes) return;
+    an_net *net = work;
+    bad_snap = snap(net);
+    TPATH(copy, "flipped.h5");
+    bytes[n / 2] ^= 0x40;
+    write_bytes(copy, bytes, n);
+    an_weights_report rep;
+    an_status st = an_weights_load(net, copy, 1, &rep);
+    expect_fail("own file, a flipped byte in dense_1: an error naming the layer", st, AN_ERR_FORMAT, copy,
+                "dense_1", "damaged");
+    CHECK("  ... net unchanged", unchanged(net, &bad_snap), NULL);
+    free(bytes);
+
+    /* the classes attribute disagreeing with dense_3 */
+    TPATH(copy, "classes.h5");
+    status_ok("save without class names", an_weights_save(src, copy, NULL));
+    f = H5Fopen(copy, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t a = f >= 0 ? H5Aopen(f, "classes", H5P_DEFAULT) : -1;
+    int other = classes + 1;
+    if (a >= 0) H5Awrite(a, H5T_NATIVE_INT, &other);
+    if (a >= 0) H5Aclose(a);
+    if (f >= 0) H5Fclose(f);
+    st = an_weights_load(net, copy, 1, &rep);
+    expect_fail("own file, classes attribute against dense_3: an error", st, AN_ERR_FORMAT, copy, "classes attribute",
+                "dense_3");
+    an_weights_file_info info;
+    st = an_weights_info(copy, &info);
+    expect_fail("  ... and weights_info says so too", st, AN_ERR_FORMAT, copy, "classes attribute", NULL);
+    if (st == AN_OK) an_weights_info_free(&info);
+    CHECK("  ... net unchanged", unchanged(net, &bad_snap), NULL);
+}
+
 static void test_fuzz_regressions(void)
 {
     char path[600];
@@ -1410,6 +1497,7 @@ int main(int argc, char **argv)
         test_own();
         test_save_failures();
         test_bad_input();
+        test_own_integrity();
         test_fuzz_regressions();
         test_repeat();
     }
