@@ -9,8 +9,11 @@
 #' A numeric array with `dim = c(n, height, width, channels)`: image, row
 #' (top to bottom), column (left to right), channel. `channels` is 3 (red,
 #' green, blue) or 1 (grey); a 3-d array `c(n, height, width)` is taken as
-#' grey. Values are on the 0..255 scale; there must be no `NA`, `NaN` or
-#' infinite value. Any height and width are accepted: images are resized
+#' grey, except that one whose last dimension is 3 is refused (one RGB image
+#' without its image dimension is the likelier meaning). Values are on the
+#' 0..255 scale: values outside it are an error, and arrays whose values all
+#' lie in 0..1 give a warning (multiply by 255); there must be no `NA`, `NaN`
+#' or infinite value. Any height and width are accepted: images are resized
 #' bilinearly to 227 x 227 inside the package (a 227 x 227 image is used as
 #' it is). To pass a single image `img` with `dim = c(height, width, 3)`, use
 #' `array(img, c(1, dim(img)))`.
@@ -19,7 +22,7 @@
 #' @param labels `NULL`, or one label per image: a factor, or a vector that
 #'   is turned into one with [factor()].
 #' @return An object of class `"image_array"`: a list with `pixels` (the
-#'   array, stored as double) and `labels` (a factor or `NULL`). It can be
+#'   array, double or integer as given) and `labels` (a factor or `NULL`). It can be
 #'   subset by image with `[`.
 #' @export
 #' @examples
@@ -80,6 +83,11 @@ check_pixels <- function(x, arg = caller_arg(x), call = caller_env()) {
     abort(c("{.arg {arg}} has {got}.", x = paste0("It must be ", layout, "."), hint),
           call = call)
   }
+  if (length(d) == 3L && d[3L] == 3L) {
+    abort(c("{.arg {arg}} has dim c({paste(d, collapse = ', ')}): one RGB image without its image dimension, or {d[1L]} grey images {d[3L]} pixels wide?",
+            i = "For one RGB image {.code img}, use {.code array(img, c(1, dim(img)))}; for grey images, {.code dim = c(n, height, width, 1)}."),
+          call = call)
+  }
   if (any(d[1:3] < 1L)) {
     abort("{.arg {arg}} must hold at least one image of at least 1 x 1 pixels (its dim is c({paste(d, collapse = ', ')})).",
           call = call)
@@ -92,12 +100,23 @@ check_pixels <- function(x, arg = caller_arg(x), call = caller_env()) {
             i = "The layout is {.code dim = c(n, height, width, channels)}.", hint),
           call = call)
   }
-  bad <- .Call(C_check_pixels, x)
-  if (bad > 0) {
+  values <- .Call(C_check_pixels, x)   # first non-finite (1-based, 0: none), min, max
+  if (values[1L] > 0) {
+    bad <- values[1L]
     image <- (bad - 1) %% d[1L] + 1
     v <- x[bad]
     abort("{.arg {arg}} has a missing or non-finite pixel ({v}) in image {image}.",
           call = call)
+  }
+  if (values[2L] < 0 || values[3L] > 255) {
+    abort(c("{.arg {arg}} has pixel values from {format(values[2L])} to {format(values[3L])}: they must lie in 0..255.",
+            i = "The network subtracts its own mean: give it the pixels as they are (0..255), not centred or rescaled ones."),
+          call = call)
+  }
+  if (values[3L] <= 1 && values[3L] > 0) {
+    cli::cli_warn(c("Every pixel of {.arg {arg}} lies in 0..{format(values[3L])}: images on the 0..1 scale?",
+                    i = "The network expects 0..255: multiply by 255 ({.code x * 255})."),
+                  call = call)
   }
   x
 }

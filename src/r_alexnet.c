@@ -430,11 +430,19 @@ an_pixel_array get_pixel_array(SEXP x)
     return a;
 }
 
-/* 1 + the offset of x's first missing or infinite value, 0 when none. */
+/* c(1 + the offset of x's first missing or infinite value (0 when none),
+ * smallest value, largest value). */
 SEXP r_an_check_pixels(SEXP x)
 {
     an_pixel_array a = get_pixel_array(x);
-    return Rf_ScalarReal((double) an_pixels_first_nonfinite(&a) + 1);
+    an_pixel_summary s;
+    an_pixels_summary(&a, &s);
+    SEXP res = PROTECT(Rf_allocVector(REALSXP, 3));
+    REAL(res)[0] = (double) s.first_nonfinite + 1;
+    REAL(res)[1] = s.min;
+    REAL(res)[2] = s.max;
+    UNPROTECT(1);
+    return res;
 }
 
 /* Image `index` of x as the net's input, made as every batch is (an array

@@ -221,10 +221,15 @@ typedef struct {
     ptrdiff_t si, sy, sx, sc;
 } an_pixel_array;
 
-/* The offset (into data, in memory order) of the array's first missing
- * (NA) or infinite value, or -1 when every value is finite; for a dense
- * array (its n h w channels values from data on). Reads in parallel. */
-ptrdiff_t an_pixels_first_nonfinite(const an_pixel_array *a);
+/* What a dense array's values are (its n h w channels values from data
+ * on), read once in parallel: the offset (memory order) of the first
+ * missing (NA) or infinite one, -1 when all are finite; then (meaningful
+ * only when all are) the smallest and the largest. */
+typedef struct {
+    ptrdiff_t first_nonfinite;
+    double min, max;
+} an_pixel_summary;
+void an_pixels_summary(const an_pixel_array *a, an_pixel_summary *summary);
 
 /* The array's images at 227 x 227 convert in blocks: a channel and 16
  * columns of every image of a batch; a loader's workers share them out. */

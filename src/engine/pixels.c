@@ -28,11 +28,13 @@ static inline float pixel_at(const an_pixel_array *a, ptrdiff_t offset)
 
 /* ---- checking ---------------------------------------------------------------- */
 
-/* 1 for a missing or infinite value; the double test is on the exponent
- * bits so that the loop vectorizes. */
-static int first_bad_f64(const double *v, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t *bad)
+/* Values lo..hi-1: the offset of the first missing or infinite one (1
+ * returned), else their range (0). Chunks are scanned first with tests that
+ * vectorize (exponent bits; min and max as compares). */
+static int scan_f64(const double *v, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t *bad, double *min, double *max)
 {
     enum { CHUNK = 1024 };
+    double mn = *min, mx = *max;
     for (ptrdiff_t c = lo; c < hi; c += CHUNK) {
         ptrdiff_t end = c + CHUNK < hi ? c + CHUNK : hi;
         int any = 0;
@@ -47,13 +49,20 @@ static int first_bad_f64(const double *v, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t 
                     *bad = i;
                     return 1;
                 }
+        for (ptrdiff_t i = c; i < end; i++) {
+            mn = v[i] < mn ? v[i] : mn;
+            mx = v[i] > mx ? v[i] : mx;
+        }
     }
+    *min = mn;
+    *max = mx;
     return 0;
 }
 
-static int first_bad_i32(const int *v, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t *bad)
+static int scan_i32(const int *v, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t *bad, double *min, double *max)
 {
     enum { CHUNK = 1024 };
+    int mn = INT32_MAX, mx = INT32_MIN;
     for (ptrdiff_t c = lo; c < hi; c += CHUNK) {
         ptrdiff_t end = c + CHUNK < hi ? c + CHUNK : hi;
         int any = 0;
@@ -64,30 +73,42 @@ static int first_bad_i32(const int *v, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t *ba
                     *bad = i;
                     return 1;
                 }
+        for (ptrdiff_t i = c; i < end; i++) {
+            mn = v[i] < mn ? v[i] : mn;
+            mx = v[i] > mx ? v[i] : mx;
+        }
     }
+    if (mn < *min) *min = mn;
+    if (mx > *max) *max = mx;
     return 0;
 }
 
-ptrdiff_t an_pixels_first_nonfinite(const an_pixel_array *a)
+void an_pixels_summary(const an_pixel_array *a, an_pixel_summary *out)
 {
     ptrdiff_t total = (ptrdiff_t)a->n * a->h * a->w * a->channels;
-    ptrdiff_t first = -1;
-    /* in parallel (the array may be gigabytes); the earliest offset wins */
+    out->first_nonfinite = -1;
+    out->min = INFINITY;
+    out->max = -INFINITY;
+    /* in parallel (the array may be gigabytes); the earliest bad offset wins */
 #pragma omp parallel num_threads(an_get_threads())
     {
         ptrdiff_t mine = -1;
+        double mn = INFINITY, mx = -INFINITY;
 #pragma omp for schedule(static)
         for (int part = 0; part < 64; part++) {
             ptrdiff_t lo = total * part / 64, hi = total * (part + 1) / 64, bad;
             if (mine >= 0) continue;
-            int found = a->type == AN_PIXELS_F64 ? first_bad_f64((const double *)a->data, lo, hi, &bad)
-                                                 : first_bad_i32((const int *)a->data, lo, hi, &bad);
+            int found = a->type == AN_PIXELS_F64 ? scan_f64((const double *)a->data, lo, hi, &bad, &mn, &mx)
+                                                 : scan_i32((const int *)a->data, lo, hi, &bad, &mn, &mx);
             if (found) mine = bad;
         }
 #pragma omp critical
-        if (mine >= 0 && (first < 0 || mine < first)) first = mine;
+        {
+            if (mine >= 0 && (out->first_nonfinite < 0 || mine < out->first_nonfinite)) out->first_nonfinite = mine;
+            if (mn < out->min) out->min = mn;
+            if (mx > out->max) out->max = mx;
+        }
     }
-    return first;
 }
 
 /* ---- converting -------------------------------------------------------------- */

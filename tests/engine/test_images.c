@@ -1420,24 +1420,40 @@ static void test_array_loader(void)
         free(d);
     }
 
-    /* the first missing or infinite value, wherever it is */
+    /* the first missing or infinite value, wherever it is, and the range */
     {
         const int m = 3, h = 50, w = 40;
         size_t total = (size_t)m * h * w * 3;
         double *d = r_array(m, h, w, 3, 0, 5);
         int *iv = r_array(m, h, w, 3, 1, 6);
         an_pixel_array a = describe(d, m, h, w, 3, 0), ai = describe(iv, m, h, w, 3, 1);
-        int ok = an_pixels_first_nonfinite(&a) == -1 && an_pixels_first_nonfinite(&ai) == -1;
+        double lo = 1e9, hi = -1e9;
+        int ilo = 1 << 30, ihi = -1;
+        for (size_t k = 0; k < total; k++) {
+            lo = d[k] < lo ? d[k] : lo;
+            hi = d[k] > hi ? d[k] : hi;
+            ilo = iv[k] < ilo ? iv[k] : ilo;
+            ihi = iv[k] > ihi ? iv[k] : ihi;
+        }
+        an_pixel_summary sd, si;
+        an_pixels_summary(&a, &sd);
+        an_pixels_summary(&ai, &si);
+        CHECK("pixel summary: the range of doubles and of integers", sd.first_nonfinite == -1 && sd.min == lo &&
+              sd.max == hi && si.first_nonfinite == -1 && si.min == ilo && si.max == ihi,
+              "%g..%g (want %g..%g), %g..%g (want %d..%d)", sd.min, sd.max, lo, hi, si.min, si.max, ilo, ihi);
+        int ok = 1;
         const size_t at[] = {0, 1029, total - 1};
         const double bad[] = {NAN, INFINITY, -INFINITY};
         for (int t = 0; t < 3; t++) {
             d[at[t]] = bad[t];
             if (t == 2) d[at[0]] = 7;
-            ok = ok && an_pixels_first_nonfinite(&a) == (ptrdiff_t)(t == 2 ? at[1] : at[0]);
+            an_pixels_summary(&a, &sd);
+            ok = ok && sd.first_nonfinite == (ptrdiff_t)(t == 2 ? at[1] : at[0]);
         }
         iv[total - 1] = INT32_MIN;
-        ok = ok && an_pixels_first_nonfinite(&ai) == (ptrdiff_t)(total - 1);
-        CHECK("pixel check: finds the first NaN, Inf, -Inf or integer NA", ok, "%s", ok ? "" : "wrong offset");
+        an_pixels_summary(&ai, &si);
+        ok = ok && si.first_nonfinite == (ptrdiff_t)(total - 1);
+        CHECK("pixel summary: finds the first NaN, Inf, -Inf or integer NA", ok, "%s", ok ? "" : "wrong offset");
         free(d);
         free(iv);
     }

@@ -21,7 +21,7 @@ skip_if_no_fmnist <- function() {
 # Write a small IDX data set (gzip) of n images of rows x cols: image i has
 # all pixels equal to (i - 1) %% 256, except pixel (1, 2) which is 255 (to
 # check the orientation); labels `labels`.
-write_idx_set <- function(dir, labels, rows = 4L, cols = 3L, prefix = "t10k",
+write_idx_set <- function(dir, labels, rows = 4L, cols = 5L, prefix = "t10k",
                           image_magic = 2051L, label_magic = 2049L, truncate = 0L) {
   n <- length(labels)
   con <- gzfile(file.path(dir, paste0(prefix, "-labels-idx1-ubyte.gz")), "wb")
@@ -44,10 +44,10 @@ write_idx_set <- function(dir, labels, rows = 4L, cols = 3L, prefix = "t10k",
 test_that("fashion_mnist() reads IDX files: sizes, orientation, labels", {
   dir <- withr_tempdir()
   labels <- c(0, 1, 2, 9, 4, 0, 9, 4, 0, 1)
-  write_idx_set(dir, labels, rows = 4L, cols = 3L)
+  write_idx_set(dir, labels, rows = 4L, cols = 5L)
   x <- fashion_mnist("test", path = dir)
   expect_s3_class(x, "image_array")
-  expect_equal(dim(x$pixels), c(10L, 4L, 3L))
+  expect_equal(dim(x$pixels), c(10L, 4L, 5L))
   expect_equal(levels(x$labels), fashion_mnist_classes())
   expect_equal(as.character(x$labels), fashion_mnist_classes()[labels + 1])
   expect_equal(x$pixels[3, 2, 1], 2)

@@ -31,6 +31,19 @@ test_that("bad pixel arrays give clear errors", {
   yi <- array(1L, c(2, 4, 4))
   yi[2, 1, 1] <- NA
   expect_error(alexnet_features(net, yi), "in image 2", class = "alexnet_error")
+  # inputs that would be misread: one RGB image without its image dimension,
+  # pixels outside 0..255, pixels on the 0..1 scale
+  one_rgb <- array(stats::runif(30 * 40 * 3, 0, 255), c(30, 40, 3))
+  expect_error(alexnet_features(net, one_rgb), "one RGB image without its image dimension",
+               class = "alexnet_error")
+  expect_equal(nrow(alexnet_features(net, array(one_rgb, c(1, dim(one_rgb))), "dense_3")), 1L)
+  expect_error(alexnet_features(net, random_pixels(2) - 128), "from -12[0-9.]* to 12[0-9.]*: they must lie in 0..255",
+               class = "alexnet_error")
+  expect_error(predict(net, random_pixels(2) * 256), "must lie in 0..255", class = "alexnet_error")
+  expect_error(image_array(array(65535L, c(1, 8, 8))), "must lie in 0..255", class = "alexnet_error")
+  expect_warning(f01 <- alexnet_features(net, random_pixels(2) / 255, "dense_3"), "0..1 scale")
+  expect_equal(dim(f01), c(2L, 2L))
+  expect_no_warning(alexnet_features(net, array(0, c(1, 8, 8)), "dense_3"))   # all black is fine
   # non-numeric
   expect_error(alexnet_features(net, array("a", c(1, 28, 28, 3))), "numeric array of pixels, not of type character",
                class = "alexnet_error")
