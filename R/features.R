@@ -25,7 +25,8 @@ forward <- function(net, images, layer, batch_size, call = caller_env()) {
 #'
 #' @param net A network made by [alexnet()].
 #' @param x Images: an [image_array()], an [image_folder()] of JPEG files
-#'   (a file that fails with `on_error = "skip"` gives a row of `NA`) or a
+#'   (a file that fails with `on_error = "skip"` gives a row of `NA`), a
+#'   character vector of JPEG file paths (read as [image_files()] would), or a
 #'   numeric array of pixels with
 #'   `dim = c(n, height, width, channels)` (channels 1 or 3) or
 #'   `c(n, height, width)` (grey), values 0..255; see [image_array()] for
@@ -51,7 +52,7 @@ alexnet_features <- function(net, x, layer = "convpool_5", batch_size = 32) {
   check_net(net)
   layer <- check_layer(layer)
   batch_size <- check_count(batch_size)
-  images <- if (inherits(x, "image_folder")) x else as_images(x)
+  images <- as_source(x)
   out <- forward(net, images, layer, batch_size)
   if (!is.null(images$labels)) {
     attr(out, "labels") <- images$labels

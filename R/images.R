@@ -121,6 +121,14 @@ check_pixels <- function(x, arg = caller_arg(x), call = caller_env()) {
   x
 }
 
+# What forward() reads: an image_folder as it is, JPEG paths as
+# image_files() makes them, or the pixels and labels of an array.
+as_source <- function(x, arg = caller_arg(x), call = caller_env()) {
+  if (inherits(x, "image_folder")) return(x)
+  if (is.character(x)) return(image_files(x))
+  as_images(x, arg = arg, call = call)
+}
+
 # Pixels and labels of an image_array or a plain array.
 as_images <- function(x, arg = caller_arg(x), call = caller_env()) {
   if (inherits(x, "image_array")) {

@@ -413,8 +413,9 @@ print.alexnet <- function(x, ...) {
 #' Class probabilities or labels
 #'
 #' @param object A network made by [alexnet()].
-#' @param newdata Images, as for [alexnet_features()]: an [image_array()] or
-#'   a numeric array of pixels (see [image_array()] for the layout).
+#' @param newdata Images, as for [alexnet_features()]: an [image_array()],
+#'   an [image_folder()], JPEG file paths, or a numeric array of pixels (see
+#'   [image_array()] for the layout).
 #' @param type `"prob"` for the matrix of class probabilities (the softmax
 #'   output), `"class"` for the most probable class of each image.
 #' @param batch_size Number of images run through the network at once.
@@ -440,7 +441,7 @@ predict.alexnet <- function(object, newdata, type = c("prob", "class"), batch_si
   }
   type <- type[1L]
   batch_size <- check_count(batch_size)
-  images <- if (inherits(newdata, "image_folder")) newdata else as_images(newdata, arg = "newdata")
+  images <- as_source(newdata, arg = "newdata")
   prob <- forward(object, images, "softmax", batch_size)
   if (type == "class") {
     return(factor(object$labels[max.col(prob, ties.method = "first")], levels = object$labels))

@@ -31,6 +31,19 @@ make_folder <- function() {
   root
 }
 
+test_that("predict() and alexnet_features() read JPEG paths as image_files() would", {
+  root <- make_folder()
+  on.exit(unlink(root, recursive = TRUE))
+  net <- shared_net()
+  files <- image_folder(root)$files[c(4, 1)]
+  expect_identical(alexnet_features(net, files, "dense_2"),
+                   alexnet_features(net, image_files(files), "dense_2"))
+  p <- predict(net, files)
+  expect_equal(dim(p), c(2L, 2L))
+  expect_identical(p, predict(net, image_files(files)))
+  expect_error(predict(net, file.path(root, "nope.jpg")), "nope.jpg", class = "alexnet_error")
+})
+
 test_that("image_folder() finds classes, files and labels", {
   root <- make_folder()
   on.exit(unlink(root, recursive = TRUE))
