@@ -204,8 +204,11 @@ sgd_vector <- function(opt) {
 #' @return An object of class `"alexnet_fit"`: a list with `net` (the same
 #'   object as `net`, trained), `history` (a data frame: `epoch`, `loss`,
 #'   `accuracy`, `val_loss`, `val_accuracy`, `lr`, `seconds`),
-#'   `interrupted` and `steps` (the SGD steps this call took, also those of
-#'   an interrupted epoch). It has [print()] and [plot()] methods.
+#'   `interrupted`, `diverged` (`NULL`, or why training stopped: a batch
+#'   whose mean loss was not finite or above 1000, whose step was not
+#'   applied, so the net keeps the weights from before it) and `steps` (the
+#'   SGD steps this call took, also those of an interrupted epoch). It has
+#'   [print()] and [plot()] methods.
 #' @seealso [alexnet_finetune()], [sgd()], [unfreeze()]
 #' @export
 #' @examples
@@ -278,7 +281,7 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
   epoch <- state$epoch
   done <- 0L
   steps <- 0
-  interrupted <- tryCatch({
+  stopped <- tryCatch({
     for (epoch in seq_len(epochs)[seq_len(epochs) > state$epoch]) {
       t0 <- proc.time()[["elapsed"]]
       lr_now <- optimizer$lr / (1 + optimizer$decay * .Call(C_get_state, net$ptr, "iterations"))
@@ -313,6 +316,9 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
                                if (!is.null(nxt)) rank_share(nxt, group)$idx, share = mine$spec)
             res[3L] <- length(idx)
           }
+          if (!is.null(attr(res, "diverged"))) {
+            rlang::abort(attr(res, "diverged"), class = "alexnet_diverged")
+          }
           sums <- sums + res
           done <- done + length(idx)
           steps <- steps + 1
@@ -340,16 +346,24 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
       }
       if (writes_checkpoint) save_checkpoint(net, checkpoint, history, epoch)
     }
-    FALSE
-  }, interrupt = function(e) TRUE)
+    NULL
+  }, interrupt = function(e) "interrupted",
+     alexnet_diverged = function(e) conditionMessage(e))
+  interrupted <- identical(stopped, "interrupted")
+  diverged <- if (!is.null(stopped) && !interrupted) stopped
   report_skipped(src, val_src)
   if (interrupted) {
     cli::cli_warn(c("Training interrupted in epoch {epoch} after {done} image{?s}.",
                     i = "The net keeps the weights of the last finished batch; the history has the {nrow(history)} finished epoch{?s}."))
   }
+  if (!is.null(diverged)) {
+    cli::cli_warn(c("Training stopped in epoch {epoch} after {done} image{?s}: {diverged}.",
+                    i = "The net keeps the weights of the last step before it; the history has the {nrow(history)} finished epoch{?s}.",
+                    i = "A smaller learning rate ({.code sgd(lr = )}) or inputs scaled down ({.code alexnet(scale = 1/255)}) usually train."))
+  }
   rownames(history) <- NULL
-  structure(list(net = net, history = history, interrupted = interrupted, loss = loss,
-                 steps = steps),
+  structure(list(net = net, history = history, interrupted = interrupted, diverged = diverged,
+                 loss = loss, steps = steps),
             class = "alexnet_fit")
 }
 
@@ -391,7 +405,7 @@ restore_checkpoint <- function(net, file, call = caller_env()) {
 print.alexnet_fit <- function(x, ...) {
   h <- x$history
   cat(sprintf("<alexnet_fit> %d epoch%s, loss %s%s\n", nrow(h), if (nrow(h) == 1L) "" else "s",
-              x$loss, if (isTRUE(x$interrupted)) " (interrupted)" else ""))
+              x$loss, if (isTRUE(x$interrupted)) " (interrupted)" else if (!is.null(x$diverged)) " (stopped: diverged)" else ""))
   if (nrow(h) > 0L) {
     shown <- h
     shown$seconds <- round(shown$seconds, 1)
@@ -523,10 +537,12 @@ alexnet_finetune <- function(net, data, validation = NULL, schedule = finetune_s
       interrupted <- TRUE
       break
     }
+    if (!is.null(fit$diverged)) break   # alexnet_train() has said so
   }
   history <- do.call(rbind, histories)
   history$epoch <- seq_len(nrow(history))
   rownames(history) <- NULL
-  structure(list(net = net, history = history, interrupted = interrupted, loss = fit$loss),
+  structure(list(net = net, history = history, interrupted = interrupted, diverged = fit$diverged,
+                 loss = fit$loss),
             class = "alexnet_fit")
 }

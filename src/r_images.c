@@ -268,7 +268,9 @@ SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP lo
 
 /* One SGD step on batch `index` of epoch `epoch` (augmented when the loader
  * is), batch `next` prepared behind it: value c(loss_sum, correct, images
- * used). `share`: NULL, or this rank's place in the global batch. */
+ * used), with attribute "diverged" (the message) when the step was not
+ * applied because the loss exploded. `share`: NULL, or this rank's place in
+ * the global batch. */
 SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP epoch,
                              SEXP next, SEXP loss, SEXP sgd, SEXP skip, SEXP share)
 {
@@ -298,8 +300,13 @@ SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP
     an_status st = an_loader_train_step(ld, net, idx, lab, count, (uint64_t) ep, nxt, ncount, kind, &opt,
                                         shared ? &reducer : NULL, offset, global, !Rf_asLogical(skip), &loss_sum,
                                         &correct, &used, r, &n_failed);
-    if (st != AN_OK) engine_error(st);
-    return batch_result(sums3(loss_sum, correct, used), r, idx, count, n_failed);
+    if (st != AN_OK && st != AN_ERR_DIVERGED) engine_error(st);
+    SEXP value = PROTECT(sums3(loss_sum, correct, used));
+    /* not an error: the R loop ends the run, keeping what was learned */
+    if (st == AN_ERR_DIVERGED) Rf_setAttrib(value, Rf_install("diverged"), Rf_mkString(an_error_message()));
+    SEXP res = batch_result(value, r, idx, count, n_failed);
+    UNPROTECT(1);
+    return res;
 }
 
 /* The net's input for batch `index` of `epoch` (as the loader makes it):

@@ -22,7 +22,8 @@ typedef enum {
     AN_ERR_BACKEND,     /* oneDNN (or cuDNN) refused or failed */
     AN_ERR_IO,          /* a file could not be read or written */
     AN_ERR_FORMAT,      /* a file or image is not what it claims to be */
-    AN_ERR_INTERRUPTED  /* the caller asked to stop */
+    AN_ERR_INTERRUPTED, /* the caller asked to stop */
+    AN_ERR_DIVERGED     /* training: a batch's loss is not finite or exploded; its step was not applied */
 } an_status;
 
 const char *an_error_message(void);
@@ -169,7 +170,12 @@ void an_net_seed_dropout(an_net *net, uint64_t seed);
 an_status an_net_backward(an_net *net, const float *images, const int *labels, int n,
                           an_loss_kind loss, double *loss_sum, int *correct);
 an_status an_net_sgd_update(an_net *net, const an_sgd *opt);
-/* backward + update */
+/* backward + update. The update is not applied, and AN_ERR_DIVERGED is
+ * returned, when the batch's mean loss is not finite or above
+ * AN_DIVERGED_LOSS (a net whose loss has exploded: cross-entropy of a guess
+ * is log(classes), the seed's MSE at most 2), so the net keeps the weights
+ * of the last sound step. */
+#define AN_DIVERGED_LOSS 1000.0
 an_status an_net_train_step(an_net *net, const float *images, const int *labels, int n,
                             an_loss_kind loss, const an_sgd *opt, double *loss_sum, int *correct);
 /* ---- data-parallel training ----

@@ -1,5 +1,6 @@
 /* train.c: the backward pass through the whole net and Keras' SGD
  * (momentum, Nesterov, time decay), with frozen layers skipped. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "net_internal.h"
@@ -252,6 +253,16 @@ static an_status sgd_update(an_net *net, const an_sgd *opt)
     return AN_OK;
 }
 
+/* A batch whose mean loss is not finite (the comparison is false for NaN)
+ * or has exploded is not learned from. */
+static an_status check_loss(double loss_sum, int n)
+{
+    double mean = loss_sum / (n > 0 ? n : 1);
+    if (mean <= AN_DIVERGED_LOSS) return AN_OK;
+    return an_fail(AN_ERR_DIVERGED, "the batch's mean loss is %g (%s): training diverged, and that step was not applied",
+                   mean, isfinite(mean) ? "more than 1000" : "not a number");
+}
+
 /* The entry points below hold signals back for the whole call (signals.c):
  * a caller needs no handling of its own. */
 an_status an_net_train_step(an_net *net, const float *images, const int *labels, int n,
@@ -259,7 +270,10 @@ an_status an_net_train_step(an_net *net, const float *images, const int *labels,
 {
     sigset_t old;
     an_signals_hold(&old);
-    an_status s = net_backward(net, images, labels, n, loss, loss_sum, correct);
+    double batch_loss = 0;
+    an_status s = net_backward(net, images, labels, n, loss, &batch_loss, correct);
+    *loss_sum += batch_loss;
+    if (s == AN_OK) s = check_loss(batch_loss, n);
     if (s == AN_OK) s = sgd_update(net, opt);
     an_signals_release(&old);
     return s;
@@ -318,6 +332,7 @@ static an_status train_step_shared(an_net *net, const float *images, const int *
         if (s != AN_OK) return s;
         *loss_sum += scalars[0];
         *correct += (int)scalars[1];
+        if ((s = check_loss(scalars[0], global_rows)) != AN_OK) return s;
         return sgd_update(net, opt);
     }
     float *g = t->grads;
@@ -332,6 +347,7 @@ static an_status train_step_shared(an_net *net, const float *images, const int *
         return s;
     *loss_sum += scalars[0];
     *correct += (int)scalars[1];
+    if ((s = check_loss(scalars[0], global_rows)) != AN_OK) return s;
     return sgd_update(net, opt);
 }
 

@@ -944,6 +944,27 @@ static void test_train_full(train_case *tc)
         msg = an_error_message();
         CHECK("backward label -1 -> AN_ERR_ARGUMENT", st == AN_ERR_ARGUMENT && msg && strstr(msg, "-1"),
               "status %d: \"%s\"", (int)st, msg ? msg : "(null)");
+        /* a loss that has exploded (a class no image has, given a logit
+         * 1e5 above the others): the step is not applied, so nothing
+         * learned before is lost */
+        int unused = 0;
+        for (int k = 0; k < tc->classes; k++) {
+            int seen = 0;
+            for (int i = 0; i < tc->n; i++) seen |= tc->labels[i] == k;
+            if (!seen) { unused = k; break; }
+        }
+        float *P = an_net_params(net);
+        P[an_net_param_layer(net, AN_P_DENSE_3)->bias_offset + unused] += 1e5f;
+        an_net_params_changed(net);
+        float *exploded = fdup(P, np);
+        loss = 0;
+        st = an_net_train_step(net, tc->images, tc->labels, tc->n, AN_LOSS_CROSS_ENTROPY, o, &loss, &correct);
+        msg = an_error_message();
+        CHECK("train_step with an exploded loss -> AN_ERR_DIVERGED, the step not applied",
+              st == AN_ERR_DIVERGED && msg && strstr(msg, "diverged") && loss / tc->n > AN_DIVERGED_LOSS &&
+              memcmp(exploded, an_net_params(net), np * sizeof *exploded) == 0 && an_net_iterations(net) == it,
+              "status %d, loss %g: \"%s\"", (int)st, loss / tc->n, msg ? msg : "(null)");
+        free(exploded);
         free(before);
     }
 out:

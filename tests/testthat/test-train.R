@@ -82,6 +82,21 @@ test_that("an interrupt between batches returns the net and the finished epochs"
   expect_equal(dim(predict(net, train)), c(16, 2))
 })
 
+test_that("a loss that explodes stops training, keeping the weights from before it", {
+  train <- stripes(16, 3)
+  net <- alexnet(labels = c("h", "v"), seed = 1)   # scale 1, as the seed: lr 0.5 blows it up
+  expect_warning(
+    fit <- alexnet_train(net, train, epochs = 5, batch_size = 8, optimizer = sgd(lr = 0.5), seed = 1),
+    "Training stopped in epoch .*training diverged"
+  )
+  expect_match(fit$diverged, "mean loss is")
+  expect_lt(fit$steps, 10)
+  expect_equal(nrow(fit$history), fit$steps %/% 2)
+  expect_output(print(fit), "stopped: diverged")
+  # the weights are those of the last step taken: finite, and they still predict
+  expect_true(all(is.finite(predict(net, train))))
+})
+
 test_that("a checkpoint lets a run resume where it stopped", {
   train <- stripes(16, 4)
   file <- tempfile(fileext = ".rds")
