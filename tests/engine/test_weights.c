@@ -1291,6 +1291,7 @@ static void test_own_integrity(void)
     expect_fail("  ... and weights_info says so too", st, AN_ERR_FORMAT, copy, "classes attribute", NULL);
     if (st == AN_OK) an_weights_info_free(&info);
     CHECK("  ... net unchanged", unchanged(net, &bad_snap), NULL);
+    free(bad_snap.p);
 }
 
 static void test_fuzz_regressions(void)
