@@ -99,7 +99,8 @@
 #' out                                          # run it again after a failure: only
 #'                                              # the missing chunks are computed
 #' f <- read_features(out)                      # the matrix, e.g. for e1071::svm()
-#' fit <- e1071::svm(f, attr(f, "labels"), kernel = "linear")
+#' keep <- apply(f, 2, sd) > 0                 # constant columns cannot be scaled
+#' fit <- e1071::svm(f[, keep], attr(f, "labels"), kernel = "linear")
 #' for (k in seq_len(out$n_chunks)) {           # or chunk by chunk
 #'   part <- read_features(out, chunk = k)
 #' }

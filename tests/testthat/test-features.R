@@ -140,3 +140,16 @@ test_that("image_array objects", {
   # labels that are numbers become a factor
   expect_identical(image_array(px, labels = c(1, 0, 1, 0))$labels, factor(c(1, 0, 1, 0)))
 })
+
+test_that("the README's features-to-SVM lines run without a warning", {
+  skip_if_not_installed("e1071")
+  set.seed(3)
+  px <- array(stats::runif(12 * 24 * 24 * 3, 0, 255), c(12, 24, 24, 3))
+  px[7:12, , 1:12, ] <- px[7:12, , 1:12, ] / 4          # the second class is darker on the left
+  x <- image_array(px, labels = rep(c("a", "b"), each = 6))
+  f <- alexnet_features(shared_net(), x, layer = "convpool_5")
+  expect_true(any(apply(f, 2, sd) == 0))                 # the columns svm() would warn about
+  keep <- apply(f, 2, sd) > 0
+  expect_no_warning(m <- e1071::svm(f[, keep], attr(f, "labels"), kernel = "linear"))
+  expect_equal(length(predict(m, f[, keep])), 12L)
+})
