@@ -54,7 +54,7 @@ check_net <- function(net, arg = caller_arg(net), call = caller_env()) {
   }
   if (!isTRUE(.Call(C_net_valid, net$ptr))) {
     abort(c("This alexnet object is no longer valid (saved and reloaded?).",
-            i = "Networks live in compiled memory: create it again with {.fn alexnet}."),
+            i = "Networks live in compiled memory, which {.fn saveRDS} and saved workspaces do not keep: save the weights with {.fn save_weights} and load them with {.code alexnet(weights = )}."),
           call = call)
   }
   invisible(net)

@@ -138,7 +138,11 @@ image_folder <- function(path, size = 227, resize = c("stretch", "crop"), augmen
             i = "Put the images of each class in a sub-folder named after the class, e.g. {.file {file.path(path, 'cat')}}."))
   }
   files <- vector("list", length(classes))
+  others <- character()
   for (k in seq_along(classes)) {
+    others <- c(others, list.files(file.path(path, classes[k]),
+                                   pattern = "\\.(png|gif|bmp|webp|tiff?|heic|avif)$",
+                                   ignore.case = TRUE, recursive = TRUE, full.names = TRUE))
     f <- list.files(file.path(path, classes[k]), pattern = "\\.jpe?g$", ignore.case = TRUE,
                     recursive = TRUE, full.names = TRUE)
     if (length(f) == 0L) {
@@ -146,6 +150,10 @@ image_folder <- function(path, size = 227, resize = c("stretch", "crop"), augmen
               i = "Images must be {.file .jpg} or {.file .jpeg} files (any case)."))
     }
     files[[k]] <- sort(f)
+  }
+  if (length(others) > 0L) {
+    cli::cli_warn(c("{length(others)} image file{?s} that {?is/are} not JPEG {?was/were} left out: {.file {utils::head(basename(others), 3)}}{if (length(others) > 3) ', ...' else ''}.",
+                    i = "The package reads JPEG files only: convert the others (e.g. with ImageMagick's {.code mogrify -format jpg}) to use them."))
   }
   labels <- factor(rep(classes, lengths(files)), levels = classes)
   new_image_folder(unlist(files), labels, size, resize, augment, on_error, seed)

@@ -406,6 +406,11 @@ print.alexnet <- function(x, ...) {
   cat(paste0(" ", lines, "\n"), sep = "")
   total <- sum(tab$params)
   cat(sprintf("\nTotal parameters: %s\n", format(total, big.mark = ",", scientific = FALSE)))
+  learning <- trainable_layers(x)
+  if (length(learning) < length(.param_layers)) {
+    cat(sprintf("Frozen: %s (training changes only %s)\n",
+                paste(setdiff(.param_layers, learning), collapse = ", "), paste(learning, collapse = ", ")))
+  }
   cat(sprintf("Layers for alexnet_features(): %s\n", paste(alexnet_layers(), collapse = ", ")))
   invisible(x)
 }

@@ -117,7 +117,8 @@ trainable_layers <- function(net) {
 label_codes <- function(net, labels, arg, call = caller_env()) {
   if (is.null(labels)) {
     abort(c("{.arg {arg}} has no labels.",
-            i = "Give them with {.code image_array(x, labels = ...)}."), call = call)
+            i = "Give them with {.code image_array(x, labels = ...)}, {.code image_files(files, labels = ...)}, or use {.fn image_folder} (one sub-folder per class)."),
+          call = call)
   }
   codes <- match(as.character(labels), net$labels)
   if (anyNA(codes)) {
@@ -523,7 +524,12 @@ alexnet_finetune <- function(net, data, validation = NULL, schedule = finetune_s
   histories <- list()
   interrupted <- FALSE
   fit <- NULL
+  verbose <- list(...)$verbose
+  if (is.null(verbose)) verbose <- interactive()
   for (k in seq_len(nrow(schedule))) {
+    if (isTRUE(verbose)) {
+      cli::cli_inform("Stage {k}/{nrow(schedule)}: training from {.field {schedule$layer[k]}} up, lr {format(schedule$lr[k])}, {schedule$epochs[k]} epoch{?s}.")
+    }
     unfreeze(net, from = schedule$layer[k])
     engine(.Call(C_set_state, net$ptr, "optimizer", NULL))
     opt <- optimizer

@@ -260,3 +260,13 @@ test_that("an interrupt during training from a folder returns and frees the load
   expect_equal(threads(), before)  # the loader's workers were joined on exit
   expect_equal(nrow(predict(net, image_folder(root))), 5L)
 })
+
+test_that("image files that are not JPEG are left out with a warning naming them", {
+  root <- make_folder()
+  on.exit(unlink(root, recursive = TRUE))
+  writeBin(as.raw(c(0x89, 0x50, 0x4e, 0x47)), file.path(root, "dog", "photo.png"))
+  expect_warning(x <- image_folder(root), "1 image file that is not JPEG was left out: .*photo.png")
+  expect_equal(length(x), 5L)
+  unlink(file.path(root, "dog", "photo.png"))
+  expect_no_warning(image_folder(root))   # notes.txt is not an image
+})

@@ -4,6 +4,8 @@ test_that("a network that went through serialization is reported invalid", {
   expect_s3_class(copy, "alexnet")
   expect_false(.Call(alexnet:::C_net_valid, copy$ptr))
   x <- random_pixels(1)
+  expect_error(alexnet_features(copy, x), "save_weights",
+               class = "alexnet_error")
   expect_error(alexnet_features(copy, x), "no longer valid \\(saved and reloaded\\?\\)",
                class = "alexnet_error")
   expect_error(predict(copy, x), "no longer valid", class = "alexnet_error")

@@ -82,6 +82,17 @@ test_that("an interrupt between batches returns the net and the finished epochs"
   expect_equal(dim(predict(net, train)), c(16, 2))
 })
 
+test_that("print() of a net names its frozen layers; finetune names its stages", {
+  net <- alexnet(labels = c("h", "v"), seed = 1)
+  on.exit(release())
+  expect_false(any(grepl("Frozen", capture.output(print(net)))))
+  freeze(net, through = "dense_1")
+  expect_output(print(net), "Frozen: conv_1, conv_2, conv_3, conv_4, conv_5, dense_1 \\(training changes only dense_2, dense_3\\)")
+  msgs <- capture_messages(alexnet_finetune(net, stripes(4, 1), batch_size = 4, verbose = TRUE,
+                                            schedule = finetune_schedule("dense_3", epochs = 1, lr = 1e-5)))
+  expect_match(msgs, "Stage 1/1: training from dense_3 up", all = FALSE)
+})
+
 test_that("a loss that explodes stops training, keeping the weights from before it", {
   train <- stripes(16, 3)
   net <- alexnet(labels = c("h", "v"), seed = 1)   # scale 1, as the seed: lr 0.5 blows it up
