@@ -443,9 +443,11 @@ plot.alexnet_fit <- function(x, ...) {
   has_val <- any(!is.na(h$val_accuracy))
   panel <- function(train, val, ylab, where) {
     ylim <- range(c(train, val), na.rm = TRUE)
-    graphics::plot(step, train, type = "l", lwd = 2, col = "steelblue", ylim = ylim,
-                   xlab = "epoch", ylab = ylab, main = ylab)
-    if (has_val) graphics::lines(step, val, lwd = 2, col = "darkorange")
+    # points as well as lines: a history of one epoch is one point
+    graphics::plot(step, train, type = "o", pch = 20, lwd = 2, col = "steelblue", ylim = ylim,
+                   xlab = "epoch", ylab = ylab, main = ylab, xaxt = "n")
+    graphics::axis(1, at = epoch_ticks(length(step)))
+    if (has_val) graphics::lines(step, val, type = "o", pch = 20, lwd = 2, col = "darkorange")
     if ("stage" %in% names(h)) {
       starts <- step[!duplicated(h$stage)][-1L]
       graphics::abline(v = starts - 0.5, lty = 3, col = "grey50")
@@ -456,6 +458,12 @@ plot.alexnet_fit <- function(x, ...) {
   panel(h$accuracy, h$val_accuracy, "accuracy", "bottomright")
   panel(h$loss, h$val_loss, paste("loss", if (is.null(x$loss)) "" else paste0("(", x$loss, ")")), "topright")
   invisible(x)
+}
+
+# Whole epochs 1..n to label a history's x axis (pretty() alone gives 1.2, 1.4, ...).
+epoch_ticks <- function(n) {
+  ticks <- unique(round(pretty(seq_len(n))))
+  ticks[ticks >= 1 & ticks <= n]
 }
 
 #' Fine-tuning schedules

@@ -277,8 +277,9 @@ check_weights_flag <- function(x, arg = caller_arg(x), call = caller_env()) {
 #'   files), `classes` (the outputs of its `dense_3`; `NA` when it has none),
 #'   `class_names` (`NULL` when the file has none, as Keras files), `mean`
 #'   (the file's input means, or the ImageNet means for Keras files),
-#'   `has_mean`, `layers` (the layers with weights it holds) and `backend`
-#'   (Keras files: the Keras backend it names, `""` when none).
+#'   `has_mean`, `layers` (the layers with weights it holds), `backend`
+#'   (Keras files: the Keras backend it names, `""` when none) and
+#'   `input_scale` (the file's input scale; 1 for Keras files).
 #' @seealso [save_weights()], [load_weights()]
 #' @export
 weights_info <- function(file) {
@@ -317,6 +318,7 @@ print.alexnet_weights_info <- function(x, ...) {
   cat(sprintf("classes: %s (%s)\n", if (is.na(x$classes)) "unknown (no dense_3)" else x$classes, shown))
   cat(sprintf("mean: %s%s\n", format_mean(x$mean),
               if (x$has_mean) "" else " (not in the file: ImageNet's)"))
+  cat(sprintf("input: (pixel - mean) * %s\n", format(signif(x$input_scale, 6))))
   cat(sprintf("layers: %s\n", paste(x$layers, collapse = ", ")))
   invisible(x)
 }

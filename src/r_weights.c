@@ -171,7 +171,7 @@ static void info_finalize(SEXP ptr)
 }
 
 /* list(kind, format_version, classes, class_names (NULL or character),
- *      mean, has_mean, layers (present ones), backend) */
+ *      mean, has_mean, layers (present ones), backend, input_scale) */
 SEXP r_an_weights_info(SEXP path)
 {
     const char *p = get_path(path, "file");
@@ -186,8 +186,8 @@ SEXP r_an_weights_info(SEXP path)
     if (st != AN_OK) engine_error(st);   /* info is empty: the finalizer frees the struct */
 
     static const char *cols[] = {"kind", "format_version", "classes", "class_names",
-                                 "mean", "has_mean", "layers", "backend"};
-    SEXP res = PROTECT(named_list(8, cols));
+                                 "mean", "has_mean", "layers", "backend", "input_scale"};
+    SEXP res = PROTECT(named_list(9, cols));
     SET_VECTOR_ELT(res, 0, Rf_mkString(kind_name(info->kind)));
     SET_VECTOR_ELT(res, 1, Rf_ScalarInteger(info->format_version));
     SET_VECTOR_ELT(res, 2, Rf_ScalarInteger(info->classes));
@@ -208,6 +208,7 @@ SEXP r_an_weights_info(SEXP path)
     for (int k = 0, j = 0; k < AN_W_N_LAYERS; k++)
         if (info->present[k]) SET_STRING_ELT(layers, j++, Rf_mkChar(an_weights_layer_name(k)));
     SET_VECTOR_ELT(res, 7, Rf_mkString(info->backend));
+    SET_VECTOR_ELT(res, 8, Rf_ScalarReal(info->input_scale));
     info_finalize(holder);
     UNPROTECT(2);
     return res;

@@ -168,4 +168,8 @@ test_that("history prints and plots", {
   expect_invisible(plot(fit))
   grDevices::dev.off()
   expect_gt(file.size(file), 1000)
+  # whole epochs on the axis, also for a history of one
+  expect_identical(alexnet:::epoch_ticks(1L), 1)
+  expect_identical(alexnet:::epoch_ticks(3L), c(1, 2, 3))
+  expect_true(all(alexnet:::epoch_ticks(40L) %% 1 == 0))
 })

@@ -42,6 +42,8 @@ test_that("save_weights() writes a self-describing file that weights_info() read
   expect_identical(info$layers, weight_layers)
   expect_output(print(info), "alexnet file, format version 1")
   expect_output(print(info), "classes: 2")
+  expect_equal(info$input_scale, .Call(alexnet:::C_net_scale, a$ptr, NULL))
+  expect_output(print(info), "input: \\(pixel - mean\\) \\* ")
 
   expect_message(save_weights(src5, file_5, verbose = TRUE), "five.h5")
   expect_identical(weights_info(file_5)$class_names, as.character(1:5))
