@@ -355,6 +355,7 @@ static an_status create_loader(const char *const *paths, int n_paths, const an_p
         }
     }
     if (!sync_ok) {
+        free(ld->bytes);
         free(ld->paths);
         free(ld->threads);
         free(ld->scratch);
