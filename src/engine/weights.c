@@ -263,29 +263,37 @@ static int write_attr(hid_t loc, const char *name, hid_t type, hid_t space, cons
     return e < 0 || c < 0 ? -1 : 0;
 }
 
-/* UTF-8 strings of one fixed length (null padded): scalar when n < 0.
- * Not variable-length: those live in HDF5's global heap, whose reader in
- * libhdf5 1.10 crashes on a damaged heap entry, so the package's own files
+/* Strings of one fixed length, null padded (numpy's 'S' strings, as Keras 1
+ * with h5py 2 wrote them), in character set `cset`: a scalar when n < 0;
+ * n = 0: an empty list as h5py writes [] (float64, shape (0,)). Never
+ * variable-length: those live in HDF5's global heap, whose reader in
+ * libhdf5 1.10 crashes on a damaged heap entry, so the package's files
  * carry none. */
-static int write_strings_attr(hid_t loc, const char *name, const char *const *s, int n)
+static int write_strings_attr(hid_t loc, const char *name, const char *const *s, int n, H5T_cset_t cset)
 {
     hsize_t dim = n < 0 ? 1 : (hsize_t)n;
+    hid_t sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
+    if (n == 0) {
+        hid_t a = sp >= 0 ? H5Acreate2(loc, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
+        int rc = a >= 0 && H5Aclose(a) >= 0 ? 0 : -1;
+        an_h5_close(&sp);
+        return rc;
+    }
     int count = n < 0 ? 1 : n;
     size_t len = 1;
     for (int i = 0; i < count; i++)
         if (strlen(s[i]) > len) len = strlen(s[i]);
     char *buf = calloc((size_t)count, len);
     hid_t t = H5Tcopy(H5T_C_S1);
-    hid_t sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
     int rc = -1;
     if (buf && t >= 0 && sp >= 0 && H5Tset_size(t, len) >= 0 && H5Tset_strpad(t, H5T_STR_NULLPAD) >= 0 &&
-        H5Tset_cset(t, H5T_CSET_UTF8) >= 0) {
+        H5Tset_cset(t, cset) >= 0) {
         for (int i = 0; i < count; i++) memcpy(buf + (size_t)i * len, s[i], strlen(s[i]));
         rc = write_attr(loc, name, t, sp, buf);
     }
     free(buf);
-    an_h5_close(&sp);
     an_h5_close(&t);
+    an_h5_close(&sp);
     return rc;
 }
 
@@ -474,10 +482,9 @@ static an_status wfile_open(wfile *f, const char *path)
     memset(f, 0, sizeof *f);
     f->path = path;
     f->file = f->root = -1;
-    an_status readable = an_h5_check_readable(path, "weights file");
+    long long bytes;
+    an_status readable = an_h5_check_readable(path, "weights file", &bytes);
     if (readable != AN_OK) return readable;
-    struct stat st;
-    stat(path, &st);
     char detail[160];
 #if defined(H5_VERSION_GE) && H5_VERSION_GE(1, 12, 0)
     htri_t is = H5Fis_accessible(path, H5P_DEFAULT);
@@ -487,7 +494,7 @@ static an_status wfile_open(wfile *f, const char *path)
     if (is <= 0) {
         H5Eclear2(H5E_DEFAULT);
         return an_fail(AN_ERR_FORMAT, "'%s' is not an HDF5 file (%lld bytes): not a weights file", path,
-                       (long long)st.st_size);
+                       bytes);
     }
     hid_t fapl = file_access_plist();
     f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl < 0 ? H5P_DEFAULT : fapl);
@@ -500,7 +507,7 @@ static an_status wfile_open(wfile *f, const char *path)
             return an_fail(AN_ERR_FORMAT, "HDF5 file '%s' is truncated: it has %llu of its %llu bytes (an "
                            "interrupted download or copy?)", path, have, want);
         return an_fail(AN_ERR_FORMAT, "cannot open HDF5 file '%s' (%lld bytes), it is damaged: %s", path,
-                       (long long)st.st_size, detail);
+                       bytes, detail);
     }
     an_h5_close(&fapl);
     if ((f->root = H5Gopen2(f->file, "/", H5P_DEFAULT)) < 0)
@@ -897,14 +904,14 @@ static an_status write_contents(const an_net *net, hid_t file, const char *path,
     for (int k = 0; k < AN_W_N_LAYERS; k++) layers[k] = KLAYERS[k].name;
     hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
     int bad = root < 0 ||
-              write_strings_attr(root, "format", &format, -1) < 0 ||
+              write_strings_attr(root, "format", &format, -1, H5T_CSET_UTF8) < 0 ||
               write_numbers_attr(root, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version, -1) < 0 ||
               write_numbers_attr(root, "classes", H5T_STD_I32LE, H5T_NATIVE_INT, &classes, -1) < 0 ||
-              (class_names && write_strings_attr(root, "class_names", class_names, classes) < 0) ||
+              (class_names && write_strings_attr(root, "class_names", class_names, classes, H5T_CSET_UTF8) < 0) ||
               write_numbers_attr(root, "mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, mean, 3) < 0 ||
               write_numbers_attr(root, "input_scale", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &input_scale, -1) < 0 ||
-              write_strings_attr(root, "layers", layers, AN_W_N_LAYERS) < 0 ||
-              write_strings_attr(root, "layout", &LAYOUT, -1) < 0;
+              write_strings_attr(root, "layers", layers, AN_W_N_LAYERS, H5T_CSET_UTF8) < 0 ||
+              write_strings_attr(root, "layout", &LAYOUT, -1, H5T_CSET_UTF8) < 0;
     if (bad) an_h5_detail(detail);
     an_h5_close(&root);
     const float *params = an_net_params((an_net *)net);   /* read only */
@@ -919,7 +926,7 @@ static an_status write_contents(const an_net *net, hid_t file, const char *path,
         const char *type = L->is_conv ? "convolution" : "dense";
         int conv[3] = {L->stride, L->pad, L->relu};
         bad = g < 0 || ws < 0 || bs < 0 ||
-              write_strings_attr(g, "type", &type, -1) < 0 ||
+              write_strings_attr(g, "type", &type, -1, H5T_CSET_UTF8) < 0 ||
               (L->is_conv && (write_numbers_attr(g, "stride", H5T_STD_I32LE, H5T_NATIVE_INT, &conv[0], -1) < 0 ||
                               write_numbers_attr(g, "padding", H5T_STD_I32LE, H5T_NATIVE_INT, &conv[1], -1) < 0)) ||
               write_numbers_attr(g, "relu", H5T_STD_I32LE, H5T_NATIVE_INT, &conv[2], -1) < 0 ||
@@ -948,36 +955,6 @@ static const char *const KERAS1_LAYERS[] = {
     "lambda_6", "lambda_7", "conv_5_1", "conv_5_2", "conv_5", "convpool_5", "flatten", "dense_1",
     "dropout_1", "dense_2", "dropout_2", "dense_3", "softmax"};
 #define N_KERAS1_LAYERS (int)(sizeof KERAS1_LAYERS / sizeof *KERAS1_LAYERS)
-
-/* numpy 'S' strings (fixed length, null padded), as Keras 1 with h5py 2
- * wrote them: a scalar when n < 0; n = 0: an empty list as h5py writes []
- * (float64, shape (0,)) */
-static int write_fixed_strings_attr(hid_t loc, const char *name, const char *const *s, int n)
-{
-    hsize_t dim = n < 0 ? 1 : (hsize_t)n;
-    hid_t sp = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
-    if (n == 0) {
-        hid_t a = sp >= 0 ? H5Acreate2(loc, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
-        int rc = a >= 0 && H5Aclose(a) >= 0 ? 0 : -1;
-        an_h5_close(&sp);
-        return rc;
-    }
-    int count = n < 0 ? 1 : n;
-    size_t len = 1;
-    for (int i = 0; i < count; i++)
-        if (strlen(s[i]) > len) len = strlen(s[i]);
-    char *buf = calloc((size_t)count, len);
-    hid_t t = H5Tcopy(H5T_C_S1);
-    int rc = -1;
-    if (buf && t >= 0 && sp >= 0 && H5Tset_size(t, len) >= 0 && H5Tset_strpad(t, H5T_STR_NULLPAD) >= 0) {
-        for (int i = 0; i < count; i++) memcpy(buf + (size_t)i * len, s[i], strlen(s[i]));
-        rc = write_attr(loc, name, t, sp, buf);
-    }
-    free(buf);
-    an_h5_close(&t);
-    an_h5_close(&sp);
-    return rc;
-}
 
 static int keras1_weight_layer(const char *name)
 {
@@ -1010,8 +987,8 @@ static an_status write_keras1_contents(const an_net *net, hid_t file, const char
     const char *what = "the file attributes";
     const char *backend = "theano";
     hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
-    int bad = root < 0 || write_fixed_strings_attr(root, "layer_names", KERAS1_LAYERS, N_KERAS1_LAYERS) < 0 ||
-              write_fixed_strings_attr(root, "backend", &backend, -1) < 0;
+    int bad = root < 0 || write_strings_attr(root, "layer_names", KERAS1_LAYERS, N_KERAS1_LAYERS, H5T_CSET_ASCII) < 0 ||
+              write_strings_attr(root, "backend", &backend, -1, H5T_CSET_ASCII) < 0;
     if (bad) an_h5_detail(detail);
     const float *params = an_net_params((an_net *)net);   /* read only */
     for (int i = 0; i < N_KERAS1_LAYERS && !bad; i++) {
@@ -1022,7 +999,7 @@ static an_status write_keras1_contents(const an_net *net, hid_t file, const char
         if (g < 0) {
             bad = 1;
         } else if (k < 0) {
-            bad = write_fixed_strings_attr(g, "weight_names", NULL, 0) < 0;
+            bad = write_strings_attr(g, "weight_names", NULL, 0, H5T_CSET_ASCII) < 0;
         } else {
             klayer_geom geo = geometry(net, k);
             const an_param_layer *L = an_net_param_layer(net, KLAYERS[k].param);
@@ -1043,7 +1020,7 @@ static an_status write_keras1_contents(const an_net *net, hid_t file, const char
                              (size_t)(geo.keras[2] * geo.keras[3]));
             else
                 transpose(params + geo.w_off, K, (size_t)geo.own[0], (size_t)geo.own[1]);
-            bad = write_fixed_strings_attr(g, "weight_names", wnames, 2) < 0 ||
+            bad = write_strings_attr(g, "weight_names", wnames, 2, H5T_CSET_ASCII) < 0 ||
                   write_float_dataset(g, wn, geo.ndims, geo.keras, K) < 0 ||
                   write_float_dataset(g, bn, 1, &bdim, params + geo.b_off) < 0;
             free(K);
