@@ -387,7 +387,7 @@ an_status an_h5f_read(const char *path, const char *const *names, int n_names, a
     if (values) *values = NULL;
     if (n_values) *n_values = 0;
     if (!path || !path[0] || !values || !n_values) return an_fail(AN_ERR_ARGUMENT, "no file name to read");
-    an_status readable = an_h5_check_readable(path, "features file");
+    an_status readable = an_h5_check_readable(path, "features file", NULL);
     if (readable != AN_OK) return readable;
     char detail[160];
     an_h5_quiet q;

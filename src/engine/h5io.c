@@ -155,7 +155,7 @@ hid_t an_h5_create_in_memory(const char *mem_name, size_t bytes, an_h5_image *im
     return file;
 }
 
-an_status an_h5_check_readable(const char *path, const char *what)
+an_status an_h5_check_readable(const char *path, const char *what, long long *bytes)
 {
     struct stat st;
     if (stat(path, &st) != 0) return an_fail(AN_ERR_IO, "cannot read %s '%s': %s", what, path, strerror(errno));
@@ -166,6 +166,7 @@ an_status an_h5_check_readable(const char *path, const char *what)
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return an_fail(AN_ERR_IO, "cannot read %s '%s': %s", what, path, strerror(errno));
     close(fd);
+    if (bytes) *bytes = (long long)st.st_size;
     return AN_OK;
 }
 
