@@ -140,11 +140,9 @@ image_folder <- function(path, size = 227, resize = c("stretch", "crop"), augmen
   files <- vector("list", length(classes))
   others <- character()
   for (k in seq_along(classes)) {
-    others <- c(others, list.files(file.path(path, classes[k]),
-                                   pattern = "\\.(png|gif|bmp|webp|tiff?|heic|avif)$",
-                                   ignore.case = TRUE, recursive = TRUE, full.names = TRUE))
-    f <- list.files(file.path(path, classes[k]), pattern = "\\.jpe?g$", ignore.case = TRUE,
-                    recursive = TRUE, full.names = TRUE)
+    found <- list.files(file.path(path, classes[k]), recursive = TRUE, full.names = TRUE)
+    others <- c(others, grep("\\.(png|gif|bmp|webp|tiff?|heic|avif)$", found, ignore.case = TRUE, value = TRUE))
+    f <- grep("\\.jpe?g$", found, ignore.case = TRUE, value = TRUE)
     if (length(f) == 0L) {
       abort(c("The class folder {.file {file.path(path, classes[k])}} has no JPEG files.",
               i = "Images must be {.file .jpg} or {.file .jpeg} files (any case)."))
