@@ -129,7 +129,8 @@ SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP s
 }
 
 /* A loader over the images of x, a double or integer array with dim
- * c(n, h, w) (grey) or c(n, h, w, channels); threads 0: default. */
+ * c(n, h, w) (grey) or c(n, h, w, channels); keep_bytes TRUE for training
+ * (shuffled batches: see an_pixels_pack). */
 SEXP r_an_loader_create_array(SEXP x, SEXP keep_bytes)
 {
     an_pixel_array a = get_pixel_array(x);
