@@ -17,8 +17,10 @@
 #' (left to right) and the channel. `channels` is 3 (red, green, blue) or 1
 #' (grey, copied to the three channels); a 3-d array `c(n, height, width)` is
 #' taken as grey. Values are on the 0..255 scale. Images of any size are
-#' resized bilinearly to 227 x 227 (half-pixel centres, as PIL and torch do);
-#' a 227 x 227 image is used as it is. Inside the network, the per-channel
+#' resized to 227 x 227 as JPEG files are (k x k blocks averaged where an
+#' image is k >= 2 times larger, then bilinear sampling with half-pixel
+#' centres, as PIL and torch do), so the same pixels give the same result by
+#' every route; a 227 x 227 image is used as it is. Inside the network, the per-channel
 #' mean of the `mean` argument of [alexnet()] (by default the ImageNet means
 #' 123.68, 116.779, 103.939) is subtracted first.
 #'

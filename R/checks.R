@@ -37,6 +37,13 @@ check_string <- function(x, arg = caller_arg(x), call = caller_env()) {
   x
 }
 
+check_flag <- function(x, arg = caller_arg(x), call = caller_env()) {
+  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
+    abort("{.arg {arg}} must be TRUE or FALSE.", call = call)
+  }
+  x
+}
+
 check_mean <- function(mean, arg = caller_arg(mean), call = caller_env()) {
   if (!is.numeric(mean) || !(length(mean) %in% c(1L, 3L)) || anyNA(mean) ||
       !all(is.finite(mean)) || any(mean < 0 | mean > 255)) {

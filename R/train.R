@@ -26,9 +26,7 @@ sgd <- function(lr = 0.01, momentum = 0.9, nesterov = TRUE, decay = 1e-6, weight
   check_number(momentum, min = 0, max = 1, open_max = TRUE)
   check_number(decay, min = 0)
   check_number(weight_decay, min = 0)
-  if (!is.logical(nesterov) || length(nesterov) != 1L || is.na(nesterov)) {
-    abort("{.arg nesterov} must be TRUE or FALSE.")
-  }
+  check_flag(nesterov)
   structure(list(lr = lr, momentum = momentum, nesterov = nesterov, decay = decay,
                  weight_decay = weight_decay), class = "alexnet_sgd")
 }

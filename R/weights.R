@@ -109,7 +109,7 @@ save_weights <- function(net, file, format = c("alexnet", "keras1"), verbose = i
   check_net(net)
   check_string(file)
   format <- check_weights_format(format)
-  check_weights_flag(verbose)
+  check_flag(verbose)
   path <- path.expand(file)
   dir <- dirname(path)
   if (!dir.exists(dir)) {
@@ -153,8 +153,8 @@ load_weights <- function(net, file, by_name = TRUE, verbose = interactive()) {
 # raised here. `undo = FALSE` (a net alexnet() has just made) skips the copy.
 load_weights_into <- function(net, file, by_name, verbose, undo = TRUE, call = caller_env()) {
   check_string(file, call = call)
-  check_weights_flag(by_name, call = call)
-  check_weights_flag(verbose, call = call)
+  check_flag(by_name, call = call)
+  check_flag(verbose, call = call)
   path <- enc2native(path.expand(file))
   res <- tryCatch(
     .Call(C_weights_load, net$ptr, path, by_name, isTRUE(undo)),
@@ -256,13 +256,6 @@ check_weights_format <- function(format, call = caller_env()) {
           call = call)
   }
   format
-}
-
-check_weights_flag <- function(x, arg = caller_arg(x), call = caller_env()) {
-  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
-    abort("{.arg {arg}} must be TRUE or FALSE.", call = call)
-  }
-  x
 }
 
 #' Describe a weights file

@@ -50,6 +50,7 @@ SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP
 SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP loss, SEXP batch_size,
                           SEXP skip);
 SEXP r_an_loader_pixels(SEXP lptr, SEXP index, SEXP epoch);
+SEXP r_an_jpeg_read(SEXP path, SEXP max_megapixels);
 
 /* for the package's tests only (r_testing.c) */
 SEXP r_an_test_weights_digest(SEXP ptr);

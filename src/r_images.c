@@ -84,9 +84,9 @@ static an_status create_from_array(const void *what, const an_loader_options *op
 
 /* paths (UTF-8), size, resize (0 stretch, 1 crop), augment (NULL or
  * c(rotation, width_shift, height_shift, shear, zoom_lo, zoom_hi, hflip,
- * vflip)), seed (double), threads (0: default). */
+ * vflip)), seed (double), fast_decode (libjpeg's DCT scaling). */
 SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP seed,
-                        SEXP threads)
+                        SEXP fast_decode)
 {
     if (TYPEOF(paths) != STRSXP || XLENGTH(paths) < 1 || XLENGTH(paths) > INT_MAX)
         Rf_error("`paths` must be a non-empty character vector");
@@ -97,7 +97,7 @@ SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP s
     int mode = scalar_int(resize, "resize");
     if (mode != AN_RESIZE_STRETCH && mode != AN_RESIZE_CROP) Rf_error("unknown resize mode %d", mode);
     opt.image.resize_mode = (an_resize_mode) mode;
-    opt.threads = scalar_int(threads, "threads");
+    opt.image.dct_scaling = scalar_int(fast_decode, "fast_decode") != 0;
     opt.on_error = AN_ON_ERROR_SKIP;
     double s = Rf_asReal(seed);
     if (!R_FINITE(s) || s < 0) Rf_error("`seed` must be a non-negative number");
@@ -331,5 +331,45 @@ SEXP r_an_loader_pixels(SEXP lptr, SEXP index, SEXP epoch)
     for (R_xlen_t k = 0; k < len; k++) REAL(v)[k] = px[k];
     SEXP res = batch_result(v, r, idx, count, n_failed);
     UNPROTECT(1);
+    return res;
+}
+
+/* ---------------------------------------------------------- one file -- */
+
+/* A JPEG file's pixels at full size as an integer array c(h, w, 3), as the
+ * loader decodes them (libjpeg's defaults, grey and CMYK converted). */
+SEXP r_an_jpeg_read(SEXP path, SEXP max_megapixels)
+{
+    const char *p = get_path(path, "path");
+    double mp = Rf_asReal(max_megapixels);
+    an_jpeg_info info;
+    an_status st = an_jpeg_read_info(p, &info);
+    if (st != AN_OK) engine_error(st);
+    if ((double) info.width * info.height > mp * 1e6)
+        Rf_error("'%s' is %d x %d pixels, more than max_megapixels = %g million", p, info.width,
+                 info.height, mp);
+    /* R's vector first: an allocation error then leaves nothing behind */
+    SEXP res = PROTECT(Rf_allocVector(INTSXP, (R_xlen_t) info.width * info.height * 3));
+    SEXP dim = PROTECT(Rf_allocVector(INTSXP, 3));
+    uint8_t *rgb = NULL;
+    int w = 0, h = 0;
+    st = an_jpeg_read_rgb(p, mp, &rgb, &w, &h);
+    if (st != AN_OK) engine_error(st);
+    if (w != info.width || h != info.height) {
+        free(rgb);
+        Rf_error("'%s' changed while it was read", p);
+    }
+    int *v = INTEGER(res);
+    const size_t plane = (size_t) w * h;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++)
+                v[c * plane + (size_t) x * h + y] = rgb[((size_t) y * w + x) * 3 + c];
+    free(rgb);
+    INTEGER(dim)[0] = h;
+    INTEGER(dim)[1] = w;
+    INTEGER(dim)[2] = 3;
+    Rf_setAttrib(res, R_DimSymbol, dim);
+    UNPROTECT(2);
     return res;
 }

@@ -235,8 +235,9 @@ void an_net_set_iterations(an_net *net, uint64_t iterations);
 
 /* Convert one image from a strided double array (h x w pixels, 1 or 3
  * channels, values 0..255; element (y, x, ch) at src[y*sy + x*sx + ch*sc])
- * to the net's input layout (3 x 227 x 227 floats), resizing bilinearly
- * (half-pixel centres, as PIL and torch do) and copying grey to R, G, B. */
+ * to the net's input layout (3 x 227 x 227 floats), resized as a JPEG
+ * file of the same pixels is (box average where 2x or more too large, then
+ * bilinear, half-pixel centres as PIL and torch) and grey copied to R, G, B. */
 an_status an_image_to_input(const double *src, ptrdiff_t sy, ptrdiff_t sx, ptrdiff_t sc,
                             int h, int w, int channels, float *dst);
 

@@ -31,7 +31,7 @@ void an_image_options_init(an_image_options *opt)
     opt->resize_mode = AN_RESIZE_STRETCH;
     opt->resize_short = 256;
     opt->max_megapixels = 100;
-    opt->dct_scaling = 1;
+    opt->dct_scaling = 0;
     opt->lenient = 0;
 }
 
@@ -244,6 +244,43 @@ static void box_reduce(uint8_t *rgb, int w, int h, int k, int *nw, int *nh)
     *nh = oh;
 }
 
+/* The same average into floats, exact (no rounding to bytes): the axis-
+ * aligned resize of every route (files, arrays) goes through it, so equal
+ * pixels give equal inputs. src is bytes (src8) or floats (srcf, which dst
+ * may be: writes never overtake reads). */
+static void box_reduce_float(const uint8_t *src8, const float *srcf, int w, int h, int k, float *dst,
+                             int *nw, int *nh)
+{
+    int ow = (w + k - 1) / k, oh = (h + k - 1) / k;
+    for (int oy = 0; oy < oh; oy++) {
+        int y0 = oy * k, y1 = y0 + k < h ? y0 + k : h;
+        for (int ox = 0; ox < ow; ox++) {
+            int x0 = ox * k, x1 = x0 + k < w ? x0 + k : w;
+            double sum[3] = {0, 0, 0};
+            for (int y = y0; y < y1; y++) {
+                size_t at = ((size_t)y * w + x0) * 3;
+                if (src8)
+                    for (int x = x0; x < x1; x++, at += 3) {
+                        sum[0] += src8[at];
+                        sum[1] += src8[at + 1];
+                        sum[2] += src8[at + 2];
+                    }
+                else
+                    for (int x = x0; x < x1; x++, at += 3) {
+                        sum[0] += srcf[at];
+                        sum[1] += srcf[at + 1];
+                        sum[2] += srcf[at + 2];
+                    }
+            }
+            double n = (double)(y1 - y0) * (double)(x1 - x0);
+            float *o = dst + ((size_t)oy * ow + ox) * 3;
+            for (int c = 0; c < 3; c++) o[c] = (float)(sum[c] / n);
+        }
+    }
+    *nw = ow;
+    *nh = oh;
+}
+
 static double clampd(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* One axis of an axis-aligned map: output index -> (i0, i1, frac). */
@@ -304,10 +341,30 @@ static void blend_rows(const uint8_t *restrict a, const uint8_t *restrict b, flo
     }
 }
 
+/* The same from float rows, in the same arithmetic (equal values give
+ * equal results). */
+static void blend_rows_float(const float *restrict a, const float *restrict b, float wy, int n,
+                             float *restrict v)
+{
+    int j = 0;
+#ifdef AN_SSE2
+    const __m128 w = _mm_set1_ps(wy);
+    for (; j + 4 <= n; j += 4) {
+        __m128 fa = _mm_loadu_ps(a + j), fb = _mm_loadu_ps(b + j);
+        _mm_storeu_ps(v + j, _mm_add_ps(fa, _mm_mul_ps(w, _mm_sub_ps(fb, fa))));
+    }
+#endif
+    for (; j < n; j++) {
+        float fa = a[j], fb = b[j];
+        v[j] = fa + wy * (fb - fa);
+    }
+}
+
 /* Separable (no rotation, no shear): for each output row, blend its two
- * source rows (only the columns used), then interpolate along the row. */
-static void sample_separable(const an_geometry *g, const uint8_t *rgb, int w, int h, double scale,
-                             void *taps, float *dst)
+ * source rows (only the columns used), then interpolate along the row. The
+ * source is bytes (rgb8) or floats (rgbf). */
+static void sample_separable(const an_geometry *g, const uint8_t *rgb8, const float *rgbf, int w, int h,
+                             double scale, void *taps, float *dst)
 {
     const int S = g->size;
     const size_t stride = (size_t)w * 3, plane = (size_t)S * S;
@@ -326,9 +383,11 @@ static void sample_separable(const an_geometry *g, const uint8_t *rgb, int w, in
     }
     const int n = (hi - lo + 1) * 3;
     for (int oy = 0; oy < S; oy++) {
-        const uint8_t *ra = rgb + (size_t)y0[oy] * stride + (size_t)lo * 3;
-        const uint8_t *rb = rgb + (size_t)y1[oy] * stride + (size_t)lo * 3;
-        blend_rows(ra, rb, fy[oy], n, v);
+        size_t ra = (size_t)y0[oy] * stride + (size_t)lo * 3, rb = (size_t)y1[oy] * stride + (size_t)lo * 3;
+        if (rgb8)
+            blend_rows(rgb8 + ra, rgb8 + rb, fy[oy], n, v);
+        else
+            blend_rows_float(rgbf + ra, rgbf + rb, fy[oy], n, v);
         float *R = dst + (size_t)oy * S, *G = R + plane, *B = G + plane;
         for (int ox = 0; ox < S; ox++) {
             const float *a = v + x0[ox], *b = v + x1[ox];
@@ -340,6 +399,45 @@ static void sample_separable(const an_geometry *g, const uint8_t *rgb, int w, in
     }
 }
 
+static int grow_floats(an_image_scratch *s, size_t count)
+{
+    if (s->pix_cap >= count) return 1;
+    float *p = realloc(s->pix, count * sizeof *p);
+    if (!p) return 0;
+    s->pix = p;
+    s->pix_cap = count;
+    return 1;
+}
+
+static an_status sample_any(const an_geometry *g, an_image_scratch *s, const uint8_t *rgb8, const float *rgbf,
+                            int w, int h, double scale, float *dst)
+{
+    const int S = g->size;
+    size_t need = (size_t)S * (4 * sizeof(int) + 2 * sizeof(float)) + (size_t)w * 3 * sizeof(float);
+    if (!grow_taps(s, need)) return an_fail(AN_ERR_MEMORY, "out of memory for %d x %d taps", S, S);
+    sample_separable(g, rgb8, rgbf, w, h, scale, s->taps, dst);
+    return AN_OK;
+}
+
+an_status an_resample_float(an_image_scratch *s, float *rgb, int w, int h, const an_image_options *opt,
+                            float *dst)
+{
+    an_image_options defaults;
+    if (!opt) {
+        an_image_options_init(&defaults);
+        opt = &defaults;
+    }
+    an_geometry g;
+    an_status st = an_geometry_build(opt, NULL, w, h, &g);
+    if (st != AN_OK) return st;
+    int k = (int)floor(min_stretch(&g) + 1e-9);
+    if (k >= 2) {
+        box_reduce_float(NULL, rgb, w, h, k, rgb, &w, &h);
+        return sample_any(&g, s, NULL, rgb, w, h, 1.0 / k, dst);
+    }
+    return sample_any(&g, s, NULL, rgb, w, h, 1.0, dst);
+}
+
 an_status an_geometry_sample(const an_geometry *g, an_image_scratch *s, uint8_t *rgb, int w, int h,
                              int scale_num, float *dst)
 {
@@ -347,19 +445,20 @@ an_status an_geometry_sample(const an_geometry *g, an_image_scratch *s, uint8_t 
     double scale = scale_num / 8.0;
     /* still 2x or more too large (DCT scaling off, or beyond 1/8): box first */
     int k = (int)floor(min_stretch(g) * scale + 1e-9);
+    if (g->axis_aligned) {
+        if (k < 2) return sample_any(g, s, rgb, NULL, w, h, scale, dst);
+        size_t ow = (size_t)(w + k - 1) / k, oh = (size_t)(h + k - 1) / k;
+        if (!grow_floats(s, ow * oh * 3))
+            return an_fail(AN_ERR_MEMORY, "out of memory reducing a %d x %d image", w, h);
+        box_reduce_float(rgb, NULL, w, h, k, s->pix, &w, &h);
+        return sample_any(g, s, NULL, s->pix, w, h, scale / k, dst);
+    }
     if (k >= 2) {
         box_reduce(rgb, w, h, k, &w, &h);
         scale /= k;
     }
     const size_t stride = (size_t)w * 3;
     const size_t plane = (size_t)S * S;
-
-    if (g->axis_aligned) {
-        size_t need = (size_t)S * (4 * sizeof(int) + 2 * sizeof(float)) + stride * sizeof(float);
-        if (!grow_taps(s, need)) return an_fail(AN_ERR_MEMORY, "out of memory for %d x %d taps", S, S);
-        sample_separable(g, rgb, w, h, scale, s->taps, dst);
-        return AN_OK;
-    }
 
     /* General affine (rotation or shear). Per row, the decoded position is
      * linear in ox; the crop-space clamp (fill 'nearest') and the decoded

@@ -10,7 +10,9 @@
  *
  * Resize, centre crop and augmentation are composed into one affine map from
  * output pixel to source pixel, sampled bilinearly once (half-pixel centres,
- * as in image.c). Keras' ImageDataGenerator samples its transform with
+ * as PIL and torch do), after a k x k box average where the image is k >= 2
+ * times too large. Without augmentation this is an_resample_float, the
+ * resize of arrays too: the same pixels give the same input by every route. Keras' ImageDataGenerator samples its transform with
  * nearest neighbour (order = 0); bilinear is a deliberate quality choice.
  *
  * Errors: every failure returns an an_status and a message that names the
@@ -29,6 +31,9 @@
 extern "C" {
 #endif
 
+/* A worker's reusable buffers (defined with the decoding functions below). */
+typedef struct an_image_scratch an_image_scratch;
+
 /* ---- options ------------------------------------------------------------ */
 
 typedef enum {
@@ -46,9 +51,12 @@ typedef struct {
     double max_megapixels;      /* 100 (0 also means 100): larger declared
                                    images are refused before anything is
                                    allocated */
-    int dct_scaling;            /* 1: decode at libjpeg's 1/8, 1/4 or 1/2 scale
-                                   when that is still large enough; 0: always
-                                   decode at full size */
+    int dct_scaling;            /* 0 (default): decode at full size, so a file
+                                   gives exactly what an array of its decoded
+                                   pixels gives; 1: decode at libjpeg's 1/8,
+                                   1/4 or 1/2 scale when that is still large
+                                   enough (several times faster for photos 4x
+                                   or more the output; slightly other pixels) */
     int lenient;                /* 0: libjpeg's "Corrupt JPEG data" warnings and a
                                    premature end of file are errors; 1: such
                                    images are kept as libjpeg decodes them (the
@@ -250,15 +258,16 @@ void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int 
  * lines spread over the array (R keeps one pixel of every image together). */
 uint8_t *an_pixels_pack(const an_pixel_array *a);
 
-/* Image `index` as the net's input: a copy at 227 x 227, else bilinear
- * resampling (an_image_to_input). */
-an_status an_pixels_convert_one(const an_pixel_array *a, int index, float *dst);
+/* Image `index` as the net's input: a copy at 227 x 227, else resized as
+ * a JPEG file of the same pixels is (an_resample_float). s: the caller's
+ * scratch (NULL: its own). */
+an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scratch *s, float *dst);
 
 /* A loader whose images are the array's (opt->image.size must be
  * AN_INPUT_SIZE; augmentation and the JPEG options do not apply). Its
  * workers convert each batch into the net's input: a direct copy where the
  * images are already 227 x 227 (a batch of consecutive images in blocks of
- * every image, shared by the workers), bilinear resampling otherwise. */
+ * every image, shared by the workers), an_resample_float otherwise. */
 an_status an_loader_create_array(const an_pixel_array *pixels, const an_loader_options *opt,
                                  an_loader **out);
 
@@ -316,12 +325,13 @@ int an_loader_poll(an_loader *loader, int timeout_ms);
 /* ---- inside the engine (shared by jpeg.c, augment.c, loader.c) ------------ */
 
 /* Reusable per-thread memory: the file's bytes, the decoded pixels, taps. */
-typedef struct {
+struct an_image_scratch {
     uint8_t *file;  size_t file_cap;
     uint8_t *rgb;   size_t rgb_cap;
     uint8_t *row;   size_t row_cap;
     void *taps;     size_t taps_cap;
-} an_image_scratch;
+    float *pix;     size_t pix_cap;     /* floats: a box-reduced or converted image */
+};
 
 void an_image_scratch_free(an_image_scratch *s);
 
@@ -372,6 +382,15 @@ int an_geometry_scale_num(const an_geometry *g);
  * large). */
 an_status an_geometry_sample(const an_geometry *g, an_image_scratch *s, uint8_t *rgb, int w,
                              int h, int scale_num, float *dst);
+
+/* The resize every route shares (files without augmentation, arrays):
+ * rgb is h x w x 3 interleaved floats (overwritten), resized to the
+ * options' size as a decoded file of those pixels would be: where the image
+ * is 2x or more larger, first averaged over k x k boxes (k the whole part
+ * of the reduction, so no detail is skipped), then sampled bilinearly.
+ * opt = NULL: an_image_options_init's (stretch to 227). */
+an_status an_resample_float(an_image_scratch *s, float *rgb, int w, int h,
+                            const an_image_options *opt, float *dst);
 
 /* an_image_load with the caller's scratch; a libjpeg warning kept by
  * `lenient` goes to `warning`. */

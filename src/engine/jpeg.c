@@ -542,5 +542,6 @@ void an_image_scratch_free(an_image_scratch *s)
     free(s->rgb);
     free(s->row);
     free(s->taps);
+    free(s->pix);
     memset(s, 0, sizeof *s);
 }

@@ -222,7 +222,7 @@ static void *worker(void *p)
             r->width = r->height = AN_INPUT_SIZE;
             r->message[0] = 0;
         } else if (ld->is_array) {
-            r->status = an_pixels_convert_one(&ld->array, index, dst);
+            r->status = an_pixels_convert_one(&ld->array, index, s, dst);
             r->width = ld->array.w;
             r->height = ld->array.h;
             snprintf(r->message, sizeof r->message, "%s", r->status == AN_OK ? "" : an_error_message());

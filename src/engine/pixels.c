@@ -203,27 +203,52 @@ void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int 
     if (j < count) convert_columns_scalar(a, first + j, count - j, c, x0, w, dst + (size_t)j * IMAGE);
 }
 
-an_status an_pixels_convert_one(const an_pixel_array *a, int index, float *dst)
+/* Image `index` as h x w x 3 interleaved floats (grey copied to R, G, B). */
+static void gather_rgb(const an_pixel_array *a, int index, float *rgb)
+{
+    for (int y = 0; y < a->h; y++)
+        for (int x = 0; x < a->w; x++) {
+            ptrdiff_t o = (ptrdiff_t)index * a->si + y * a->sy + x * a->sx;
+            float *d = rgb + ((size_t)y * a->w + x) * 3;
+            for (int c = 0; c < 3; c++) d[c] = pixel_at(a, o + (a->channels == 1 ? 0 : c) * a->sc);
+        }
+}
+
+an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scratch *s, float *dst)
 {
     if (a->h == S && a->w == S) {
         for (int block = 0; block < AN_PIXEL_BLOCKS; block++) an_pixels_convert_block(a, index, 1, block, dst);
         return AN_OK;
     }
-    if (a->type == AN_PIXELS_F64)
-        return an_image_to_input((const double *)a->data + (ptrdiff_t)index * a->si, a->sy, a->sx, a->sc, a->h,
-                                 a->w, a->channels, dst);
-    /* integers: through one image of doubles */
-    size_t count = (size_t)a->h * a->w * a->channels;
-    double *tmp = malloc(count * sizeof *tmp);
-    if (!tmp) return an_fail(AN_ERR_MEMORY, "out of memory converting an image of %d x %d pixels", a->h, a->w);
-    for (int c = 0; c < a->channels; c++)
-        for (int x = 0; x < a->w; x++)
-            for (int y = 0; y < a->h; y++)
-                tmp[((size_t)c * a->w + x) * a->h + y] =
-                    ((const int *)a->data)[(ptrdiff_t)index * a->si + y * a->sy + x * a->sx + c * a->sc];
-    an_status st = an_image_to_input(tmp, 1, a->h, (ptrdiff_t)a->h * a->w, a->h, a->w, a->channels, dst);
-    free(tmp);
+    an_image_scratch own = {0};
+    if (!s) s = &own;
+    size_t count = (size_t)a->h * a->w * 3;
+    an_status st = AN_OK;
+    if (s->pix_cap < count) {
+        float *p = realloc(s->pix, count * sizeof *p);
+        if (!p) st = an_fail(AN_ERR_MEMORY, "out of memory converting an image of %d x %d pixels", a->h, a->w);
+        else {
+            s->pix = p;
+            s->pix_cap = count;
+        }
+    }
+    if (st == AN_OK) {
+        gather_rgb(a, index, s->pix);
+        st = an_resample_float(s, s->pix, a->w, a->h, NULL, dst);
+    }
+    an_image_scratch_free(&own);
     return st;
+}
+
+an_status an_image_to_input(const double *src, ptrdiff_t sy, ptrdiff_t sx, ptrdiff_t sc,
+                            int h, int w, int channels, float *dst)
+{
+    if (h < 1 || w < 1 || h > 65536 || w > 65536)
+        return an_fail(AN_ERR_ARGUMENT, "image is %d x %d pixels: each side must be 1 to 65536", h, w);
+    if (channels != 1 && channels != 3)
+        return an_fail(AN_ERR_ARGUMENT, "image has %d channels: 1 (grey) or 3 (RGB) expected", channels);
+    an_pixel_array a = {src, AN_PIXELS_F64, 1, h, w, channels, 0, sy, sx, sc};
+    return an_pixels_convert_one(&a, 0, NULL, dst);
 }
 
 uint8_t *an_pixels_pack(const an_pixel_array *a)

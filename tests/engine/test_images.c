@@ -1533,6 +1533,75 @@ static void test_array_loader(void)
     an_net_free(twin);
 }
 
+/* One resize for every route: a JPEG file, and an array of the pixels it
+ * decodes to, give the same input bit for bit at every reduction (none, 2x,
+ * 3x, 6x), RGB and grey; and both are the k x k box average (k the whole
+ * part of the reduction) sampled bilinearly, checked against a plain double
+ * reference written here. */
+static void test_same_pixels_every_route(void)
+{
+    static const struct { int w, h, grey; } cases[] = {
+        {300, 200, 0}, {454, 454, 0}, {1000, 700, 0}, {1600, 1400, 0}, {700, 500, 1}};
+    enum { S = AN_INPUT_SIZE };
+    float *file = xmalloc(sizeof(float) * AN_INPUT_PIXELS), *arr = xmalloc(sizeof(float) * AN_INPUT_PIXELS);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int W = cases[k].w, H = cases[k].h, w, h;
+        char name[64], lab[160];
+        snprintf(name, sizeof name, "route_%dx%d%s.jpg", W, H, cases[k].grey ? "_grey" : "");
+        jpeg_spec sp = {cases[k].grey ? 1 : 3, cases[k].grey ? JCS_GRAYSCALE : JCS_YCbCr, 0, 90, 8, (int)k, 0};
+        uint8_t *rgb = NULL;
+        int ok = write_jpeg(tpath(name), W, H, sp) &&
+                 an_jpeg_read_rgb(tpath(name), 0, &rgb, &w, &h) == AN_OK &&
+                 an_image_load(tpath(name), NULL, NULL, 0, 0, 0, file, NULL, NULL) == AN_OK;
+        /* the array as R would hold it for one image: doubles, any strides */
+        double *d = xmalloc(sizeof(double) * (size_t)w * h * 3);
+        for (size_t i = 0; ok && i < (size_t)w * h * 3; i++) d[i] = rgb ? rgb[i] : 0;
+        ok = ok && an_image_to_input(d, (ptrdiff_t)w * 3, 3, 1, h, w, cases[k].grey ? 1 : 3, arr) == AN_OK;
+        int same = ok && memcmp(file, arr, sizeof(float) * AN_INPUT_PIXELS) == 0;
+        snprintf(lab, sizeof lab, "%d x %d%s: file and array of its pixels give the same input", W, H,
+                 cases[k].grey ? " grey" : "");
+        CHECK(lab, same, "%s", same ? "bit for bit" : ok ? "inputs differ" : an_error_message());
+        /* the reference: box average then bilinear, in doubles */
+        double red = fmin((double)w / S, (double)h / S);
+        int b = (int)floor(red + 1e-9);
+        if (b < 1) b = 1;
+        int ow = (w + b - 1) / b, oh = (h + b - 1) / b;
+        double maxd = 0;
+        for (int c = 0; ok && c < 3; c++)
+            for (int oy = 0; oy < S; oy++)
+                for (int ox = 0; ox < S; ox++) {
+                    double p[2], v[2][2];
+                    int lo[2];
+                    double pos[2] = {(ox + 0.5) * w / S / b - 0.5, (oy + 0.5) * h / S / b - 0.5};
+                    int lim[2] = {ow, oh};
+                    for (int a = 0; a < 2; a++) {
+                        double q = fmin(fmax(pos[a], 0), lim[a] - 1);
+                        lo[a] = (int)q;
+                        p[a] = q - lo[a];
+                    }
+                    for (int dy = 0; dy < 2; dy++)
+                        for (int dx = 0; dx < 2; dx++) {
+                            int bx = lo[0] + dx < ow ? lo[0] + dx : ow - 1, by = lo[1] + dy < oh ? lo[1] + dy : oh - 1;
+                            double sum = 0;
+                            int n = 0;
+                            for (int y = by * b; y < by * b + b && y < h; y++)
+                                for (int x = bx * b; x < bx * b + b && x < w; x++, n++)
+                                    sum += rgb[((size_t)y * w + x) * 3 + c];
+                            v[dy][dx] = sum / n;
+                        }
+                    double top = v[0][0] + p[0] * (v[0][1] - v[0][0]), bot = v[1][0] + p[0] * (v[1][1] - v[1][0]);
+                    double want = top + p[1] * (bot - top);
+                    maxd = fmax(maxd, fabs(want - file[(size_t)c * S * S + (size_t)oy * S + ox]));
+                }
+        snprintf(lab, sizeof lab, "%d x %d%s: %d x %d box average, then bilinear", W, H, cases[k].grey ? " grey" : "", b, b);
+        CHECK(lab, ok && maxd < 1e-3, "max abs difference %.2g", maxd);
+        free(d);
+        free(rgb);
+    }
+    free(file);
+    free(arr);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) fixture_dir = argv[1];
@@ -1558,6 +1627,7 @@ int main(int argc, char **argv)
     test_box_overflow();
     test_loader();
     test_array_loader();
+    test_same_pixels_every_route();
     if (!getenv("AN_KEEP")) cleanup();
     free_paths();
     printf("%d passed, %d failed\n", n_pass, n_fail);

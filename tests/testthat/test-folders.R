@@ -105,6 +105,35 @@ test_that("image_augment() is exported and no `augment()` clashes with broom's g
   expect_false(exists("augment", envir = asNamespace("alexnet"), inherits = FALSE))
 })
 
+test_that("a photo gives the same features from its file and from its pixels, at any size", {
+  root <- tempfile("route")
+  on.exit(unlink(root, recursive = TRUE))
+  net <- shared_net()
+  # no reduction, 2x (2 x 2 boxes), 3x and 6x; grain so that a resize
+  # without antialiasing would differ
+  for (size in list(c(200, 300), c(454, 454), c(700, 1000), c(1400, 1600))) {
+    img <- smooth_image(size[1], size[2], phase = size[1])
+    img <- pmin(pmax(img + sample(-20:20, length(img), replace = TRUE), 0), 255)
+    f <- write_jpeg(file.path(root, sprintf("%dx%d.jpg", size[2], size[1])), img, quality = 90)
+    px <- read_jpeg(f)
+    expect_identical(dim(px), as.integer(c(size, 3)))
+    expect_type(px, "integer")
+    by_file <- alexnet_features(net, f, "conv_1")
+    by_array <- alexnet_features(net, array(px, c(1, dim(px))), "conv_1")
+    by_double <- alexnet_features(net, array(as.double(px), c(1, dim(px))), "conv_1")
+    expect_lt(max(abs(by_file - by_array)) / max(abs(by_file)), 1e-3)
+    expect_identical(by_array, by_double)
+  }
+  expect_error(read_jpeg(file.path(root, "nope.jpg")), "nope.jpg", class = "alexnet_error")
+  expect_error(read_jpeg(f, max_megapixels = 0.5), "max_megapixels", class = "alexnet_error")
+  fast <- image_files(f, fast_decode = TRUE)
+  expect_output(print(fast), "fast decode")
+  # libjpeg's DCT scaling: other pixels, close
+  d <- alexnet_features(net, fast, "conv_1") - by_file
+  expect_gt(max(abs(d)), 0)
+  expect_error(image_files(f, fast_decode = NA), "fast_decode", class = "alexnet_error")
+})
+
 test_that("decoded pixels match the image, and features match an image_array", {
   root <- tempfile("px")
   on.exit(unlink(root, recursive = TRUE))
