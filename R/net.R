@@ -38,10 +38,14 @@
 #'   three channels, each within 0..255. The default (`NULL`) is the ImageNet
 #'   mean used by the original model. Use `0` to feed pixels unchanged.
 #' @param scale The input fed to the network is `(pixel - mean) * scale`.
-#'   `1` (the default) is the convention of the Heuritech weights; a small
-#'   scale such as `1/255` keeps the outputs of a freshly initialised network
-#'   moderate, which makes training from scratch more stable. Between 1e-30
-#'   and 1e30 (the engine computes in single precision).
+#'   The default, `1/255`, keeps the outputs of a freshly initialised
+#'   (`he_normal`) network moderate, so that training from scratch with the
+#'   default [sgd()] is stable. A weights file brings its own convention
+#'   unless `scale` is given: the package's files the scale they were saved
+#'   with, Keras 1 files (the Heuritech weights) `1`. The seed's settings,
+#'   `scale = 1` with `sgd(lr = 0.01)`, make a fresh network diverge (its
+#'   logits reach about 50); [alexnet_train()] then stops with a warning.
+#'   Between 1e-30 and 1e30 (the engine computes in single precision).
 #' @param labels Class names, one per class; by default `"1"`, `"2"`, ...
 #'   They name the columns of the probabilities and the levels of the class
 #'   predictions of [predict.alexnet()].
@@ -71,7 +75,7 @@
 #' net <- alexnet(classes = 2, seed = 1, labels = c("cat", "dog"))
 #' net
 alexnet <- function(classes = 1000, seed = NULL, device = "auto",
-                    mean = NULL, scale = 1, labels = NULL,
+                    mean = NULL, scale = 1 / 255, labels = NULL,
                     weights = NULL) {
   mean_given <- !missing(mean)
   scale_given <- !missing(scale)

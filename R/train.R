@@ -195,8 +195,9 @@ sgd_vector <- function(opt) {
 #' @param shuffle Shuffle the images every epoch.
 #' @param dropout Dropout rate after `dense_1` and `dense_2` while training.
 #' @param checkpoint `NULL`, or a file (`.rds`) for the training state.
-#' @param verbose Show progress and a line per epoch. Defaults to
-#'   [interactive()].
+#' @param verbose Show progress and a line per epoch: by default `TRUE`, in
+#'   `Rscript` too (where the line per epoch is what a log keeps), unless
+#'   `options(alexnet.verbose = FALSE)` is set.
 #' @param group `NULL`, or the MPI ranks made by [alexnet_mpi()]: each rank
 #'   of a script started by `mpirun` trains on its share of every batch and
 #'   the gradients are summed over the ranks (data-parallel training).
@@ -222,7 +223,7 @@ sgd_vector <- function(opt) {
 alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size = 16,
                           optimizer = sgd(), loss = c("cross_entropy", "mse"), seed = NULL,
                           shuffle = TRUE, dropout = 0.5, checkpoint = NULL,
-                          verbose = interactive(), group = NULL) {
+                          verbose = getOption("alexnet.verbose", TRUE), group = NULL) {
   check_net(net)
   group <- check_group(group)
   data <- as_labelled_images(data)
@@ -338,9 +339,10 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
                         seconds = proc.time()[["elapsed"]] - t0)
       history <- rbind(history, row)
       if (verbose) {
-        cli::cli_inform(sprintf("epoch %d/%d: loss %.4f, accuracy %.3f%s (%.1f s, %.1f img/s)",
+        # short enough for one line of an 80-column log
+        cli::cli_inform(sprintf("epoch %d/%d: loss %.4f, acc %.3f%s; %.1f s, %.0f img/s",
                                 epoch, epochs, row$loss, row$accuracy,
-                                if (is.null(validation)) "" else sprintf(", val_loss %.4f, val_accuracy %.3f", row$val_loss, row$val_accuracy),
+                                if (is.null(validation)) "" else sprintf("; val loss %.4f, acc %.3f", row$val_loss, row$val_accuracy),
                                 row$seconds, n / row$seconds))
       }
       if (writes_checkpoint) save_checkpoint(net, checkpoint, history, epoch)
@@ -358,7 +360,7 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
   if (!is.null(diverged)) {
     cli::cli_warn(c("Training stopped in epoch {epoch} after {done} image{?s}: {diverged}.",
                     i = "The net keeps the weights of the last step before it; the history has the {nrow(history)} finished epoch{?s}.",
-                    i = "A smaller learning rate ({.code sgd(lr = )}) or inputs scaled down ({.code alexnet(scale = 1/255)}) usually train."))
+                    i = "A smaller learning rate ({.code sgd(lr = )}) or inputs scaled down (the default {.code alexnet(scale = 1/255)}) usually train."))
   }
   rownames(history) <- NULL
   structure(list(net = net, history = history, interrupted = interrupted, diverged = diverged,
@@ -531,7 +533,7 @@ alexnet_finetune <- function(net, data, validation = NULL, schedule = finetune_s
   interrupted <- FALSE
   fit <- NULL
   verbose <- list(...)$verbose
-  if (is.null(verbose)) verbose <- interactive()
+  if (is.null(verbose)) verbose <- getOption("alexnet.verbose", TRUE)
   for (k in seq_len(nrow(schedule))) {
     if (isTRUE(verbose)) {
       cli::cli_inform("Stage {k}/{nrow(schedule)}: training from {.field {schedule$layer[k]}} up, lr {format(schedule$lr[k])}, {schedule$epochs[k]} epoch{?s}.")

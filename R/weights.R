@@ -24,7 +24,9 @@
 #' Other tools (for example h5py) can read them by layer name.
 #'
 #' The file also keeps the input `scale` of [alexnet()]; loading one of the
-#' package's own files sets the network's mean and scale from it.
+#' package's own files sets the network's mean and scale from it. Loading a
+#' Keras 1 file sets the scale to 1, the convention such files were trained
+#' with (`pixel - mean`).
 #'
 #' Saving writes a temporary file next to `file` and renames it to `file`
 #' only when it is complete, so a failed save leaves any earlier `file` as it
@@ -42,7 +44,8 @@
 #' loads back into a network with the same parameters, bit for bit, and
 #' into the Heuritech `convnets-keras` model. It holds neither the class
 #' names, nor the input mean, nor the scale: a network made from it has
-#' the ImageNet mean and scale 1 unless told otherwise.
+#' the ImageNet mean and scale 1 (the Heuritech convention) unless told
+#' otherwise.
 #'
 #' @section Loading:
 #' Both the package's files and Keras 1 files are read by layer name. Keras 1
@@ -206,6 +209,9 @@ inform_loaded <- function(net, report, file, mean = NULL) {
   }
   if (!is.null(mean)) {
     lines <- c(lines, i = "Input mean set from the file: {format_mean(mean)}.")
+  }
+  if (kind == "keras1") {
+    lines <- c(lines, i = "Input scale set to 1: Keras 1 AlexNets take {.code pixel - mean}.")
   }
   cli::cli_inform(lines)
 }

@@ -5,7 +5,7 @@
 # (as root) it installs what it needs, builds and installs the package, and
 # runs inst/experiments/run.R with the options given, for example
 #
-#   bash tools/experiments.sh                  # quick: about 15-20 minutes on 2 CPU cores
+#   bash tools/experiments.sh                  # quick: about 6 minutes on 2 CPU cores
 #   bash tools/experiments.sh --full           # the seed's protocol (hours on a CPU)
 #   bash tools/experiments.sh --dir=out --weights=alexnet_weights.h5
 #   bash tools/experiments.sh --help
@@ -27,19 +27,24 @@ done
 echo "== installing what is needed (Debian packages)"
 bash tools/install-deps.sh
 
-echo "== building and installing the R package alexnet"
+echo "== building and installing the R package alexnet (with its vignette)"
 lib=${ALEXNET_LIB:-}
 if [ -z "$lib" ] && [ "$(id -u)" != 0 ]; then lib="$repo/.rlib"; fi
 if [ -n "$lib" ]; then
   mkdir -p "$lib"
   export R_LIBS="$lib${R_LIBS:+:$R_LIBS}"
-  R CMD INSTALL --no-multiarch -l "$lib" . > /tmp/alexnet-install.log 2>&1 ||
-    { cat /tmp/alexnet-install.log; exit 1; }
-else
-  R CMD INSTALL --no-multiarch . > /tmp/alexnet-install.log 2>&1 ||
-    { cat /tmp/alexnet-install.log; exit 1; }
 fi
+# R CMD build makes the vignette, so that vignette("alexnet-experiments")
+# is there after the install
+build=$(mktemp -d)
+trap 'rm -rf "$build"' EXIT
+(cd "$build" && R CMD build "$repo") > /tmp/alexnet-install.log 2>&1 ||
+  { cat /tmp/alexnet-install.log; exit 1; }
+R CMD INSTALL --no-multiarch ${lib:+-l "$lib"} "$build"/alexnet_*.tar.gz >> /tmp/alexnet-install.log 2>&1 ||
+  { cat /tmp/alexnet-install.log; exit 1; }
 tail -n 1 /tmp/alexnet-install.log
+Rscript -e 'v <- vignette(package = "alexnet")$results[, "Item"]
+  if (!"alexnet-experiments" %in% v) stop("the vignette alexnet-experiments was not installed")'
 
 echo "== running the experiments"
 start=$(date +%s)

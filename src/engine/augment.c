@@ -35,6 +35,19 @@ void an_image_options_init(an_image_options *opt)
     opt->lenient = 0;
 }
 
+/* Here, not in jpeg.c: arrays are resized with a scratch too, in builds
+ * without libjpeg (the GPU check's). */
+void an_image_scratch_free(an_image_scratch *s)
+{
+    if (!s) return;
+    free(s->file);
+    free(s->rgb);
+    free(s->row);
+    free(s->taps);
+    free(s->pix);
+    memset(s, 0, sizeof *s);
+}
+
 void an_augment_init(an_augment *aug)
 {
     memset(aug, 0, sizeof *aug);

@@ -534,14 +534,3 @@ an_status an_jpeg_read_rgb(const char *path, double max_megapixels, uint8_t **rg
     }
     return st;
 }
-
-void an_image_scratch_free(an_image_scratch *s)
-{
-    if (!s) return;
-    free(s->file);
-    free(s->rgb);
-    free(s->row);
-    free(s->taps);
-    free(s->pix);
-    memset(s, 0, sizeof *s);
-}

@@ -819,6 +819,9 @@ an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights
             rep.mean_loaded = 1;
             an_net_set_input_scale(net, (float)f.input_scale);
         }
+        /* Keras 1 files (Heuritech's) were trained on pixel - mean: their
+         * weights bring that convention with them, as own files bring theirs */
+        if (f.kind == AN_WEIGHTS_KERAS1) an_net_set_input_scale(net, 1.0f);
         if (report) *report = rep;
     }
     for (int k = 0; k < AN_W_N_LAYERS; k++) free(values[k]);

@@ -1,3 +1,7 @@
+# Training reports progress by default (in Rscript too); the tests that
+# check it ask for it.
+options(alexnet.verbose = FALSE)
+
 # Shared fixtures. A network takes about 1 s and 250 MB to create, so most
 # tests share one, made on first use.
 

@@ -93,9 +93,38 @@ test_that("print() of a net names its frozen layers; finetune names its stages",
   expect_match(msgs, "Stage 1/1: training from dense_3 up", all = FALSE)
 })
 
+test_that("a fresh net and the default optimiser train from scratch", {
+  net <- alexnet(labels = c("h", "v"), seed = 1)
+  on.exit(release())
+  expect_equal(.Call(C_net_scale, net$ptr, NULL), 1 / 255, tolerance = 1e-7)
+  # sgd()'s defaults are Keras' (lr 0.01, the seed's); with the seed's
+  # scale 1 the same run diverges
+  expect_no_warning(fit <- alexnet_train(net, stripes(32, 1), validation = stripes(16, 2), epochs = 6,
+                                         batch_size = 16, seed = 1))
+  expect_null(fit$diverged)
+  expect_true(all(is.finite(fit$history$loss)))
+  expect_lt(fit$history$loss[6], fit$history$loss[1] / 4)
+  expect_gte(fit$history$val_accuracy[6], 0.9)
+  seeds <- alexnet(labels = c("h", "v"), seed = 1, scale = 1)
+  expect_warning(fit1 <- alexnet_train(seeds, stripes(32, 1), epochs = 1, batch_size = 16, seed = 1),
+                 "training diverged")
+  expect_match(fit1$diverged, "mean loss")
+})
+
+test_that("training reports each epoch by default, in Rscript too", {
+  op <- options(alexnet.verbose = NULL)   # as in a fresh session
+  on.exit(options(op))
+  expect_false(interactive())
+  net <- alexnet(labels = c("h", "v"), seed = 1)
+  expect_message(alexnet_train(net, stripes(8, 1), validation = stripes(4, 2), epochs = 1, batch_size = 4, seed = 1),
+                 "epoch 1/1: loss [0-9.]+, acc [0-9.]+; val loss [0-9.]+, acc [0-9.]+; [0-9.]+ s, [0-9]+ img/s")
+  options(alexnet.verbose = FALSE)
+  expect_silent(alexnet_train(net, stripes(8, 1), epochs = 1, batch_size = 4, seed = 1))
+})
+
 test_that("a loss that explodes stops training, keeping the weights from before it", {
   train <- stripes(16, 3)
-  net <- alexnet(labels = c("h", "v"), seed = 1)   # scale 1, as the seed: lr 0.5 blows it up
+  net <- alexnet(labels = c("h", "v"), seed = 1, scale = 1)   # the seed's scale: lr 0.5 blows it up
   expect_warning(
     fit <- alexnet_train(net, train, epochs = 5, batch_size = 8, optimizer = sgd(lr = 0.5), seed = 1),
     "Training stopped in epoch .*training diverged"

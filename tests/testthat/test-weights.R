@@ -21,7 +21,7 @@ keras_5 <- file.path(dir, "keras.h5") # Keras 1 file of `src5`
 
 labels_a <- c("cat", "d\u00f6g")
 a <- alexnet(classes = 2, seed = 11, labels = labels_a, mean = c(1, 2, 3))
-src5 <- alexnet(classes = 5, seed = 12)
+src5 <- alexnet(classes = 5, seed = 12, scale = 1)   # the Keras 1 files' convention
 px <- random_pixels(2, 32, 32, 3, seed = 7)
 
 test_that("save_weights() writes a self-describing file that weights_info() reads", {
@@ -119,6 +119,16 @@ test_that("save_weights(format = \"keras1\") writes a Keras 1 file that loads ba
   expect_identical(rep$status, rep("loaded", 11))
   expect_true(identical(digest(k), digest(src5)))
   expect_identical(alexnet_features(k, px, "dense_3"), alexnet_features(src5, px, "dense_3"))
+  # Keras 1 weights bring their input convention, pixel - mean (scale 1),
+  # unless the caller gives one
+  scaled <- alexnet(classes = 5, seed = 1)
+  expect_equal(.Call(C_net_scale, scaled$ptr, NULL), 1 / 255, tolerance = 1e-7)
+  expect_message(load_weights(scaled, keras_5, verbose = TRUE), "Input scale set to 1")
+  expect_identical(.Call(C_net_scale, scaled$ptr, NULL), 1)
+  expect_identical(.Call(C_net_scale, k$ptr, NULL), 1)
+  given <- alexnet(weights = keras_5, scale = 1 / 255)
+  expect_equal(.Call(C_net_scale, given$ptr, NULL), 1 / 255, tolerance = 1e-7)
+  rm(scaled, given)
   # the Keras shapes: a 2-class net keeps its own dense_3, the file's is (in, out)
   k2 <- alexnet(classes = 2, weights = keras_5, seed = 5)
   expect_identical(attr(k2, "weights_report")$file_shape[11], "W (4096, 5), b (5,)")
