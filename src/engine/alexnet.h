@@ -137,6 +137,25 @@ void an_start_threads(void);
  * activations (n x an_output_size(until)) to `out`. Inference mode:
  * dropout off. */
 an_status an_net_forward(an_net *net, const float *images, int n, int until, float *out);
+/* ---- starting above frozen layers ----
+ * The *_from calls take, instead of images, step `at`'s output (n rows of
+ * an_output_size(net, at) floats, as an_net_forward gives it, before any
+ * dropout) and run the net from step at + 1: what layers below a frozen
+ * one compute never changes, so it can be computed once per image. at -1
+ * means images. Possible where step at + 1 is a dense layer (its input is
+ * plain rows): at = convpool_5, dense_1 or dense_2. Training from there
+ * gives the same steps as from the images: the dropout masks below are
+ * drawn (or skipped) exactly as a whole pass draws them. */
+int an_net_can_start_after(int at);
+/* The start for the net's frozen layers: the highest such step at or below
+ * its lowest learning one with no dropout below it (a dropout mask changes
+ * its output from step to step), or -1 when there is none. */
+int an_net_frozen_start(const an_net *net);
+/* The rows for training from `at`: step at's output as a training pass
+ * computes it (its ops in training mode, whose last bits can differ from
+ * inference's; no dropout), for n images. */
+an_status an_net_frozen_rows(an_net *net, const float *images, int n, int at, float *out);
+an_status an_net_forward_from(an_net *net, int at, const float *x, int n, int until, float *out);
 /* The memory a batch of `n` images needs on the net's device for its
  * activations (every step's output and the input, with room for blocked
  * layouts; training doubles it for the gradients), in bytes: the estimate
@@ -178,6 +197,8 @@ an_status an_net_sgd_update(an_net *net, const an_sgd *opt);
 #define AN_DIVERGED_LOSS 1000.0
 an_status an_net_train_step(an_net *net, const float *images, const int *labels, int n,
                             an_loss_kind loss, const an_sgd *opt, double *loss_sum, int *correct);
+an_status an_net_train_step_from(an_net *net, int at, const float *x, const int *labels, int n,
+                                 an_loss_kind loss, const an_sgd *opt, double *loss_sum, int *correct);
 /* ---- data-parallel training ----
  * Each of several processes (ranks) takes rows [row_offset, row_offset + n)
  * of a global batch of `global_rows` images, computes its gradients, and
@@ -223,6 +244,8 @@ void an_mpi_finalize(void);
 /* loss and correct count in inference mode, no update */
 an_status an_net_evaluate(an_net *net, const float *images, const int *labels, int n,
                           an_loss_kind loss, double *loss_sum, int *correct);
+an_status an_net_evaluate_from(an_net *net, int at, const float *x, const int *labels, int n,
+                               an_loss_kind loss, double *loss_sum, int *correct);
 
 /* NULL before the first backward (or when a GPU's copy fails) */
 const float *an_net_grads(an_net *net);

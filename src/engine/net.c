@@ -443,14 +443,30 @@ static an_status step_dropout(an_net *net, an_plan *p, int i)
     return s;
 }
 
-/* Run the plan's forward steps up to and including `until`. */
-an_status an_plan_forward(an_net *net, an_plan *p, int until)
+/* Run the plan's forward steps first..until (step first - 1's output, or
+ * for first 0 the input, already in place). In training, the dropout
+ * masks of the steps below `first` are drawn as the whole pass would draw
+ * them: skipped for the steps below first - 1, applied to first - 1's
+ * output, so the masks above are the same either way. */
+static an_status plan_run(an_net *net, an_plan *p, int first, int until, int dropout);
+
+an_status an_plan_forward_from(an_net *net, an_plan *p, int first, int until)
+{
+    return plan_run(net, p, first, until, p->training && net->dropout > 0);
+}
+
+static an_status plan_run(an_net *net, an_plan *p, int first, int until, int dropout)
 {
     const float *P = net->dparams;
     const uint64_t v = net->params_version;
     const an_backend *B = net->dev->ops;
     an_status s = an_net_params_to_device(net);
-    for (int i = 0; i <= until && s == AN_OK; i++) {
+    for (int i = 0; i < first && s == AN_OK && dropout; i++) {
+        if (!an_steps[i].dropout) continue;
+        if (i == first - 1) s = step_dropout(net, p, i);
+        else an_rng_skip(&net->dropout_rng, (size_t)(net->share_global ? net->share_global : p->n) * an_output_size(net, i));
+    }
+    for (int i = first; i <= until && s == AN_OK; i++) {
         const an_step *st = &an_steps[i];
         const an_param_layer *l = st->param >= 0 ? &net->layers[st->param] : NULL;
         const float *x = i == 0 ? p->input : p->act[i - 1];
@@ -464,7 +480,7 @@ an_status an_plan_forward(an_net *net, an_plan *p, int until)
         case AN_STEP_DENSE:
             s = B->dense_forward(net->dev, p->n, l->in, l->out, x, P + l->weight_offset, P + l->bias_offset,
                                  l->relu, y);
-            if (s == AN_OK && p->training && st->dropout && net->dropout > 0) s = step_dropout(net, p, i);
+            if (s == AN_OK && dropout && st->dropout) s = step_dropout(net, p, i);
             break;
         case AN_STEP_SOFTMAX: s = B->softmax_forward(net->dev, p->n, net->classes, x, y); break;
         }
@@ -472,29 +488,89 @@ an_status an_plan_forward(an_net *net, an_plan *p, int until)
     return s;
 }
 
-static an_status net_forward(an_net *net, const float *images, int n, int until, float *out);
+an_status an_plan_forward(an_net *net, an_plan *p, int until) { return an_plan_forward_from(net, p, 0, until); }
 
-an_status an_net_forward(an_net *net, const float *images, int n, int until, float *out)
+int an_net_can_start_after(int at)
+{
+    /* a dense step reads plain rows, whatever the backend's layouts */
+    return at == -1 || (at >= 0 && at + 1 < AN_N_OUTPUTS && an_steps[at + 1].kind == AN_STEP_DENSE);
+}
+
+/* Training-mode ops (their arithmetic can differ from inference's in the
+ * last bit), no dropout: the rows a training pass computes below `at`. */
+static an_status frozen_rows(an_net *net, const float *images, int n, int at, float *out)
+{
+    if (!net || !images || !out) return an_fail(AN_ERR_ARGUMENT, "frozen rows called with a NULL pointer");
+    if (n < 1) return an_fail(AN_ERR_ARGUMENT, "batch of %d images: at least 1 is needed", n);
+    if (!an_net_can_start_after(at) || at < 0) return an_fail(AN_ERR_ARGUMENT, "no rows can start a net after step %d", at);
+    an_plan *p;
+    an_status s = an_plan_for(net, n, 1, &p);
+    if (s == AN_OK) s = an_plan_load(net, p, -1, images);
+    if (s == AN_OK) s = plan_run(net, p, 0, at, 0);
+    if (s == AN_OK) s = net->dev->ops->download(net->dev, out, p->act[at], sizeof(float) * n * an_output_size(net, at));
+    return s;
+}
+
+an_status an_net_frozen_rows(an_net *net, const float *images, int n, int at, float *out)
 {
     sigset_t old;
     an_signals_hold(&old);
-    an_status s = net_forward(net, images, n, until, out);
+    an_status s = frozen_rows(net, images, n, at, out);
     an_signals_release(&old);
     return s;
 }
 
-static an_status net_forward(an_net *net, const float *images, int n, int until, float *out)
+int an_net_frozen_start(const an_net *net)
 {
-    if (!net || !images || !out) return an_fail(AN_ERR_ARGUMENT, "forward called with a NULL pointer");
+    /* the highest start at or below the lowest learning step whose rows a
+     * training pass computes without dropout (dense_1's output is taken
+     * before its dropout, which is then drawn on the rows) */
+    int at = -1;
+    for (int i = 0; i < AN_N_OUTPUTS - 1; i++) {
+        if (an_steps[i].param >= net->trainable_from) break;
+        if (an_net_can_start_after(i)) at = i;
+        if (an_steps[i].dropout && net->dropout > 0) break;
+    }
+    return at;
+}
+
+an_status an_plan_load(an_net *net, an_plan *p, int at, const float *x)
+{
+    if (at == -1) return net->dev->ops->preprocess(net->dev, p->n, x, net->mean, net->input_scale, p->input);
+    if (!an_net_can_start_after(at) || p->layout[at])
+        return an_fail(AN_ERR_ARGUMENT, "the net cannot start after step %d: only the inputs of dense layers "
+                       "(convpool_5, dense_1, dense_2) are kept as rows", at);
+    return net->dev->ops->upload(net->dev, p->act[at], x, sizeof(float) * p->n * an_output_size(net, at));
+}
+
+static an_status net_forward(an_net *net, int at, const float *x, int n, int until, float *out);
+
+an_status an_net_forward(an_net *net, const float *images, int n, int until, float *out)
+{
+    return an_net_forward_from(net, -1, images, n, until, out);
+}
+
+an_status an_net_forward_from(an_net *net, int at, const float *x, int n, int until, float *out)
+{
+    sigset_t old;
+    an_signals_hold(&old);
+    an_status s = net_forward(net, at, x, n, until, out);
+    an_signals_release(&old);
+    return s;
+}
+
+static an_status net_forward(an_net *net, int at, const float *x, int n, int until, float *out)
+{
+    if (!net || !x || !out) return an_fail(AN_ERR_ARGUMENT, "forward called with a NULL pointer");
     if (n < 1) return an_fail(AN_ERR_ARGUMENT, "batch of %d images: at least 1 is needed", n);
-    if (until < 0 || until >= AN_N_OUTPUTS)
-        return an_fail(AN_ERR_ARGUMENT, "unknown output index %d", until);
+    if (until < 0 || until >= AN_N_OUTPUTS || until <= at)
+        return an_fail(AN_ERR_ARGUMENT, "output index %d is not above the start %d", until, at);
     an_plan *p;
     an_status s = an_plan_for(net, n, 0, &p);
     if (s != AN_OK) return s;
     const an_backend *B = net->dev->ops;
-    s = B->preprocess(net->dev, n, images, net->mean, net->input_scale, p->input);
-    if (s == AN_OK) s = an_plan_forward(net, p, until);
+    s = an_plan_load(net, p, at, x);
+    if (s == AN_OK) s = an_plan_forward_from(net, p, at + 1, until);
     if (s != AN_OK) return s;
     if (p->layout[until]) return B->download_plain(net->dev, p->layout[until], p->act[until], out);
     return B->download(net->dev, out, p->act[until], sizeof(float) * n * an_output_size(net, until));

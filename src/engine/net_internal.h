@@ -84,6 +84,10 @@ static inline int an_net_on_host(const an_net *net) { return net->dev == an_cpu_
 an_status an_net_params_to_device(an_net *net);
 an_status an_plan_for(an_net *net, int n, int training, an_plan **out);
 an_status an_plan_forward(an_net *net, an_plan *plan, int until);
+an_status an_plan_forward_from(an_net *net, an_plan *plan, int first, int until);
+/* The batch's start into the plan: images (at -1: preprocessed into the
+ * input) or step `at`'s output rows (an_net_can_start_after(at)). */
+an_status an_plan_load(an_net *net, an_plan *plan, int at, const float *x);
 
 /* train.c: a fresh (empty) training state */
 an_status an_train_new(an_train **out);

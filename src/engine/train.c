@@ -148,7 +148,7 @@ an_status an_net_velocity(an_net *net, float **velocity)
     return AN_OK;
 }
 
-static an_status net_backward(an_net *net, const float *images, const int *labels, int n,
+static an_status net_backward(an_net *net, int at, const float *x, const int *labels, int n,
                               an_loss_kind loss, double *loss_sum, int *correct);
 
 /* the entry points hold signals back while they compute (signals.c) */
@@ -157,15 +157,35 @@ an_status an_net_backward(an_net *net, const float *images, const int *labels, i
 {
     sigset_t old;
     an_signals_hold(&old);
-    an_status s = net_backward(net, images, labels, n, loss, loss_sum, correct);
+    an_status s = net_backward(net, -1, images, labels, n, loss, loss_sum, correct);
     an_signals_release(&old);
     return s;
 }
 
-static an_status net_backward(an_net *net, const float *images, const int *labels, int n,
+/* The frozen layers' output as the start (at >= 0): no learning layer
+ * may lie at or below it. */
+static an_status check_start(const an_net *net, int at)
+{
+    if (at == -1) return AN_OK;
+    if (!an_net_can_start_after(at))
+        return an_fail(AN_ERR_ARGUMENT, "training cannot start after step %d: only the inputs of dense layers "
+                       "(convpool_5, dense_1, dense_2) are kept as rows", at);
+    for (int i = 0; i <= at; i++)
+        if (an_steps[i].param >= net->trainable_from)
+            return an_fail(AN_ERR_ARGUMENT, "layer %s learns, but training starts above it (after %s)",
+                           an_steps[i].out.name, an_steps[at].out.name);
+    for (int i = 0; i < at; i++)
+        if (an_steps[i].dropout && net->dropout > 0)
+            return an_fail(AN_ERR_ARGUMENT, "training cannot start after %s: %s's dropout lies below it, so its "
+                           "output changes from step to step", an_steps[at].out.name, an_steps[i].out.name);
+    return AN_OK;
+}
+
+static an_status net_backward(an_net *net, int at, const float *x_in, const int *labels, int n,
                               an_loss_kind loss, double *loss_sum, int *correct)
 {
-    an_status s = batch_args(net, images, labels, n);
+    an_status s = batch_args(net, x_in, labels, n);
+    if (s == AN_OK) s = check_start(net, at);
     if (s != AN_OK) return s;
     an_train *t = net->train;
     if ((s = device_block(net, &t->grads, "gradients")) != AN_OK) return s;
@@ -173,8 +193,8 @@ static an_status net_backward(an_net *net, const float *images, const int *label
     if ((s = an_plan_for(net, n, 1, &p)) != AN_OK) return s;
     const an_backend *B = net->dev->ops;
     an_device *dev = net->dev;
-    if ((s = B->preprocess(dev, n, images, net->mean, net->input_scale, p->input)) != AN_OK) return s;
-    if ((s = an_plan_forward(net, p, AN_SOFTMAX)) != AN_OK) return s;
+    if ((s = an_plan_load(net, p, at, x_in)) != AN_OK) return s;
+    if ((s = an_plan_forward_from(net, p, at + 1, AN_SOFTMAX)) != AN_OK) return s;
 
     float **a = p->act, **g = p->grad;
     const float *P = net->dparams;
@@ -268,10 +288,16 @@ static an_status check_loss(double loss_sum, int n)
 an_status an_net_train_step(an_net *net, const float *images, const int *labels, int n,
                             an_loss_kind loss, const an_sgd *opt, double *loss_sum, int *correct)
 {
+    return an_net_train_step_from(net, -1, images, labels, n, loss, opt, loss_sum, correct);
+}
+
+an_status an_net_train_step_from(an_net *net, int at, const float *x, const int *labels, int n,
+                                 an_loss_kind loss, const an_sgd *opt, double *loss_sum, int *correct)
+{
     sigset_t old;
     an_signals_hold(&old);
     double batch_loss = 0;
-    an_status s = net_backward(net, images, labels, n, loss, &batch_loss, correct);
+    an_status s = net_backward(net, at, x, labels, n, loss, &batch_loss, correct);
     *loss_sum += batch_loss;
     if (s == AN_OK) s = check_loss(batch_loss, n);
     if (s == AN_OK) s = sgd_update(net, opt);
@@ -310,7 +336,7 @@ static an_status train_step_shared(an_net *net, const float *images, const int *
     if (n > 0) {
         net->share_offset = row_offset;
         net->share_global = global_rows;
-        s = net_backward(net, images, labels, n, loss, &local_loss, &local_correct);
+        s = net_backward(net, -1, images, labels, n, loss, &local_loss, &local_correct);
         net->share_offset = net->share_global = 0;
     } else {
         /* a rank without rows in this (last, small) batch still takes part
@@ -354,7 +380,13 @@ static an_status train_step_shared(an_net *net, const float *images, const int *
 an_status an_net_evaluate(an_net *net, const float *images, const int *labels, int n,
                           an_loss_kind loss, double *loss_sum, int *correct)
 {
-    an_status s = batch_args(net, images, labels, n);
+    return an_net_evaluate_from(net, -1, images, labels, n, loss, loss_sum, correct);
+}
+
+an_status an_net_evaluate_from(an_net *net, int at, const float *x, const int *labels, int n,
+                               an_loss_kind loss, double *loss_sum, int *correct)
+{
+    an_status s = batch_args(net, x, labels, n);
     if (s != AN_OK) return s;
     size_t k = (size_t)n * net->classes;
     float *buf = malloc(sizeof(float) * 3 * k);
@@ -362,7 +394,7 @@ an_status an_net_evaluate(an_net *net, const float *images, const int *labels, i
     float *logits = buf, *prob = buf + k, *dlogits = buf + 2 * k;
     sigset_t old;
     an_signals_hold(&old);
-    s = an_net_forward(net, images, n, AN_DENSE_3, logits);
+    s = an_net_forward_from(net, at, x, n, AN_DENSE_3, logits);
     if (s == AN_OK) {
         an_softmax_forward(n, net->classes, logits, prob);
         an_loss_forward_backward(n, net->classes, logits, prob, labels, loss, dlogits, loss_sum, correct);

@@ -1084,8 +1084,8 @@ static void test_train(void)
 }
 
 /* argv[2], when given: a comma-separated list of the groups to run (ops,
- * output_names, create_errors, param_counts, init, image, net, clone, train_full,
- * train_frozen, train_determinism); `make valgrind` runs a subset */
+ * output_names, create_errors, param_counts, init, image, net, clone, start_above_frozen,
+ * train_full, train_frozen, train_determinism); `make valgrind` runs a subset */
 static const char *only;
 
 static int want(const char *group)
@@ -1175,6 +1175,107 @@ static void test_clone(void)
 }
 
 /* MPI ranks of one machine and its GPUs: local rank modulo the GPU count */
+/* Training above frozen layers from their output, computed once for all
+ * images (a batch of 6), gives the same steps as training from the images
+ * (batches of 4, 2, 4 in another order), dropout included: the same losses
+ * and the same parameters, bit for bit; and evaluation from it the same
+ * loss. Starting below a learning layer, or after a step whose output is
+ * not plain rows, is refused. */
+static void test_start_above_frozen(void)
+{
+    enum { N = 6, CLASSES = 3 };
+    float *images = xmalloc((size_t)N * AN_INPUT_PIXELS * sizeof(float));
+    hash_fill_image(images, (size_t)N * AN_INPUT_PIXELS, 5000);
+    const int labels[N] = {0, 1, 2, 1, 0, 2};
+    const int batches[3][4] = {{4, 1, 0, 5}, {2, 3, -1, -1}, {5, 0, 3, 2}};
+    const int sizes[3] = {4, 2, 4};
+    an_sgd opt = {1e-3f, 0.9f, 1e-4f, 5e-4f, 1};
+    const struct { int at, trainable_from; const char *name; } cases[] = {
+        {AN_CONVPOOL_5, AN_P_DENSE_1, "from dense_1 (rows: convpool_5)"},
+        {AN_DENSE_1, AN_P_DENSE_2, "from dense_2 (rows: dense_1, its dropout drawn here)"},
+        {AN_DENSE_1, AN_P_DENSE_3, "from dense_3 (rows: dense_1, dense_2 frozen)"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        an_net *a = NULL, *b = NULL;
+        int ok = status_ok("start above frozen: create", an_net_create(CLASSES, 77, &a)) &&
+                 status_ok("start above frozen: create", an_net_create(CLASSES, 77, &b));
+        size_t width = ok ? an_output_size(a, cases[k].at) : 0;
+        float *rows = xmalloc((size_t)N * (width ? width : 1) * sizeof(float));
+        float *x = xmalloc((size_t)4 * AN_INPUT_PIXELS * sizeof(float)), *r = xmalloc((size_t)4 * (width ? width : 1) * sizeof(float));
+        for (int i = 0; ok && i < 2; i++) {
+            an_net *net = i ? b : a;
+            an_net_set_input_scale(net, 1.0f / 255);
+            an_net_seed_dropout(net, 1234);
+            ok = an_net_set_trainable_from(net, cases[k].trainable_from) == AN_OK;
+        }
+        ok = ok && an_net_frozen_start(b) == cases[k].at &&
+             status_ok("rows of the frozen layers", an_net_frozen_rows(b, images, N, cases[k].at, rows));
+        double la[3] = {0}, lb[3] = {0};
+        int ca = 0, cb = 0;
+        for (int t = 0; ok && t < 3; t++) {
+            int lab[4];
+            for (int j = 0; j < sizes[t]; j++) {
+                int i = batches[t][j];
+                memcpy(x + (size_t)j * AN_INPUT_PIXELS, images + (size_t)i * AN_INPUT_PIXELS, AN_INPUT_PIXELS * sizeof(float));
+                memcpy(r + (size_t)j * width, rows + (size_t)i * width, width * sizeof(float));
+                lab[j] = labels[i];
+            }
+            ok = status_ok("step from images", an_net_train_step(a, x, lab, sizes[t], AN_LOSS_CROSS_ENTROPY, &opt, &la[t], &ca)) &&
+                 status_ok("step from rows", an_net_train_step_from(b, cases[k].at, r, lab, sizes[t], AN_LOSS_CROSS_ENTROPY, &opt, &lb[t], &cb));
+        }
+        size_t np = ok ? an_net_param_count(a) : 0, differ = 0;
+        for (size_t i = 0; i < np; i++) differ += memcmp(an_net_params(a) + i, an_net_params(b) + i, sizeof(float)) != 0;
+        char lab[200];
+        snprintf(lab, sizeof lab, "%s: 3 SGD steps, same losses and parameters", cases[k].name);
+        CHECK(lab, ok && differ == 0 && memcmp(la, lb, sizeof la) == 0 && ca == cb,
+              "%zu of %zu parameters differ; losses %.9g %.9g %.9g vs %.9g %.9g %.9g", differ, np, la[0], la[1], la[2],
+              lb[0], lb[1], lb[2]);
+        /* evaluation from the rows of the trained net */
+        double ea = 0, eb = 0;
+        int cea = 0, ceb = 0;
+        ok = ok && status_ok("rows again", an_net_forward(b, images, N, cases[k].at, rows)) &&
+             status_ok("evaluate", an_net_evaluate(a, images, labels, N, AN_LOSS_CROSS_ENTROPY, &ea, &cea)) &&
+             status_ok("evaluate_from", an_net_evaluate_from(b, cases[k].at, rows, labels, N, AN_LOSS_CROSS_ENTROPY, &eb, &ceb));
+        snprintf(lab, sizeof lab, "%s: evaluation, same loss", cases[k].name);
+        CHECK(lab, ok && ea == eb && cea == ceb, "%.17g vs %.17g", ea, eb);
+        free(rows);
+        free(x);
+        free(r);
+        an_net_free(a);
+        an_net_free(b);
+    }
+    /* refused: a learning layer below the start; a start whose output is not rows */
+    an_net *net = NULL;
+    if (status_ok("create", an_net_create(CLASSES, 5, &net))) {
+        size_t width = an_output_size(net, AN_DENSE_1);
+        float *rows = calloc(2 * width, sizeof(float));
+        float *conv = calloc(2 * an_output_size(net, AN_CONV_5), sizeof(float));
+        int lab[2] = {0, 1}, c = 0;
+        double l = 0;
+        an_net_set_trainable_from(net, AN_P_DENSE_1);
+        an_status st = an_net_train_step_from(net, AN_DENSE_1, rows, lab, 2, AN_LOSS_CROSS_ENTROPY, &opt, &l, &c);
+        CHECK("rows above a learning layer are refused", st == AN_ERR_ARGUMENT && strstr(an_error_message(), "dense_1 learns"),
+              "%s", an_error_message());
+        an_net_set_trainable_from(net, AN_P_DENSE_3);
+        st = an_net_train_step_from(net, AN_CONV_5, conv, lab, 2, AN_LOSS_CROSS_ENTROPY, &opt, &l, &c);
+        CHECK("conv_5's output is not a start", st == AN_ERR_ARGUMENT && !an_net_can_start_after(AN_CONV_5),
+              "%s", an_error_message());
+        st = an_net_train_step_from(net, AN_DENSE_2, rows, lab, 2, AN_LOSS_CROSS_ENTROPY, &opt, &l, &c);
+        CHECK("dense_2's output (dropout below it) is not a start", st == AN_ERR_ARGUMENT && an_net_frozen_start(net) == AN_DENSE_1,
+              "%s", an_error_message());
+        an_net_set_dropout(net, 0);
+        CHECK("without dropout it is", an_net_frozen_start(net) == AN_DENSE_2, "%d", an_net_frozen_start(net));
+        CHECK("convpool_5, dense_1, dense_2 are starts",
+              an_net_can_start_after(AN_CONVPOOL_5) && an_net_can_start_after(AN_DENSE_1) && an_net_can_start_after(AN_DENSE_2),
+              "%d %d %d", an_net_can_start_after(AN_CONVPOOL_5), an_net_can_start_after(AN_DENSE_1),
+              an_net_can_start_after(AN_DENSE_2));
+        free(rows);
+        free(conv);
+        an_net_free(net);
+    }
+    free(images);
+}
+
 static void test_rank_gpu(void)
 {
     static const int gpus[] = {1, 2, 4, 8};
@@ -1202,6 +1303,7 @@ int main(int argc, char **argv)
     if (want("image")) test_image();
     if (want("net")) test_net();
     if (want("clone")) test_clone();
+    if (want("start_above_frozen")) test_start_above_frozen();
     if (want("train_full") || want("train_frozen") || want("train_determinism")) test_train();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
