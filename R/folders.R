@@ -289,6 +289,23 @@ batch_source <- function(x, training = FALSE, seed = NULL, src = new.env(parent 
   src
 }
 
+# The layers below the net's lowest learning one give the same output in
+# every epoch unless the images are augmented: they are computed once here
+# and the source then hands out their rows (engine: an_loader_freeze), which
+# trains exactly as the images would. NULL where it does not apply (the
+# net's start is below dense_1's input, or the images are augmented);
+# otherwise the name of the layer whose output is kept.
+freeze_source <- function(src, net, x, batch_size, training, call = caller_env()) {
+  if (training && inherits(x, "image_folder") && !is.null(x$augment)) return(NULL)
+  res <- engine(.Call(C_loader_freeze, src$ptr, net$ptr, batch_size, training, src$skip), call = call)
+  note_failures(src, res, call)
+  if (is.null(res$value)) return(NULL)
+  images <- src$ptr
+  src$ptr <- res$value
+  .Call(C_loader_free, images)
+  res$stage
+}
+
 # Joins the loaders' threads now. A Ctrl-C pending while this runs (as an
 # on.exit handler) waits until every loader is freed: R would otherwise
 # raise it inside the loop and leave the rest to the finalizers.

@@ -310,6 +310,43 @@ SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP
     return res;
 }
 
+/* The layers below the net's lowest learning one, computed once for every
+ * image of the loader (an_loader_freeze): list(value = a loader of their
+ * rows, or NULL where the net has no such start; failed; stage = the
+ * step's name). training: rows as a training pass makes them, else as
+ * evaluation does (in batches of batch_size, as it runs). */
+SEXP r_an_loader_freeze(SEXP lptr, SEXP nptr, SEXP batch_size, SEXP training, SEXP skip)
+{
+    an_loader *ld = get_loader(lptr);
+    an_net *net = get_net(nptr);
+    int batch = scalar_int(batch_size, "batch_size");
+    if (batch < 1) Rf_error("`batch_size` must be at least 1");
+    int at = an_net_frozen_start(net), n = an_loader_size(ld);
+    SEXP ptr = PROTECT(R_MakeExternalPtr(NULL, loader_tag(), R_NilValue));
+    R_RegisterCFinalizerEx(ptr, loader_finalize, TRUE);
+    int *idx = (int *) R_alloc((size_t) n, sizeof(int));
+    for (int i = 0; i < n; i++) idx[i] = i;
+    an_load_result *r = results_for(n);
+    int n_failed = 0;
+    an_loader *rows = NULL;
+    if (at >= 0) {
+        an_status st = an_loader_freeze(ld, net, at, batch, Rf_asLogical(training) == TRUE, !Rf_asLogical(skip), r,
+                                        &n_failed, &rows);
+        if (st != AN_OK) engine_error(st);
+    }
+    R_SetExternalPtrAddr(ptr, rows);
+    SEXP res = PROTECT(batch_result(rows ? ptr : R_NilValue, r, idx, at >= 0 ? n : 0, n_failed));
+    res = PROTECT(Rf_lengthgets(res, 3));
+    SEXP nm = PROTECT(Rf_allocVector(STRSXP, 3));
+    SET_STRING_ELT(nm, 0, Rf_mkChar("value"));
+    SET_STRING_ELT(nm, 1, Rf_mkChar("failed"));
+    SET_STRING_ELT(nm, 2, Rf_mkChar("stage"));
+    Rf_setAttrib(res, R_NamesSymbol, nm);
+    SET_VECTOR_ELT(res, 2, at >= 0 ? Rf_mkString(an_output_name(at)) : R_NilValue);
+    UNPROTECT(4);
+    return res;
+}
+
 /* The net's input for batch `index` of `epoch` (as the loader makes it):
  * value is a double vector of count x 3 x size x size (planar RGB 0..255,
  * zeros for a failed image). */

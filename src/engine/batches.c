@@ -30,8 +30,8 @@ static void write_rows(const an_rows_out *out, int first, int b, size_t size, co
 
 /* The images of a batch that loaded, with their labels: the batch itself
  * when none failed, else copies in `in` / `lab` (count images room). */
-static const float *kept_images(const float *px, const an_load_result *r, const int *labels, int count,
-                                int n_failed, float *in, int *lab, const int **lab_out, int *n_out)
+static const float *kept_images(const float *px, size_t item, const an_load_result *r, const int *labels,
+                                int count, int n_failed, float *in, int *lab, const int **lab_out, int *n_out)
 {
     if (n_failed == 0) {
         *lab_out = labels;
@@ -41,7 +41,7 @@ static const float *kept_images(const float *px, const an_load_result *r, const 
     int m = 0;
     for (int j = 0; j < count; j++) {
         if (r[j].status != AN_OK) continue;
-        memcpy(in + (size_t)m * AN_INPUT_PIXELS, px + (size_t)j * AN_INPUT_PIXELS, AN_INPUT_PIXELS * sizeof(float));
+        memcpy(in + (size_t)m * item, px + (size_t)j * item, item * sizeof(float));
         if (labels) lab[m] = labels[j];
         m++;
     }
@@ -95,7 +95,7 @@ an_status an_loader_forward(an_loader *ld, an_net *net, const int *indices, int 
         int b, failed = 0;
         if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
         *n_failed += failed;
-        st = an_net_forward(net, px, b, until, rows);
+        st = an_net_forward_from(net, an_loader_stage(ld), px, b, until, rows);
         if (st != AN_OK) break;
         write_rows(out, i0, b, size, rows, results + i0);
         if (failed && stop_on_failure) break;
@@ -127,14 +127,15 @@ an_status an_loader_evaluate(an_loader *ld, an_net *net, const int *indices, con
         int b, failed = 0;
         if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
         *n_failed += failed;
-        if (failed && !in && !(in = malloc((size_t)batch * AN_INPUT_PIXELS * sizeof *in))) {
+        if (failed && !in && !(in = malloc((size_t)batch * an_loader_item_floats(ld) * sizeof *in))) {
             st = an_fail(AN_ERR_MEMORY, "out of memory for a batch of %d images", batch);
             break;
         }
         const int *klab;
         int m;
-        const float *x = kept_images(px, results + i0, labels + i0, b, failed, in, lab, &klab, &m);
-        if (m > 0) st = an_net_evaluate(net, x, klab, m, loss, loss_sum, correct);
+        const float *x = kept_images(px, an_loader_item_floats(ld), results + i0, labels + i0, b, failed, in, lab,
+                                     &klab, &m);
+        if (m > 0) st = an_net_evaluate_from(net, an_loader_stage(ld), x, klab, m, loss, loss_sum, correct);
         *used += m;
         if (failed && stop_on_failure) break;
     }
@@ -159,6 +160,8 @@ an_status an_loader_train_step(an_loader *ld, an_net *net, const int *indices, c
     an_status st = check_run(ld, indices, count, count);   /* the next batch: an_loader_submit checks it */
     if (st != AN_OK) return st;
     if (!labels) return an_fail(AN_ERR_ARGUMENT, "training needs labels");
+    if (reducer && an_loader_stage(ld) >= 0)
+        return an_fail(AN_ERR_ARGUMENT, "ranks that share a batch train from images, not from frozen rows");
     sigset_t held;
     an_signals_hold(&held);
     const float *px;
@@ -166,23 +169,73 @@ an_status an_loader_train_step(an_loader *ld, an_net *net, const int *indices, c
     int *lab = NULL;
     st = an_loader_fetch(ld, indices, count, epoch, next, ncount, epoch, &px, results, n_failed);
     if (st == AN_OK && *n_failed > 0) {
-        in = malloc((size_t)count * AN_INPUT_PIXELS * sizeof *in);
+        in = malloc((size_t)count * an_loader_item_floats(ld) * sizeof *in);
         lab = malloc((size_t)count * sizeof *lab);
         if (!in || !lab) st = an_fail(AN_ERR_MEMORY, "out of memory for a batch of %d images", count);
     }
     if (st == AN_OK && !(*n_failed > 0 && stop_on_failure)) {
         const int *klab;
         int m;
-        const float *x = kept_images(px, results, labels, count, *n_failed, in, lab, &klab, &m);
+        const float *x = kept_images(px, an_loader_item_floats(ld), results, labels, count, *n_failed, in, lab, &klab,
+                                     &m);
         if (reducer)
             st = an_net_train_step_shared(net, m ? x : NULL, m ? klab : NULL, m, row_offset, global_rows, loss, opt,
                                           reducer, loss_sum, correct);
         else if (m > 0)
-            st = an_net_train_step(net, x, klab, m, loss, opt, loss_sum, correct);
+            st = an_net_train_step_from(net, an_loader_stage(ld), x, klab, m, loss, opt, loss_sum, correct);
         *used = m;
     }
     an_signals_release(&held);
     free(in);
     free(lab);
     return st;
+}
+
+an_status an_loader_freeze(an_loader *ld, an_net *net, int at, int batch, int training, int stop_on_failure,
+                           an_load_result *results, int *n_failed, an_loader **out)
+{
+    *out = NULL;
+    *n_failed = 0;
+    if (!ld || !net) return an_fail(AN_ERR_ARGUMENT, "an_loader_freeze: no loader or net");
+    if (an_loader_stage(ld) != -1) return an_fail(AN_ERR_ARGUMENT, "the loader's images are already rows");
+    if (at < 0 || !an_net_can_start_after(at))
+        return an_fail(AN_ERR_ARGUMENT, "no rows can start a net after step %d", at);
+    int n = an_loader_size(ld);
+    if (batch < 1) return an_fail(AN_ERR_ARGUMENT, "batch size %d: at least 1 expected", batch);
+    if (batch > n) batch = n;
+    size_t width = an_output_size(net, at);
+    float *rows = malloc((size_t)n * width * sizeof *rows);
+    int *indices = malloc((size_t)n * sizeof *indices);
+    an_load_result *kept = malloc((size_t)n * sizeof *kept);
+    if (!rows || !indices || !kept) {
+        free(rows);
+        free(indices);
+        free(kept);
+        return an_fail(AN_ERR_MEMORY, "out of memory for the frozen layers' output of %d images (%.0f MB)", n,
+                       (double)n * width * 4 / 1e6);
+    }
+    for (int i = 0; i < n; i++) indices[i] = i;
+    an_status st = AN_OK;
+    sigset_t held;
+    an_signals_hold(&held);
+    for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
+        const float *px;
+        int b, failed = 0;
+        if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
+        *n_failed += failed;
+        float *dst = rows + (size_t)i0 * width;
+        /* training's rows come from training-mode ops, evaluation's from
+         * inference's: each then matches what a pass over the images gives */
+        st = training ? an_net_frozen_rows(net, px, b, at, dst) : an_net_forward(net, px, b, at, dst);
+        if (failed && stop_on_failure) break;
+    }
+    an_signals_release(&held);
+    free(indices);
+    if (st != AN_OK || (*n_failed && stop_on_failure)) {
+        free(rows);
+        free(kept);
+        return st;
+    }
+    memcpy(kept, results, (size_t)n * sizeof *kept);
+    return an_loader_create_rows(rows, kept, n, width, at, out);
 }

@@ -281,6 +281,25 @@ an_status an_loader_fetch(an_loader *loader, const int *indices, int count, uint
                           const int *next, int ncount, uint64_t next_epoch, const float **pixels,
                           an_load_result *results, int *n_failed);
 
+/* ---- frozen layers computed once ----------------------------------------------
+ * A loader whose items are the rows of a frozen prefix's output (step
+ * `stage`) instead of images: forward, evaluation and training over it run
+ * the net from step stage + 1 (an_net_*_from), so layers below a frozen one
+ * are computed once per image instead of once per epoch. */
+int an_loader_stage(const an_loader *loader);          /* -1: images */
+size_t an_loader_item_floats(const an_loader *loader); /* floats per image or row */
+/* rows (n x width) and results (n, may be NULL: all fine) are taken over */
+an_status an_loader_create_rows(float *rows, an_load_result *results, int n, size_t width, int stage,
+                                an_loader **out);
+/* Step `at`'s output for every image of `images` (an_net_frozen_rows for
+ * training, an_net_forward for evaluation; batches of `batch`) as a rows
+ * loader. results (one per image) and *n_failed report images that did not
+ * load: their rows are zeros and fail again when fetched. With
+ * stop_on_failure, a failure ends it (AN_OK, *out NULL, *n_failed > 0). */
+an_status an_loader_freeze(an_loader *images, an_net *net, int at, int batch, int training,
+                           int stop_on_failure, an_load_result *results, int *n_failed,
+                           an_loader **out);
+
 /* ---- the batch path: whole runs over a loader (batches.c) --------------------- */
 
 /* Where a run's outputs go: row i (the i-th image asked for), column k at

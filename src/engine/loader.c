@@ -144,6 +144,9 @@ struct an_loader {
     int is_array;
     an_pixel_array array;
     uint8_t *bytes;         /* the array's images as bytes (an_pixels_pack), or NULL */
+    float *rows;            /* a frozen prefix's rows (an_loader_freeze), or NULL */
+    an_load_result *row_results;  /* how each row's image loaded when they were made */
+    int stage;              /* the step the rows are the output of; -1: images */
     an_loader_options opt;
     size_t image_floats;
 
@@ -215,7 +218,10 @@ static void *worker(void *p)
         an_load_result *r = &b->results[j];
         pthread_mutex_unlock(&ld->mu);
 
-        if (ld->bytes) {
+        if (ld->rows) {
+            memcpy(dst, ld->rows + (size_t)index * ld->image_floats, ld->image_floats * sizeof *dst);
+            *r = ld->row_results[index];
+        } else if (ld->bytes) {
             const uint8_t *src = ld->bytes + (size_t)index * AN_INPUT_PIXELS;
             for (size_t k = 0; k < AN_INPUT_PIXELS; k++) dst[k] = src[k];
             r->status = AN_OK;
@@ -268,6 +274,8 @@ void an_loader_free(an_loader *ld)
         free(ld->slots[i].results);
     }
     free(ld->bytes);
+    free(ld->rows);
+    free(ld->row_results);
     if (ld->paths && !ld->is_array)
         for (int i = 0; i < ld->n_paths; i++) free(ld->paths[i]);
     free(ld->paths);
@@ -333,6 +341,7 @@ static an_status create_loader(const char *const *paths, int n_paths, const an_p
     if (ld->opt.threads == 0) ld->opt.threads = 2;
     ld->image_floats = (size_t)3 * opt->image.size * opt->image.size;
     ld->n_paths = n_paths;
+    ld->stage = -1;
     if (array) {
         ld->is_array = 1;
         ld->array = *array;
@@ -408,6 +417,30 @@ static an_status create_loader(const char *const *paths, int n_paths, const an_p
 }
 
 int an_loader_size(const an_loader *ld) { return ld ? ld->n_paths : 0; }
+int an_loader_stage(const an_loader *ld) { return ld ? ld->stage : -1; }
+size_t an_loader_item_floats(const an_loader *ld) { return ld ? ld->image_floats : 0; }
+
+an_status an_loader_create_rows(float *rows, an_load_result *results, int n, size_t width, int stage,
+                                an_loader **out)
+{
+    *out = NULL;
+    an_loader_options opt;
+    an_loader_options_init(&opt);
+    opt.threads = 1;   /* a copy per row */
+    opt.on_error = AN_ON_ERROR_SKIP;
+    an_status st = create_loader(NULL, n, NULL, &opt, out);
+    if (st != AN_OK) {
+        free(rows);
+        free(results);
+        return st;
+    }
+    (*out)->rows = rows;
+    (*out)->row_results = results;
+    (*out)->image_floats = width;
+    (*out)->stage = stage;
+    (*out)->is_array = 1;   /* no paths */
+    return AN_OK;
+}
 
 const char *an_loader_path(const an_loader *ld, int index)
 {
@@ -456,7 +489,7 @@ an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_
     pthread_mutex_lock(&ld->mu);
     b->count = count;
     b->blocked = 0;
-    if (ld->is_array && !ld->bytes && ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE && count > 1) {
+    if (ld->is_array && !ld->bytes && !ld->rows && ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE && count > 1) {
         b->blocked = 1;
         for (int j = 1; j < count && b->blocked; j++) b->blocked = indices[j] == indices[0] + j;
     }

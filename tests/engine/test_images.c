@@ -1533,6 +1533,84 @@ static void test_array_loader(void)
     an_net_free(twin);
 }
 
+/* The frozen layers computed once: training and evaluation over a rows
+ * loader (an_loader_freeze of an array loader) equal those over the images
+ * themselves, bit for bit, with dropout, for shuffled batches and a short
+ * last batch; a failed image fails again from the rows. */
+static void test_frozen_rows(void)
+{
+    const int n = 10, classes = 3;
+    void *data = r_array(n, 40, 30, 3, 1, 77);
+    an_pixel_array a = describe(data, n, 40, 30, 3, 1);
+    an_net *full = NULL, *frozen = NULL;
+    an_loader *images = NULL, *rows = NULL;
+    an_load_result r[10];
+    int failed = 0, ok = an_net_create(classes, 9, &full) == AN_OK && an_net_create(classes, 9, &frozen) == AN_OK &&
+                         an_loader_create_array(&a, NULL, &images) == AN_OK;
+    for (int k = 0; ok && k < 2; k++) {
+        an_net *net = k ? frozen : full;
+        an_net_set_input_scale(net, 1.0f / 255);
+        an_net_seed_dropout(net, 5);
+        ok = an_net_set_trainable_from(net, AN_P_DENSE_2) == AN_OK;
+    }
+    int at = ok ? an_net_frozen_start(frozen) : -1;
+    ok = ok && at == AN_DENSE_1 && an_loader_freeze(images, frozen, at, 4, 1, 1, r, &failed, &rows) == AN_OK && rows &&
+         failed == 0 && an_loader_stage(rows) == AN_DENSE_1 && an_loader_item_floats(rows) == 4096;
+    const int order[10] = {7, 2, 9, 0, 4, 1, 8, 3, 6, 5};
+    const int labels[10] = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0};
+    an_sgd opt = {1e-3f, 0.9f, 0, 0, 1};
+    double lf = 0, lr = 0;
+    for (int epoch = 0; ok && epoch < 2; epoch++)
+        for (int i0 = 0; ok && i0 < n; i0 += 4) {
+            int b = n - i0 < 4 ? n - i0 : 4, lab[4], nf = 0, cf = 0, cr = 0, used = 0;
+            for (int j = 0; j < b; j++) lab[j] = labels[order[i0 + j]];
+            double sf = 0, sr = 0;
+            ok = an_loader_train_step(images, full, order + i0, lab, b, epoch, NULL, 0, AN_LOSS_CROSS_ENTROPY, &opt, NULL,
+                                      0, 0, 1, &sf, &cf, &used, r, &nf) == AN_OK &&
+                 an_loader_train_step(rows, frozen, order + i0, lab, b, epoch, NULL, 0, AN_LOSS_CROSS_ENTROPY, &opt, NULL,
+                                      0, 0, 1, &sr, &cr, &used, r, &nf) == AN_OK && sf == sr && cf == cr;
+            lf += sf;
+            lr += sr;
+        }
+    size_t np = an_net_param_count(full);
+    int same = ok && memcmp(an_net_params(full), an_net_params(frozen), np * sizeof(float)) == 0;
+    CHECK("frozen rows: 2 epochs of shuffled SGD steps equal those from the images", same,
+          "%s; loss sums %.9g vs %.9g", ok ? "" : an_error_message(), lf, lr);
+    /* evaluation: rows made by inference, in the batches evaluation runs */
+    an_loader *erows = NULL;
+    int idx[10];
+    for (int i = 0; i < n; i++) idx[i] = i;
+    double ef = 0, er = 0;
+    int cf = 0, cr = 0, used = 0;
+    ok = ok && an_loader_freeze(images, frozen, at, 4, 0, 1, r, &failed, &erows) == AN_OK &&
+         an_loader_evaluate(images, full, idx, labels, n, 4, AN_LOSS_CROSS_ENTROPY, 1, &ef, &cf, &used, r, &failed) == AN_OK &&
+         an_loader_evaluate(erows, frozen, idx, labels, n, 4, AN_LOSS_CROSS_ENTROPY, 1, &er, &cr, &used, r, &failed) == AN_OK;
+    CHECK("frozen rows: evaluation equals the images'", ok && ef == er && cf == cr, "%.17g vs %.17g", ef, er);
+    /* a file that does not load: its row fails when fetched, naming it */
+    const char *paths[2] = {tpath("rgb.jpg"), tpath("missing.jpg")};
+    an_loader *files = NULL, *frows = NULL;
+    an_loader_options o;
+    an_loader_options_init(&o);
+    o.on_error = AN_ON_ERROR_SKIP;
+    ok = an_loader_create(paths, 2, &o, &files) == AN_OK &&
+         an_loader_freeze(files, frozen, at, 2, 1, 0, r, &failed, &frows) == AN_OK && failed == 1;
+    int two[2] = {0, 1}, lab2[2] = {0, 1}, nf = 0;
+    double s2 = 0;
+    int c2 = 0, u2 = 0;
+    ok = ok && an_loader_train_step(frows, frozen, two, lab2, 2, 0, NULL, 0, AN_LOSS_CROSS_ENTROPY, &opt, NULL, 0, 0, 0,
+                                    &s2, &c2, &u2, r, &nf) == AN_OK;
+    CHECK("frozen rows: an image that failed fails again, by name", ok && nf == 1 && u2 == 1 && r[1].status != AN_OK &&
+          strstr(r[1].message, "missing.jpg"), "%s", ok ? r[1].message : an_error_message());
+    an_loader_free(frows);
+    an_loader_free(files);
+    an_loader_free(erows);
+    an_loader_free(rows);
+    an_loader_free(images);
+    an_net_free(full);
+    an_net_free(frozen);
+    free(data);
+}
+
 /* One resize for every route: a JPEG file, and an array of the pixels it
  * decodes to, give the same input bit for bit at every reduction (none, 2x,
  * 3x, 6x), RGB and grey; and both are the k x k box average (k the whole
@@ -1628,6 +1706,7 @@ int main(int argc, char **argv)
     test_loader();
     test_array_loader();
     test_same_pixels_every_route();
+    test_frozen_rows();
     if (!getenv("AN_KEEP")) cleanup();
     free_paths();
     printf("%d passed, %d failed\n", n_pass, n_fail);

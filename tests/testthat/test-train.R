@@ -122,6 +122,53 @@ test_that("training reports each epoch by default, in Rscript too", {
   expect_silent(alexnet_train(net, stripes(8, 1), epochs = 1, batch_size = 4, seed = 1))
 })
 
+test_that("frozen layers computed once train exactly as computed every epoch", {
+  train <- stripes(24, 1)
+  test <- stripes(12, 2)
+  run <- function(from, frozen_once, data = train, dropout = 0.5) {
+    net <- alexnet(labels = c("h", "v"), seed = 4)
+    unfreeze(net, from = from)
+    fit <- alexnet_train(net, data, validation = test, epochs = 2, batch_size = 8, seed = 3,
+                         dropout = dropout, optimizer = sgd(lr = 1e-3), frozen_once = frozen_once)
+    list(fit = fit, digest = .Call(C_test_weights_digest, net$ptr))
+  }
+  for (from in c("dense_1", "dense_2", "dense_3")) {
+    once <- run(from, TRUE)
+    every <- run(from, FALSE)
+    expect_identical(once$fit$frozen_once, if (from == "dense_1") "convpool_5" else "dense_1")
+    expect_null(every$fit$frozen_once)
+    expect_identical(once$fit$history[, 1:5], every$fit$history[, 1:5])
+    expect_identical(once$digest, every$digest)
+  }
+  # without dropout the start rises to dense_2
+  expect_identical(run("dense_3", TRUE, dropout = 0)$fit$frozen_once, "dense_2")
+  # nothing frozen below convpool_5's input: no start
+  expect_null(run("conv_5", TRUE)$fit$frozen_once)
+  release()
+})
+
+test_that("frozen layers computed once: folders, augmentation and a progress note", {
+  root <- tempfile("frozen")
+  on.exit(unlink(root, recursive = TRUE))
+  px <- stripes(8, 1)
+  for (i in 1:8) {
+    cls <- as.character(px$labels[i])
+    dir.create(file.path(root, cls), recursive = TRUE, showWarnings = FALSE)
+    .Call(C_test_write_jpeg, file.path(root, cls, sprintf("%d.jpg", i)),
+          array(as.integer(round(px$pixels[i, , ])), c(32, 32)), 95L)
+  }
+  folder <- image_folder(root)
+  net <- alexnet(labels = c("h", "v"), seed = 1)
+  unfreeze(net, from = "dense_2")
+  msgs <- capture_messages(fit <- alexnet_train(net, folder, epochs = 1, batch_size = 4, seed = 1, verbose = TRUE))
+  expect_match(msgs, "Frozen layers up to dense_1 computed once", all = FALSE)
+  expect_identical(fit$frozen_once, "dense_1")
+  augmented <- image_folder(root, augment = image_augment())
+  expect_null(alexnet_train(net, augmented, epochs = 1, batch_size = 4, seed = 1)$frozen_once)
+  expect_error(alexnet_train(net, folder, epochs = 1, frozen_once = NA), "frozen_once", class = "alexnet_error")
+  release()
+})
+
 test_that("a loss that explodes stops training, keeping the weights from before it", {
   train <- stripes(16, 3)
   net <- alexnet(labels = c("h", "v"), seed = 1, scale = 1)   # the seed's scale: lr 0.5 blows it up
