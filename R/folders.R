@@ -295,10 +295,13 @@ batch_source <- function(x, training = FALSE, seed = NULL, src = new.env(parent 
 # trains exactly as the images would. NULL where it does not apply (the
 # net's start is below dense_1's input, or the images are augmented);
 # otherwise the name of the layer whose output is kept.
-freeze_source <- function(src, net, x, batch_size, training, call = caller_env()) {
+freeze_source <- function(src, net, x, batch_size, training, verbose = FALSE, call = caller_env()) {
   if (training && inherits(x, "image_folder") && !is.null(x$augment)) return(NULL)
   res <- engine(.Call(C_loader_freeze, src$ptr, net$ptr, batch_size, training, src$skip), call = call)
   note_failures(src, res, call)
+  if (!is.null(res$note) && verbose) {
+    cli::cli_inform(c("The frozen layers are computed in every epoch: {res$note}."))
+  }
   if (is.null(res$value)) return(NULL)
   images <- src$ptr
   src$ptr <- res$value

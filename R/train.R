@@ -209,7 +209,9 @@ sgd_vector <- function(opt) {
 #'   as without it for the same seed, dropout included, and ten or more
 #'   times faster per epoch for the dense layers. `dense_1`'s output is
 #'   kept before its dropout (a dropout mask changes what comes after it
-#'   from step to step). `FALSE` computes every layer in every epoch.
+#'   from step to step). Output that would take more than half the memory
+#'   available is not kept (a message says so when `verbose`). `FALSE`
+#'   computes every layer in every epoch.
 #' @return An object of class `"alexnet_fit"`: a list with `net` (the same
 #'   object as `net`, trained), `history` (a data frame: `epoch`, `loss`,
 #'   `accuracy`, `val_loss`, `val_accuracy`, `lr`, `seconds`),
@@ -291,8 +293,10 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
     # the engine picks the start from the frozen layers and the dropout rate
     engine(.Call(C_set_dropout, net$ptr, dropout, plan$dropout_seed))
     t_frozen <- proc.time()[["elapsed"]]
-    frozen <- freeze_source(src, net, data, batch_size, training = TRUE)
-    if (!is.null(frozen) && !is.null(validation)) freeze_source(val_src, net, validation, batch_size, training = FALSE)
+    frozen <- freeze_source(src, net, data, batch_size, training = TRUE, verbose = verbose)
+    if (!is.null(frozen) && !is.null(validation)) {
+      freeze_source(val_src, net, validation, batch_size, training = FALSE, verbose = verbose)
+    }
     if (verbose && !is.null(frozen)) {
       cli::cli_inform("Frozen layers up to {.field {frozen}} computed once ({sprintf('%.1f', proc.time()[['elapsed']] - t_frozen)} s): each epoch runs the layers above it.")
     }

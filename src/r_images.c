@@ -329,21 +329,25 @@ SEXP r_an_loader_freeze(SEXP lptr, SEXP nptr, SEXP batch_size, SEXP training, SE
     an_load_result *r = results_for(n);
     int n_failed = 0;
     an_loader *rows = NULL;
+    SEXP note = R_NilValue;
     if (at >= 0) {
         an_status st = an_loader_freeze(ld, net, at, batch, Rf_asLogical(training) == TRUE, !Rf_asLogical(skip), r,
                                         &n_failed, &rows);
-        if (st != AN_OK) engine_error(st);
+        /* too large to keep: training goes on without (the note says why) */
+        if (st == AN_ERR_MEMORY) note = Rf_mkString(an_error_message());
+        else if (st != AN_OK) engine_error(st);
     }
+    PROTECT(note);
     R_SetExternalPtrAddr(ptr, rows);
-    SEXP res = PROTECT(batch_result(rows ? ptr : R_NilValue, r, idx, at >= 0 ? n : 0, n_failed));
-    res = PROTECT(Rf_lengthgets(res, 3));
-    SEXP nm = PROTECT(Rf_allocVector(STRSXP, 3));
-    SET_STRING_ELT(nm, 0, Rf_mkChar("value"));
-    SET_STRING_ELT(nm, 1, Rf_mkChar("failed"));
-    SET_STRING_ELT(nm, 2, Rf_mkChar("stage"));
+    SEXP res = PROTECT(batch_result(rows ? ptr : R_NilValue, r, idx, rows ? n : 0, n_failed));
+    res = PROTECT(Rf_lengthgets(res, 4));
+    static const char *names[] = {"value", "failed", "stage", "note"};
+    SEXP nm = PROTECT(Rf_allocVector(STRSXP, 4));
+    for (int i = 0; i < 4; i++) SET_STRING_ELT(nm, i, Rf_mkChar(names[i]));
     Rf_setAttrib(res, R_NamesSymbol, nm);
-    SET_VECTOR_ELT(res, 2, at >= 0 ? Rf_mkString(an_output_name(at)) : R_NilValue);
-    UNPROTECT(4);
+    SET_VECTOR_ELT(res, 2, rows ? Rf_mkString(an_output_name(at)) : R_NilValue);
+    SET_VECTOR_ELT(res, 3, note);
+    UNPROTECT(5);
     return res;
 }
 

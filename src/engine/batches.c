@@ -6,6 +6,7 @@
  * while the loader prepares a batch ends it with AN_ERR_INTERRUPTED. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "images.h"
 #include "ops.h"
@@ -204,6 +205,13 @@ an_status an_loader_freeze(an_loader *ld, an_net *net, int at, int batch, int tr
     if (batch < 1) return an_fail(AN_ERR_ARGUMENT, "batch size %d: at least 1 expected", batch);
     if (batch > n) batch = n;
     size_t width = an_output_size(net, at);
+    /* rows that would crowd out the rest are not kept (with overcommit a
+     * malloc that succeeds is no promise) */
+    double bytes = (double)n * width * sizeof(float);
+    double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (avail > 0 && bytes > 0.5 * avail)
+        return an_fail(AN_ERR_MEMORY, "the output of %s for %d images takes %.1f GB, more than half the memory "
+                       "available (%.1f GB)", an_output_name(at), n, bytes / 1e9, avail / 1e9);
     float *rows = malloc((size_t)n * width * sizeof *rows);
     int *indices = malloc((size_t)n * sizeof *indices);
     an_load_result *kept = malloc((size_t)n * sizeof *kept);

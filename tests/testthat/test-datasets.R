@@ -138,12 +138,15 @@ test_that("experiment_settings() has the seed's full protocol and reduced preset
   expect_equal(full$finetune_epochs, 10L)
   expect_equal(full$finetune_layers, c("dense_3", "dense_2", "dense_1", "conv_5", "conv_4",
                                        "conv_3", "conv_2", "conv_1"))
-  expect_equal(full$finetune_lr, c(0.001, rep(0.0001, 7)))
+  # the seed's rates for the dense stages; the convolutions take 1e-4 with cross-entropy
+  expect_equal(full$finetune_lr, c(0.01, 0.001, 0.001, rep(0.0001, 5)))
   expect_equal(full$batch_size, 16L)
   expect_equal(full$pretrain_classes, setdiff(fashion_mnist_classes(), c("Pullover", "Coat")))
   quick <- experiment_settings("quick")
   expect_lt(quick$n_train, full$n_train)
   expect_lt(quick$scratch_epochs, full$scratch_epochs)
+  # the dense stages are cheap (frozen convolutions computed once): the seed's 10 epochs
+  expect_equal(quick$finetune_epochs, c(10L, 10L, 10L, 1L, 1L, 1L, 1L, 1L))
   seedish <- experiment_settings("full", loss = "mse", scratch_lr = 0.01, scale = 1)
   expect_equal(seedish$loss, "mse")
   expect_equal(seedish$finetune_lr, c(0.01, rep(0.001, 7)))
@@ -151,7 +154,7 @@ test_that("experiment_settings() has the seed's full protocol and reduced preset
   expect_output(print(seedish), "the seed's settings")
   expect_output(print(quick), "full: 1000")
   s <- experiment_settings("quick", finetune_layers = c("dense_3", "conv_1"))
-  expect_equal(s$finetune_lr, c(0.001, 0.0001))
+  expect_equal(s$finetune_lr, c(0.01, 0.0001))
   s <- experiment_settings("quick", finetune_lr = c(0.5, 0.25, 0.125, 0.1, 0.1, 0.1, 0.1, 0.1))
   expect_equal(s$finetune_lr[1:3], c(0.5, 0.25, 0.125))
   s <- experiment_settings("quick", classes = c("Shirt", "T-shirt/top"))
