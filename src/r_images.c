@@ -234,7 +234,7 @@ SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP until, SEXP batc
     if (n < 1) Rf_error("no images to compute");
     size_t size = an_output_size(net, u);
     SEXP m = PROTECT(Rf_allocMatrix(REALSXP, n, (int) size));
-    an_rows_out out = {REAL(m), 1, n, NA_REAL};
+    an_rows_out out = {REAL(m), 1, n, NA_REAL, NULL, 0};
     an_load_result *r = results_for(n);
     int n_failed = 0;
     an_status st = an_loader_forward(ld, net, idx, n, u, batch, !Rf_asLogical(skip), &out, r, &n_failed);

@@ -227,42 +227,14 @@ int an_geometry_scale_num(const an_geometry *g)
     return m;
 }
 
-/* In-place k x k box average (partial blocks at the right and bottom edges
- * average what they have). Writes never overtake reads. */
-static void box_reduce(uint8_t *rgb, int w, int h, int k, int *nw, int *nh)
-{
-    int ow = (w + k - 1) / k, oh = (h + k - 1) / k;
-    for (int oy = 0; oy < oh; oy++) {
-        int y0 = oy * k, y1 = y0 + k < h ? y0 + k : h;
-        for (int ox = 0; ox < ow; ox++) {
-            int x0 = ox * k, x1 = x0 + k < w ? x0 + k : w;
-            /* 64 bits: a k x k block of 255s overflows 32 bits from k = 4105 (a
-             * photo over 4105 pixels a side reduced to a tiny output without
-             * DCT scaling) */
-            uint64_t sum[3] = {0, 0, 0};
-            for (int y = y0; y < y1; y++) {
-                const uint8_t *p = rgb + ((size_t)y * w + x0) * 3;
-                for (int x = x0; x < x1; x++, p += 3) {
-                    sum[0] += p[0];
-                    sum[1] += p[1];
-                    sum[2] += p[2];
-                }
-            }
-            uint64_t n = (uint64_t)(y1 - y0) * (uint64_t)(x1 - x0);
-            uint8_t *o = rgb + ((size_t)oy * ow + ox) * 3;
-            for (int c = 0; c < 3; c++) o[c] = (uint8_t)((sum[c] + n / 2) / n);
-        }
-    }
-    *nw = ow;
-    *nh = oh;
-}
-
-/* The same average into floats, exact (no rounding to bytes): the axis-
- * aligned resize of every route (files, arrays) goes through it, so equal
- * pixels give equal inputs. src is bytes (src8) or floats (srcf, which dst
- * may be: writes never overtake reads). */
-static void box_reduce_float(const uint8_t *src8, const float *srcf, int w, int h, int k, float *dst,
-                             int *nw, int *nh)
+/* k x k box averages (partial blocks at the right and bottom edges average
+ * what they have) of bytes (src8) or floats (srcf), into bytes (dst8,
+ * rounded: the augmented path samples bytes) or floats (dstf, exact: the
+ * resize of every route, so equal pixels give equal inputs). dst may be
+ * src: writes never overtake reads. Sums in double are exact (a 4200 x 4200
+ * block of 255s is 4.5e9). */
+static void box_average(const uint8_t *src8, const float *srcf, int w, int h, int k, uint8_t *dst8, float *dstf,
+                        int *nw, int *nh)
 {
     int ow = (w + k - 1) / k, oh = (h + k - 1) / k;
     for (int oy = 0; oy < oh; oy++) {
@@ -271,23 +243,18 @@ static void box_reduce_float(const uint8_t *src8, const float *srcf, int w, int 
             int x0 = ox * k, x1 = x0 + k < w ? x0 + k : w;
             double sum[3] = {0, 0, 0};
             for (int y = y0; y < y1; y++) {
-                size_t at = ((size_t)y * w + x0) * 3;
+                size_t at = ((size_t)y * w + x0) * 3, end = at + (size_t)(x1 - x0) * 3;
                 if (src8)
-                    for (int x = x0; x < x1; x++, at += 3) {
-                        sum[0] += src8[at];
-                        sum[1] += src8[at + 1];
-                        sum[2] += src8[at + 2];
-                    }
+                    for (; at < end; at += 3) sum[0] += src8[at], sum[1] += src8[at + 1], sum[2] += src8[at + 2];
                 else
-                    for (int x = x0; x < x1; x++, at += 3) {
-                        sum[0] += srcf[at];
-                        sum[1] += srcf[at + 1];
-                        sum[2] += srcf[at + 2];
-                    }
+                    for (; at < end; at += 3) sum[0] += srcf[at], sum[1] += srcf[at + 1], sum[2] += srcf[at + 2];
             }
             double n = (double)(y1 - y0) * (double)(x1 - x0);
-            float *o = dst + ((size_t)oy * ow + ox) * 3;
-            for (int c = 0; c < 3; c++) o[c] = (float)(sum[c] / n);
+            size_t o = ((size_t)oy * ow + ox) * 3;
+            for (int c = 0; c < 3; c++) {
+                if (dst8) dst8[o + c] = (uint8_t)floor(sum[c] / n + 0.5);
+                else dstf[o + c] = (float)(sum[c] / n);
+            }
         }
     }
     *nw = ow;
@@ -445,7 +412,7 @@ an_status an_resample_float(an_image_scratch *s, float *rgb, int w, int h, const
     if (st != AN_OK) return st;
     int k = (int)floor(min_stretch(&g) + 1e-9);
     if (k >= 2) {
-        box_reduce_float(NULL, rgb, w, h, k, rgb, &w, &h);
+        box_average(NULL, rgb, w, h, k, NULL, rgb, &w, &h);
         return sample_any(&g, s, NULL, rgb, w, h, 1.0 / k, dst);
     }
     return sample_any(&g, s, NULL, rgb, w, h, 1.0, dst);
@@ -463,11 +430,11 @@ an_status an_geometry_sample(const an_geometry *g, an_image_scratch *s, uint8_t 
         size_t ow = (size_t)(w + k - 1) / k, oh = (size_t)(h + k - 1) / k;
         if (!grow_floats(s, ow * oh * 3))
             return an_fail(AN_ERR_MEMORY, "out of memory reducing a %d x %d image", w, h);
-        box_reduce_float(rgb, NULL, w, h, k, s->pix, &w, &h);
+        box_average(rgb, NULL, w, h, k, NULL, s->pix, &w, &h);
         return sample_any(g, s, NULL, s->pix, w, h, scale / k, dst);
     }
     if (k >= 2) {
-        box_reduce(rgb, w, h, k, &w, &h);
+        box_average(rgb, NULL, w, h, k, rgb, NULL, &w, &h);
         scale /= k;
     }
     const size_t stride = (size_t)w * 3;

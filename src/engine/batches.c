@@ -15,6 +15,13 @@
 static void write_rows(const an_rows_out *out, int first, int b, size_t size, const float *rows,
                        const an_load_result *results)
 {
+    if (out->floats) {
+        float *d = out->floats + (size_t)first * size;
+        memcpy(d, rows, (size_t)b * size * sizeof *d);
+        for (int j = 0; j < b; j++)
+            if (results[j].status != AN_OK) memset(d + (size_t)j * size, 0, size * sizeof *d);
+        return;
+    }
     for (int j = 0; j < b; j++) {
         if (results[j].status == AN_OK) continue;
         double *d = out->data + (ptrdiff_t)(first + j) * out->row_stride;
@@ -83,7 +90,9 @@ an_status an_loader_forward(an_loader *ld, an_net *net, const int *indices, int 
     an_status st = check_run(ld, indices, n, batch);
     if (st != AN_OK) return st;
     if (until < 0 || until >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output %d", until);
-    if (!out || !out->data) return an_fail(AN_ERR_ARGUMENT, "no output matrix");
+    if (!out || (!out->data && !out->floats)) return an_fail(AN_ERR_ARGUMENT, "no output matrix");
+    if (out->training_rows && an_loader_stage(ld) != -1)
+        return an_fail(AN_ERR_ARGUMENT, "training rows are made from images");
     if (batch > n) batch = n;
     size_t size = an_output_size(net, until);
     float *rows = malloc((size_t)batch * size * sizeof *rows);
@@ -96,7 +105,10 @@ an_status an_loader_forward(an_loader *ld, an_net *net, const int *indices, int 
         int b, failed = 0;
         if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
         *n_failed += failed;
-        st = an_net_forward_from(net, an_loader_stage(ld), px, b, until, rows);
+        /* training's rows come from training-mode ops, evaluation's from
+         * inference's: each then matches what a pass over the images gives */
+        st = out->training_rows ? an_net_frozen_rows(net, px, b, until, rows)
+                                : an_net_forward_from(net, an_loader_stage(ld), px, b, until, rows);
         if (st != AN_OK) break;
         write_rows(out, i0, b, size, rows, results + i0);
         if (failed && stop_on_failure) break;
@@ -223,21 +235,8 @@ an_status an_loader_freeze(an_loader *ld, an_net *net, int at, int batch, int tr
                        (double)n * width * 4 / 1e6);
     }
     for (int i = 0; i < n; i++) indices[i] = i;
-    an_status st = AN_OK;
-    sigset_t held;
-    an_signals_hold(&held);
-    for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
-        const float *px;
-        int b, failed = 0;
-        if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
-        *n_failed += failed;
-        float *dst = rows + (size_t)i0 * width;
-        /* training's rows come from training-mode ops, evaluation's from
-         * inference's: each then matches what a pass over the images gives */
-        st = training ? an_net_frozen_rows(net, px, b, at, dst) : an_net_forward(net, px, b, at, dst);
-        if (failed && stop_on_failure) break;
-    }
-    an_signals_release(&held);
+    an_rows_out o = {NULL, 0, 0, 0, rows, training};
+    an_status st = an_loader_forward(ld, net, indices, n, at, batch, stop_on_failure, &o, results, n_failed);
     free(indices);
     if (st != AN_OK || (*n_failed && stop_on_failure)) {
         free(rows);

@@ -309,6 +309,11 @@ typedef struct {
     double *data;
     ptrdiff_t row_stride, col_stride;
     double missing;
+    /* instead of data: floats, row-major (row i at floats + i * size),
+     * failed rows zero; training_rows: computed as training computes them
+     * (an_net_frozen_rows) */
+    float *floats;
+    int training_rows;
 } an_rows_out;
 
 /* Output `until` of images indices[0..n) in batches of `batch`, each batch

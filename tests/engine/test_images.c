@@ -1482,7 +1482,7 @@ static void test_array_loader(void)
     double *matrix = malloc((size_t)n * size * sizeof *matrix);
     an_load_result results[11];
     int failed = 0;
-    an_rows_out out = {matrix, 1, n, -1};   /* column-major n x size, as R's */
+    an_rows_out out = {matrix, 1, n, -1, NULL, 0};   /* column-major n x size, as R's */
     an_status st = an_loader_forward(ld, net, order, n, AN_DENSE_3, 4, 0, &out, results, &failed);
     int ok = st == AN_OK && an_net_forward(net, inputs, n, AN_DENSE_3, direct) == AN_OK;
     double err = 0;
