@@ -1539,6 +1539,10 @@ static void test_array_loader(void)
  * last batch; a failed image fails again from the rows. */
 static void test_frozen_rows(void)
 {
+    if (getenv("AN_IMAGES_NO_NET")) {   /* whole AlexNet passes: see test_array_loader */
+        printf("SKIP frozen rows (nets train): AN_IMAGES_NO_NET is set (valgrind)\n");
+        return;
+    }
     const int n = 10, classes = 3;
     void *data = r_array(n, 40, 30, 3, 1, 77);
     an_pixel_array a = describe(data, n, 40, 30, 3, 1);

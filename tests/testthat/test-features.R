@@ -152,4 +152,12 @@ test_that("the README's features-to-SVM lines run without a warning", {
   keep <- apply(f, 2, sd) > 0
   expect_no_warning(m <- e1071::svm(f[, keep], attr(f, "labels"), kernel = "linear"))
   expect_equal(length(predict(m, f[, keep])), 12L)
+  # as accurate as the vignette's lines: svm() standardises each column with
+  # the training images' mean and sd, as the vignette does by hand
+  mu <- colMeans(f[, keep])
+  sds <- apply(f[, keep], 2, sd)
+  z <- sweep(sweep(f[, keep], 2, mu), 2, sds, "/")
+  m2 <- e1071::svm(z, attr(f, "labels"), kernel = "linear", scale = FALSE)
+  expect_identical(as.character(predict(m, f[, keep])), as.character(predict(m2, z)))
+  expect_equal(m$tot.nSV, m2$tot.nSV)
 })
