@@ -339,15 +339,16 @@ SEXP r_an_loader_freeze(SEXP lptr, SEXP nptr, SEXP batch_size, SEXP training, SE
     }
     PROTECT(note);
     R_SetExternalPtrAddr(ptr, rows);
-    SEXP res = PROTECT(batch_result(rows ? ptr : R_NilValue, r, idx, rows ? n : 0, n_failed));
-    res = PROTECT(Rf_lengthgets(res, 4));
     static const char *names[] = {"value", "failed", "stage", "note"};
-    SEXP nm = PROTECT(Rf_allocVector(STRSXP, 4));
-    for (int i = 0; i < 4; i++) SET_STRING_ELT(nm, i, Rf_mkChar(names[i]));
-    Rf_setAttrib(res, R_NamesSymbol, nm);
+    SEXP res = PROTECT(named_list(4, names));
+    SET_VECTOR_ELT(res, 0, rows ? ptr : R_NilValue);
+    /* the images' results exist when the rows were computed, kept or not
+     * (a failure with on_error "stop" keeps none) */
+    int ran = at >= 0 && note == R_NilValue;
+    SET_VECTOR_ELT(res, 1, failures(r, idx, ran ? n : 0, n_failed));
     SET_VECTOR_ELT(res, 2, rows ? Rf_mkString(an_output_name(at)) : R_NilValue);
     SET_VECTOR_ELT(res, 3, note);
-    UNPROTECT(5);
+    UNPROTECT(3);
     return res;
 }
 

@@ -147,6 +147,8 @@ an_status an_net_forward(an_net *net, const float *images, int n, int until, flo
  * gives the same steps as from the images: the dropout masks below are
  * drawn (or skipped) exactly as a whole pass draws them. */
 int an_net_can_start_after(int at);
+/* The same as a status: AN_OK, or the error that says which steps can. */
+an_status an_start_check(int at);
 /* The start for the net's frozen layers: the highest such step at or below
  * its lowest learning one with no dropout below it (a dropout mask changes
  * its output from step to step), or -1 when there is none. */

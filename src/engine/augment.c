@@ -379,14 +379,14 @@ static void sample_separable(const an_geometry *g, const uint8_t *rgb8, const fl
     }
 }
 
-static int grow_floats(an_image_scratch *s, size_t count)
+float *an_scratch_floats(an_image_scratch *s, size_t count)
 {
-    if (s->pix_cap >= count) return 1;
+    if (s->pix_cap >= count) return s->pix;
     float *p = realloc(s->pix, count * sizeof *p);
-    if (!p) return 0;
+    if (!p) return NULL;
     s->pix = p;
     s->pix_cap = count;
-    return 1;
+    return p;
 }
 
 static an_status sample_any(const an_geometry *g, an_image_scratch *s, const uint8_t *rgb8, const float *rgbf,
@@ -428,7 +428,7 @@ an_status an_geometry_sample(const an_geometry *g, an_image_scratch *s, uint8_t 
     if (g->axis_aligned) {
         if (k < 2) return sample_any(g, s, rgb, NULL, w, h, scale, dst);
         size_t ow = (size_t)(w + k - 1) / k, oh = (size_t)(h + k - 1) / k;
-        if (!grow_floats(s, ow * oh * 3))
+        if (!an_scratch_floats(s, ow * oh * 3))
             return an_fail(AN_ERR_MEMORY, "out of memory reducing a %d x %d image", w, h);
         box_average(rgb, NULL, w, h, k, NULL, s->pix, &w, &h);
         return sample_any(g, s, NULL, s->pix, w, h, scale / k, dst);

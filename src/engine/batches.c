@@ -211,11 +211,9 @@ an_status an_loader_freeze(an_loader *ld, an_net *net, int at, int batch, int tr
     *n_failed = 0;
     if (!ld || !net) return an_fail(AN_ERR_ARGUMENT, "an_loader_freeze: no loader or net");
     if (an_loader_stage(ld) != -1) return an_fail(AN_ERR_ARGUMENT, "the loader's images are already rows");
-    if (at < 0 || !an_net_can_start_after(at))
-        return an_fail(AN_ERR_ARGUMENT, "no rows can start a net after step %d", at);
+    an_status st = at < 0 ? an_fail(AN_ERR_ARGUMENT, "rows are the output of a step, not the images") : an_start_check(at);
+    if (st != AN_OK) return st;
     int n = an_loader_size(ld);
-    if (batch < 1) return an_fail(AN_ERR_ARGUMENT, "batch size %d: at least 1 expected", batch);
-    if (batch > n) batch = n;
     size_t width = an_output_size(net, at);
     /* rows that would crowd out the rest are not kept (with overcommit a
      * malloc that succeeds is no promise) */
@@ -236,7 +234,7 @@ an_status an_loader_freeze(an_loader *ld, an_net *net, int at, int batch, int tr
     }
     for (int i = 0; i < n; i++) indices[i] = i;
     an_rows_out o = {NULL, 0, 0, 0, rows, training};
-    an_status st = an_loader_forward(ld, net, indices, n, at, batch, stop_on_failure, &o, results, n_failed);
+    st = an_loader_forward(ld, net, indices, n, at, batch, stop_on_failure, &o, results, n_failed);
     free(indices);
     if (st != AN_OK || (*n_failed && stop_on_failure)) {
         free(rows);

@@ -358,6 +358,8 @@ struct an_image_scratch {
 };
 
 void an_image_scratch_free(an_image_scratch *s);
+/* s->pix with room for `count` floats (grown as needed), or NULL */
+float *an_scratch_floats(an_image_scratch *s, size_t count);
 
 /* Chooses libjpeg's scale numerator M (denominator 8) from the declared
  * size; NULL means full size (8). */

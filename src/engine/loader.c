@@ -438,7 +438,7 @@ an_status an_loader_create_rows(float *rows, an_load_result *results, int n, siz
     (*out)->row_results = results;
     (*out)->image_floats = width;
     (*out)->stage = stage;
-    (*out)->is_array = 1;   /* no paths */
+    (*out)->is_array = 1;   /* no paths: its path list has one empty slot */
     return AN_OK;
 }
 
@@ -489,7 +489,7 @@ an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_
     pthread_mutex_lock(&ld->mu);
     b->count = count;
     b->blocked = 0;
-    if (ld->is_array && !ld->bytes && !ld->rows && ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE && count > 1) {
+    if (ld->is_array && !ld->bytes && ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE && count > 1) {
         b->blocked = 1;
         for (int j = 1; j < count && b->blocked; j++) b->blocked = indices[j] == indices[0] + j;
     }

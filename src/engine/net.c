@@ -496,15 +496,23 @@ int an_net_can_start_after(int at)
     return at == -1 || (at >= 0 && at + 1 < AN_N_OUTPUTS && an_steps[at + 1].kind == AN_STEP_DENSE);
 }
 
+an_status an_start_check(int at)
+{
+    if (an_net_can_start_after(at)) return AN_OK;
+    return an_fail(AN_ERR_ARGUMENT, "the net cannot start after step %d: only the inputs of dense layers "
+                   "(convpool_5, dense_1, dense_2) are kept as rows", at);
+}
+
 /* Training-mode ops (their arithmetic can differ from inference's in the
  * last bit), no dropout: the rows a training pass computes below `at`. */
 static an_status frozen_rows(an_net *net, const float *images, int n, int at, float *out)
 {
     if (!net || !images || !out) return an_fail(AN_ERR_ARGUMENT, "frozen rows called with a NULL pointer");
     if (n < 1) return an_fail(AN_ERR_ARGUMENT, "batch of %d images: at least 1 is needed", n);
-    if (!an_net_can_start_after(at) || at < 0) return an_fail(AN_ERR_ARGUMENT, "no rows can start a net after step %d", at);
+    an_status s = at < 0 ? an_fail(AN_ERR_ARGUMENT, "rows are the output of a step, not the images") : an_start_check(at);
+    if (s != AN_OK) return s;
     an_plan *p;
-    an_status s = an_plan_for(net, n, 1, &p);
+    s = an_plan_for(net, n, 1, &p);
     if (s == AN_OK) s = an_plan_load(net, p, -1, images);
     if (s == AN_OK) s = plan_run(net, p, 0, at, 0);
     if (s == AN_OK) s = net->dev->ops->download(net->dev, out, p->act[at], sizeof(float) * n * an_output_size(net, at));
@@ -537,9 +545,9 @@ int an_net_frozen_start(const an_net *net)
 an_status an_plan_load(an_net *net, an_plan *p, int at, const float *x)
 {
     if (at == -1) return net->dev->ops->preprocess(net->dev, p->n, x, net->mean, net->input_scale, p->input);
-    if (!an_net_can_start_after(at) || p->layout[at])
-        return an_fail(AN_ERR_ARGUMENT, "the net cannot start after step %d: only the inputs of dense layers "
-                       "(convpool_5, dense_1, dense_2) are kept as rows", at);
+    an_status s = an_start_check(at);
+    if (s != AN_OK) return s;
+    if (p->layout[at]) return an_fail(AN_ERR_ARGUMENT, "step %d's output is not plain rows on this device", at);
     return net->dev->ops->upload(net->dev, p->act[at], x, sizeof(float) * p->n * an_output_size(net, at));
 }
 
@@ -563,8 +571,9 @@ static an_status net_forward(an_net *net, int at, const float *x, int n, int unt
 {
     if (!net || !x || !out) return an_fail(AN_ERR_ARGUMENT, "forward called with a NULL pointer");
     if (n < 1) return an_fail(AN_ERR_ARGUMENT, "batch of %d images: at least 1 is needed", n);
-    if (until < 0 || until >= AN_N_OUTPUTS || until <= at)
-        return an_fail(AN_ERR_ARGUMENT, "output index %d is not above the start %d", until, at);
+    if (until < 0 || until >= AN_N_OUTPUTS)
+        return an_fail(AN_ERR_ARGUMENT, "unknown output index %d", until);
+    if (until <= at) return an_fail(AN_ERR_ARGUMENT, "output index %d is not above the start %d", until, at);
     an_plan *p;
     an_status s = an_plan_for(net, n, 0, &p);
     if (s != AN_OK) return s;

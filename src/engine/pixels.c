@@ -222,19 +222,13 @@ an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scr
     }
     an_image_scratch own = {0};
     if (!s) s = &own;
-    size_t count = (size_t)a->h * a->w * 3;
-    an_status st = AN_OK;
-    if (s->pix_cap < count) {
-        float *p = realloc(s->pix, count * sizeof *p);
-        if (!p) st = an_fail(AN_ERR_MEMORY, "out of memory converting an image of %d x %d pixels", a->h, a->w);
-        else {
-            s->pix = p;
-            s->pix_cap = count;
-        }
-    }
-    if (st == AN_OK) {
-        gather_rgb(a, index, s->pix);
-        st = an_resample_float(s, s->pix, a->w, a->h, NULL, dst);
+    float *rgb = an_scratch_floats(s, (size_t)a->h * a->w * 3);
+    an_status st;
+    if (!rgb) {
+        st = an_fail(AN_ERR_MEMORY, "out of memory converting an image of %d x %d pixels", a->h, a->w);
+    } else {
+        gather_rgb(a, index, rgb);
+        st = an_resample_float(s, rgb, a->w, a->h, NULL, dst);
     }
     an_image_scratch_free(&own);
     return st;

@@ -167,9 +167,8 @@ an_status an_net_backward(an_net *net, const float *images, const int *labels, i
 static an_status check_start(const an_net *net, int at)
 {
     if (at == -1) return AN_OK;
-    if (!an_net_can_start_after(at))
-        return an_fail(AN_ERR_ARGUMENT, "training cannot start after step %d: only the inputs of dense layers "
-                       "(convpool_5, dense_1, dense_2) are kept as rows", at);
+    an_status s = an_start_check(at);   /* first: at indexes the steps below */
+    if (s != AN_OK) return s;
     for (int i = 0; i <= at; i++)
         if (an_steps[i].param >= net->trainable_from)
             return an_fail(AN_ERR_ARGUMENT, "layer %s learns, but training starts above it (after %s)",
