@@ -12,7 +12,7 @@
  *
  * Usage: bench_engine [--batches 16,64] [--cases features,full] [--threads 2]
  *                     [--budget 4] [--warmup 3] [--min-reps 5] [--max-reps 200]
- *                     [--seed 42] [--layers]
+ *                     [--seed 42] [--layers] [--precision f32|bf16]
  * --layers also times the forward pass up to every step and prints the
  * differences (the time of each step, plus any change in the cost of
  * handing the output back in plain layout).
@@ -67,7 +67,7 @@ static double foreign_load(snapshot a, snapshot b)
 }
 
 typedef struct {
-    int threads, warmup, min_reps, max_reps, layers;
+    int threads, warmup, min_reps, max_reps, layers, bf16;
     double budget;
     uint64_t seed;
     char batches[256], cases[256];
@@ -75,7 +75,7 @@ typedef struct {
 
 static int parse(int argc, char **argv, options *o)
 {
-    o->threads = 2; o->warmup = 3; o->min_reps = 5; o->max_reps = 200; o->layers = 0;
+    o->threads = 2; o->warmup = 3; o->min_reps = 5; o->max_reps = 200; o->layers = 0; o->bf16 = 0;
     o->budget = 4.0; o->seed = 42;
     strcpy(o->batches, "16,64");
     strcpy(o->cases, "features,full");
@@ -83,6 +83,7 @@ static int parse(int argc, char **argv, options *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define OPT(name) (strcmp(a, name) == 0 && v && (i++, 1))
         if (strcmp(a, "--layers") == 0) o->layers = 1;
+        else if (OPT("--precision") && (strcmp(v, "f32") == 0 || strcmp(v, "bf16") == 0)) o->bf16 = v[0] == 'b';
         else if (OPT("--batches")) snprintf(o->batches, sizeof o->batches, "%s", v);
         else if (OPT("--cases")) snprintf(o->cases, sizeof o->cases, "%s", v);
         else if (OPT("--threads")) o->threads = atoi(v);
@@ -94,7 +95,7 @@ static int parse(int argc, char **argv, options *o)
         else {
             fprintf(stderr, "usage: bench_engine [--batches 16,64] [--cases features,full] "
                             "[--threads 2] [--budget 4] [--warmup 3] [--min-reps 5] "
-                            "[--max-reps 200] [--seed 42] [--layers]\n");
+                            "[--max-reps 200] [--seed 42] [--layers] [--precision f32|bf16]\n");
             return 0;
         }
 #undef OPT
@@ -149,7 +150,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_engine: an_net_create: %s\n", an_error_message());
         return 1;
     }
-    printf("engine info backend=\"%s\" threads=%d\n", an_backend_name(), an_get_threads());
+    if (o.bf16 && an_net_set_precision(net, AN_PRECISION_BF16) != AN_OK) {
+        fprintf(stderr, "bench_engine: %s\n", an_error_message());
+        return 1;
+    }
+    printf("engine info backend=\"%s\" threads=%d precision=%s\n", an_backend_name(), an_get_threads(),
+           o.bf16 ? "bf16" : "f32");
     fflush(stdout);
 
     int rc = 0;

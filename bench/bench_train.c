@@ -1,6 +1,7 @@
 /* bench_train.c: training throughput of the engine (SGD step with Nesterov
  * momentum, cross-entropy, dropout 0.5) at a given batch size, and the
- * process's peak memory. Prints: engine train batch=B ips=X peak_rss_mb=M */
+ * process's peak memory. Usage: bench_train [batch 16] [steps 12] [f32|bf16]
+ * Prints: engine train batch=B precision=P ips=X peak_rss_mb=M */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +12,14 @@
 int main(int argc, char **argv)
 {
     int batch = argc > 1 ? atoi(argv[1]) : 16, steps = argc > 2 ? atoi(argv[2]) : 12;
-    int classes = 2;
+    int classes = 2, bf16 = argc > 3 && strcmp(argv[3], "bf16") == 0;
     an_set_threads(2);
     an_net *net;
     if (an_net_create(classes, 1, &net) != AN_OK) { fprintf(stderr, "%s\n", an_error_message()); return 1; }
+    if (bf16 && an_net_set_precision(net, AN_PRECISION_BF16) != AN_OK) {
+        fprintf(stderr, "%s\n", an_error_message());
+        return 1;
+    }
     float *x = malloc(sizeof(float) * batch * AN_INPUT_PIXELS);
     int *labels = malloc(sizeof(int) * batch);
     srand(1);
@@ -32,8 +37,8 @@ int main(int argc, char **argv)
         if (s >= 0) t[s] = now() - t0;
     }
     qsort(t, steps, sizeof *t, cmp_double);
-    printf("engine train batch=%d ips=%.2f steps=%d peak_rss_mb=%.1f\n", batch, batch / t[steps / 2], steps,
-           peak_rss_mb());
+    printf("engine train batch=%d precision=%s ips=%.2f steps=%d peak_rss_mb=%.1f\n", batch, bf16 ? "bf16" : "f32",
+           batch / t[steps / 2], steps, peak_rss_mb());
     an_net_free(net);
     free(x); free(labels); free(t);
     return 0;

@@ -555,12 +555,54 @@ def image_fixtures(out):
     wr.write(os.path.join(out, "image.anfx"))
 
 
+# ---------------------------------------------------------------- bf16
+# How far PyTorch's own bf16 autocast lands from its float32 on the net of
+# net.anfx: the yardstick for the engine's bf16 (test_bf16 holds it to these
+# errors, with a margin). Forward: max |bf16 - f32| / max |f32| of each named
+# output on net.anfx's two images. Training: |g_bf16 - g_f32| / |g_f32| of each
+# weight gradient, cross-entropy on train.anfx's images plus a fourth (dropout
+# off), labels BF16_LABELS. Gradients move far (~10-30%): the forward's bf16
+# error flips ReLU and max-pool decisions, each of which reroutes gradient.
+BF16_LABELS = [9, 4, 1, 3]
+
+
+def bf16_fixtures(out):
+    wr = Writer()
+    ps = [(w.float(), b.float()) for w, b in net_params()]
+    x = net_images(2000, 2).float()
+    ref, got = {}, {}
+    with torch.no_grad():
+        net_forward(x, ps, ref)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            net_forward(x, ps, got)
+    for name, t in ref.items():
+        e = ((got[name].float() - t).abs().max() / t.abs().max()).item()
+        wr.add("bf16.net." + name, [e])
+        print("  bf16 autocast %-10s max error %.2e of the largest value" % (name, e))
+    x = net_images(2001, 4).float()
+    labels = torch.tensor(BF16_LABELS)
+
+    def grads(autocast):
+        flat = [p.detach().clone().requires_grad_() for wb in ps for p in wb]
+        with torch.enable_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            z = net_forward(x, [flat[2 * j:2 * j + 2] for j in range(len(ps))])
+            loss = train_loss("ce", z.float(), labels).mean()
+        return torch.autograd.grad(loss, flat)
+
+    g32, g16 = grads(False), grads(True)
+    for j, name in enumerate(PNAMES):
+        e = ((g16[2 * j].float() - g32[2 * j]).norm() / g32[2 * j].norm()).item()
+        wr.add("bf16.grad." + name, [e])
+        print("  bf16 autocast %-10s weight gradient |bf16 - f32| = %.2e |f32|" % (name, e))
+    wr.write(os.path.join(out, "bf16.anfx"))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "tests", "engine", "fixtures")
-    which = sys.argv[2:] or ["ops", "image", "net", "train"]
+    which = sys.argv[2:] or ["ops", "image", "net", "train", "bf16"]
     makers = {"ops": op_fixtures, "image": image_fixtures, "net": net_fixtures,
-              "train": train_fixtures}
+              "train": train_fixtures, "bf16": bf16_fixtures}
     os.makedirs(out, exist_ok=True)
     for name in which:
         makers[name](out)

@@ -274,9 +274,25 @@ const char *an_backend_name(void);
  * state live there, and a host copy (an_net_params) catches up on request. */
 #define AN_DEVICE_CPU (-1)
 /* Move a net to AN_DEVICE_CPU or the CUDA device `device` (0, 1, ...). On
- * failure (no such GPU, out of GPU memory) it stays where it was. */
+ * failure (no such GPU, out of GPU memory) it stays where it was. A bf16 net
+ * moved where bf16 is missing becomes f32 (an_net_precision tells). */
 an_status an_net_set_device(an_net *net, int device);
 int an_net_device(const an_net *net);
+
+/* ---- precision ----
+ * f32 everywhere, or bf16 multiplications in the convolutions: inputs,
+ * weights and output gradients rounded to bf16, products summed in f32;
+ * activations, the dense layers, softmax, loss, the parameters (the master
+ * copy) and SGD stay f32, so features and gradients come out in f32. The
+ * bf16 weights are a cache of the f32 ones, made anew after each change. */
+typedef enum { AN_PRECISION_F32 = 0, AN_PRECISION_BF16 = 1 } an_precision;
+/* Set the net's precision. bf16 where the device has no native bf16 (a CPU
+ * without AVX512_BF16; the GPU backend, not written yet) is refused with a
+ * message saying why, and the net keeps its precision. */
+an_status an_net_set_precision(an_net *net, an_precision precision);
+an_precision an_net_precision(const an_net *net);
+/* NULL when `device` runs bf16 natively, else why not (AN_DEVICE_CPU or a GPU) */
+const char *an_bf16_missing(int device);
 
 int an_cuda_built(void);           /* 1 when the engine was built with CUDA and cuDNN */
 int an_cuda_device_count(void);    /* usable GPUs; 0 when not built, no driver or none */

@@ -278,6 +278,7 @@ an_status an_net_set_device(an_net *net, int device)
         return s;
     }
     release_device_state(net);
+    if (dev->ops->bf16_missing(dev)) net->precision = AN_PRECISION_F32;
     net->dev = dev;
     net->device = device;
     net->dparams = dparams;
@@ -286,6 +287,30 @@ an_status an_net_set_device(an_net *net, int device)
     net->params_version++;
     return AN_OK;
 }
+
+const char *an_bf16_missing(int device)
+{
+    if (device == AN_DEVICE_CPU) return an_cpu_device()->ops->bf16_missing(an_cpu_device());
+    an_device *dev;
+    if (an_cuda_device_open(device, &dev) != AN_OK) return an_error_message();
+    const char *why = dev->ops->bf16_missing(dev);
+    dev->ops->close(dev);
+    return why;
+}
+
+an_status an_net_set_precision(an_net *net, an_precision precision)
+{
+    if (precision != AN_PRECISION_F32 && precision != AN_PRECISION_BF16)
+        return an_fail(AN_ERR_ARGUMENT, "unknown precision %d", (int)precision);
+    if (precision == net->precision) return AN_OK;
+    const char *why = precision == AN_PRECISION_BF16 ? net->dev->ops->bf16_missing(net->dev) : NULL;
+    if (why) return an_fail(AN_ERR_ARGUMENT, "bf16 is not available: %s", why);
+    free_plans(net);    /* the ops are made for one precision */
+    net->precision = precision;
+    return AN_OK;
+}
+
+an_precision an_net_precision(const an_net *net) { return net->precision; }
 
 /* An independent copy on the CPU: parameters, mean, input scale, frozen
  * layers, dropout rate and generator, and the optimizer state (velocity,
@@ -311,6 +336,7 @@ an_status an_net_clone(const an_net *src, an_net **out)
     net->train = train;
     memcpy(net->mean, src->mean, sizeof net->mean);
     net->input_scale = src->input_scale;
+    net->precision = src->precision;
     net->trainable_from = src->trainable_from;
     net->dropout = src->dropout;
     net->dropout_rng = src->dropout_rng;
@@ -362,7 +388,8 @@ static an_status plan_ops(const an_net *net, an_plan *p)
                                    : an_steps[i - 1].out;
         if (st->kind == AN_STEP_CONV) {
             const an_param_layer *l = &net->layers[st->param];
-            an_conv_spec cs = {n, in.c, in.h, in.w, l->out, l->kh, l->stride, l->pad, l->groups, l->relu};
+            an_conv_spec cs = {n, in.c, in.h, in.w, l->out, l->kh, l->stride, l->pad, l->groups, l->relu,
+                               net->precision == AN_PRECISION_BF16};
             s = B->conv_create(dev, &cs, training, prev, 0, &p->op[i].conv);
             if (s == AN_OK) prev = B->conv_out_layout(p->op[i].conv);
         } else if (st->kind == AN_STEP_POOL) {

@@ -70,6 +70,7 @@ struct an_net {
     int share_offset, share_global;
     float mean[3];
     float input_scale;                  /* after the mean: (x - mean) * scale */
+    an_precision precision;             /* of the convolutions' multiplications */
     an_param_layer layers[AN_N_PARAM_LAYERS];
     size_t n_params;
     float *params;

@@ -32,6 +32,8 @@ typedef struct {
     int n, in, h, w;        /* input batch, channels, rows, cols */
     int out, k, stride, pad, groups;
     int relu;               /* apply ReLU to the output */
+    int bf16;               /* multiply in bf16 (inputs, weights and output
+                             * gradients rounded), accumulate and store in f32 */
 } an_conv_spec;
 
 typedef struct an_conv an_conv;
@@ -140,6 +142,8 @@ struct an_backend {
     an_status (*zero)(an_device *dev, void *dst, size_t bytes);
     /* memory the device has free and in all, in bytes (the CPU: physical) */
     an_status (*memory)(an_device *dev, double *free_bytes, double *total_bytes);
+    /* why bf16 convolutions cannot run here at full speed, or NULL when they can */
+    const char *(*bf16_missing)(an_device *dev);
     /* tensors in an op's layout (never NULL here: NULL means plain) */
     size_t (*layout_bytes)(const an_layout *layout);
     an_status (*download_plain)(an_device *dev, const an_layout *layout, const float *src, float *host_dst);
@@ -190,6 +194,9 @@ an_device *an_cpu_device(void);
  * cuBLAS handles; close it with dev->ops->close. Fails with a clear message
  * where the package was built without CUDA or the GPU is missing. */
 an_status an_cuda_device_open(int ordinal, an_device **out);
+
+/* For tests: the CPU answers as if it had no AVX512_BF16 (1) or as it is (0). */
+void an_cpu_test_hide_bf16(int hide);
 
 /* For tests: every later GPU allocation through the backend of more than
  * `bytes` fails as if the GPU were out of memory (0: no limit). */

@@ -110,12 +110,14 @@ static dnnl_memory_desc_t nchw_md(int n, int c, int h, int w)
     return plain_md(4, d);
 }
 
-static dnnl_memory_desc_t any_md(int ndims, const dnnl_dim_t *dims)
+static dnnl_memory_desc_t typed_any_md(int ndims, const dnnl_dim_t *dims, dnnl_data_type_t type)
 {
     dnnl_memory_desc_t md;
-    dnnl_memory_desc_init_by_tag(&md, ndims, dims, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&md, ndims, dims, type, dnnl_format_tag_any);
     return md;
 }
+
+static dnnl_memory_desc_t any_md(int ndims, const dnnl_dim_t *dims) { return typed_any_md(ndims, dims, dnnl_f32); }
 
 /* Arguments of one primitive execution: memory objects wrapping caller
  * buffers, freed after the call. */
@@ -254,7 +256,7 @@ struct an_conv {
     dnnl_memory_desc_t w_plain, b_md;
     dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_w_pd;
     dnnl_primitive_t fwd, bwd_data, bwd_w;
-    buffer w_cache, src_tmp, dst_tmp, dd_tmp, dsrc_tmp, dw_tmp, x_tmp;
+    buffer w_cache, dst_tmp, dsrc_tmp, dw_tmp;
     uint64_t w_version;                         /* of w_cache; 0 = none */
 };
 
@@ -269,12 +271,14 @@ static an_status conv_check(const an_conv_spec *s)
     return AN_OK;
 }
 
+/* the weights as the caller keeps them (plain f32), or in the layout and
+ * type the primitive picks (`any`: bf16 when the op multiplies in bf16) */
 static dnnl_memory_desc_t conv_weights_md(const an_conv_spec *s, int any)
 {
     int g = s->groups;
     dnnl_dims_t d5 = {g, s->out / g, s->in / g, s->k, s->k};
     dnnl_dims_t d4 = {s->out, s->in, s->k, s->k};
-    if (any) return g > 1 ? any_md(5, d5) : any_md(4, d4);
+    if (any) return typed_any_md(g > 1 ? 5 : 4, g > 1 ? d5 : d4, s->bf16 ? dnnl_bf16 : dnnl_f32);
     return g > 1 ? plain_md(5, d5) : plain_md(4, d4);
 }
 
@@ -297,9 +301,14 @@ an_status an_conv_create(const an_conv_spec *spec, int training, const an_layout
     else an_layout_plain(&op->in, spec->n, spec->in, spec->h, spec->w);
     op->w_plain = conv_weights_md(spec, 0);
     op->b_md = plain_md(1, bias_dims);
+    /* In bf16 the multiplications take bf16 inputs, weights and output
+     * gradients (converted on the way in); outputs, input gradients and
+     * weight gradients stay f32, so every other op and SGD see f32. */
+    dnnl_data_type_t mul_type = spec->bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t w_any = conv_weights_md(spec, 1), dst_any = any_md(4, dst_dims);
+    dnnl_memory_desc_t diff_dst_any = typed_any_md(4, dst_dims, mul_type);
     dnnl_dims_t src_dims = {spec->n, spec->in, spec->h, spec->w};
-    dnnl_memory_desc_t src_any = any_md(4, src_dims);
+    dnnl_memory_desc_t src_any = typed_any_md(4, src_dims, mul_type), diff_src_any = any_md(4, src_dims);
 
     dnnl_convolution_desc_t desc;
     dnnl_primitive_attr_t attr = NULL;
@@ -325,13 +334,17 @@ an_status an_conv_create(const an_conv_spec *spec, int training, const an_layout
         if (plain_out) op->out.md = nchw_md(spec->n, spec->out, oh, ow);
     }
     if (s == AN_OK && training) {
+        /* the input gradient in the forward input's layout (f32) */
         const dnnl_memory_desc_t *fwd_src = query(op->fwd_pd, dnnl_query_src_md);
-        dnnl_memory_desc_t b_any = any_md(1, bias_dims);
+        dnnl_memory_desc_t diff_src = *fwd_src;
+        if (spec->bf16) diff_src = diff_src_any;
+        dnnl_memory_desc_t b_any = any_md(1, bias_dims), dw_any = w_any;
+        if (spec->bf16) dw_any.data_type = dnnl_f32;
         dnnl_convolution_desc_t bd, bw;
-        if (dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, fwd_src, &w_any, &dst_any,
+        if (dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &diff_src, &w_any, &diff_dst_any,
                                                      strides, pad, pad) != dnnl_success ||
-            dnnl_convolution_backward_weights_desc_init(&bw, dnnl_convolution_direct, &src_any, &w_any, &b_any,
-                                                        &dst_any, strides, pad, pad) != dnnl_success)
+            dnnl_convolution_backward_weights_desc_init(&bw, dnnl_convolution_direct, &src_any, &dw_any, &b_any,
+                                                        &diff_dst_any, strides, pad, pad) != dnnl_success)
             s = an_fail(AN_ERR_BACKEND, "oneDNN rejected a convolution backward shape");
         if (s == AN_OK)
             s = make_primitive(&bd, NULL, op->fwd_pd, &op->bwd_data_pd, &op->bwd_data, "convolution backward data");
@@ -354,10 +367,18 @@ void an_conv_free(an_conv *op)
         if (prims[i]) dnnl_primitive_destroy(prims[i]);
         if (pds[i]) dnnl_primitive_desc_destroy(pds[i]);
     }
-    buffer *bufs[] = {&op->w_cache, &op->src_tmp, &op->dst_tmp, &op->dd_tmp, &op->dsrc_tmp, &op->dw_tmp, &op->x_tmp};
-    for (int i = 0; i < 7; i++) buffer_free(bufs[i]);
+    buffer *bufs[] = {&op->w_cache, &op->dst_tmp, &op->dsrc_tmp, &op->dw_tmp};
+    for (int i = 0; i < 4; i++) buffer_free(bufs[i]);
     free(op);
 }
+
+/* A convolution's input and output gradient in the layout (and, in bf16,
+ * the type) its primitive wants: converted copies live here only for the
+ * length of one call, so every convolution shares these two buffers rather
+ * than keeping its own (in bf16 that halves the conversions' memory). The
+ * CPU device computes one op at a time (the loader's threads never run ops),
+ * as a GPU device shares its workspace. */
+static buffer conv_src_scratch, conv_dd_scratch;
 
 an_status an_conv_forward(an_conv *op, const float *x, const float *w, const float *b,
                           uint64_t w_version, float *y)
@@ -367,7 +388,7 @@ an_status an_conv_forward(an_conv *op, const float *x, const float *w, const flo
     const dnnl_memory_desc_t *dst_md = query(op->fwd_pd, dnnl_query_dst_md);
     const void *src, *wt = w;
     an_status s = backend_ready();
-    if (s == AN_OK) s = as_layout(&op->in.md, x, src_md, &op->src_tmp, &src);
+    if (s == AN_OK) s = as_layout(&op->in.md, x, src_md, &conv_src_scratch, &src);
     /* Reordered weights are cached while the parameters keep their version. */
     if (s == AN_OK && !dnnl_memory_desc_equal(&op->w_plain, w_md)) {
         if (w_version == 0 || w_version != op->w_version) {
@@ -402,17 +423,19 @@ an_status an_conv_backward(an_conv *op, const float *x, const float *w, const fl
     if (s != AN_OK) return s;
     if (op->s.relu) relu_mask(an_layout_bytes(&op->out) / sizeof(float), y, dy);
     argset args = {0};
+    const dnnl_memory_desc_t *w_dd_md = query(op->bwd_w_pd, dnnl_query_diff_dst_md);
+    const void *w_dd = NULL;   /* dy as the weight gradient took it */
     /* gradient wrt the weights and bias */
     {
         const dnnl_memory_desc_t *src_md = query(op->bwd_w_pd, dnnl_query_src_md);
-        const dnnl_memory_desc_t *dd_md = query(op->bwd_w_pd, dnnl_query_diff_dst_md);
+        const dnnl_memory_desc_t *dd_md = w_dd_md;
         const dnnl_memory_desc_t *dw_md = query(op->bwd_w_pd, dnnl_query_diff_weights_md);
         const dnnl_memory_desc_t *db_md = dnnl_primitive_desc_query_md(op->bwd_w_pd, dnnl_query_diff_weights_md, 1);
         const void *src, *dd;
         void *dwt = dw;
         int dw_direct = dnnl_memory_desc_equal(dw_md, &op->w_plain);
-        s = as_layout(&op->in.md, x, src_md, &op->x_tmp, &src);
-        if (s == AN_OK) s = as_layout(&op->out.md, dy, dd_md, &op->dd_tmp, &dd);
+        s = as_layout(&op->in.md, x, src_md, &conv_src_scratch, &src);
+        if (s == AN_OK) s = as_layout(&op->out.md, dy, dd_md, &conv_dd_scratch, &dd);
         if (s == AN_OK && !dw_direct) {
             s = buffer_fit(&op->dw_tmp, dnnl_memory_desc_get_size(dw_md));
             dwt = op->dw_tmp.data;
@@ -423,6 +446,7 @@ an_status an_conv_backward(an_conv *op, const float *x, const float *w, const fl
         if (s == AN_OK) s = arg_add(&args, DNNL_ARG_DIFF_BIAS, db_md, db);
         s = run(op->bwd_w, &args, s);
         if (s == AN_OK && !dw_direct) s = reorder(dw_md, dwt, &op->w_plain, dw);
+        w_dd = dd;
     }
     /* gradient wrt the input */
     if (s == AN_OK && dx) {
@@ -433,7 +457,9 @@ an_status an_conv_backward(an_conv *op, const float *x, const float *w, const fl
         buffer w_tmp = {0};
         int ds_direct = dnnl_memory_desc_equal(ds_md, &op->in.md);
         void *ds = dx;
-        s = as_layout(&op->out.md, dy, dd_md, &op->dd_tmp, &dd);
+        /* dy converted once when both gradients take it the same way */
+        if (dnnl_memory_desc_equal(dd_md, w_dd_md)) dd = w_dd;
+        else s = as_layout(&op->out.md, dy, dd_md, &conv_dd_scratch, &dd);
         if (s == AN_OK) s = as_layout(&op->w_plain, w, w_md, &w_tmp, &wt);
         if (s == AN_OK && !ds_direct) {
             s = buffer_fit(&op->dsrc_tmp, dnnl_memory_desc_get_size(ds_md));
@@ -784,6 +810,22 @@ static an_status cpu_memory(an_device *dev, double *free_bytes, double *total_by
     *free_bytes = (double)sysconf(_SC_AVPHYS_PAGES) * page;
     return AN_OK;
 }
+/* oneDNN's bf16 kernels need AVX512_BF16 (Cooper Lake, Sapphire Rapids,
+ * Zen 4); elsewhere it would emulate them, slower than f32. */
+static int bf16_hidden_for_tests;
+
+void an_cpu_test_hide_bf16(int hide) { bf16_hidden_for_tests = hide; }
+
+static const char *cpu_bf16_missing(an_device *dev)
+{
+    (void)dev;
+    if (backend_ready() != AN_OK) return "oneDNN could not start";
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (bf16_hidden_for_tests || (isa & dnnl_cpu_isa_avx512_core_bf16) != dnnl_cpu_isa_avx512_core_bf16)
+        return "this CPU has no AVX512_BF16 instructions";
+    return NULL;
+}
+
 static an_status cpu_download_plain(an_device *dev, const an_layout *layout, const float *src, float *dst)
 {
     (void)dev;
@@ -880,7 +922,7 @@ static void cpu_close(an_device *dev) { (void)dev; }
 
 static const an_backend cpu_backend = {
     "cpu", cpu_close,
-    cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero, cpu_memory,
+    cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero, cpu_memory, cpu_bf16_missing,
     an_layout_bytes, cpu_download_plain,
     cpu_conv_create, an_conv_out_layout, an_conv_free, an_conv_forward, an_conv_backward,
     cpu_pool_create, an_pool_out_layout, an_pool_free, an_pool_forward, cpu_pool_backward,

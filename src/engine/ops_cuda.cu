@@ -489,12 +489,20 @@ static an_status conv_setup(an_conv *op)
     return grow_workspace(op->dev, op->workspace_bytes);
 }
 
+/* bf16 on the GPU (cuDNN tensor cores) is not written yet: the net keeps f32 here */
+static const char *cuda_bf16_missing(an_device *dev)
+{
+    (void)dev;
+    return "the GPU backend computes in f32 only (its bf16 kernels are not written yet)";
+}
+
 static an_status cuda_conv_create(an_device *dev, const an_conv_spec *spec, int training, const an_layout *in,
                                   int plain_out, an_conv **out)
 {
     (void)in; (void)plain_out;   /* always plain here */
     *out = NULL;
     const an_conv_spec *s = spec;
+    if (s->bf16) return an_fail(AN_ERR_ARGUMENT, "%s", cuda_bf16_missing(dev));
     if (s->n < 1 || s->in < 1 || s->out < 1 || s->k < 1 || s->stride < 1 || s->pad < 0 || s->groups < 1 ||
         s->in % s->groups || s->out % s->groups || s->h + 2 * s->pad < s->k || s->w + 2 * s->pad < s->k)
         return an_fail(AN_ERR_ARGUMENT, "invalid convolution shape (n %d, in %d, %dx%d, out %d, k %d, groups %d)",
@@ -1014,7 +1022,7 @@ static void cuda_close(an_device *dev)
 
 static const an_backend cuda_backend = {
     "cuda", cuda_close,
-    cuda_alloc, cuda_release, cuda_upload, cuda_download, cuda_zero, cuda_memory,
+    cuda_alloc, cuda_release, cuda_upload, cuda_download, cuda_zero, cuda_memory, cuda_bf16_missing,
     cuda_layout_bytes, cuda_download_plain,
     cuda_conv_create, cuda_conv_out_layout, conv_free, cuda_conv_forward, cuda_conv_backward,
     cuda_pool_create, cuda_pool_out_layout, pool_free, cuda_pool_forward, cuda_pool_backward,

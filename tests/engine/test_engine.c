@@ -294,11 +294,6 @@ static const layer_t LAYERS[AN_N_PARAM_LAYERS] = {
     {"conv_5", 1, 256, 384, 3, 1, 1, 2, 1},  {"dense_1", 0, 4096, 9216, 1, 1, 0, 1, 1},
     {"dense_2", 0, 4096, 4096, 1, 1, 0, 1, 1}, {"dense_3", 0, -1, 4096, 1, 1, 0, 1, 0}};
 
-static int fan_in(const an_param_layer *L)
-{
-    return L->is_conv ? L->in / L->groups * L->kh * L->kw : L->in;
-}
-
 static void test_output_names(void)
 {
     int bad = 0;
@@ -513,19 +508,6 @@ static void test_image(void)
 }
 
 /* ---------------------------------------------------------------- whole net */
-
-/* the whole-net parameters of net.anfx and train.anfx */
-static void hash_fill_net(an_net *net)
-{
-    float *p = an_net_params(net);
-    for (int j = 0; j < AN_N_PARAM_LAYERS; j++) {
-        const an_param_layer *L = an_net_param_layer(net, j);
-        float scale = j == AN_P_DENSE_3 ? (float)(sqrt(6.0 / fan_in(L)) / 32) : he_uniform_scale(fan_in(L));
-        hash_fill(p + L->weight_offset, L->weight_count, 1000 + 2 * (uint64_t)j, scale);
-        hash_fill(p + L->bias_offset, L->bias_count, 1001 + 2 * (uint64_t)j, 0.1f);
-    }
-    an_net_params_changed(net);
-}
 
 static void test_net(void)
 {

@@ -49,11 +49,6 @@ static const struct { const char *name; int param, half; } KL[AN_W_N_LAYERS] = {
     {"conv_5_1", AN_P_CONV_5, 1}, {"conv_5_2", AN_P_CONV_5, 2}, {"dense_1", AN_P_DENSE_1, 0},
     {"dense_2", AN_P_DENSE_2, 0}, {"dense_3", AN_P_DENSE_3, 0}};
 
-static int fan_in(const an_param_layer *L)
-{
-    return L->is_conv ? L->in / L->groups * L->kh * L->kw : L->in;
-}
-
 /* the whole-net fixture's parameters (as test_engine.c's test_net) */
 static an_net *hash_net(int classes)
 {
@@ -62,14 +57,7 @@ static an_net *hash_net(int classes)
         CHECK("create hash-filled net", 0, "%s", an_error_message());
         return NULL;
     }
-    float *p = an_net_params(net);
-    for (int j = 0; j < AN_N_PARAM_LAYERS; j++) {
-        const an_param_layer *L = an_net_param_layer(net, j);
-        float scale = j == AN_P_DENSE_3 ? (float)(sqrt(6.0 / fan_in(L)) / 32) : he_uniform_scale(fan_in(L));
-        hash_fill(p + L->weight_offset, L->weight_count, 1000 + 2 * (uint64_t)j, scale);
-        hash_fill(p + L->bias_offset, L->bias_count, 1001 + 2 * (uint64_t)j, 0.1f);
-    }
-    an_net_params_changed(net);
+    hash_fill_net(net);
     return net;
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hashfill.h"
 #include "testutil.h"
 
 int n_pass, n_fail;
@@ -215,3 +216,22 @@ int check_ref(const anfx_file *f, const char *label, const char *refname,
     ref_t r = get_ref(f, refname);
     return compare(label, got, count, &r, atol_frac, RTOL);
 }
+
+int fan_in(const an_param_layer *L)
+{
+    return L->is_conv ? L->in / L->groups * L->kh * L->kw : L->in;
+}
+
+/* the whole-net parameters of net.anfx and train.anfx */
+void hash_fill_net(an_net *net)
+{
+    float *p = an_net_params(net);
+    for (int j = 0; j < AN_N_PARAM_LAYERS; j++) {
+        const an_param_layer *L = an_net_param_layer(net, j);
+        float scale = j == AN_P_DENSE_3 ? (float)(sqrt(6.0 / fan_in(L)) / 32) : he_uniform_scale(fan_in(L));
+        hash_fill(p + L->weight_offset, L->weight_count, 1000 + 2 * (uint64_t)j, scale);
+        hash_fill(p + L->bias_offset, L->bias_count, 1001 + 2 * (uint64_t)j, 0.1f);
+    }
+    an_net_params_changed(net);
+}
+

@@ -70,4 +70,9 @@ int compare_ex(const char *name, const float *got, size_t count, const ref_t *r,
 int check_ref(const anfx_file *f, const char *label, const char *refname, const float *got, size_t count,
               double atol_frac);
 
+/* a layer's fan-in: the inputs each output sums */
+int fan_in(const an_param_layer *L);
+/* the whole-net parameters of net.anfx and train.anfx (hash streams 1000 up) */
+void hash_fill_net(an_net *net);
+
 #endif
