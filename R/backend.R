@@ -14,32 +14,43 @@
 #'   capability, CUDA runtime and driver versions, cuDNN version) and `tf32`
 #'   (whether cuDNN convolutions may use TF32 tensor-core math, as PyTorch's
 #'   default; set the environment variable `AN_CUDA_TF32=0` before loading
-#'   the package for full FP32).
+#'   the package for full FP32), `cpu_bf16` (`NA` where the CPU runs
+#'   bfloat16 natively, see [alexnet_precision()], else why not) and
+#'   `gpus_bf16` (the same for each GPU).
 #' @seealso [alexnet_threads()], [alexnet_to()]
 #' @export
+#' @importFrom rlang %||%
 #' @examples
 #' alexnet_backend()
 alexnet_backend <- function() {
   info <- .Call(C_cuda_info)
+  bf16_missing <- function(ordinal) .Call(C_bf16_missing, ordinal) %||% NA_character_
   structure(
     list(device = if (length(info$devices)) "cuda:0" else "cpu",
          cpu = .Call(C_backend_name), threads = .Call(C_get_threads),
-         cuda_built = info$built, gpus = info$devices, tf32 = info$tf32),
+         cuda_built = info$built, gpus = info$devices, tf32 = info$tf32,
+         cpu_bf16 = bf16_missing(-1L),
+         gpus_bf16 = vapply(seq_along(info$devices) - 1L, bf16_missing, "")),
     class = "alexnet_backend"
   )
+}
+
+bf16_note <- function(why) {
+  if (is.na(why)) "bf16: native" else sprintf("bf16: no (%s)", why)
 }
 
 #' @export
 print.alexnet_backend <- function(x, ...) {
   cat(sprintf("alexnet backends (default device: %s)\n", x$device))
-  cat(sprintf("  cpu:    %s\n", x$cpu))
+  cat(sprintf("  cpu:    %s; %s\n", x$cpu, bf16_note(x$cpu_bf16)))
   if (!x$cuda_built) {
     cat("  cuda:   not built (configure found no CUDA toolkit with cuDNN)\n")
   } else if (!length(x$gpus)) {
     cat("  cuda:   built; no usable GPU on this machine\n")
   } else {
     for (i in seq_along(x$gpus)) {
-      cat(sprintf("  cuda:%d %s%s\n", i - 1L, x$gpus[[i]], if (x$tf32) " (TF32 convolutions)" else ""))
+      cat(sprintf("  cuda:%d %s%s; %s\n", i - 1L, x$gpus[[i]], if (x$tf32) " (TF32 convolutions)" else "",
+                  bf16_note(x$gpus_bf16[[i]])))
     }
   }
   invisible(x)

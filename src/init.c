@@ -36,6 +36,9 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(cuda_info, 0),
     CALLDEF(net_set_device, 2),
     CALLDEF(net_device, 1),
+    CALLDEF(net_set_precision, 2),
+    CALLDEF(net_precision, 1),
+    CALLDEF(bf16_missing, 1),
     CALLDEF(net_batch_bytes, 3),
     CALLDEF(get_threads, 0),
     CALLDEF(set_threads, 1),
@@ -71,6 +74,7 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(test_weights_digest, 1),
     CALLDEF(test_weights_load_interrupted, 4),
     CALLDEF(test_write_jpeg, 3),
+    CALLDEF(test_hide_bf16, 1),
     {NULL, NULL, 0}
 };
 

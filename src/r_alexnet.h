@@ -57,6 +57,7 @@ SEXP r_an_loader_freeze(SEXP lptr, SEXP nptr, SEXP batch_size, SEXP training, SE
 SEXP r_an_test_weights_digest(SEXP ptr);
 SEXP r_an_test_weights_load_interrupted(SEXP ptr, SEXP path, SEXP by_name, SEXP undo);
 SEXP r_an_test_write_jpeg(SEXP path, SEXP x, SEXP quality);
+SEXP r_an_test_hide_bf16(SEXP hide);
 
 SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean);
 SEXP r_an_net_valid(SEXP ptr);

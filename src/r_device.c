@@ -1,5 +1,7 @@
-/* r_device.c: which GPUs the engine can use, moving a net to one, and what
- * a batch needs on the net's device. */
+/* r_device.c: which GPUs the engine can use, moving a net to one, the
+ * net's precision, and what a batch needs on the net's device. */
+#include <string.h>
+
 #include <R.h>
 #include <Rinternals.h>
 
@@ -44,6 +46,29 @@ SEXP r_an_net_set_device(SEXP ptr, SEXP device)
 SEXP r_an_net_device(SEXP ptr)
 {
     return Rf_ScalarInteger(an_net_device(get_net(ptr)));
+}
+
+/* precision: "f32" or "bf16" (R checked it) */
+SEXP r_an_net_set_precision(SEXP ptr, SEXP precision)
+{
+    an_net *net = get_net(ptr);
+    const char *p = CHAR(STRING_ELT(precision, 0));
+    an_status st = an_net_set_precision(net, strcmp(p, "bf16") == 0 ? AN_PRECISION_BF16 : AN_PRECISION_F32);
+    if (st != AN_OK) engine_error(st);
+    return R_NilValue;
+}
+
+SEXP r_an_net_precision(SEXP ptr)
+{
+    return Rf_mkString(an_net_precision(get_net(ptr)) == AN_PRECISION_BF16 ? "bf16" : "f32");
+}
+
+/* NULL when `device` (-1: the CPU, else a CUDA ordinal) runs bf16 natively,
+ * else why not */
+SEXP r_an_bf16_missing(SEXP device)
+{
+    const char *why = an_bf16_missing(scalar_int(device, "device"));
+    return why ? Rf_mkString(why) : R_NilValue;
 }
 
 /* the engine's estimate of a batch's activation memory, in bytes: the

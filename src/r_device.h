@@ -6,6 +6,9 @@
 SEXP r_an_cuda_info(void);
 SEXP r_an_net_set_device(SEXP ptr, SEXP device);
 SEXP r_an_net_device(SEXP ptr);
+SEXP r_an_net_set_precision(SEXP ptr, SEXP precision);
+SEXP r_an_net_precision(SEXP ptr);
+SEXP r_an_bf16_missing(SEXP device);
 SEXP r_an_net_batch_bytes(SEXP ptr, SEXP n, SEXP training);
 
 #endif

@@ -12,6 +12,7 @@
  *   test_write_jpeg(path, x, quality)
  *                               an integer array as a baseline JPEG (libjpeg),
  *                               since the R package jpeg may not be installed
+ *   test_hide_bf16(hide)        the CPU answers as if it had no AVX512_BF16
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -25,8 +26,15 @@
 #include <jpeglib.h>
 
 #include "alexnet.h"
+#include "ops.h"
 #include "weights.h"
 #include "r_alexnet.h"
+
+SEXP r_an_test_hide_bf16(SEXP hide)
+{
+    an_cpu_test_hide_bf16(Rf_asLogical(hide) == TRUE);
+    return R_NilValue;
+}
 
 /* ---------------------------------------------------------------- digest -- */
 

@@ -1,19 +1,5 @@
 # Training from R: learning, reproducibility, interrupts, checkpoints, errors.
 
-stripes <- function(n, seed) {
-  # class "h": horizontal stripes, "v": vertical stripes, random phase and noise
-  set.seed(seed)
-  px <- array(0, c(n, 32, 32))
-  lab <- rep(c("h", "v"), length.out = n)
-  for (i in seq_len(n)) {
-    phase <- sample(0:7, 1)
-    band <- ((seq_len(32) + phase) %/% 4) %% 2 * 255
-    img <- if (lab[i] == "h") matrix(band, 32, 32) else matrix(band, 32, 32, byrow = TRUE)
-    px[i, , ] <- pmin(255, pmax(0, img + rnorm(32 * 32, sd = 20)))
-  }
-  image_array(px, labels = factor(lab, levels = c("h", "v")))
-}
-
 test_that("training learns a small problem to high accuracy", {
   train <- stripes(32, 1)
   test <- stripes(16, 2)
