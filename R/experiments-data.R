@@ -52,7 +52,7 @@ dogs_vs_cats_data <- function(s, verbose, call = caller_env()) {
 
 pretrain <- function(s, dir, verbose) {
   key <- s[c("pretrain_classes", "pretrain_n", "pretrain_n_test", "pretrain_epochs", "pretrain_lr",
-             "pretrain_scale", "batch_size", "momentum", "nesterov", "decay", "dropout", "seed")]
+             "pretrain_scale", "batch_size", "momentum", "nesterov", "decay", "dropout", "seed", "precision")]
   file <- if (is.null(dir)) tempfile("pretrained-", fileext = ".h5") else file.path(dir, "pretrained.h5")
   meta_file <- sub("\\.h5$", ".rds", file)
   if (isTRUE(s$reuse_pretrained) && file.exists(file) && file.exists(meta_file)) {
@@ -67,7 +67,8 @@ pretrain <- function(s, dir, verbose) {
   if (verbose) {
     cli::cli_inform("{length(s$pretrain_classes)} classes ({paste(s$pretrain_classes, collapse = ', ')}): {length(train$labels)} training, {length(test$labels)} validation images.")
   }
-  net <- alexnet(labels = s$pretrain_classes, seed = s$seed + 100, scale = s$pretrain_scale)
+  net <- alexnet(labels = s$pretrain_classes, seed = s$seed + 100, scale = s$pretrain_scale,
+                 precision = s$precision)
   fit <- alexnet_train(net, train, validation = test, epochs = s$pretrain_epochs,
                        batch_size = s$batch_size,
                        optimizer = sgd(lr = s$pretrain_lr, momentum = s$momentum,

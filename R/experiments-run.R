@@ -88,6 +88,15 @@ alexnet_experiments <- function(data = c("fashion-mnist", "dogs-vs-cats"),
   data <- match.arg(data)
   size <- match.arg(size)
   s <- experiment_settings(size, ...)
+  if (s$precision == "bf16") {
+    # one message for the run, not one per network
+    why <- .Call(C_bf16_missing, -1L)
+    if (!is.null(why)) {
+      cli::cli_inform(c("!" = "{.arg precision} is {.val bf16}, but {why}: the experiments compute in {.val f32}."),
+                      class = "alexnet_precision_fallback")
+      s$precision <- "f32"
+    }
+  }
   if (!requireNamespace("e1071", quietly = TRUE)) {
     abort(c("The experiments need the package {.pkg e1071} for their support vector machines.",
             i = "Install it: {.code install.packages(\"e1071\")} (Debian: {.pkg r-cran-e1071})."))
@@ -146,7 +155,7 @@ alexnet_experiments <- function(data = c("fashion-mnist", "dogs-vs-cats"),
   # --- 1. from scratch
   step("Experiment 1: training from scratch")
   t0 <- proc.time()[["elapsed"]]
-  net <- alexnet(labels = labels, seed = s$seed, scale = s$scale)
+  net <- alexnet(labels = labels, seed = s$seed, scale = s$scale, precision = s$precision)
   fit1 <- alexnet_train(net, d$train, validation = d$test, epochs = s$scratch_epochs,
                         batch_size = s$batch_size, optimizer = sgd_s(s$scratch_lr), loss = s$loss,
                         seed = s$seed, dropout = s$dropout, verbose = verbose)
@@ -164,7 +173,8 @@ alexnet_experiments <- function(data = c("fashion-mnist", "dogs-vs-cats"),
     # --- 3. features of the pretrained network (before it is fine-tuned)
     step("Experiment 3: convpool_5 features of the pretrained net into classifiers")
     t0 <- proc.time()[["elapsed"]]
-    net <- alexnet(labels = labels, weights = pre_file, scale = pre_scale, seed = s$seed + 1)
+    net <- alexnet(labels = labels, weights = pre_file, scale = pre_scale, seed = s$seed + 1,
+                   precision = s$precision)
     feats <- extract_features(net, d, s, verbose)
     svm <- lapply(c(linear = "linear", rbf = "radial"), function(kernel) {
       t1 <- proc.time()[["elapsed"]]

@@ -66,7 +66,8 @@
 #'   `mlp_epochs`, `mlp_lr`; `augment` (dogs vs cats only); `data_path`
 #'   (the dogs-vs-cats folder holding `Train/` and `Test/`); `seed`;
 #'   `reuse_pretrained` (reuse a pretrained file of `dir` made with the same
-#'   settings).
+#'   settings); `precision` (`"f32"` or `"bf16"`: of every network of the
+#'   run, see [alexnet_precision()]).
 #' @seealso [alexnet_experiments()]
 #' @export
 #' @examples
@@ -89,7 +90,8 @@ experiment_settings <- function(size = c("quick", "full", "tiny"), ...) {
     batch_size = 16L, momentum = 0.9, nesterov = TRUE, decay = 1e-6,
     loss = "cross_entropy", scale = 1 / 255, dropout = 0.5,
     svm_cost = 1, mlp_units = 256L, mlp_epochs = 30L, mlp_lr = 1e-4,
-    augment = TRUE, data_path = "Data", seed = 1, reuse_pretrained = TRUE
+    augment = TRUE, data_path = "Data", seed = 1, reuse_pretrained = TRUE,
+    precision = "f32"
   )
   if (size == "quick") {
     s[c("n_train", "n_test", "pretrain_n", "pretrain_n_test", "pretrain_epochs",
@@ -110,6 +112,7 @@ experiment_settings <- function(size = c("quick", "full", "tiny"), ...) {
     s[names(changes)] <- changes
   }
   s$loss <- match.arg(s$loss, c("cross_entropy", "mse"))
+  s$precision <- check_precision(s$precision)
   if (!"finetune_lr" %in% names(changes)) {
     # the seed's rates: 0.01 for the new dense_3, then 0.001; with
     # cross-entropy the convolution stages take 0.0001 (its larger gradients
@@ -170,6 +173,7 @@ settings_lines <- function(s, data = "fashion-mnist") {
             s$momentum, if (isTRUE(s$nesterov)) " (Nesterov)" else "", s$decay, s$batch_size,
             s$loss, fmt_scale(s$scale),
             if (s$loss == "mse" && s$scale == 1 && s$scratch_lr == 0.01) " (the seed's settings)"
-            else " (the seed: MSE, lr 0.01, scale 1, which do not train from scratch here; see ?experiment_settings)")
+            else " (the seed: MSE, lr 0.01, scale 1, which do not train from scratch here; see ?experiment_settings)"),
+    if (s$precision == "bf16") "precision: bf16 (convolutions multiply in bfloat16)"
   )
 }

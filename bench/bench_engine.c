@@ -194,7 +194,7 @@ int main(int argc, char **argv)
                 rc = 1;
                 break;
             }
-            printf("engine %s batch=%d ips=%.2f reps=%d foreign=%.3f\n", cs, n, ips, reps, foreign);
+            printf("engine %s%s batch=%d ips=%.2f reps=%d foreign=%.3f\n", cs, o.bf16 ? "_bf16" : "", n, ips, reps, foreign);
             fflush(stdout);
         }
 

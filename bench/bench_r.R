@@ -1,10 +1,13 @@
 # bench_r.R: the package at the user's call, timed as bench_engine times the
 # engine alone: alexnet_features() and predict() on an R array of 227 x 227
 # RGB images (n = 4 batches per call), alexnet_train() for one epoch on an
-# array (64 images); then the same on a folder of 128 photo-sized JPEGs
+# array (128 images, batches of 16 and 64); then the same on a folder of 128 photo-sized JPEGs
 # (500 x 375, decoded and resized by the engine's loader). Median over calls
 # until `budget` seconds have passed (3 untimed calls first, at least 3 timed).
+# With --precision bf16 the nets are alexnet(precision = "bf16") and the cases
+# carry "_bf16".
 # Usage: Rscript bench/bench_r.R [--batches 16,32,64] [--budget 4] [--threads 2]
+#          [--precision f32|bf16]
 # Prints: r <case> batch=B ips=X
 suppressMessages(library(alexnet))
 args <- commandArgs(TRUE)
@@ -15,6 +18,8 @@ opt <- function(name, default) {
 batches <- as.integer(strsplit(opt("batches", "16,32,64"), ",")[[1]])
 budget <- as.numeric(opt("budget", "4"))
 alexnet_threads(as.integer(opt("threads", "2")))
+precision <- opt("precision", "f32")
+suffix <- if (precision == "bf16") "_bf16" else ""
 
 timed <- function(f, images) {
   for (i in 1:3) f()
@@ -29,23 +34,25 @@ timed <- function(f, images) {
 }
 
 set.seed(1)
-net <- alexnet(classes = 2, seed = 1, device = "cpu")
+net <- alexnet(classes = 2, seed = 1, device = "cpu", precision = precision)
 for (b in batches) {
   n <- 4L * b
   x <- array(floor(stats::runif(n * 227 * 227 * 3, 0, 256)), c(n, 227, 227, 3))
   ips <- timed(function() alexnet_features(net, x, layer = "convpool_5", batch_size = b), n)
-  cat(sprintf("r features batch=%d ips=%.2f\n", b, ips))
+  cat(sprintf("r features%s batch=%d ips=%.2f\n", suffix, b, ips))
   ips <- timed(function() predict(net, x, batch_size = b), n)
-  cat(sprintf("r full batch=%d ips=%.2f\n", b, ips))
+  cat(sprintf("r full%s batch=%d ips=%.2f\n", suffix, b, ips))
 }
-n <- 64L
+n <- 128L
 x <- image_array(array(floor(stats::runif(n * 227 * 227 * 3, 0, 256)), c(n, 227, 227, 3)),
                  labels = rep(c("a", "b"), length.out = n))
-net <- alexnet(labels = c("a", "b"), seed = 1, scale = 1 / 255, device = "cpu")
+net <- alexnet(labels = c("a", "b"), seed = 1, scale = 1 / 255, device = "cpu", precision = precision)
 opt_sgd <- sgd(lr = 1e-5, momentum = 0.9, nesterov = TRUE)
-ips <- timed(function() alexnet_train(net, x, epochs = 1, batch_size = 16, optimizer = opt_sgd,
-                                      verbose = FALSE, seed = 1), n)
-cat(sprintf("r train batch=16 ips=%.2f\n", ips))
+for (b in c(16L, 64L)) {
+  ips <- timed(function() alexnet_train(net, x, epochs = 1, batch_size = b, optimizer = opt_sgd,
+                                        verbose = FALSE, seed = 1), n)
+  cat(sprintf("r train%s batch=%d ips=%.2f\n", suffix, b, ips))
+}
 
 # a folder of JPEGs like photos (500 x 375, smooth with some noise, quality 90)
 dir <- file.path(tempdir(), "bench-photos")
@@ -64,11 +71,11 @@ for (i in seq_len(n)) {
         img, 90L)
 }
 folder <- image_folder(dir)
-net <- alexnet(classes = 2, seed = 1, device = "cpu")
+net <- alexnet(classes = 2, seed = 1, device = "cpu", precision = precision)
 ips <- timed(function() alexnet_features(net, folder, layer = "convpool_5", batch_size = 32), n)
-cat(sprintf("r features_folder batch=32 ips=%.2f\n", ips))
-net <- alexnet(labels = c("a", "b"), seed = 1, scale = 1 / 255, device = "cpu")
+cat(sprintf("r features_folder%s batch=32 ips=%.2f\n", suffix, ips))
+net <- alexnet(labels = c("a", "b"), seed = 1, scale = 1 / 255, device = "cpu", precision = precision)
 ips <- timed(function() alexnet_train(net, folder, epochs = 1, batch_size = 16, optimizer = opt_sgd,
                                       verbose = FALSE, seed = 1), n)
-cat(sprintf("r train_folder batch=16 ips=%.2f\n", ips))
+cat(sprintf("r train_folder%s batch=16 ips=%.2f\n", suffix, ips))
 unlink(dir, recursive = TRUE)

@@ -16,6 +16,11 @@ Configurations tried per case and batch (all fp32, eval mode, 2 threads):
   eager_cl         channels_last memory format, inference_mode
   jit_frozen       torch.jit.trace + torch.jit.freeze (conv/ReLU folding), inference_mode
   jit_optimized    torch.jit.optimize_for_inference (oneDNN conv layout conversion), inference_mode
+With --precision bf16 the cases become features_bf16 and full_bf16, over bf16 configurations:
+  autocast         eager, torch.autocast("cpu", dtype=torch.bfloat16), inference_mode
+  autocast_cl      the same in channels_last
+(A module converted to bfloat16 outright fails in torch 1.13: its LRN's avg_pool3d has no
+bfloat16 kernel on the CPU.)
 The best configuration per case and batch is reported as "torch <case> batch=<n> ips=...";
 every configuration is reported as "torch_config ...".
 
@@ -26,9 +31,10 @@ the machine's CPUs that other processes used during the timed runs (/proc/stat m
 process's rusage).
 
 Usage: /usr/bin/python3 bench_torch.py [--batches 16,64] [--cases features,full]
-         [--threads 2] [--budget 4] [--configs all|name,name] [--check]
+         [--threads 2] [--budget 4] [--configs all|name,name] [--check] [--precision f32|bf16]
 """
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -92,6 +98,7 @@ def conv_dense_macs(classes=1000):
 
 
 CONFIGS = ["eager_nograd", "eager_inference", "eager_cl", "jit_frozen", "jit_optimized"]
+BF16_CONFIGS = ["autocast", "autocast_cl"]
 
 
 def build(config, features_only, example):
@@ -105,6 +112,16 @@ def build(config, features_only, example):
     if config == "eager_cl":
         model = model.to(memory_format=torch.channels_last)
         return model, torch.inference_mode, lambda x: x.contiguous(memory_format=torch.channels_last)
+    if config in ("autocast", "autocast_cl"):
+        if config == "autocast_cl":
+            model = model.to(memory_format=torch.channels_last)
+        cl = config == "autocast_cl"
+
+        @contextlib.contextmanager
+        def ctx():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                yield
+        return model, ctx, (lambda x: x.contiguous(memory_format=torch.channels_last)) if cl else ident
     if config in ("jit_frozen", "jit_optimized"):
         with torch.no_grad():
             traced = torch.jit.trace(model, example)
@@ -167,6 +184,7 @@ def main():
     ap.add_argument("--configs", default="all")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--check", action="store_true", help="check that all configurations agree")
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16"])
     a = ap.parse_args()
 
     torch.manual_seed(a.seed)
@@ -175,7 +193,9 @@ def main():
     if got != a.threads:
         print(f"bench_torch: asked for {a.threads} threads, torch uses {got}", file=sys.stderr)
         return 1
-    configs = CONFIGS if a.configs == "all" else a.configs.split(",")
+    all_configs = BF16_CONFIGS if a.precision == "bf16" else CONFIGS
+    configs = all_configs if a.configs == "all" else a.configs.split(",")
+    suffix = "_bf16" if a.precision == "bf16" else ""
     print(f"torch info version={torch.__version__} threads={got} "
           f"interop_threads={torch.get_num_interop_threads()} "
           f"mkldnn={int(torch.backends.mkldnn.is_available())} "
@@ -195,7 +215,7 @@ def main():
                 fn, ctx, prep = build(config, features_only, x)
                 xi = prep(x)
                 ips, reps, y, foreign = measure(fn, ctx, xi, a.warmup, a.budget, a.min_reps, a.max_reps)
-                print(f"torch_config {case} batch={batch} config={config} ips={ips:.2f} reps={reps} "
+                print(f"torch_config {case}{suffix} batch={batch} config={config} ips={ips:.2f} reps={reps} "
                       f"foreign={foreign:.3f}", flush=True)
                 if a.check:
                     y = y.contiguous().float()
@@ -203,12 +223,12 @@ def main():
                         ref = y
                     else:
                         err = (y - ref).abs().max().item() / max(ref.abs().max().item(), 1e-30)
-                        print(f"torch_check {case} batch={batch} config={config} max_rel_diff={err:.2e}",
+                        print(f"torch_check {case}{suffix} batch={batch} config={config} max_rel_diff={err:.2e}",
                               flush=True)
                 if best is None or ips > best[0]:
                     best = (ips, config, reps, foreign)
                 del fn
-            print(f"torch {case} batch={batch} ips={best[0]:.2f} config={best[1]} reps={best[2]} "
+            print(f"torch {case}{suffix} batch={batch} ips={best[0]:.2f} config={best[1]} reps={best[2]} "
                   f"foreign={best[3]:.3f}", flush=True)
 
     ru = resource.getrusage(resource.RUSAGE_SELF)

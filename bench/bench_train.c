@@ -1,7 +1,7 @@
 /* bench_train.c: training throughput of the engine (SGD step with Nesterov
  * momentum, cross-entropy, dropout 0.5) at a given batch size, and the
  * process's peak memory. Usage: bench_train [batch 16] [steps 12] [f32|bf16]
- * Prints: engine train batch=B precision=P ips=X peak_rss_mb=M */
+ * Prints: engine train[_bf16] batch=B ips=X peak_rss_mb=M */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +37,7 @@ int main(int argc, char **argv)
         if (s >= 0) t[s] = now() - t0;
     }
     qsort(t, steps, sizeof *t, cmp_double);
-    printf("engine train batch=%d precision=%s ips=%.2f steps=%d peak_rss_mb=%.1f\n", batch, bf16 ? "bf16" : "f32",
+    printf("engine train%s batch=%d ips=%.2f steps=%d peak_rss_mb=%.1f\n", bf16 ? "_bf16" : "", batch,
            batch / t[steps / 2], steps, peak_rss_mb());
     an_net_free(net);
     free(x); free(labels); free(t);
