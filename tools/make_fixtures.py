@@ -555,6 +555,41 @@ def image_fixtures(out):
     wr.write(os.path.join(out, "image.anfx"))
 
 
+# ---------------------------------------------------------------- Grad-CAM
+# Grad-CAM (Selvaraju et al. 2017) of net.anfx's net on its two images, by
+# autograd: the gradient of a class's logit with respect to a step's output,
+# averaged per channel, weights the channel; the weighted sum, ReLU'd, is
+# the map. Image 1 asks for class GRADCAM_CLASS, image 2 for the predicted
+# class (-1). Two steps: conv_5 (the usual one) and lrn_2 (after a pooling
+# and an LRN, so that their backward passes are in the path).
+GRADCAM_LAYERS = ["conv_5", "lrn_2"]
+GRADCAM_CLASS = 3
+
+
+def gradcam_fixtures(out):
+    wr = Writer()
+    ps = net_params()
+    x = net_images(2000, 2)
+    requested = [GRADCAM_CLASS, -1]
+    for layer in GRADCAM_LAYERS:
+        with torch.enable_grad():
+            flat = [p.detach().clone().requires_grad_() for wb in ps for p in wb]
+            outs = {}
+            z = net_forward(x, [flat[2 * j:2 * j + 2] for j in range(len(ps))], outs)
+            classes = [c if c >= 0 else int(z[i].argmax()) for i, c in enumerate(requested)]
+            score = sum(z[i, c] for i, c in enumerate(classes))   # images are independent
+            a = outs[layer]
+            (g,) = torch.autograd.grad(score, a)
+        weights = g.mean(dim=(2, 3), keepdim=True)
+        cam = torch.relu((weights * a.detach()).sum(dim=1))
+        wr.add("gradcam.%s.requested" % layer, requested)
+        wr.add("gradcam.%s.classes" % layer, classes)
+        wr.add("gradcam.%s.map" % layer, cam.numpy().astype(np.float32))
+        print("  Grad-CAM %-7s classes %s, map %s, max %.4g, zero %.0f%%"
+              % (layer, classes, tuple(cam.shape), cam.max().item(), 100.0 * (cam == 0).double().mean().item()))
+    wr.write(os.path.join(out, "gradcam.anfx"))
+
+
 # ---------------------------------------------------------------- bf16
 # How far PyTorch's own bf16 autocast lands from its float32 on the net of
 # net.anfx: the yardstick for the engine's bf16 (test_bf16 holds it to these
@@ -600,9 +635,9 @@ def bf16_fixtures(out):
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "tests", "engine", "fixtures")
-    which = sys.argv[2:] or ["ops", "image", "net", "train", "bf16"]
+    which = sys.argv[2:] or ["ops", "image", "net", "train", "bf16", "gradcam"]
     makers = {"ops": op_fixtures, "image": image_fixtures, "net": net_fixtures,
-              "train": train_fixtures, "bf16": bf16_fixtures}
+              "train": train_fixtures, "bf16": bf16_fixtures, "gradcam": gradcam_fixtures}
     os.makedirs(out, exist_ok=True)
     for name in which:
         makers[name](out)

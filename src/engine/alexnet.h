@@ -269,6 +269,17 @@ an_status an_image_to_input(const double *src, ptrdiff_t sy, ptrdiff_t sx, ptrdi
 /* Backend description, e.g. "cpu (oneDNN 2.6.3, 2 threads)". */
 const char *an_backend_name(void);
 
+/* ---- Grad-CAM (Selvaraju et al. 2017) ----
+ * Where in each image the evidence for a class lies: the gradient of the
+ * class's score (its logit, before the softmax) with respect to step
+ * `layer`'s output (conv_1 to convpool_5), averaged over each channel's
+ * positions, weights that channel's activations; their sum, negative
+ * values set to 0, is the map (the layer's h x w, row-major) at
+ * maps + i * h * w. classes[i]: the class (0-based), or -1 for the one the
+ * net predicts, which is then written there. Inference (no dropout); the
+ * weights, gradients and optimiser state are left as they were. */
+an_status an_net_gradcam(an_net *net, const float *images, int n, int layer, int *classes, float *maps);
+
 /* ---- devices ----
  * A net computes on the CPU or on one CUDA GPU; its parameters and training
  * state live there, and a host copy (an_net_params) catches up on request. */

@@ -475,14 +475,12 @@ static an_status step_dropout(an_net *net, an_plan *p, int i)
  * masks of the steps below `first` are drawn as the whole pass would draw
  * them: skipped for the steps below first - 1, applied to first - 1's
  * output, so the masks above are the same either way. */
-static an_status plan_run(an_net *net, an_plan *p, int first, int until, int dropout);
-
 an_status an_plan_forward_from(an_net *net, an_plan *p, int first, int until)
 {
-    return plan_run(net, p, first, until, p->training && net->dropout > 0);
+    return an_plan_run(net, p, first, until, p->training && net->dropout > 0);
 }
 
-static an_status plan_run(an_net *net, an_plan *p, int first, int until, int dropout)
+an_status an_plan_run(an_net *net, an_plan *p, int first, int until, int dropout)
 {
     const float *P = net->dparams;
     const uint64_t v = net->params_version;
@@ -541,7 +539,7 @@ static an_status frozen_rows(an_net *net, const float *images, int n, int at, fl
     an_plan *p;
     s = an_plan_for(net, n, 1, &p);
     if (s == AN_OK) s = an_plan_load(net, p, -1, images);
-    if (s == AN_OK) s = plan_run(net, p, 0, at, 0);
+    if (s == AN_OK) s = an_plan_run(net, p, 0, at, 0);
     if (s == AN_OK) s = net->dev->ops->download(net->dev, out, p->act[at], sizeof(float) * n * an_output_size(net, at));
     return s;
 }

@@ -50,7 +50,7 @@ an_status an_conv_forward(an_conv *op, const float *x, const float *w, const flo
                           uint64_t w_version, float *y);
 /* dy is the gradient with respect to the (post-ReLU) output y; the ReLU
  * mask is applied from y inside. dx may be NULL (first layer). dw and db
- * are overwritten. */
+ * are overwritten; both NULL: the input gradient alone. */
 an_status an_conv_backward(an_conv *op, const float *x, const float *w, const float *y,
                            float *dy, float *dx, float *dw, float *db);
 
@@ -80,7 +80,7 @@ an_status an_lrn_backward(an_lrn *op, const float *x, const float *dy, float *dx
 an_status an_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b,
                            int relu, float *y);
 /* dy: gradient wrt the (post-ReLU when relu) output y, masked in place.
- * dx may be NULL; dw, db overwritten. */
+ * dx may be NULL; dw, db overwritten (both NULL: dx alone). */
 an_status an_dense_backward(int n, int in, int out, const float *x, const float *w, const float *y,
                             int relu, float *dy, float *dx, float *dw, float *db);
 

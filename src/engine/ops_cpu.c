@@ -425,8 +425,8 @@ an_status an_conv_backward(an_conv *op, const float *x, const float *w, const fl
     argset args = {0};
     const dnnl_memory_desc_t *w_dd_md = query(op->bwd_w_pd, dnnl_query_diff_dst_md);
     const void *w_dd = NULL;   /* dy as the weight gradient took it */
-    /* gradient wrt the weights and bias */
-    {
+    /* gradient wrt the weights and bias (dw NULL: the input gradient alone) */
+    if (dw) {
         const dnnl_memory_desc_t *src_md = query(op->bwd_w_pd, dnnl_query_src_md);
         const dnnl_memory_desc_t *dd_md = w_dd_md;
         const dnnl_memory_desc_t *dw_md = query(op->bwd_w_pd, dnnl_query_diff_weights_md);
@@ -458,7 +458,7 @@ an_status an_conv_backward(an_conv *op, const float *x, const float *w, const fl
         int ds_direct = dnnl_memory_desc_equal(ds_md, &op->in.md);
         void *ds = dx;
         /* dy converted once when both gradients take it the same way */
-        if (dnnl_memory_desc_equal(dd_md, w_dd_md)) dd = w_dd;
+        if (w_dd && dnnl_memory_desc_equal(dd_md, w_dd_md)) dd = w_dd;
         else s = as_layout(&op->out.md, dy, dd_md, &conv_dd_scratch, &dd);
         if (s == AN_OK) s = as_layout(&op->w_plain, w, w_md, &w_tmp, &wt);
         if (s == AN_OK && !ds_direct) {
@@ -698,13 +698,16 @@ an_status an_dense_backward(int n, int in, int out, const float *x, const float 
                             int relu, float *dy, float *dx, float *dw, float *db)
 {
     if (relu) relu_mask((size_t)n * out, y, dy);
-    dnnl_status_t st = dnnl_sgemm('T', 'N', out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
-    if (st != dnnl_success) return an_fail(AN_ERR_BACKEND, "oneDNN sgemm failed (status %d)", (int)st);
+    dnnl_status_t st = dnnl_success;
+    if (dw) {   /* NULL: the input gradient alone (Grad-CAM) */
+        st = dnnl_sgemm('T', 'N', out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
+        if (st != dnnl_success) return an_fail(AN_ERR_BACKEND, "oneDNN sgemm failed (status %d)", (int)st);
 #pragma omp parallel for schedule(static)
-    for (int j = 0; j < out; j++) {
-        float sum = 0;
-        for (int i = 0; i < n; i++) sum += dy[(size_t)i * out + j];
-        db[j] = sum;
+        for (int j = 0; j < out; j++) {
+            float sum = 0;
+            for (int i = 0; i < n; i++) sum += dy[(size_t)i * out + j];
+            db[j] = sum;
+        }
     }
     if (dx && (st = dnnl_sgemm('N', 'N', n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in)) != dnnl_success)
         return an_fail(AN_ERR_BACKEND, "oneDNN sgemm failed (status %d)", (int)st);

@@ -562,11 +562,14 @@ static an_status cuda_conv_backward(an_conv *op, const float *x, const float *w,
         relu_mask_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(y, dy, count);
         LAUNCHED("the ReLU mask kernel");
     }
-    CUDNN_TRY(cudnnConvolutionBackwardBias(d->cudnn, &one, op->y_desc, dy, &zero, op->b_desc, db),
-              "a convolution's bias gradient");
-    CUDNN_TRY(cudnnConvolutionBackwardFilter(d->cudnn, &one, op->x_desc, x, op->y_desc, dy, op->bwd_filter_desc,
-                                             op->bwd_filter_algo, d->workspace, d->workspace_bytes, &zero,
-                                             op->w_desc, dw), "a convolution's weight gradient");
+    if (dw) {   /* NULL: the input gradient alone (Grad-CAM) */
+        CUDNN_TRY(cudnnConvolutionBackwardBias(d->cudnn, &one, op->y_desc, dy, &zero, op->b_desc, db),
+                  "a convolution's bias gradient");
+        CUDNN_TRY(cudnnConvolutionBackwardFilter(d->cudnn, &one, op->x_desc, x, op->y_desc, dy,
+                                                 op->bwd_filter_desc, op->bwd_filter_algo, d->workspace,
+                                                 d->workspace_bytes, &zero, op->w_desc, dw),
+                  "a convolution's weight gradient");
+    }
     if (dx)
         CUDNN_TRY(cudnnConvolutionBackwardData(d->cudnn, &one, op->w_desc, w, op->y_desc, dy, op->bwd_data_desc,
                                                op->bwd_data_algo, d->workspace, d->workspace_bytes, &zero,
@@ -757,11 +760,13 @@ static an_status cuda_dense_backward(an_device *dev, int n, int in, int out, con
         relu_mask_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(y, dy, count);
         LAUNCHED("the ReLU mask kernel");
     }
-    /* dW (out x in) = dy^T x: column-major dW^T = x^T dy */
-    CUBLAS_TRY(cublasSgemm(d->cublas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x, in, dy, out, &zero, dw, in),
-               "a dense layer's weight gradient");
-    column_sum_kernel<<<blocks_for((size_t)out), THREADS, 0, d->stream>>>(dy, n, out, db);
-    LAUNCHED("the bias gradient kernel");
+    if (dw) {   /* NULL: the input gradient alone (Grad-CAM) */
+        /* dW (out x in) = dy^T x: column-major dW^T = x^T dy */
+        CUBLAS_TRY(cublasSgemm(d->cublas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x, in, dy, out, &zero, dw, in),
+                   "a dense layer's weight gradient");
+        column_sum_kernel<<<blocks_for((size_t)out), THREADS, 0, d->stream>>>(dy, n, out, db);
+        LAUNCHED("the bias gradient kernel");
+    }
     /* dx (n x in) = dy W: column-major dx^T = W^T dy^T */
     if (dx)
         CUBLAS_TRY(cublasSgemm(d->cublas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w, in, dy, out, &zero, dx, in),

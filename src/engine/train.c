@@ -195,35 +195,44 @@ static an_status net_backward(an_net *net, int at, const float *x_in, const int 
     if ((s = an_plan_load(net, p, at, x_in)) != AN_OK) return s;
     if ((s = an_plan_forward_from(net, p, at + 1, AN_SOFTMAX)) != AN_OK) return s;
 
-    float **a = p->act, **g = p->grad;
-    const float *P = net->dparams;
-    float *G = t->grads;
     /* the loss gives dense_3's gradient (through the softmax) */
-    s = B->loss(dev, n, net->classes, a[AN_DENSE_3], a[AN_SOFTMAX], labels, loss, g[AN_DENSE_3], loss_sum, correct);
+    s = B->loss(dev, n, net->classes, p->act[AN_DENSE_3], p->act[AN_SOFTMAX], labels, loss, p->grad[AN_DENSE_3],
+                loss_sum, correct);
     /* down the graph to the first learning layer; a step's input gradient
      * is wanted only when a learning layer lies below it */
     int lowest = AN_DENSE_3;
     while (an_steps[lowest].param != net->trainable_from) lowest--;
-    for (int i = AN_DENSE_3; i >= lowest && s == AN_OK; i--) {
+    if (s == AN_OK) s = an_plan_backward(net, p, AN_DENSE_3, lowest, 0, t->grads, net->dropout > 0);
+    return s;
+}
+
+an_status an_plan_backward(an_net *net, an_plan *p, int top, int lowest, int lowest_dx, float *G, int dropout)
+{
+    const an_backend *B = net->dev->ops;
+    an_device *dev = net->dev;
+    float **a = p->act, **g = p->grad;
+    const float *P = net->dparams;
+    const int n = p->n;
+    an_status s = AN_OK;
+    for (int i = top; i >= lowest && s == AN_OK; i--) {
         const an_step *st = &an_steps[i];
         const an_param_layer *l = st->param >= 0 ? &net->layers[st->param] : NULL;
         const float *x = i == 0 ? p->input : a[i - 1];
-        float *dx = i > lowest ? g[i - 1] : NULL;
+        float *dx = (i > lowest || lowest_dx) && i > 0 ? g[i - 1] : NULL;
+        float *dw = G && l ? G + l->weight_offset : NULL, *db = G && l ? G + l->bias_offset : NULL;
         switch (st->kind) {
         case AN_STEP_CONV:
-            s = B->conv_backward(p->op[i].conv, x, P + l->weight_offset, a[i], g[i], dx, G + l->weight_offset,
-                                 G + l->bias_offset);
+            s = B->conv_backward(p->op[i].conv, x, P + l->weight_offset, a[i], g[i], dx, dw, db);
             break;
         case AN_STEP_POOL: s = B->pool_backward(p->op[i].pool, x, a[i], g[i], dx); break;
         case AN_STEP_LRN: s = B->lrn_backward(p->op[i].lrn, x, a[i], g[i], dx); break;
         case AN_STEP_DENSE:
-            s = B->dense_backward(dev, n, l->in, l->out, x, P + l->weight_offset, a[i], l->relu, g[i], dx,
-                                  G + l->weight_offset, G + l->bias_offset);
+            s = B->dense_backward(dev, n, l->in, l->out, x, P + l->weight_offset, a[i], l->relu, g[i], dx, dw, db);
             break;
         case AN_STEP_SOFTMAX: break;   /* not reached: the loss covers it */
         }
         /* the input came through dropout: its dropped units get no gradient */
-        if (s == AN_OK && dx && an_steps[i - 1].dropout && net->dropout > 0)
+        if (s == AN_OK && dx && dropout && an_steps[i - 1].dropout)
             s = B->dropout_backward(dev, (size_t)n * an_output_size(net, i - 1), net->dropout, p->keep[i - 1], dx);
     }
     return s;

@@ -475,7 +475,7 @@ static void test_devices(void)
  * before keep running, with the same results. */
 static void test_workspace_growth(void)
 {
-    an_conv_spec spec = {4, 96, 27, 27, 256, 5, 1, 2, 2, 1};
+    an_conv_spec spec = {4, 96, 27, 27, 256, 5, 1, 2, 2, 1, 0};
     int oh, ow;
     an_conv_output_hw(&spec, &oh, &ow);
     size_t nx = (size_t)spec.n * spec.in * spec.h * spec.w, ny = (size_t)spec.n * spec.out * oh * ow;
@@ -536,12 +536,12 @@ int main(void)
     if (!status_ok("open GPU 0", an_cuda_device_open(0, &gpu))) { printf("%d passed, %d failed\n", n_pass, n_fail); return 1; }
 
     an_cuda_set_tf32(0);   /* FP32 everywhere for the tight checks */
-    test_conv("conv_1", (an_conv_spec){4, 3, 227, 227, 96, 11, 4, 0, 1, 1}, 100);
-    test_conv("conv_2", (an_conv_spec){4, 96, 27, 27, 256, 5, 1, 2, 2, 1}, 110);
-    test_conv("conv_3", (an_conv_spec){4, 256, 13, 13, 384, 3, 1, 1, 1, 1}, 120);
-    test_conv("conv_4", (an_conv_spec){4, 384, 13, 13, 384, 3, 1, 1, 2, 1}, 130);
-    test_conv("conv_5", (an_conv_spec){4, 384, 13, 13, 256, 3, 1, 1, 2, 1}, 140);
-    test_conv("conv without ReLU", (an_conv_spec){2, 8, 9, 9, 6, 3, 2, 1, 2, 0}, 150);
+    test_conv("conv_1", (an_conv_spec){4, 3, 227, 227, 96, 11, 4, 0, 1, 1, 0}, 100);
+    test_conv("conv_2", (an_conv_spec){4, 96, 27, 27, 256, 5, 1, 2, 2, 1, 0}, 110);
+    test_conv("conv_3", (an_conv_spec){4, 256, 13, 13, 384, 3, 1, 1, 1, 1, 0}, 120);
+    test_conv("conv_4", (an_conv_spec){4, 384, 13, 13, 384, 3, 1, 1, 2, 1, 0}, 130);
+    test_conv("conv_5", (an_conv_spec){4, 384, 13, 13, 256, 3, 1, 1, 2, 1, 0}, 140);
+    test_conv("conv without ReLU", (an_conv_spec){2, 8, 9, 9, 6, 3, 2, 1, 2, 0, 0}, 150);
     test_pool("pool_1", (an_pool_spec){4, 96, 55, 55, 3, 2}, 200);
     test_pool("convpool_5", (an_pool_spec){4, 256, 13, 13, 3, 2}, 210);
     test_lrn("convpool_1 (LRN)", (an_lrn_spec){4, 96, 27, 27, 5, 1e-4f, 0.75f, 2.0f}, 300);

@@ -57,7 +57,7 @@ static void test_conv(const anfx_file *f, const char *name)
     const int32_t *p = ispec(f, name, 11);
     if (!p) return;
     int c = p[0];
-    an_conv_spec s = {p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]};
+    an_conv_spec s = {p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], 0};
     int oh = -1, ow = -1;
     an_conv_output_hw(&s, &oh, &ow);
     char lab[128], key[128];
@@ -1270,6 +1270,93 @@ static void test_rank_gpu(void)
     CHECK("rank -> GPU: a process outside MPI (group NULL) is local rank 0", an_group_local_rank(NULL) == 0, NULL);
 }
 
+/* ---------------------------------------------------------------- Grad-CAM
+ * gradcam.anfx: PyTorch autograd's Grad-CAM maps of net.anfx's net. A map
+ * is a ReLU'd sum over channels of activations weighted by mean gradients,
+ * so its error is the forward's (ATOL_DEEP) plus the gradients' (ATOL_GRAD)
+ * relative to the largest value: 1e-4 of the map's largest value. */
+static void test_gradcam(void)
+{
+    anfx_file *f = load("gradcam.anfx");
+    anfx_file *fn = load("net.anfx");
+    an_net *net = NULL;
+    float *images = NULL;
+    if (!f || !fn) goto done;
+    const anfx_tensor *tc = anfx_get(fn, "net.classes", ANFX_I32);
+    int classes = tc ? ((const int32_t *)tc->data)[0] : 10;
+    const int n = 2;
+    images = falloc((size_t)n * AN_INPUT_PIXELS, 0);
+    hash_fill_image(images, (size_t)n * AN_INPUT_PIXELS, 2000);
+    if (!status_ok("gradcam: net", an_net_create(classes, 1, &net))) goto done;
+    hash_fill_net(net);
+    an_net_set_dropout(net, 0.5f);   /* on, to show that Grad-CAM does not drop units */
+    const char *layers[] = {"conv_5", "lrn_2"};
+    size_t np = an_net_param_count(net);
+    float *before = fdup(an_net_params(net), np);
+    an_net *twin = NULL;    /* the same net, never asked for a Grad-CAM */
+    if (!status_ok("gradcam: clone", an_net_clone(net, &twin))) goto done;
+    for (int k = 0; k < 2; k++) {
+        char key[64], lab[96];
+        int layer = an_output_find(layers[k]);
+        an_output_info o = an_net_output(net, layer);
+        size_t plane = (size_t)o.h * o.w;
+        snprintf(key, sizeof key, "gradcam.%s.requested", layers[k]);
+        const anfx_tensor *req = anfx_get(f, key, ANFX_I32);
+        snprintf(key, sizeof key, "gradcam.%s.classes", layers[k]);
+        const anfx_tensor *cls = anfx_get(f, key, ANFX_I32);
+        if (!req || !cls || req->count != (size_t)n || cls->count != (size_t)n) {
+            CHECK("gradcam fixture classes", 0, "missing");
+            continue;
+        }
+        int c[2] = {((const int32_t *)req->data)[0], ((const int32_t *)req->data)[1]};
+        float *maps = falloc(n * plane, NAN);
+        snprintf(lab, sizeof lab, "gradcam %s", layers[k]);
+        if (status_ok(lab, an_net_gradcam(net, images, n, layer, c, maps))) {
+            snprintf(lab, sizeof lab, "gradcam %s: the classes asked for, the predicted one found", layers[k]);
+            CHECK(lab, c[0] == ((const int32_t *)cls->data)[0] && c[1] == ((const int32_t *)cls->data)[1],
+                  "engine %d, %d; torch %d, %d", c[0], c[1], ((const int32_t *)cls->data)[0],
+                  ((const int32_t *)cls->data)[1]);
+            snprintf(lab, sizeof lab, "gradcam %s maps", layers[k]);
+            snprintf(key, sizeof key, "gradcam.%s.map", layers[k]);
+            check_ref(f, lab, key, maps, n * plane, 1e-4);
+        }
+        free(maps);
+    }
+    CHECK("gradcam: the weights are unchanged", memcmp(before, an_net_params(net), np * sizeof(float)) == 0, NULL);
+    CHECK("gradcam: no parameter gradients were made", an_net_grads(net) == NULL, NULL);
+    free(before);
+    {   /* dropout's generator and the optimiser untouched: the next SGD step is the twin's */
+        int labels[2] = {1, 2};
+        an_sgd opt = {0.01f, 0.9f, 0.0f, 0.0f, 1};
+        double la = 0, lb = 0;
+        int ca = 0, cb = 0;
+        if (status_ok("gradcam: a step after", an_net_train_step(net, images, labels, n, AN_LOSS_CROSS_ENTROPY, &opt, &la, &ca)) &&
+            status_ok("gradcam: the twin's step", an_net_train_step(twin, images, labels, n, AN_LOSS_CROSS_ENTROPY, &opt, &lb, &cb)))
+            CHECK("gradcam: the next training step is the same as without it",
+                  la == lb && memcmp(an_net_params(net), an_net_params(twin), np * sizeof(float)) == 0,
+                  "loss %.9g vs %.9g", la, lb);
+    }
+    an_net_free(twin);
+    {
+        int bad[2] = {0, classes};
+        float map[13 * 13 * 2];
+        an_status st = an_net_gradcam(net, images, 2, AN_CONV_5, bad, map);
+        CHECK("gradcam: an unknown class is refused", st == AN_ERR_ARGUMENT && strstr(an_error_message(), "class"),
+              "%s", an_error_message());
+        int ok[2] = {0, 1};
+        st = an_net_gradcam(net, images, 2, AN_DENSE_1, ok, map);
+        CHECK("gradcam: a dense layer is refused", st == AN_ERR_ARGUMENT && strstr(an_error_message(), "convolution"),
+              "%s", an_error_message());
+        st = an_net_gradcam(net, images, 0, AN_CONV_5, ok, map);
+        CHECK("gradcam: no images is refused", st == AN_ERR_ARGUMENT, "%s", an_error_message());
+    }
+done:
+    free(images);
+    an_net_free(net);
+    anfx_free(f);
+    anfx_free(fn);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) fixture_dir = argv[1];
@@ -1284,6 +1371,7 @@ int main(int argc, char **argv)
     if (want("init")) test_init();
     if (want("image")) test_image();
     if (want("net")) test_net();
+    if (want("gradcam")) test_gradcam();
     if (want("clone")) test_clone();
     if (want("start_above_frozen")) test_start_above_frozen();
     if (want("train_full") || want("train_frozen") || want("train_determinism")) test_train();
