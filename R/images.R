@@ -127,7 +127,10 @@ check_pixels <- function(x, arg = caller_arg(x), call = caller_env()) {
 # image_files() makes them, or the pixels and labels of an array.
 as_source <- function(x, arg = caller_arg(x), call = caller_env()) {
   if (inherits(x, "image_folder")) return(x)
-  if (is.character(x) && is.null(dim(x))) return(image_files(x))   # a character array is misused pixels
+  if (is.character(x) && is.null(dim(x))) {   # a character array is misused pixels
+    if (length(x) == 0L) abort("{.arg {arg}} is an empty vector of file names: there are no images.", call = call)
+    return(image_files(x))
+  }
   as_images(x, arg = arg, call = call)
 }
 

@@ -379,6 +379,32 @@ SEXP r_an_net_get_params(SEXP ptr)
     return res;
 }
 
+/* One parameter layer's weights (0-based index), as an R array whose dims
+ * reverse the engine's row-major (out, in/groups, kh, kw) or (out, in):
+ * c(kw, kh, in/groups, out) or c(in, out), read without a copy's reorder. */
+SEXP r_an_net_layer_weights(SEXP ptr, SEXP layer)
+{
+    an_net *net = get_net(ptr);
+    int j = scalar_int(layer, "layer");
+    if (j < 0 || j >= AN_N_PARAM_LAYERS) Rf_error("no parameter layer %d", j);
+    const an_param_layer *l = an_net_param_layer(net, j);
+    const float *p = an_net_params(net);
+    if (p == NULL) Rf_error("the engine returned no parameter block");
+    SEXP res = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) l->weight_count));
+    for (size_t i = 0; i < l->weight_count; i++) REAL(res)[i] = (double) p[l->weight_offset + i];
+    SEXP dim = PROTECT(Rf_allocVector(INTSXP, l->is_conv ? 4 : 2));
+    if (l->is_conv) {
+        int d[4] = {l->kw, l->kh, l->in / l->groups, l->out};
+        memcpy(INTEGER(dim), d, sizeof d);
+    } else {
+        INTEGER(dim)[0] = l->in;
+        INTEGER(dim)[1] = l->out;
+    }
+    Rf_setAttrib(res, R_DimSymbol, dim);
+    UNPROTECT(2);
+    return res;
+}
+
 SEXP r_an_net_set_params(SEXP ptr, SEXP values)
 {
     an_net *net = get_net(ptr);

@@ -45,6 +45,7 @@ SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP s
 SEXP r_an_loader_create_array(SEXP x, SEXP keep_bytes);
 SEXP r_an_loader_free(SEXP ptr);
 SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP until, SEXP batch_size, SEXP skip);
+SEXP r_an_loader_gradcam(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SEXP classes, SEXP batch_size, SEXP skip);
 SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP epoch,
                              SEXP next, SEXP loss, SEXP sgd, SEXP skip, SEXP share);
 SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP loss, SEXP batch_size,
@@ -73,6 +74,7 @@ SEXP r_an_output_find(SEXP name);
 SEXP r_an_engine_facts(void);
 SEXP r_an_net_get_params(SEXP ptr);
 SEXP r_an_net_set_params(SEXP ptr, SEXP values);
+SEXP r_an_net_layer_weights(SEXP ptr, SEXP layer);
 SEXP r_an_check_pixels(SEXP x);
 SEXP r_an_image_to_input(SEXP x, SEXP index);
 SEXP r_an_forward_input(SEXP ptr, SEXP input, SEXP until);

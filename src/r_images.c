@@ -244,6 +244,39 @@ SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP until, SEXP batc
     return res;
 }
 
+/* Grad-CAM maps of step `layer` for images `index`: value is the n x (h * w)
+ * matrix (each row a map, row-major), with attribute "classes": the 0-based
+ * class of each map (NA where the image failed). `classes`: one 0-based
+ * class per image, -1 for the predicted one. */
+SEXP r_an_loader_gradcam(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SEXP classes, SEXP batch_size, SEXP skip)
+{
+    an_loader *ld = get_loader(lptr);
+    an_net *net = get_net(nptr);
+    int l = scalar_int(layer, "layer");
+    if (l < 0 || l >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", l);
+    int batch = scalar_int(batch_size, "batch_size");
+    if (batch < 1) Rf_error("`batch_size` must be at least 1");
+    int n;
+    int *idx = get_indices(ld, index, &n, "index");
+    if (n < 1) Rf_error("no images to compute");
+    if (TYPEOF(classes) != INTSXP || Rf_length(classes) != n)
+        Rf_error("`classes` must be an integer vector with one class per image (%d)", n);
+    an_output_info o = an_net_output(net, l);
+    SEXP m = PROTECT(Rf_allocMatrix(REALSXP, n, o.h * o.w));
+    SEXP used = PROTECT(Rf_duplicate(classes));
+    an_rows_out out = {REAL(m), 1, n, NA_REAL, NULL, 0};
+    an_load_result *r = results_for(n);
+    int n_failed = 0;
+    an_status st = an_loader_gradcam(ld, net, idx, n, l, INTEGER(used), batch, !Rf_asLogical(skip), &out, r, &n_failed);
+    if (st != AN_OK) engine_error(st);
+    for (int i = 0; i < n; i++)
+        if (INTEGER(used)[i] < 0) INTEGER(used)[i] = NA_INTEGER;
+    Rf_setAttrib(m, Rf_install("classes"), used);
+    SEXP res = batch_result(m, r, idx, n, n_failed);
+    UNPROTECT(2);
+    return res;
+}
+
 /* Loss and correct count of images `index` (labels 0-based, one each) in
  * inference mode: value c(loss_sum, correct, images used). */
 SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP loss, SEXP batch_size,

@@ -118,6 +118,41 @@ an_status an_loader_forward(an_loader *ld, an_net *net, const int *indices, int 
     return st;
 }
 
+an_status an_loader_gradcam(an_loader *ld, an_net *net, const int *indices, int n, int layer, int *classes,
+                            int batch, int stop_on_failure, const an_rows_out *out, an_load_result *results,
+                            int *n_failed)
+{
+    *n_failed = 0;
+    an_status st = check_run(ld, indices, n, batch);
+    if (st != AN_OK) return st;
+    if (an_loader_stage(ld) != -1) return an_fail(AN_ERR_ARGUMENT, "Grad-CAM needs images, not rows");
+    if (layer < 0 || layer >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output %d", layer);
+    if (!out || (!out->data && !out->floats)) return an_fail(AN_ERR_ARGUMENT, "no output matrix");
+    if (batch > n) batch = n;
+    an_output_info o = an_net_output(net, layer);
+    size_t size = (size_t)o.h * o.w;
+    float *maps = malloc((size_t)batch * size * sizeof *maps);
+    if (!maps) return an_fail(AN_ERR_MEMORY, "out of memory for a batch of %d maps", batch);
+    sigset_t held;
+    an_signals_hold(&held);
+    for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
+        const float *px;
+        int b, failed = 0;
+        if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
+        *n_failed += failed;
+        /* an image that failed is computed as the zeros it was given, then
+         * reported missing */
+        if ((st = an_net_gradcam(net, px, b, layer, classes + i0, maps)) != AN_OK) break;
+        for (int j = 0; j < b; j++)
+            if (results[i0 + j].status != AN_OK) classes[i0 + j] = -1;
+        write_rows(out, i0, b, size, maps, results + i0);
+        if (failed && stop_on_failure) break;
+    }
+    an_signals_release(&held);
+    free(maps);
+    return st;
+}
+
 an_status an_loader_evaluate(an_loader *ld, an_net *net, const int *indices, const int *labels, int n, int batch,
                              an_loss_kind loss, int stop_on_failure, double *loss_sum, int *correct, int *used,
                              an_load_result *results, int *n_failed)

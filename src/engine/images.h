@@ -324,6 +324,14 @@ an_status an_loader_forward(an_loader *loader, an_net *net, const int *indices, 
                             int batch, int stop_on_failure, const an_rows_out *out,
                             an_load_result *results, int *n_failed);
 
+/* Grad-CAM maps (an_net_gradcam) of step `layer` for images indices[0..n),
+ * one row of h x w values each; classes[i]: the class for indices[i] or -1
+ * for the predicted one, set to the class used (-1 where the image failed,
+ * its row `missing`). */
+an_status an_loader_gradcam(an_loader *loader, an_net *net, const int *indices, int n, int layer, int *classes,
+                            int batch, int stop_on_failure, const an_rows_out *out, an_load_result *results,
+                            int *n_failed);
+
 /* Loss sum, correct count and images used over indices[0..n) (labels[i] for
  * indices[i]) in inference mode; images that fail are left out. */
 an_status an_loader_evaluate(an_loader *loader, an_net *net, const int *indices, const int *labels,
