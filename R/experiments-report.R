@@ -197,3 +197,18 @@ plot_accuracy <- function(x) {
                    pch = c(rep(c(1, 19), length(leg) / 2), NA), cex = 0.8)
   invisible(x)
 }
+
+# Grad-CAM of the fine-tuned net on the first test image of each class, for
+# its true class: where in a pullover does the net find "Pullover"?
+gradcam_picture <- function(net, d, file, width = 1300, height = 520, res = 110) {
+  labels <- d$test_labels
+  idx <- vapply(unique(as.character(labels)), function(cl) which(labels == cl)[1L], 1L)
+  images <- d$test[idx]
+  truth <- as.character(labels[idx])
+  cam <- alexnet_gradcam(net, images, class = truth)
+  pred <- as.character(predict(net, images, type = "class"))
+  titles <- sprintf("a %s (predicted: %s); evidence for %s", truth, pred, truth)
+  grDevices::png(file, width = width, height = height, res = res)
+  tryCatch(plot(cam, image = seq_along(idx), titles = titles), finally = grDevices::dev.off())
+  file
+}

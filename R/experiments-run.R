@@ -167,6 +167,7 @@ alexnet_experiments <- function(data = c("fashion-mnist", "dogs-vs-cats"),
   say("From scratch: test accuracy {pct(last(h1$val_accuracy))} (train {pct(last(h1$accuracy))}) in {fmt_time(timing[['scratch']])}.")
 
   fit2 <- NULL
+  gradcam_file <- NULL
   classifier <- NULL
   svm <- NULL
   if (!is.null(pre_file)) {
@@ -202,6 +203,7 @@ alexnet_experiments <- function(data = c("fashion-mnist", "dogs-vs-cats"),
                              batch_size = s$batch_size, optimizer = sgd_s(s$finetune_lr[1L]),
                              loss = s$loss, seed = s$seed, dropout = s$dropout, verbose = verbose)
     fit2$net <- NULL
+    if (!is.null(dir)) gradcam_file <- gradcam_picture(net, d, file.path(dir, "gradcam.png"))
     rm(net)
     invisible(gc(verbose = FALSE))
     timing[["finetune"]] <- elapsed(t0)
@@ -229,7 +231,7 @@ alexnet_experiments <- function(data = c("fashion-mnist", "dogs-vs-cats"),
     utils::write.csv(res$table, file.path(dir, "results.csv"), row.names = FALSE)
     utils::write.csv(history_table(res), file.path(dir, "history.csv"), row.names = FALSE)
     pngs <- plot(res, dir = dir)
-    res$files <- c(file.path(dir, c("results.rds", "results.csv", "history.csv")), pngs)
+    res$files <- c(file.path(dir, c("results.rds", "results.csv", "history.csv")), pngs, gradcam_file)
     saveRDS(res, file.path(dir, "results.rds"))
   }
   if (verbose) {

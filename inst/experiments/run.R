@@ -18,7 +18,7 @@
 #   --threads=N          CPU threads of the engine (default: all cores)
 #   --precision=bf16     the convolutions in bfloat16, where the CPU has
 #                        AVX512_BF16 (see ?alexnet_precision): the quick run
-#                        takes 4.5 instead of 5.8 minutes
+#                        takes 4.5 instead of 6 minutes
 #   --SETTING=VALUE      any setting of experiment_settings(), e.g.
 #                        --n_train=500 --scratch_epochs=20 --classes=Shirt,T-shirt/top
 #   --help               this text

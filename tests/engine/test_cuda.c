@@ -369,6 +369,37 @@ static void test_net_forward(const char *label, double tol)
     an_net_free(g);
 }
 
+/* Grad-CAM on both devices (an_net_gradcam: the backward without
+ * parameter gradients, cuDNN and cuBLAS with dw NULL): the maps and the
+ * predicted classes agree. */
+static void test_net_gradcam(double tol)
+{
+    const int n = 4, classes = 10;
+    an_net *c, *g;
+    if (!make_pair(classes, 7, &c, &g)) { an_net_free(c); an_net_free(g); return; }
+    float *images = xmalloc((size_t)n * AN_INPUT_PIXELS * sizeof(float));
+    hash_fill_image(images, (size_t)n * AN_INPUT_PIXELS, 2000);
+    const int layers[2] = {AN_CONV_5, AN_LRN_2};
+    for (int k = 0; k < 2; k++) {
+        an_output_info o = an_net_output(c, layers[k]);
+        size_t count = (size_t)n * o.h * o.w;
+        float *mc = xmalloc(count * sizeof(float)), *mg = xmalloc(count * sizeof(float));
+        int cc[4] = {3, -1, 0, -1}, cg[4] = {3, -1, 0, -1};
+        char name[96];
+        snprintf(name, sizeof name, "Grad-CAM at %s", OUTPUTS[layers[k]]);
+        if (status_ok(name, an_net_gradcam(c, images, n, layers[k], cc, mc)) &&
+            status_ok(name, an_net_gradcam(g, images, n, layers[k], cg, mg))) {
+            agree(name, mg, mc, count, tol, 1);
+            snprintf(name, sizeof name, "Grad-CAM at %s: the same predicted classes", OUTPUTS[layers[k]]);
+            CHECK(name, memcmp(cc, cg, sizeof cc) == 0, "cpu %d %d, gpu %d %d", cc[1], cc[3], cg[1], cg[3]);
+        }
+        free(mc); free(mg);
+    }
+    free(images);
+    an_net_free(c);
+    an_net_free(g);
+}
+
 /* Three SGD steps with dropout on both devices, from the same weights and
  * dropout seed: the parameters' changes agree. */
 static void test_net_train(an_loss_kind loss, int first_trainable, const char *label)
@@ -550,6 +581,7 @@ int main(void)
     test_dense("dense_3", 4, 4096, 10, 0, 410);
     test_elementwise();
     test_net_forward("FP32", NET_TOL);
+    test_net_gradcam(NET_TOL);
     test_net_train(AN_LOSS_CROSS_ENTROPY, 0, "SGD cross-entropy");
     test_net_train(AN_LOSS_MSE, 0, "SGD MSE");
     test_net_train(AN_LOSS_CROSS_ENTROPY, AN_P_DENSE_1, "SGD frozen below dense_1");
