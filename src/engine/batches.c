@@ -83,21 +83,25 @@ static an_status check_run(an_loader *ld, const int *indices, int n, int batch)
     return AN_OK;
 }
 
-an_status an_loader_forward(an_loader *ld, an_net *net, const int *indices, int n, int until, int batch,
-                            int stop_on_failure, const an_rows_out *out, an_load_result *results, int *n_failed)
+/* What a run of rows computes for one batch: `b` images at px, the first
+ * of them image i0 of the run, into b rows. */
+typedef struct {
+    an_status (*compute)(void *ctx, an_net *net, const float *px, int b, int i0, float *rows);
+    void *ctx;
+} rows_job;
+
+/* A run whose every batch gives one row of `size` floats per image, written
+ * into `out` (forward passes, Grad-CAM maps). */
+static an_status rows_run(an_loader *ld, an_net *net, const int *indices, int n, int batch, size_t size,
+                          int stop_on_failure, const an_rows_out *out, an_load_result *results, int *n_failed,
+                          const rows_job *job)
 {
-    *n_failed = 0;
-    an_status st = check_run(ld, indices, n, batch);
-    if (st != AN_OK) return st;
-    if (until < 0 || until >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output %d", until);
     if (!out || (!out->data && !out->floats)) return an_fail(AN_ERR_ARGUMENT, "no output matrix");
-    if (out->training_rows && an_loader_stage(ld) != -1)
-        return an_fail(AN_ERR_ARGUMENT, "training rows are made from images");
     if (batch > n) batch = n;
-    size_t size = an_output_size(net, until);
     float *rows = malloc((size_t)batch * size * sizeof *rows);
     if (!rows) return an_fail(AN_ERR_MEMORY, "out of memory for a batch of %d outputs (%.0f MB)", batch,
                               batch * size * 4 / 1e6);
+    an_status st = AN_OK;
     sigset_t held;
     an_signals_hold(&held);
     for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
@@ -105,16 +109,52 @@ an_status an_loader_forward(an_loader *ld, an_net *net, const int *indices, int 
         int b, failed = 0;
         if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
         *n_failed += failed;
-        /* training's rows come from training-mode ops, evaluation's from
-         * inference's: each then matches what a pass over the images gives */
-        st = out->training_rows ? an_net_frozen_rows(net, px, b, until, rows)
-                                : an_net_forward_from(net, an_loader_stage(ld), px, b, until, rows);
-        if (st != AN_OK) break;
+        if ((st = job->compute(job->ctx, net, px, b, i0, rows)) != AN_OK) break;
         write_rows(out, i0, b, size, rows, results + i0);
         if (failed && stop_on_failure) break;
     }
     an_signals_release(&held);
     free(rows);
+    return st;
+}
+
+typedef struct { int until, stage, training_rows; } forward_job;
+
+static an_status forward_batch(void *ctx, an_net *net, const float *px, int b, int i0, float *rows)
+{
+    (void)i0;
+    const forward_job *f = ctx;
+    /* training's rows come from training-mode ops, evaluation's from
+     * inference's: each then matches what a pass over the images gives */
+    return f->training_rows ? an_net_frozen_rows(net, px, b, f->until, rows)
+                            : an_net_forward_from(net, f->stage, px, b, f->until, rows);
+}
+
+an_status an_loader_forward(an_loader *ld, an_net *net, const int *indices, int n, int until, int batch,
+                            int stop_on_failure, const an_rows_out *out, an_load_result *results, int *n_failed)
+{
+    *n_failed = 0;
+    an_status st = check_run(ld, indices, n, batch);
+    if (st != AN_OK) return st;
+    if (until < 0 || until >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output %d", until);
+    if (out && out->training_rows && an_loader_stage(ld) != -1)
+        return an_fail(AN_ERR_ARGUMENT, "training rows are made from images");
+    forward_job f = {until, an_loader_stage(ld), out && out->training_rows};
+    rows_job job = {forward_batch, &f};
+    return rows_run(ld, net, indices, n, batch, an_output_size(net, until), stop_on_failure, out, results,
+                    n_failed, &job);
+}
+
+typedef struct { int layer; int *classes; const an_load_result *results; } gradcam_job;
+
+static an_status gradcam_batch(void *ctx, an_net *net, const float *px, int b, int i0, float *rows)
+{
+    const gradcam_job *g = ctx;
+    /* an image that failed is computed as the zeros it was given, then
+     * reported missing */
+    an_status st = an_net_gradcam(net, px, b, g->layer, g->classes + i0, rows);
+    for (int j = 0; j < b && st == AN_OK; j++)
+        if (g->results[i0 + j].status != AN_OK) g->classes[i0 + j] = -1;
     return st;
 }
 
@@ -127,30 +167,10 @@ an_status an_loader_gradcam(an_loader *ld, an_net *net, const int *indices, int 
     if (st != AN_OK) return st;
     if (an_loader_stage(ld) != -1) return an_fail(AN_ERR_ARGUMENT, "Grad-CAM needs images, not rows");
     if (layer < 0 || layer >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output %d", layer);
-    if (!out || (!out->data && !out->floats)) return an_fail(AN_ERR_ARGUMENT, "no output matrix");
-    if (batch > n) batch = n;
     an_output_info o = an_net_output(net, layer);
-    size_t size = (size_t)o.h * o.w;
-    float *maps = malloc((size_t)batch * size * sizeof *maps);
-    if (!maps) return an_fail(AN_ERR_MEMORY, "out of memory for a batch of %d maps", batch);
-    sigset_t held;
-    an_signals_hold(&held);
-    for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
-        const float *px;
-        int b, failed = 0;
-        if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
-        *n_failed += failed;
-        /* an image that failed is computed as the zeros it was given, then
-         * reported missing */
-        if ((st = an_net_gradcam(net, px, b, layer, classes + i0, maps)) != AN_OK) break;
-        for (int j = 0; j < b; j++)
-            if (results[i0 + j].status != AN_OK) classes[i0 + j] = -1;
-        write_rows(out, i0, b, size, maps, results + i0);
-        if (failed && stop_on_failure) break;
-    }
-    an_signals_release(&held);
-    free(maps);
-    return st;
+    gradcam_job g = {layer, classes, results};
+    rows_job job = {gradcam_batch, &g};
+    return rows_run(ld, net, indices, n, batch, (size_t)o.h * o.w, stop_on_failure, out, results, n_failed, &job);
 }
 
 an_status an_loader_evaluate(an_loader *ld, an_net *net, const int *indices, const int *labels, int n, int batch,

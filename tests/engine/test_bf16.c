@@ -92,14 +92,9 @@ static void test_conv(const anfx_file *f, const char *name)
     sb.bf16 = 1;
     int oh, ow;
     an_conv_output_hw(&s, &oh, &ow);
-    size_t nx = (size_t)s.n * s.in * s.h * s.w;
-    size_t nw = (size_t)s.out * (s.in / s.groups) * s.k * s.k;
-    size_t ny = (size_t)s.n * s.out * oh * ow;
-    float *x = falloc(nx, 0), *w = falloc(nw, 0), *b = falloc((size_t)s.out, 0), *r = falloc(ny, 0);
-    hash_fill(x, nx, 16 * c + 0, 1.0f);
-    hash_fill(w, nw, 16 * c + 1, he_uniform_scale(s.in / s.groups * s.k * s.k));
-    hash_fill(b, (size_t)s.out, 16 * c + 2, 0.1f);
-    hash_fill(r, ny, 16 * c + 3, 1.0f);
+    conv_case cc = conv_case_fill(&s, c);
+    size_t nx = cc.nx, nw = cc.nw, ny = cc.ny;
+    float *x = cc.x, *w = cc.w, *b = cc.b, *r = cc.r;
     float *xr = rounded(x, nx), *wr = rounded(w, nw);
     float *y = falloc(ny, NAN), *y32 = falloc(ny, NAN);
     float *dx = falloc(nx, NAN), *dw = falloc(nw, NAN), *db = falloc((size_t)s.out, NAN);

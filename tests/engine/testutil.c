@@ -235,3 +235,22 @@ void hash_fill_net(an_net *net)
     an_net_params_changed(net);
 }
 
+
+conv_case conv_case_fill(const an_conv_spec *s, int c)
+{
+    int oh, ow;
+    an_conv_output_hw(s, &oh, &ow);
+    conv_case k;
+    k.nx = (size_t)s->n * s->in * s->h * s->w;
+    k.nw = (size_t)s->out * (s->in / s->groups) * s->k * s->k;
+    k.ny = (size_t)s->n * s->out * oh * ow;
+    k.x = falloc(k.nx, 0);
+    k.w = falloc(k.nw, 0);
+    k.b = falloc((size_t)s->out, 0);
+    k.r = falloc(k.ny, 0);
+    hash_fill(k.x, k.nx, 16 * (uint64_t)c + 0, 1.0f);
+    hash_fill(k.w, k.nw, 16 * (uint64_t)c + 1, he_uniform_scale(s->in / s->groups * s->k * s->k));
+    hash_fill(k.b, (size_t)s->out, 16 * (uint64_t)c + 2, 0.1f);
+    hash_fill(k.r, k.ny, 16 * (uint64_t)c + 3, 1.0f);
+    return k;
+}

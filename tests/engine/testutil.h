@@ -75,4 +75,11 @@ int fan_in(const an_param_layer *L);
 /* the whole-net parameters of net.anfx and train.anfx (hash streams 1000 up) */
 void hash_fill_net(an_net *net);
 
+/* ops.anfx's convolution case `c`: its input x, weights w, bias b and
+ * output gradient r, hash-filled as tools/make_fixtures.py fills them
+ * (the caller frees the four) */
+#include "ops.h"
+typedef struct { size_t nx, nw, ny; float *x, *w, *b, *r; } conv_case;
+conv_case conv_case_fill(const an_conv_spec *s, int c);
+
 #endif

@@ -83,6 +83,10 @@ test_that("the pictures draw to a PNG", {
   w <- plot_filters(net)
   grDevices::dev.off()
   expect_identical(dim(w), c(96L, 3L, 11L, 11L))
+  # PyTorch's layout (out, in, row, column): the parameter block starts with
+  # filter 1's red row 1, then its row 2
+  p <- alexnet:::net_params(net)[1:22]
+  expect_equal(c(w[1, 1, 1, ], w[1, 1, 2, ]), p, tolerance = 1e-7)
   expect_gt(file.size(f1), 10000)
   f2 <- png_file()
   grDevices::png(f2, 600, 600)
