@@ -3,7 +3,7 @@
 #
 #   Rscript run.R [options]
 #
-#   --quick              the default: about 15-20 minutes on two CPU cores
+#   --quick              the default: about 6 minutes on two CPU cores
 #   --full               the seed's protocol (1000 + 400 images per class,
 #                        80 epochs, 8 x 10 fine-tuning epochs): hours on a CPU
 #   --tiny               a smoke test of under a minute (meaningless accuracies)
