@@ -211,9 +211,10 @@ static void plan_free(an_device *dev, an_plan *plan)
         if (k == AN_STEP_POOL && plan->op[i].pool) B->pool_free(plan->op[i].pool);
         if (k == AN_STEP_LRN && plan->op[i].lrn) B->lrn_free(plan->op[i].lrn);
         B->release(dev, plan->act[i]);
-        B->release(dev, plan->grad[i]);
         B->release(dev, plan->keep[i]);
     }
+    B->release(dev, plan->grad_buf[0]);
+    B->release(dev, plan->grad_buf[1]);
     B->release(dev, plan->input);
     free(plan);
 }
@@ -351,10 +352,15 @@ static an_status alloc_floats(an_device *dev, float **out, size_t bytes)
 
 double an_net_batch_bytes(const an_net *net, int n, int training)
 {
-    double per_image = AN_INPUT_PIXELS;
-    for (int i = 0; i < AN_N_OUTPUTS; i++) per_image += (double)an_output_size(net, i);
-    /* 30% for blocked layouts and reorder scratch; training doubles it (gradients) */
-    return per_image * sizeof(float) * n * 1.3 * (training ? 2 : 1);
+    double per_image = AN_INPUT_PIXELS, largest = 0;
+    for (int i = 0; i < AN_N_OUTPUTS; i++) {
+        per_image += (double)an_output_size(net, i);
+        if ((double)an_output_size(net, i) > largest) largest = (double)an_output_size(net, i);
+    }
+    /* training: the two gradient buffers (an_plan), and as much again for
+     * the backward's own scratch; 30% for blocked layouts and reorders */
+    if (training) per_image += 4 * largest;
+    return per_image * sizeof(float) * n * 1.3;
 }
 
 /* Refuse a batch whose activations alone would not fit in the device's
@@ -422,13 +428,16 @@ static an_status plan_create(const an_net *net, int n, int training, an_plan **o
     p->training = training;
     s = plan_ops(net, p);
     if (s == AN_OK) s = alloc_floats(dev, &p->input, sizeof(float) * n * AN_INPUT_PIXELS);
+    size_t largest = 0;
     for (int i = 0; i < AN_N_OUTPUTS && s == AN_OK; i++) {
         size_t bytes = p->layout[i] ? B->layout_bytes(p->layout[i]) : sizeof(float) * n * an_output_size(net, i);
+        if (bytes > largest) largest = bytes;
         s = alloc_floats(dev, &p->act[i], bytes);
-        if (s == AN_OK && training) s = alloc_floats(dev, &p->grad[i], bytes);
         if (s == AN_OK && training && an_steps[i].dropout)
             s = B->alloc(dev, (size_t)n * an_output_size(net, i), (void **)&p->keep[i]);
     }
+    for (int k = 0; k < 2 && s == AN_OK && training; k++) s = alloc_floats(dev, &p->grad_buf[k], largest);
+    for (int i = 0; i < AN_N_OUTPUTS && training; i++) p->grad[i] = p->grad_buf[i % 2];
     if (s != AN_OK) { plan_free(dev, p); return s; }
     *out = p;
     return AN_OK;

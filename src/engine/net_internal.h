@@ -41,6 +41,10 @@ typedef struct {
     const an_layout *layout[AN_N_OUTPUTS]; /* its layout; NULL = plain */
     /* training only */
     float *grad[AN_N_OUTPUTS];          /* gradient wrt each step's output, same layout */
+    /* the gradients' memory: a step's backward reads grad[i] and writes
+     * grad[i - 1], and nothing reads grad[i] after that, so the steps take
+     * turns with two buffers of the largest size (grad[i] is grad_buf[i % 2]) */
+    float *grad_buf[2];
     uint8_t *keep[AN_N_OUTPUTS];        /* dropout masks of the steps that drop units */
 } an_plan;
 /* All of a plan's buffers and ops live on the net's device. */
