@@ -40,6 +40,7 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(net_set_precision, 2),
     CALLDEF(net_precision, 1),
     CALLDEF(bf16_missing, 1),
+    CALLDEF(net_bf16_missing, 1),
     CALLDEF(net_batch_bytes, 3),
     CALLDEF(get_threads, 0),
     CALLDEF(set_threads, 1),

@@ -71,6 +71,13 @@ SEXP r_an_bf16_missing(SEXP device)
     return why ? Rf_mkString(why) : R_NilValue;
 }
 
+/* the same for the device a net is on (no second handle on a GPU) */
+SEXP r_an_net_bf16_missing(SEXP ptr)
+{
+    const char *why = an_net_bf16_missing(get_net(ptr));
+    return why ? Rf_mkString(why) : R_NilValue;
+}
+
 /* the engine's estimate of a batch's activation memory, in bytes: the
  * model it refuses batches by (an_net_batch_bytes), for R's own checks */
 SEXP r_an_net_batch_bytes(SEXP ptr, SEXP n, SEXP training)

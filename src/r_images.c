@@ -219,27 +219,42 @@ static SEXP sums3(double loss_sum, int correct, int used)
     return v;
 }
 
+/* The arguments of a run of rows over a loader: images `index` (1-based),
+ * output `layer` (an engine index), in batches of `batch_size`. */
+typedef struct {
+    an_loader *ld;
+    an_net *net;
+    int layer, batch, n;
+    int *idx;
+} rows_call;
+
+static rows_call rows_call_args(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SEXP batch_size)
+{
+    rows_call c;
+    c.ld = get_loader(lptr);
+    c.net = get_net(nptr);
+    c.layer = scalar_int(layer, "layer");
+    if (c.layer < 0 || c.layer >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", c.layer);
+    c.batch = scalar_int(batch_size, "batch_size");
+    if (c.batch < 1) Rf_error("`batch_size` must be at least 1");
+    c.idx = get_indices(c.ld, index, &c.n, "index");
+    if (c.n < 1) Rf_error("no images to compute");
+    return c;
+}
+
 /* Output `until` of images `index` in batches of `batch_size`: value is the
  * n x size matrix in `index` order (rows of failed images NA). */
 SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP until, SEXP batch_size, SEXP skip)
 {
-    an_loader *ld = get_loader(lptr);
-    an_net *net = get_net(nptr);
-    int u = scalar_int(until, "layer");
-    if (u < 0 || u >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", u);
-    int batch = scalar_int(batch_size, "batch_size");
-    if (batch < 1) Rf_error("`batch_size` must be at least 1");
-    int n;
-    int *idx = get_indices(ld, index, &n, "index");
-    if (n < 1) Rf_error("no images to compute");
-    size_t size = an_output_size(net, u);
-    SEXP m = PROTECT(Rf_allocMatrix(REALSXP, n, (int) size));
-    an_rows_out out = {REAL(m), 1, n, NA_REAL, NULL, 0};
-    an_load_result *r = results_for(n);
+    rows_call c = rows_call_args(lptr, nptr, index, until, batch_size);
+    SEXP m = PROTECT(Rf_allocMatrix(REALSXP, c.n, (int) an_output_size(c.net, c.layer)));
+    an_rows_out out = {REAL(m), 1, c.n, NA_REAL, NULL, 0};
+    an_load_result *r = results_for(c.n);
     int n_failed = 0;
-    an_status st = an_loader_forward(ld, net, idx, n, u, batch, !Rf_asLogical(skip), &out, r, &n_failed);
+    an_status st = an_loader_forward(c.ld, c.net, c.idx, c.n, c.layer, c.batch, !Rf_asLogical(skip), &out, r,
+                                     &n_failed);
     if (st != AN_OK) engine_error(st);
-    SEXP res = batch_result(m, r, idx, n, n_failed);
+    SEXP res = batch_result(m, r, c.idx, c.n, n_failed);
     UNPROTECT(1);
     return res;
 }
@@ -250,29 +265,22 @@ SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP until, SEXP batc
  * class per image, -1 for the predicted one. */
 SEXP r_an_loader_gradcam(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SEXP classes, SEXP batch_size, SEXP skip)
 {
-    an_loader *ld = get_loader(lptr);
-    an_net *net = get_net(nptr);
-    int l = scalar_int(layer, "layer");
-    if (l < 0 || l >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", l);
-    int batch = scalar_int(batch_size, "batch_size");
-    if (batch < 1) Rf_error("`batch_size` must be at least 1");
-    int n;
-    int *idx = get_indices(ld, index, &n, "index");
-    if (n < 1) Rf_error("no images to compute");
-    if (TYPEOF(classes) != INTSXP || Rf_length(classes) != n)
-        Rf_error("`classes` must be an integer vector with one class per image (%d)", n);
-    an_output_info o = an_net_output(net, l);
-    SEXP m = PROTECT(Rf_allocMatrix(REALSXP, n, o.h * o.w));
+    rows_call c = rows_call_args(lptr, nptr, index, layer, batch_size);
+    if (TYPEOF(classes) != INTSXP || Rf_length(classes) != c.n)
+        Rf_error("`classes` must be an integer vector with one class per image (%d)", c.n);
+    an_output_info o = an_net_output(c.net, c.layer);
+    SEXP m = PROTECT(Rf_allocMatrix(REALSXP, c.n, o.h * o.w));
     SEXP used = PROTECT(Rf_duplicate(classes));
-    an_rows_out out = {REAL(m), 1, n, NA_REAL, NULL, 0};
-    an_load_result *r = results_for(n);
+    an_rows_out out = {REAL(m), 1, c.n, NA_REAL, NULL, 0};
+    an_load_result *r = results_for(c.n);
     int n_failed = 0;
-    an_status st = an_loader_gradcam(ld, net, idx, n, l, INTEGER(used), batch, !Rf_asLogical(skip), &out, r, &n_failed);
+    an_status st = an_loader_gradcam(c.ld, c.net, c.idx, c.n, c.layer, INTEGER(used), c.batch, !Rf_asLogical(skip),
+                                     &out, r, &n_failed);
     if (st != AN_OK) engine_error(st);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < c.n; i++)
         if (INTEGER(used)[i] < 0) INTEGER(used)[i] = NA_INTEGER;
     Rf_setAttrib(m, Rf_install("classes"), used);
-    SEXP res = batch_result(m, r, idx, n, n_failed);
+    SEXP res = batch_result(m, r, c.idx, c.n, n_failed);
     UNPROTECT(2);
     return res;
 }

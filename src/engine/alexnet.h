@@ -302,8 +302,10 @@ typedef enum { AN_PRECISION_F32 = 0, AN_PRECISION_BF16 = 1 } an_precision;
  * message saying why, and the net keeps its precision. */
 an_status an_net_set_precision(an_net *net, an_precision precision);
 an_precision an_net_precision(const an_net *net);
-/* NULL when `device` runs bf16 natively, else why not (AN_DEVICE_CPU or a GPU) */
+/* NULL when `device` runs bf16 natively, else why not (AN_DEVICE_CPU or a
+ * GPU, which is opened to ask); the same for the net's own device */
 const char *an_bf16_missing(int device);
+const char *an_net_bf16_missing(const an_net *net);
 
 int an_cuda_built(void);           /* 1 when the engine was built with CUDA and cuDNN */
 int an_cuda_device_count(void);    /* usable GPUs; 0 when not built, no driver or none */

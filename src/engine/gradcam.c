@@ -26,15 +26,13 @@ static an_status gradcam_args(const an_net *net, const float *images, int n, int
     return AN_OK;
 }
 
-/* step i's output or gradient (src) of plan p, plain (n x c x h x w), on the host */
-static an_status download_plain(an_net *net, an_plan *p, int i, const float *src, float **out)
+/* step i's output or gradient (src) of plan p, plain, in a new host block */
+static an_status download_new(an_net *net, an_plan *p, int i, const float *src, float **out)
 {
     size_t count = (size_t)p->n * an_output_size(net, i);
     *out = malloc(count * sizeof **out);
     if (!*out) return an_fail(AN_ERR_MEMORY, "out of memory for %zu values", count);
-    an_device *dev = net->dev;
-    if (p->layout[i]) return dev->ops->download_plain(dev, p->layout[i], src, *out);
-    return dev->ops->download(dev, *out, src, count * sizeof **out);
+    return an_plan_download(net, p, i, src, *out);
 }
 
 static an_status gradcam(an_net *net, const float *images, int n, int layer, int *classes, float *maps)
@@ -66,10 +64,10 @@ static an_status gradcam(an_net *net, const float *images, int n, int layer, int
         s = dev->ops->upload(dev, p->grad[AN_DENSE_3], logits, sizeof(float) * n * k);
     }
     free(logits);
-    if (s == AN_OK) s = an_plan_backward(net, p, AN_DENSE_3, layer + 1, 1, NULL, 0);
+    if (s == AN_OK) s = an_plan_backward(net, p, layer + 1, 1, NULL, 0);
     float *act = NULL, *grad = NULL;
-    if (s == AN_OK) s = download_plain(net, p, layer, p->act[layer], &act);
-    if (s == AN_OK) s = download_plain(net, p, layer, p->grad[layer], &grad);
+    if (s == AN_OK) s = download_new(net, p, layer, p->act[layer], &act);
+    if (s == AN_OK) s = download_new(net, p, layer, p->grad[layer], &grad);
     if (s == AN_OK) {
         const an_output_info o = an_steps[layer].out;
         const size_t plane = (size_t)o.h * o.w;

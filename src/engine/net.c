@@ -299,12 +299,14 @@ const char *an_bf16_missing(int device)
     return why;
 }
 
+const char *an_net_bf16_missing(const an_net *net) { return net->dev->ops->bf16_missing(net->dev); }
+
 an_status an_net_set_precision(an_net *net, an_precision precision)
 {
     if (precision != AN_PRECISION_F32 && precision != AN_PRECISION_BF16)
         return an_fail(AN_ERR_ARGUMENT, "unknown precision %d", (int)precision);
     if (precision == net->precision) return AN_OK;
-    const char *why = precision == AN_PRECISION_BF16 ? net->dev->ops->bf16_missing(net->dev) : NULL;
+    const char *why = precision == AN_PRECISION_BF16 ? an_net_bf16_missing(net) : NULL;
     if (why) return an_fail(AN_ERR_ARGUMENT, "bf16 is not available: %s", why);
     free_plans(net);    /* the ops are made for one precision */
     net->precision = precision;
@@ -352,15 +354,11 @@ static an_status alloc_floats(an_device *dev, float **out, size_t bytes)
 
 double an_net_batch_bytes(const an_net *net, int n, int training)
 {
-    double per_image = AN_INPUT_PIXELS, largest = 0;
-    for (int i = 0; i < AN_N_OUTPUTS; i++) {
-        per_image += (double)an_output_size(net, i);
-        if ((double)an_output_size(net, i) > largest) largest = (double)an_output_size(net, i);
-    }
-    /* training: the two gradient buffers (an_plan), and as much again for
-     * the backward's own scratch; 30% for blocked layouts and reorders */
-    if (training) per_image += 4 * largest;
-    return per_image * sizeof(float) * n * 1.3;
+    double per_image = AN_INPUT_PIXELS;
+    for (int i = 0; i < AN_N_OUTPUTS; i++) per_image += (double)an_output_size(net, i);
+    /* 30% for blocked layouts and reorder scratch; training at most doubles
+     * it (two gradient buffers of the largest output, the backward's scratch) */
+    return per_image * sizeof(float) * n * 1.3 * (training ? 2 : 1);
 }
 
 /* Refuse a batch whose activations alone would not fit in the device's
@@ -549,7 +547,7 @@ static an_status frozen_rows(an_net *net, const float *images, int n, int at, fl
     s = an_plan_for(net, n, 1, &p);
     if (s == AN_OK) s = an_plan_load(net, p, -1, images);
     if (s == AN_OK) s = an_plan_run(net, p, 0, at, 0);
-    if (s == AN_OK) s = net->dev->ops->download(net->dev, out, p->act[at], sizeof(float) * n * an_output_size(net, at));
+    if (s == AN_OK) s = an_plan_download(net, p, at, p->act[at], out);
     return s;
 }
 
@@ -611,10 +609,15 @@ static an_status net_forward(an_net *net, int at, const float *x, int n, int unt
     an_plan *p;
     an_status s = an_plan_for(net, n, 0, &p);
     if (s != AN_OK) return s;
-    const an_backend *B = net->dev->ops;
     s = an_plan_load(net, p, at, x);
     if (s == AN_OK) s = an_plan_forward_from(net, p, at + 1, until);
-    if (s != AN_OK) return s;
-    if (p->layout[until]) return B->download_plain(net->dev, p->layout[until], p->act[until], out);
-    return B->download(net->dev, out, p->act[until], sizeof(float) * n * an_output_size(net, until));
+    if (s == AN_OK) s = an_plan_download(net, p, until, p->act[until], out);
+    return s;
+}
+
+an_status an_plan_download(an_net *net, an_plan *p, int step, const float *src, float *host)
+{
+    an_device *dev = net->dev;
+    if (p->layout[step]) return dev->ops->download_plain(dev, p->layout[step], src, host);
+    return dev->ops->download(dev, host, src, sizeof(float) * p->n * an_output_size(net, step));
 }

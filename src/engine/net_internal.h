@@ -90,14 +90,17 @@ an_status an_net_params_to_device(an_net *net);
 an_status an_plan_for(an_net *net, int n, int training, an_plan **out);
 an_status an_plan_forward(an_net *net, an_plan *plan, int until);
 an_status an_plan_forward_from(an_net *net, an_plan *plan, int first, int until);
+/* step `step`'s output or its gradient (src: p->act[step] or p->grad[step],
+ * same layout) as plain n x c x h x w floats on the host */
+an_status an_plan_download(an_net *net, an_plan *p, int step, const float *src, float *host);
 /* the same with dropout on (training plans) or off, as asked */
 an_status an_plan_run(an_net *net, an_plan *plan, int first, int until, int dropout);
-/* train.c: plan p's backward pass from step `top` (its output gradient in
- * p->grad[top]) down to step `lowest`: the input gradient of every step
- * above `lowest` (and of `lowest` itself when lowest_dx), parameter
+/* train.c: plan p's backward pass from dense_3 (its output gradient in
+ * p->grad[AN_DENSE_3]) down to step `lowest`: the input gradient of every
+ * step above `lowest` (and of `lowest` itself when lowest_dx), parameter
  * gradients into G (NULL: none, the weights untouched); `dropout`: the
  * forward drew dropout masks, which the gradients then pass through. */
-an_status an_plan_backward(an_net *net, an_plan *p, int top, int lowest, int lowest_dx, float *G, int dropout);
+an_status an_plan_backward(an_net *net, an_plan *p, int lowest, int lowest_dx, float *G, int dropout);
 /* The batch's start into the plan: images (at -1: preprocessed into the
  * input) or step `at`'s output rows (an_net_can_start_after(at)). */
 an_status an_plan_load(an_net *net, an_plan *plan, int at, const float *x);

@@ -202,11 +202,11 @@ static an_status net_backward(an_net *net, int at, const float *x_in, const int 
      * is wanted only when a learning layer lies below it */
     int lowest = AN_DENSE_3;
     while (an_steps[lowest].param != net->trainable_from) lowest--;
-    if (s == AN_OK) s = an_plan_backward(net, p, AN_DENSE_3, lowest, 0, t->grads, net->dropout > 0);
+    if (s == AN_OK) s = an_plan_backward(net, p, lowest, 0, t->grads, net->dropout > 0);
     return s;
 }
 
-an_status an_plan_backward(an_net *net, an_plan *p, int top, int lowest, int lowest_dx, float *G, int dropout)
+an_status an_plan_backward(an_net *net, an_plan *p, int lowest, int lowest_dx, float *G, int dropout)
 {
     const an_backend *B = net->dev->ops;
     an_device *dev = net->dev;
@@ -214,7 +214,7 @@ an_status an_plan_backward(an_net *net, an_plan *p, int top, int lowest, int low
     const float *P = net->dparams;
     const int n = p->n;
     an_status s = AN_OK;
-    for (int i = top; i >= lowest && s == AN_OK; i--) {
+    for (int i = AN_DENSE_3; i >= lowest && s == AN_OK; i--) {
         const an_step *st = &an_steps[i];
         const an_param_layer *l = st->param >= 0 ? &net->layers[st->param] : NULL;
         const float *x = i == 0 ? p->input : a[i - 1];
