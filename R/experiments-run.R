@@ -92,8 +92,7 @@ alexnet_experiments <- function(data = c("fashion-mnist", "dogs-vs-cats"),
     # one message for the run, not one per network
     why <- .Call(C_bf16_missing, -1L)
     if (!is.null(why)) {
-      cli::cli_inform(c("!" = "{.arg precision} is {.val bf16}, but {why}: the experiments compute in {.val f32}."),
-                      class = "alexnet_precision_fallback")
+      inform_bf16_missing(why, "the experiments compute")
       s$precision <- "f32"
     }
   }

@@ -387,17 +387,18 @@ source_forward <- function(net, x, until, batch_size, call = caller_env()) {
   res$value
 }
 
-# The net's input made by the loader for images `index` in `epoch` (with the
-# augmentation when `training`), as an image_array of 227 x 227 RGB images,
-# or the raw planar vector. Internal, for tests and checks.
-folder_pixels <- function(x, index = seq_along(x$files), epoch = 0, training = FALSE,
+# The net's input made by the loader for images `index` of an image_folder
+# or image_array in `epoch` (with a folder's augmentation when `training`),
+# as an image_array of its RGB images (227 x 227, or a folder's size), or
+# the raw planar vector. For tests, checks and the Grad-CAM pictures.
+source_pixels <- function(x, index = seq_len(n_images(x)), epoch = 0, training = FALSE,
                           seed = NULL, raw = FALSE) {
   src <- new.env(parent = emptyenv())
   on.exit(close_sources(src))
   batch_source(x, training = training, seed = seed, src = src)
   res <- engine(.Call(C_loader_pixels, src$ptr, as.integer(index), as.double(epoch)))
   if (raw) return(res$value)
-  s <- x$size
+  s <- if (!is.null(x$size)) x$size else as.integer(round(sqrt(.input_floats / 3)))
   a <- array(res$value, c(s, s, 3L, length(index)))   # x, y, channel, image
   px <- aperm(a, c(4L, 2L, 1L, 3L))
   image_array(px, labels = if (!is.null(x$labels)) x$labels[index])

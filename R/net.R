@@ -217,7 +217,7 @@ alexnet_to <- function(net, device) {
   was <- net$precision
   engine(.Call(C_net_set_device, net$ptr, device_ordinal(device)))
   if (was != net$precision) {
-    why <- .Call(C_bf16_missing, device_ordinal(device))
+    why <- .Call(C_net_bf16_missing, net$ptr)
     cli::cli_inform(c("!" = "The network was in {.val {was}}, but on {.val {device}} {why}: it computes in {.val {net$precision}}."),
                     class = "alexnet_precision_fallback")
   }
@@ -263,15 +263,20 @@ alexnet_precision <- function(net, precision = NULL) {
   }
   precision <- check_precision(precision)
   if (precision == "bf16") {
-    why <- .Call(C_bf16_missing, device_ordinal(net_device(net)))
+    why <- .Call(C_net_bf16_missing, net$ptr)
     if (!is.null(why)) {
-      cli::cli_inform(c("!" = "{.arg precision} is {.val bf16}, but {why}: the network computes in {.val f32}."),
-                      class = "alexnet_precision_fallback")
+      inform_bf16_missing(why, "the network computes")
       return(invisible(net))
     }
   }
   engine(.Call(C_net_set_precision, net$ptr, precision))
   invisible(net)
+}
+
+# the one message where bf16 was asked for and is missing: `who` keeps f32
+inform_bf16_missing <- function(why, who) {
+  cli::cli_inform(c("!" = "{.arg precision} is {.val bf16}, but {why}: {who} in {.val f32}."),
+                  class = "alexnet_precision_fallback")
 }
 
 check_precision <- function(precision, call = caller_env()) {

@@ -54,10 +54,8 @@ alexnet_activations <- function(net, x, layer = "conv_5", batch_size = 32) {
   layer <- check_map_layer(layer)
   f <- alexnet_features(net, x, layer = layer, batch_size = batch_size)
   s <- output_shape(net, layer)
-  # each row is (channel, row, column) row-major: R's column-major reading
-  # of t(f) is column, row, channel, image
-  a <- aperm(array(t(f), c(s[["width"]], s[["height"]], s[["channels"]], nrow(f))), c(4L, 3L, 2L, 1L))
-  structure(a, class = "alexnet_activations", layer = layer, labels = attr(f, "labels"))
+  # each row is (channel, row, column), row-major
+  structure(rows_to_array(f, s), class = "alexnet_activations", layer = layer, labels = attr(f, "labels"))
 }
 
 #' @export
@@ -107,10 +105,25 @@ plot.alexnet_activations <- function(x, image = 1, k = 16, ...) {
 show_matrix <- function(m, pal, lim) {
   span <- if (diff(lim) > 0) diff(lim) else 1
   idx <- 1L + floor((length(pal) - 1) * (m - lim[1L]) / span)
-  ras <- matrix(pal[pmin(pmax(idx, 1L), length(pal))], nrow(m), ncol(m))
+  raster_panel(matrix(pal[pmin(pmax(idx, 1L), length(pal))], nrow(m), ncol(m)), interpolate = FALSE)
+}
+
+# A new panel filled by a raster (a matrix of colours or an h x w x 3 array
+# of 0..1), one unit per pixel, square pixels.
+raster_panel <- function(ras, interpolate = TRUE) {
+  h <- dim(ras)[1L]
+  w <- dim(ras)[2L]
   graphics::plot.new()
-  graphics::plot.window(c(0, ncol(m)), c(0, nrow(m)), asp = 1, xaxs = "i", yaxs = "i")
-  graphics::rasterImage(grDevices::as.raster(ras), 0, 0, ncol(m), nrow(m), interpolate = FALSE)
+  graphics::plot.window(c(0, w), c(0, h), asp = 1, xaxs = "i", yaxs = "i")
+  graphics::rasterImage(grDevices::as.raster(ras), 0, 0, w, h, interpolate = interpolate)
+}
+
+# An engine matrix whose rows are row-major c(d1, d2, ...) blocks, one per
+# image, as an R array c(n, d1, d2, ...).
+rows_to_array <- function(m, dims) {
+  dims <- unname(dims)
+  k <- length(dims)
+  aperm(array(t(m), c(rev(dims), nrow(m))), c(k + 1L, rev(seq_len(k))))
 }
 
 #' Grad-CAM: where the evidence for a class lies
@@ -162,7 +175,7 @@ alexnet_gradcam <- function(net, x, class = NULL, layer = "conv_5", batch_size =
   m <- res$value
   used <- attr(m, "classes")
   s <- output_shape(net, layer)
-  maps <- aperm(array(t(m), c(s[["width"]], s[["height"]], n)), c(3L, 2L, 1L))
+  maps <- rows_to_array(m, s[c("height", "width")])
   structure(maps, class = "alexnet_gradcam", layer = layer,
             class_used = factor(net$labels[used + 1L], levels = net$labels), images = x)
 }
@@ -238,15 +251,14 @@ plot.alexnet_gradcam <- function(x, image = 1, alpha = 0.5, titles = NULL, ...) 
   old <- graphics::par(no.readonly = TRUE)
   on.exit(graphics::par(old))
   graphics::layout(matrix(seq_len(2L * length(image)), 1L), widths = rep(c(6, 1), length(image)))
+  photos <- seen_images(attr(x, "images"), image)
   for (k in seq_along(image)) {
-    photo <- seen_image(attr(x, "images"), image[k])     # 227 x 227 x 3, 0..1
+    photo <- photos[k, , , ]
     size <- dim(photo)[1L]
     cam <- upsample(x[image[k], , ], size)
     top <- max(cam, 1e-30)
     graphics::par(mar = c(0.5, 0.5, 2, 0.5))
-    graphics::plot.new()
-    graphics::plot.window(c(0, size), c(0, size), asp = 1, xaxs = "i", yaxs = "i")
-    graphics::rasterImage(grDevices::as.raster(photo), 0, 0, size, size)
+    raster_panel(photo)
     idx <- 1L + floor(63 * cam / top)
     overlay <- matrix(grDevices::adjustcolor(pal, alpha.f = alpha)[idx], size, size)
     graphics::rasterImage(grDevices::as.raster(overlay), 0, 0, size, size)
@@ -260,17 +272,11 @@ plot.alexnet_gradcam <- function(x, image = 1, alpha = 0.5, titles = NULL, ...) 
   invisible(x)
 }
 
-# The 227 x 227 RGB image (0..1, rows top to bottom) the network saw for
-# image `i` of `x`: the engine loader's own input, so a file and an array
+# The RGB images (0..1, c(k, rows, columns, 3)) the network saw for images
+# `index` of `x`: the engine loader's own input, so a file and an array
 # show the same resize.
-seen_image <- function(x, i) {
-  src <- new.env(parent = emptyenv())
-  on.exit(close_sources(src))
-  batch_source(as_source(x), src = src)
-  v <- engine(.Call(C_loader_pixels, src$ptr, as.integer(i), 0))$value
-  size <- as.integer(round(sqrt(.input_floats / 3)))
-  px <- aperm(array(v, c(size, size, 3L)), c(2L, 1L, 3L))   # planar x, y, channel -> row, column, channel
-  pmin(pmax(px / 255, 0), 1)
+seen_images <- function(x, index) {
+  pmin(pmax(source_pixels(as_source(x), index)$pixels / 255, 0), 1)
 }
 
 # Bilinear upsampling of a map (rows top to bottom) to size x size, centres
@@ -330,10 +336,7 @@ plot_filters <- function(net, layer = "conv_1", n = NULL) {
     } else {
       grDevices::grey(scaled[1, 1, , ])
     }
-    graphics::plot.new()
-    graphics::plot.window(c(0, dim(w)[4L]), c(0, dim(w)[3L]), asp = 1, xaxs = "i", yaxs = "i")
-    graphics::rasterImage(grDevices::as.raster(matrix(ras, dim(w)[3L], dim(w)[4L])), 0, 0, dim(w)[4L], dim(w)[3L],
-                          interpolate = FALSE)
+    raster_panel(matrix(ras, dim(w)[3L], dim(w)[4L]), interpolate = FALSE)
   }
   graphics::mtext(sprintf("%s: %d of %d filters, %d x %d%s", layer, n, total, dim(w)[3L], dim(w)[4L],
                           if (rgb) " (RGB, each scaled to its own range)" else " (first input channel)"),

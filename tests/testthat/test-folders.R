@@ -141,7 +141,7 @@ test_that("decoded pixels match the image, and features match an image_array", {
   write_jpeg(file.path(root, "a", "one.jpg"), img, quality = 100)
   write_jpeg(file.path(root, "b", "two.jpg"), smooth_image(100, 150, phase = 2))
   x <- image_folder(root)
-  px <- folder_pixels(x)
+  px <- source_pixels(x)
   expect_s3_class(px, "image_array")
   expect_equal(dim(px$pixels), c(2L, 227L, 227L, 3L))
   # quality 100, 4:4:4, a smooth image: the decoded pixels are the image's
@@ -163,22 +163,22 @@ test_that("decoded pixels match the image, and features match an image_array", {
 
   # crop: short side 256, centre 227 (a different input than stretch)
   xc <- image_folder(root, resize = "crop")
-  expect_false(isTRUE(all.equal(folder_pixels(xc)$pixels[2, , , ], px$pixels[2, , , ])))
+  expect_false(isTRUE(all.equal(source_pixels(xc)$pixels[2, , , ], px$pixels[2, , , ])))
 })
 
 test_that("augmentation is reproducible and changes with the epoch, only in training", {
   root <- make_folder()
   on.exit(unlink(root, recursive = TRUE))
   x <- image_folder(root, augment = image_augment(rotation = 10), seed = 7)
-  e1 <- folder_pixels(x, 1:3, epoch = 1, training = TRUE, raw = TRUE)
-  expect_identical(folder_pixels(x, 1:3, epoch = 1, training = TRUE, raw = TRUE), e1)
-  e2 <- folder_pixels(x, 1:3, epoch = 2, training = TRUE, raw = TRUE)
+  e1 <- source_pixels(x, 1:3, epoch = 1, training = TRUE, raw = TRUE)
+  expect_identical(source_pixels(x, 1:3, epoch = 1, training = TRUE, raw = TRUE), e1)
+  e2 <- source_pixels(x, 1:3, epoch = 2, training = TRUE, raw = TRUE)
   expect_false(identical(e1, e2))
-  plain <- folder_pixels(x, 1:3, epoch = 1, training = FALSE, raw = TRUE)
+  plain <- source_pixels(x, 1:3, epoch = 1, training = FALSE, raw = TRUE)
   expect_false(identical(e1, plain))
   # another seed, other transforms
   x8 <- image_folder(root, augment = image_augment(rotation = 10), seed = 8)
-  expect_false(identical(folder_pixels(x8, 1:3, epoch = 1, training = TRUE, raw = TRUE), e1))
+  expect_false(identical(source_pixels(x8, 1:3, epoch = 1, training = TRUE, raw = TRUE), e1))
   # features never augment
   net <- shared_net()
   xn <- image_folder(root)
