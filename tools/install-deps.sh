@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   r-base-dev r-cran-cli r-cran-testthat r-cran-e1071 r-cran-knitr r-cran-rmarkdown r-cran-roxygen2
-  libdnnl-dev libhdf5-dev libjpeg-dev pkg-config make gcc
+  libdnnl-dev libhdf5-dev libjpeg-dev libzip-dev libprotobuf-c-dev pkg-config make gcc
   libopenmpi-dev openmpi-bin r-cran-future
   valgrind
   dataset-fashion-mnist
