@@ -3,8 +3,8 @@
 
 Development tool only: needs PyTorch and numpy (Debian: python3-torch); the
 package never runs it. Usage:
-    /usr/bin/python3 tools/make_fixtures.py [OUTDIR [ops|image|net|train ...]]
-(default: all four; train takes a minute or two, for its near-tie list).
+    /usr/bin/python3 tools/make_fixtures.py [OUTDIR [ops|image|net|train|bf16|gradcam|arch ...]]
+(default: all; train takes a minute or two, for its near-tie list).
 
 No weights or inputs are stored: both sides regenerate them with the hash fill
 below (C twin: tests/engine/hashfill.h), so the fixtures hold only shapes and
@@ -155,7 +155,8 @@ def lrn_heuritech(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
 # spec layouts (int32), also read by tests/engine/test_engine.c:
 #   conv:    case, n, in, h, w, out, k, stride, pad, groups, relu
 #   pool:    case, n, c, h, w, k, stride
-#   lrn:     case, n, c, h, w, size      (alpha 1e-4, beta 0.75, k 2: the .par tensor)
+#   lrn:     case, n, c, h, w, size      (alpha, beta, k in the .par tensor: Heuritech's
+#            1e-4, 0.75, 2 unless the case says; alpha is not divided by size)
 #   dense:   case, n, in, out, relu
 #   softmax: case, n, classes
 # NAME.xscale (float32) scales the x fill where it is not 1.
@@ -170,6 +171,8 @@ OPS = [
     ("dense_linear", "dense", dict(n=3, cin=33, out=7, relu=0)),
     ("softmax", "softmax", dict(n=3, classes=10, xscale=5.0)),
     ("softmax_large", "softmax", dict(n=2, classes=7, xscale=300.0)),  # exp would overflow unshifted
+    # Caffe's LRN (BVLC AlexNet): alpha 1e-4 divided by the window, k 1
+    ("lrn_5_caffe", "lrn", dict(n=2, c=8, h=9, w=10, size=5, xscale=100.0, par=(1e-4 / 5, 0.75, 1.0))),
 ]
 
 
@@ -213,10 +216,11 @@ def op_fixtures(out):
             wr.add(name + ".dx", x.grad.float())
         elif kind == "lrn":
             wr.add(name + ".spec", [c, p["n"], p["c"], p["h"], p["w"], p["size"]])
-            wr.add(name + ".par", [1e-4, 0.75, 2.0])
+            alpha, beta, k = p.get("par", (1e-4, 0.75, 2.0))
+            wr.add(name + ".par", [alpha, beta, k])
             x = t64(fill(s + 0, (p["n"], p["c"], p["h"], p["w"]), p["xscale"])).requires_grad_()
             with torch.enable_grad():
-                y = lrn_heuritech(x, p["size"])
+                y = lrn_heuritech(x, p["size"], float(np.float32(alpha)), beta, k)
                 r = t64(fill(s + 3, tuple(y.shape), 1.0))
                 (y * r).sum().backward()
             wr.add(name + ".y", y.detach().float())
@@ -632,12 +636,123 @@ def bf16_fixtures(out):
     wr.write(os.path.join(out, "bf16.anfx"))
 
 
+# ---------------------------------------------------------------- variants
+# The other AlexNets the engine builds (alexnet.h an_arch): BVLC Caffe's
+# (conv -> LRN -> pool, Caffe's LRN: alpha / 5, k 1) and torchvision's (no
+# groups, no LRN, 64-192-384-256-256, conv_1 padded by 2, 224 input). Same
+# streams as net.anfx (parameter layer j: 1000 + 2j, 1001 + 2j; images 2000,
+# 2 of them at the variant's side), each variant's own mean and scale (as
+# float32, as the engine holds them). arch.anfx holds, per variant V:
+#   arch.V.<step>          every named output (reference, float64 math)
+#   arch.V.grad.<layer>.{w,b}  gradients of the mean cross-entropy, labels ARCH_LABELS
+# torchvision's reference is torchvision.models.alexnet itself (eval mode),
+# checked against the step-by-step outputs.
+ARCH_LABELS = [3, 7]
+ARCH_CONVS = {
+    "caffe": CONVS,
+    "torchvision": [("conv_1", 64, 3, 11, 4, 2, 1), ("conv_2", 192, 64, 5, 1, 2, 1),
+                    ("conv_3", 384, 192, 3, 1, 1, 1), ("conv_4", 256, 384, 3, 1, 1, 1),
+                    ("conv_5", 256, 256, 3, 1, 1, 1)],
+}
+ARCH_INPUT = {
+    "caffe": (227, (122.6789143406786, 116.66876761696767, 104.0069879317889), (1.0, 1.0, 1.0)),
+    "torchvision": (224, (0.485 * 255, 0.456 * 255, 0.406 * 255),
+                    (1 / (0.229 * 255), 1 / (0.224 * 255), 1 / (0.225 * 255))),
+}
+
+
+def arch_params(arch):
+    ps = []
+    for j, (_, out, cin, k, _, _, g) in enumerate(ARCH_CONVS[arch]):
+        ps.append([t64(fill(1000 + 2 * j, (out, cin // g, k, k), he_scale(cin // g * k * k))),
+                   t64(fill(1001 + 2 * j, (out,), 0.1))])
+    for j, (name, out, cin) in enumerate(DENSES, start=5):
+        scale = he_scale(cin) if name != "dense_3" else np.float32(math.sqrt(6.0 / cin) / 32)
+        ps.append([t64(fill(1000 + 2 * j, (out, cin), scale)), t64(fill(1001 + 2 * j, (out,), 0.1))])
+    return ps
+
+
+def arch_images(arch, n):
+    side, mean, scale = ARCH_INPUT[arch]
+    x = t64(fill_image(2000, (n, 3, side, side)))
+    m = torch.tensor(np.float32(mean), dtype=torch.float64).view(1, 3, 1, 1)
+    sc = torch.tensor(np.float32(scale), dtype=torch.float64).view(1, 3, 1, 1)
+    return (x - m) * sc
+
+
+def arch_forward(arch, x, ps, outs):
+    convs = ARCH_CONVS[arch]
+
+    def conv(h, j):
+        _, _, _, _, stride, pad, g = convs[j]
+        return F.relu(F.conv2d(h, ps[j][0], ps[j][1], stride=stride, padding=pad, groups=g))
+
+    def lrn(h):
+        return F.local_response_norm(h, 5, alpha=1e-4, beta=0.75, k=1.0)   # Caffe's: alpha / 5
+
+    h = outs["conv_1"] = conv(x, 0)
+    if arch == "caffe":
+        h = outs["lrn_1"] = lrn(h)
+    h = outs["convpool_1"] = F.max_pool2d(h, 3, 2)
+    h = outs["conv_2"] = conv(h, 1)
+    if arch == "caffe":
+        h = outs["lrn_2"] = lrn(h)
+    h = outs["pool_2"] = F.max_pool2d(h, 3, 2)
+    h = outs["conv_3"] = conv(h, 2)
+    h = outs["conv_4"] = conv(h, 3)
+    h = outs["conv_5"] = conv(h, 4)
+    h = outs["convpool_5"] = F.max_pool2d(h, 3, 2)
+    h = h.reshape(h.shape[0], -1)
+    h = outs["dense_1"] = F.relu(F.linear(h, *ps[5]))
+    h = outs["dense_2"] = F.relu(F.linear(h, *ps[6]))
+    h = outs["dense_3"] = F.linear(h, *ps[7])
+    outs["softmax"] = torch.softmax(h, dim=1)
+    return h
+
+
+def torchvision_logits(x, ps):
+    import torchvision
+    model = torchvision.models.alexnet(num_classes=CLASSES).double().eval()
+    layers = [model.features[i] for i in (0, 3, 6, 8, 10)] + [model.classifier[i] for i in (1, 4, 6)]
+    for layer, (w, b) in zip(layers, ps):
+        layer.weight.copy_(w)
+        layer.bias.copy_(b)
+    return model(x)
+
+
+def arch_fixtures(out):
+    wr = Writer()
+    labels = torch.tensor(ARCH_LABELS)
+    for arch in ("caffe", "torchvision"):
+        ps = arch_params(arch)
+        x = arch_images(arch, len(ARCH_LABELS))
+        outs = {}
+        z = arch_forward(arch, x, ps, outs)
+        if arch == "torchvision":
+            e = (torchvision_logits(x, ps) - z).abs().max().item()
+            assert e < 1e-9, "torchvision's alexnet differs from the steps by %g" % e
+            print("  torchvision.models.alexnet agrees with the steps (max |diff| %.1e)" % e)
+        for name, t in outs.items():
+            wr.add_ref("arch.%s.%s" % (arch, name), t, sample=2048)
+        flat = [p.detach().clone().requires_grad_() for wb in ps for p in wb]
+        with torch.enable_grad():
+            z = arch_forward(arch, x, [flat[2 * j:2 * j + 2] for j in range(len(ps))], {})
+            grads = torch.autograd.grad(F.cross_entropy(z, labels), flat)
+        for j, name in enumerate(PNAMES):
+            wr.add_ref("arch.%s.grad.%s.w" % (arch, name), grads[2 * j], sample=2048)
+            wr.add_ref("arch.%s.grad.%s.b" % (arch, name), grads[2 * j + 1], sample=2048)
+        print("  %s: logits %s, conv_1 weight gradient max %.3g" % (arch, z.detach().numpy().round(3).tolist(),
+                                                                  grads[0].abs().max().item()))
+    wr.write(os.path.join(out, "arch.anfx"))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "tests", "engine", "fixtures")
-    which = sys.argv[2:] or ["ops", "image", "net", "train", "bf16", "gradcam"]
+    which = sys.argv[2:] or ["ops", "image", "net", "train", "bf16", "gradcam", "arch"]
     makers = {"ops": op_fixtures, "image": image_fixtures, "net": net_fixtures,
-              "train": train_fixtures, "bf16": bf16_fixtures, "gradcam": gradcam_fixtures}
+              "train": train_fixtures, "bf16": bf16_fixtures, "gradcam": gradcam_fixtures,
+              "arch": arch_fixtures}
     os.makedirs(out, exist_ok=True)
     for name in which:
         makers[name](out)

@@ -30,9 +30,30 @@ const char *an_error_message(void);
 /* Record a failure (printf-style) and return `status`, for use inside the engine. */
 an_status an_fail(an_status status, const char *fmt, ...);
 
+/* The input of the seed's network (and Caffe's); torchvision's takes 224. */
 #define AN_INPUT_SIZE 227
 #define AN_INPUT_CHANNELS 3
 #define AN_INPUT_PIXELS (AN_INPUT_CHANNELS * AN_INPUT_SIZE * AN_INPUT_SIZE)
+
+/* The variants of AlexNet the engine builds. All have the same 14 steps
+ * (some of them empty), the same parameter layers and the same names for
+ * the convolutions, convpool_5, the dense layers and the softmax. */
+typedef enum {
+    AN_ARCH_HEURITECH = 0,  /* the seed's (Heuritech's Keras-1 file): conv -> pool -> LRN
+                               (alpha 1e-4 not divided by 5, k 2), 2-group conv_2/4/5, 227 */
+    AN_ARCH_CAFFE = 1,      /* BVLC's bvlc_alexnet: conv -> LRN (alpha 1e-4 / 5, k 1) ->
+                               pool, 2-group conv_2/4/5, 227 */
+    AN_ARCH_TORCHVISION = 2,/* torchvision's ("one weird trick"): 64-192-384-256-256
+                               filters, no groups, no LRN, conv_1 padded by 2, 224 */
+    AN_N_ARCHS
+} an_arch;
+const char *an_arch_name(an_arch arch);           /* "heuritech", "caffe", "torchvision"; NULL outside */
+int an_arch_find(const char *name);               /* the arch, or -1 */
+int an_arch_input_size(an_arch arch);             /* the input's side: 227 or 224 */
+/* Each variant's input convention, as trained: (pixel - mean) * scale per
+ * channel, RGB pixels in 0..255 (Caffe's BGR weights are turned to RGB when
+ * read, so every net takes RGB) */
+void an_arch_input(an_arch arch, double mean[3], double scale[3]);
 
 /* Named activations, in graph order; each is the output of the step named. */
 enum {
@@ -83,7 +104,11 @@ typedef struct an_net an_net;
 /* A fresh net with he_normal weights (sd = sqrt(2 / fan_in)) drawn from
  * `seed`, biases zero, ImageNet RGB means (123.68, 116.779, 103.939). */
 an_status an_net_create(int classes, uint64_t seed, an_net **out);
+/* The same for any variant, with its input convention (an_arch_input). */
+an_status an_net_create_arch(an_arch arch, int classes, uint64_t seed, an_net **out);
 void an_net_free(an_net *net);
+an_arch an_net_arch(const an_net *net);
+int an_net_input_size(const an_net *net);         /* its input's side */
 
 /* An independent copy on the CPU of everything the net holds: parameters,
  * mean, input scale, frozen layers, dropout rate and generator, and the
@@ -95,17 +120,20 @@ int an_net_classes(const an_net *net);
 size_t an_net_param_count(const an_net *net);
 const an_param_layer *an_net_param_layer(const an_net *net, int index);
 an_output_info an_net_output(const an_net *net, int index);
-int an_output_find(const char *name);  /* index, or -1 when unknown */
+int an_output_find(an_arch arch, const char *name);  /* index, or -1 when unknown */
 
-/* Facts of the network, for callers that describe it (R asks rather than
+/* Facts of each variant, for callers that describe it (R asks rather than
  * repeating them). */
-const char *an_output_name(int index);         /* "conv_1" .. "softmax"; NULL outside 0..AN_N_OUTPUTS-1 */
+/* "conv_1" .. "softmax"; NULL outside 0..AN_N_OUTPUTS-1 and for a step the
+ * variant does not have (torchvision's LRNs: they pass their input on) */
+const char *an_output_name(an_arch arch, int index);
 const char *an_param_layer_name(int index);    /* "conv_1" .. "dense_3"; NULL outside */
-void an_default_mean(double mean[3]);          /* the ImageNet RGB means */
-size_t an_param_count_for(int classes);        /* a net's parameters, without making one */
+/* a net's parameters, without making one */
+size_t an_param_count_for(an_arch arch, int classes);
 /* What a step without parameters does ("max pool 3x3/2", "LRN 5 (alpha
- * 1e-4, beta 0.75, k 2)", "softmax"); "" for convolutions and dense layers. */
-const char *an_step_operation(int index);
+ * 1e-4, beta 0.75, k 2)", "softmax"); "" for convolutions and dense layers;
+ * NULL for a step the variant does not have. */
+const char *an_step_operation(an_arch arch, int index);
 size_t an_output_size(const an_net *net, int index); /* floats per image */
 
 /* The one contiguous block of all parameters (layout: an_param_layer). Call
@@ -115,11 +143,13 @@ void an_net_params_changed(an_net *net);
 
 void an_net_set_mean(an_net *net, const float mean[3]);
 void an_net_get_mean(const an_net *net, float mean[3]);
-/* Input = (pixel - mean) * scale; 1 (the Heuritech weights' convention) by
- * default. A smaller scale (e.g. 1/255) keeps the logits of a freshly
- * initialised net moderate, which makes training from scratch stable. */
+/* Input = (pixel - mean) * scale, per channel; 1 (the Heuritech weights'
+ * convention) by default. A smaller scale (e.g. 1/255) keeps the logits of
+ * a freshly initialised net moderate, which makes training from scratch
+ * stable. an_net_set_input_scale gives every channel the same. */
 an_status an_net_set_input_scale(an_net *net, float scale);
-float an_net_input_scale(const an_net *net);
+an_status an_net_set_input_scales(an_net *net, const float scale[3]);
+void an_net_get_input_scales(const an_net *net, float scale[3]);
 
 /* Threads used by the CPU backend (both cores by default: all available). */
 void an_set_threads(int threads);
@@ -132,7 +162,7 @@ int an_max_threads(void);
  * them for good. */
 void an_start_threads(void);
 
-/* Run `n` images (n x 3 x 227 x 227, RGB in 0..255; the per-channel mean is
+/* Run `n` images (n x 3 x side x side, an_net_input_size, RGB in 0..255; the per-channel mean is
  * subtracted and the scale applied inside) up to and including the step `until`, writing its
  * activations (n x an_output_size(until)) to `out`. Inference mode:
  * dropout off. */

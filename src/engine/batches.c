@@ -72,9 +72,13 @@ static an_status run_batch(an_loader *ld, const int *indices, int n, int i0, int
                            failed);
 }
 
-static an_status check_run(an_loader *ld, const int *indices, int n, int batch)
+static an_status check_run(an_loader *ld, const an_net *net, const int *indices, int n, int batch)
 {
-    if (!ld) return an_fail(AN_ERR_ARGUMENT, "no loader");
+    if (!ld || !net) return an_fail(AN_ERR_ARGUMENT, "no loader or no net");
+    const int side = an_net_input_size(net);
+    if (an_loader_stage(ld) == -1 && an_loader_item_floats(ld) != (size_t)AN_INPUT_CHANNELS * side * side)
+        return an_fail(AN_ERR_ARGUMENT, "the loader makes images of %zu values, but a %s net takes 3 x %d x %d",
+                       an_loader_item_floats(ld), an_arch_name(an_net_arch(net)), side, side);
     if (n < 1 || !indices) return an_fail(AN_ERR_ARGUMENT, "a run needs at least one image");
     if (batch < 1) return an_fail(AN_ERR_ARGUMENT, "batch size %d: at least 1 expected", batch);
     for (int i = 0; i < n; i++)
@@ -134,7 +138,7 @@ an_status an_loader_forward(an_loader *ld, an_net *net, const int *indices, int 
                             int stop_on_failure, const an_rows_out *out, an_load_result *results, int *n_failed)
 {
     *n_failed = 0;
-    an_status st = check_run(ld, indices, n, batch);
+    an_status st = check_run(ld, net, indices, n, batch);
     if (st != AN_OK) return st;
     if (until < 0 || until >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output %d", until);
     if (out && out->training_rows && an_loader_stage(ld) != -1)
@@ -163,7 +167,7 @@ an_status an_loader_gradcam(an_loader *ld, an_net *net, const int *indices, int 
                             int *n_failed)
 {
     *n_failed = 0;
-    an_status st = check_run(ld, indices, n, batch);
+    an_status st = check_run(ld, net, indices, n, batch);
     if (st != AN_OK) return st;
     if (an_loader_stage(ld) != -1) return an_fail(AN_ERR_ARGUMENT, "Grad-CAM needs images, not rows");
     if (layer < 0 || layer >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output %d", layer);
@@ -181,7 +185,7 @@ an_status an_loader_evaluate(an_loader *ld, an_net *net, const int *indices, con
     *loss_sum = 0;
     *correct = 0;
     *used = 0;
-    an_status st = check_run(ld, indices, n, batch);
+    an_status st = check_run(ld, net, indices, n, batch);
     if (st != AN_OK) return st;
     if (!labels) return an_fail(AN_ERR_ARGUMENT, "evaluation needs labels");
     if (batch > n) batch = n;
@@ -225,7 +229,7 @@ an_status an_loader_train_step(an_loader *ld, an_net *net, const int *indices, c
     if (count == 0 && reducer)   /* a rank without rows in a small last batch still takes part */
         return an_net_train_step_shared(net, NULL, NULL, 0, row_offset, global_rows, loss, opt, reducer, loss_sum,
                                         correct);
-    an_status st = check_run(ld, indices, count, count);   /* the next batch: an_loader_submit checks it */
+    an_status st = check_run(ld, net, indices, count, count);   /* the next batch: an_loader_submit checks it */
     if (st != AN_OK) return st;
     if (!labels) return an_fail(AN_ERR_ARGUMENT, "training needs labels");
     if (reducer && an_loader_stage(ld) >= 0)
@@ -276,7 +280,7 @@ an_status an_loader_freeze(an_loader *ld, an_net *net, int at, int batch, int tr
     double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     if (avail > 0 && bytes > 0.5 * avail)
         return an_fail(AN_ERR_MEMORY, "the output of %s for %d images takes %.1f GB, more than half the memory "
-                       "available (%.1f GB)", an_output_name(at), n, bytes / 1e9, avail / 1e9);
+                       "available (%.1f GB)", an_output_name(an_net_arch(net), at), n, bytes / 1e9, avail / 1e9);
     float *rows = malloc((size_t)n * width * sizeof *rows);
     int *indices = malloc((size_t)n * sizeof *indices);
     an_load_result *kept = malloc((size_t)n * sizeof *kept);

@@ -15,8 +15,8 @@
 static an_status gradcam_args(const an_net *net, const float *images, int n, int layer, const int *classes)
 {
     if (!images || !classes || n < 1) return an_fail(AN_ERR_ARGUMENT, "Grad-CAM needs at least one image");
-    if (layer < 0 || layer >= AN_N_OUTPUTS || an_steps[layer].kind == AN_STEP_DENSE ||
-        an_steps[layer].kind == AN_STEP_SOFTMAX)
+    an_step_kind kind = layer >= 0 && layer < AN_N_OUTPUTS ? net->arch->steps[layer].kind : AN_STEP_NONE;
+    if (kind == AN_STEP_DENSE || kind == AN_STEP_SOFTMAX || kind == AN_STEP_NONE)
         return an_fail(AN_ERR_ARGUMENT, "Grad-CAM needs a convolution, pooling or LRN output (conv_1 to "
                        "convpool_5), not step %d", layer);
     for (int i = 0; i < n; i++)
@@ -69,7 +69,7 @@ static an_status gradcam(an_net *net, const float *images, int n, int layer, int
     if (s == AN_OK) s = download_new(net, p, layer, p->act[layer], &act);
     if (s == AN_OK) s = download_new(net, p, layer, p->grad[layer], &grad);
     if (s == AN_OK) {
-        const an_output_info o = an_steps[layer].out;
+        const an_output_info o = net->arch->steps[layer].out;
         const size_t plane = (size_t)o.h * o.w;
         for (int i = 0; i < n; i++) {
             float *map = maps + (size_t)i * plane;

@@ -10,85 +10,156 @@
 #include "rng.h"
 
 /* name, is_conv, out, in, kh, kw, stride, pad, groups, relu; dense_3's out is the class count */
-static const an_param_layer layer_table[AN_N_PARAM_LAYERS] = {
-    {"conv_1", 1, 96, 3, 11, 11, 4, 0, 1, 1, 0, 0, 0, 0},
-    {"conv_2", 1, 256, 96, 5, 5, 1, 2, 2, 1, 0, 0, 0, 0},
-    {"conv_3", 1, 384, 256, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},
-    {"conv_4", 1, 384, 384, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0},
-    {"conv_5", 1, 256, 384, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0},
-    {"dense_1", 0, 4096, 256 * 6 * 6, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0},
-    {"dense_2", 0, 4096, 4096, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0},
-    {"dense_3", 0, 0, 4096, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0},
+#define AN_DENSE_LAYERS                                              \
+    {"dense_1", 0, 4096, 256 * 6 * 6, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0}, \
+    {"dense_2", 0, 4096, 4096, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0},        \
+    {"dense_3", 0, 0, 4096, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0}
+#define AN_GROUPED_LAYERS                                   \
+    {"conv_1", 1, 96, 3, 11, 11, 4, 0, 1, 1, 0, 0, 0, 0},   \
+    {"conv_2", 1, 256, 96, 5, 5, 1, 2, 2, 1, 0, 0, 0, 0},   \
+    {"conv_3", 1, 384, 256, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},  \
+    {"conv_4", 1, 384, 384, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0},  \
+    {"conv_5", 1, 256, 384, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0},  \
+    AN_DENSE_LAYERS
+/* the steps above conv_2's block, the same in every variant but for
+ * conv_4's filter count (c4) */
+#define AN_UPPER_STEPS(c4)                                          \
+    {{"conv_3", 384, 13, 13}, AN_STEP_CONV, AN_P_CONV_3, 0},               \
+    {{"conv_4", c4, 13, 13}, AN_STEP_CONV, AN_P_CONV_4, 0},                \
+    {{"conv_5", 256, 13, 13}, AN_STEP_CONV, AN_P_CONV_5, 0}
+#define AN_HEAD_STEPS(pool5_dropout, dense1_dropout, dense2_dropout)           \
+    {{"convpool_5", 256, 6, 6}, AN_STEP_POOL, -1, pool5_dropout},            \
+    {{"dense_1", 4096, 1, 1}, AN_STEP_DENSE, AN_P_DENSE_1, dense1_dropout},  \
+    {{"dense_2", 4096, 1, 1}, AN_STEP_DENSE, AN_P_DENSE_2, dense2_dropout},  \
+    {{"dense_3", 0, 1, 1}, AN_STEP_DENSE, AN_P_DENSE_3, 0},                  \
+    {{"softmax", 0, 1, 1}, AN_STEP_SOFTMAX, -1, 0}
+
+/* The graphs (net_internal.h): each step's output with its shape per image,
+ * its op, its parameter layer, and whether training drops units after it.
+ * Dropout follows each source: Keras' after dense_1 and dense_2,
+ * torchvision's before dense_1 and dense_2 (on convpool_5 and dense_1). */
+const an_arch_info an_archs[AN_N_ARCHS] = {
+    [AN_ARCH_HEURITECH] = {
+        "heuritech",
+        {{{"conv_1", 96, 55, 55}, AN_STEP_CONV, AN_P_CONV_1, 0},
+         {{"pool_1", 96, 27, 27}, AN_STEP_POOL, -1, 0},
+         {{"convpool_1", 96, 27, 27}, AN_STEP_LRN, -1, 0},
+         {{"conv_2", 256, 27, 27}, AN_STEP_CONV, AN_P_CONV_2, 0},
+         {{"pool_2", 256, 13, 13}, AN_STEP_POOL, -1, 0},
+         {{"lrn_2", 256, 13, 13}, AN_STEP_LRN, -1, 0},
+         AN_UPPER_STEPS(384),
+         AN_HEAD_STEPS(0, 1, 1)},
+        {AN_GROUPED_LAYERS},
+        227, 1e-4f, 2.0f, "LRN 5 (alpha 1e-4, beta 0.75, k 2)",
+        {123.68, 116.779, 103.939}, {1, 1, 1}},
+    [AN_ARCH_CAFFE] = {
+        "caffe",
+        {{{"conv_1", 96, 55, 55}, AN_STEP_CONV, AN_P_CONV_1, 0},
+         {{"lrn_1", 96, 55, 55}, AN_STEP_LRN, -1, 0},
+         {{"convpool_1", 96, 27, 27}, AN_STEP_POOL, -1, 0},
+         {{"conv_2", 256, 27, 27}, AN_STEP_CONV, AN_P_CONV_2, 0},
+         {{"lrn_2", 256, 27, 27}, AN_STEP_LRN, -1, 0},
+         {{"pool_2", 256, 13, 13}, AN_STEP_POOL, -1, 0},
+         AN_UPPER_STEPS(384),
+         AN_HEAD_STEPS(0, 1, 1)},
+        {AN_GROUPED_LAYERS},
+        /* Caffe's mean image (ilsvrc_2012_mean) averaged per channel, RGB */
+        227, 1e-4f / 5, 1.0f, "LRN 5 (alpha 1e-4 / 5, beta 0.75, k 1)",
+        {122.6789143406786, 116.66876761696767, 104.0069879317889}, {1, 1, 1}},
+    [AN_ARCH_TORCHVISION] = {
+        "torchvision",
+        {{{"conv_1", 64, 55, 55}, AN_STEP_CONV, AN_P_CONV_1, 0},
+         {{NULL, 64, 55, 55}, AN_STEP_NONE, -1, 0},
+         {{"convpool_1", 64, 27, 27}, AN_STEP_POOL, -1, 0},
+         {{"conv_2", 192, 27, 27}, AN_STEP_CONV, AN_P_CONV_2, 0},
+         {{NULL, 192, 27, 27}, AN_STEP_NONE, -1, 0},
+         {{"pool_2", 192, 13, 13}, AN_STEP_POOL, -1, 0},
+         AN_UPPER_STEPS(256),
+         AN_HEAD_STEPS(1, 1, 0)},
+        {{"conv_1", 1, 64, 3, 11, 11, 4, 2, 1, 1, 0, 0, 0, 0},
+         {"conv_2", 1, 192, 64, 5, 5, 1, 2, 1, 1, 0, 0, 0, 0},
+         {"conv_3", 1, 384, 192, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},
+         {"conv_4", 1, 256, 384, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},
+         {"conv_5", 1, 256, 256, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0},
+         AN_DENSE_LAYERS},
+        /* ImageNet's mean and standard deviation on 0..1 pixels, for 0..255;
+         * the adaptive average pooling to 6 x 6 is the identity at 224 */
+        224, 0, 0, NULL,
+        {0.485 * 255, 0.456 * 255, 0.406 * 255}, {1 / (0.229 * 255), 1 / (0.224 * 255), 1 / (0.225 * 255)}},
 };
 
-/* The graph (net_internal.h): each step's output with its shape per image,
- * its op, its parameter layer, and whether training drops units after it. */
-const an_step an_steps[AN_N_OUTPUTS] = {
-    {{"conv_1", 96, 55, 55}, AN_STEP_CONV, AN_P_CONV_1, 0},
-    {{"pool_1", 96, 27, 27}, AN_STEP_POOL, -1, 0},
-    {{"convpool_1", 96, 27, 27}, AN_STEP_LRN, -1, 0},
-    {{"conv_2", 256, 27, 27}, AN_STEP_CONV, AN_P_CONV_2, 0},
-    {{"pool_2", 256, 13, 13}, AN_STEP_POOL, -1, 0},
-    {{"lrn_2", 256, 13, 13}, AN_STEP_LRN, -1, 0},
-    {{"conv_3", 384, 13, 13}, AN_STEP_CONV, AN_P_CONV_3, 0},
-    {{"conv_4", 384, 13, 13}, AN_STEP_CONV, AN_P_CONV_4, 0},
-    {{"conv_5", 256, 13, 13}, AN_STEP_CONV, AN_P_CONV_5, 0},
-    {{"convpool_5", 256, 6, 6}, AN_STEP_POOL, -1, 0},
-    {{"dense_1", 4096, 1, 1}, AN_STEP_DENSE, AN_P_DENSE_1, 1},
-    {{"dense_2", 4096, 1, 1}, AN_STEP_DENSE, AN_P_DENSE_2, 1},
-    {{"dense_3", 0, 1, 1}, AN_STEP_DENSE, AN_P_DENSE_3, 0},
-    {{"softmax", 0, 1, 1}, AN_STEP_SOFTMAX, -1, 0},
-};
-
-const char *an_output_name(int index)
+static const an_arch_info *arch_info(an_arch arch)
 {
-    return index >= 0 && index < AN_N_OUTPUTS ? an_steps[index].out.name : NULL;
+    return (int)arch >= 0 && arch < AN_N_ARCHS ? &an_archs[arch] : NULL;
+}
+
+const char *an_arch_name(an_arch arch) { return arch_info(arch) ? arch_info(arch)->name : NULL; }
+
+int an_arch_find(const char *name)
+{
+    for (int a = 0; name && a < AN_N_ARCHS; a++)
+        if (strcmp(name, an_archs[a].name) == 0) return a;
+    return -1;
+}
+
+int an_arch_input_size(an_arch arch) { return arch_info(arch) ? arch_info(arch)->input_size : 0; }
+
+void an_arch_input(an_arch arch, double mean[3], double scale[3])
+{
+    const an_arch_info *A = arch_info(arch) ? arch_info(arch) : &an_archs[AN_ARCH_HEURITECH];
+    memcpy(mean, A->mean, sizeof A->mean);
+    memcpy(scale, A->scale, sizeof A->scale);
+}
+
+const char *an_output_name(an_arch arch, int index)
+{
+    return arch_info(arch) && index >= 0 && index < AN_N_OUTPUTS ? an_archs[arch].steps[index].out.name : NULL;
 }
 
 const char *an_param_layer_name(int index)
 {
-    return index >= 0 && index < AN_N_PARAM_LAYERS ? layer_table[index].name : NULL;
+    return index >= 0 && index < AN_N_PARAM_LAYERS ? an_archs[0].layers[index].name : NULL;
 }
 
-void an_default_mean(double mean[3])
+size_t an_param_count_for(an_arch arch, int classes)
 {
-    mean[0] = 123.68;
-    mean[1] = 116.779;
-    mean[2] = 103.939;
-}
-
-size_t an_param_count_for(int classes)
-{
+    if (!arch_info(arch)) return 0;
     size_t count = 0;
     for (int l = 0; l < AN_N_PARAM_LAYERS; l++) {
-        const an_param_layer *L = &layer_table[l];
+        const an_param_layer *L = &an_archs[arch].layers[l];
         size_t out = l == AN_P_DENSE_3 ? (size_t)classes : (size_t)L->out;
         count += out * (L->in / L->groups) * L->kh * L->kw + out;
     }
     return count;
 }
 
-const char *an_step_operation(int index)
+const char *an_step_operation(an_arch arch, int index)
 {
-    if (index < 0 || index >= AN_N_OUTPUTS) return NULL;
-    switch (an_steps[index].kind) {
+    if (!arch_info(arch) || index < 0 || index >= AN_N_OUTPUTS) return NULL;
+    switch (an_archs[arch].steps[index].kind) {
     case AN_STEP_POOL: return AN_POOL_TEXT;
-    case AN_STEP_LRN: return AN_LRN_TEXT;
+    case AN_STEP_LRN: return an_archs[arch].lrn_text;
     case AN_STEP_SOFTMAX: return "softmax";
+    case AN_STEP_NONE: return NULL;
     default: return "";
     }
 }
 
-int an_output_find(const char *name)
+int an_output_find(an_arch arch, const char *name)
 {
-    for (int i = 0; name && i < AN_N_OUTPUTS; i++)
-        if (strcmp(name, an_steps[i].out.name) == 0) return i;
+    for (int i = 0; name && arch_info(arch) && i < AN_N_OUTPUTS; i++) {
+        const char *own = an_archs[arch].steps[i].out.name;
+        if (own && strcmp(name, own) == 0) return i;
+    }
     return -1;
 }
 
+an_arch an_net_arch(const an_net *net) { return (an_arch)(net->arch - an_archs); }
+int an_net_input_size(const an_net *net) { return net->arch->input_size; }
+
 an_output_info an_net_output(const an_net *net, int index)
 {
-    an_output_info info = an_steps[index].out;
+    an_output_info info = net->arch->steps[index].out;
     if (index >= AN_DENSE_3) info.c = net->classes;
     return info;
 }
@@ -131,26 +202,34 @@ void an_net_set_mean(an_net *net, const float mean[3]) { memcpy(net->mean, mean,
 void an_net_get_mean(const an_net *net, float mean[3]) { memcpy(mean, net->mean, sizeof net->mean); }
 an_status an_net_set_input_scale(an_net *net, float scale)
 {
-    if (!(scale > 0) || !isfinite(scale)) return an_fail(AN_ERR_ARGUMENT, "input scale %g must be a positive number", scale);
-    net->input_scale = scale;
+    return an_net_set_input_scales(net, (const float[3]){scale, scale, scale});
+}
+an_status an_net_set_input_scales(an_net *net, const float scale[3])
+{
+    for (int c = 0; c < 3; c++)
+        if (!(scale[c] > 0) || !isfinite(scale[c]))
+            return an_fail(AN_ERR_ARGUMENT, "input scale %g must be a positive number", scale[c]);
+    memcpy(net->input_scale, scale, sizeof net->input_scale);
     return AN_OK;
 }
-float an_net_input_scale(const an_net *net) { return net->input_scale; }
+void an_net_get_input_scales(const an_net *net, float scale[3]) { memcpy(scale, net->input_scale, sizeof net->input_scale); }
 
 /* a CPU net of `classes` with its parameter block unfilled */
-static an_status net_alloc(int classes, an_net **out)
+static an_status net_alloc(an_arch arch, int classes, an_net **out)
 {
     *out = NULL;
+    if (!arch_info(arch)) return an_fail(AN_ERR_ARGUMENT, "unknown network variant %d", (int)arch);
     if (classes < 1 || classes > 1000000)
         return an_fail(AN_ERR_ARGUMENT, "classes is %d: it must be between 1 and 1000000", classes);
     an_net *net = calloc(1, sizeof *net);
     if (!net) return an_fail(AN_ERR_MEMORY, "out of memory creating the network");
+    net->arch = &an_archs[arch];
     net->classes = classes;
-    net->input_scale = 1.0f;
-    double mean[3];
-    an_default_mean(mean);
-    for (int c = 0; c < 3; c++) net->mean[c] = (float)mean[c];
-    memcpy(net->layers, layer_table, sizeof layer_table);
+    for (int c = 0; c < 3; c++) {
+        net->mean[c] = (float)net->arch->mean[c];
+        net->input_scale[c] = (float)net->arch->scale[c];
+    }
+    memcpy(net->layers, net->arch->layers, sizeof net->layers);
     net->layers[AN_P_DENSE_3].out = classes;
     size_t offset = 0;
     for (int i = 0; i < AN_N_PARAM_LAYERS; i++) {
@@ -183,8 +262,13 @@ static an_status net_alloc(int classes, an_net **out)
 
 an_status an_net_create(int classes, uint64_t seed, an_net **out)
 {
+    return an_net_create_arch(AN_ARCH_HEURITECH, classes, seed, out);
+}
+
+an_status an_net_create_arch(an_arch arch, int classes, uint64_t seed, an_net **out)
+{
     an_net *net;
-    an_status s = net_alloc(classes, &net);
+    an_status s = net_alloc(arch, classes, &net);
     *out = NULL;
     if (s != AN_OK) return s;
     /* he_normal as in the seed (Keras 1): normal, sd = sqrt(2 / fan_in); biases zero */
@@ -206,11 +290,11 @@ static void plan_free(an_device *dev, an_plan *plan)
     if (!plan) return;
     const an_backend *B = dev->ops;
     for (int i = 0; i < AN_N_OUTPUTS; i++) {
-        an_step_kind k = an_steps[i].kind;
+        an_step_kind k = plan->kind[i];
         if (k == AN_STEP_CONV && plan->op[i].conv) B->conv_free(plan->op[i].conv);
         if (k == AN_STEP_POOL && plan->op[i].pool) B->pool_free(plan->op[i].pool);
         if (k == AN_STEP_LRN && plan->op[i].lrn) B->lrn_free(plan->op[i].lrn);
-        B->release(dev, plan->act[i]);
+        if (k != AN_STEP_NONE) B->release(dev, plan->act[i]);    /* a NONE's is its input's */
         B->release(dev, plan->keep[i]);
     }
     B->release(dev, plan->grad_buf[0]);
@@ -324,7 +408,7 @@ an_status an_net_clone(const an_net *src, an_net **out)
     *out = NULL;
     if (!src) return an_fail(AN_ERR_ARGUMENT, "no network to clone");
     an_net *net;
-    an_status s = net_alloc(src->classes, &net);
+    an_status s = net_alloc(an_net_arch(src), src->classes, &net);
     if (s != AN_OK) return s;
     size_t bytes = src->n_params * sizeof(float);
     if (src->host_behind) s = src->dev->ops->download(src->dev, net->params, src->dparams, bytes);
@@ -338,7 +422,7 @@ an_status an_net_clone(const an_net *src, an_net **out)
     an_train_free(net->dev, net->train);
     net->train = train;
     memcpy(net->mean, src->mean, sizeof net->mean);
-    net->input_scale = src->input_scale;
+    memcpy(net->input_scale, src->input_scale, sizeof net->input_scale);
     net->precision = src->precision;
     net->trainable_from = src->trainable_from;
     net->dropout = src->dropout;
@@ -354,8 +438,9 @@ static an_status alloc_floats(an_device *dev, float **out, size_t bytes)
 
 double an_net_batch_bytes(const an_net *net, int n, int training)
 {
-    double per_image = AN_INPUT_PIXELS;
-    for (int i = 0; i < AN_N_OUTPUTS; i++) per_image += (double)an_output_size(net, i);
+    double per_image = (double)AN_INPUT_CHANNELS * net->arch->input_size * net->arch->input_size;
+    for (int i = 0; i < AN_N_OUTPUTS; i++)
+        if (net->arch->steps[i].kind != AN_STEP_NONE) per_image += (double)an_output_size(net, i);
     /* 30% for blocked layouts and reorder scratch; training at most doubles
      * it (two gradient buffers of the largest output, the backward's scratch) */
     return per_image * sizeof(float) * n * 1.3 * (training ? 2 : 1);
@@ -386,10 +471,12 @@ static an_status plan_ops(const an_net *net, an_plan *p)
     const an_layout *prev = NULL;
     int n = p->n, training = p->training;
     an_status s = AN_OK;
+    const an_step *steps = net->arch->steps;
+    const int side = net->arch->input_size;
     for (int i = 0; i < AN_N_OUTPUTS && s == AN_OK; i++) {
-        const an_step *st = &an_steps[i];
-        an_output_info in = i == 0 ? (an_output_info){"input", AN_INPUT_CHANNELS, AN_INPUT_SIZE, AN_INPUT_SIZE}
-                                   : an_steps[i - 1].out;
+        const an_step *st = &steps[i];
+        an_output_info in = i == 0 ? (an_output_info){"input", AN_INPUT_CHANNELS, side, side} : steps[i - 1].out;
+        p->kind[i] = st->kind;
         if (st->kind == AN_STEP_CONV) {
             const an_param_layer *l = &net->layers[st->param];
             an_conv_spec cs = {n, in.c, in.h, in.w, l->out, l->kh, l->stride, l->pad, l->groups, l->relu,
@@ -398,13 +485,15 @@ static an_status plan_ops(const an_net *net, an_plan *p)
             if (s == AN_OK) prev = B->conv_out_layout(p->op[i].conv);
         } else if (st->kind == AN_STEP_POOL) {
             /* before a dense layer the output is plain: the dense layers read it as a matrix */
-            int plain = i + 1 < AN_N_OUTPUTS && an_steps[i + 1].kind == AN_STEP_DENSE;
+            int plain = i + 1 < AN_N_OUTPUTS && steps[i + 1].kind == AN_STEP_DENSE;
             an_pool_spec ps = {n, in.c, in.h, in.w, AN_POOL_K, AN_POOL_STRIDE};
             s = B->pool_create(dev, &ps, training, prev, plain, &p->op[i].pool);
             if (s == AN_OK) prev = plain ? NULL : B->pool_out_layout(p->op[i].pool);
         } else if (st->kind == AN_STEP_LRN) {
-            an_lrn_spec ls = {n, in.c, in.h, in.w, AN_LRN_SIZE, AN_LRN_ALPHA, AN_LRN_BETA, AN_LRN_K};
+            an_lrn_spec ls = {n, in.c, in.h, in.w, AN_LRN_SIZE, net->arch->lrn_alpha, AN_LRN_BETA, net->arch->lrn_k};
             s = B->lrn_create(dev, &ls, training, prev, &p->op[i].lrn);   /* keeps its input's layout */
+        } else if (st->kind == AN_STEP_NONE) {
+            /* its input's layout */
         } else {
             prev = NULL;
         }
@@ -425,17 +514,27 @@ static an_status plan_create(const an_net *net, int n, int training, an_plan **o
     p->n = n;
     p->training = training;
     s = plan_ops(net, p);
-    if (s == AN_OK) s = alloc_floats(dev, &p->input, sizeof(float) * n * AN_INPUT_PIXELS);
+    const size_t side = (size_t)net->arch->input_size;
+    if (s == AN_OK) s = alloc_floats(dev, &p->input, sizeof(float) * n * AN_INPUT_CHANNELS * side * side);
     size_t largest = 0;
     for (int i = 0; i < AN_N_OUTPUTS && s == AN_OK; i++) {
+        if (p->kind[i] == AN_STEP_NONE) {
+            p->act[i] = p->act[i - 1];
+            continue;
+        }
         size_t bytes = p->layout[i] ? B->layout_bytes(p->layout[i]) : sizeof(float) * n * an_output_size(net, i);
         if (bytes > largest) largest = bytes;
         s = alloc_floats(dev, &p->act[i], bytes);
-        if (s == AN_OK && training && an_steps[i].dropout)
+        if (s == AN_OK && training && net->arch->steps[i].dropout)
             s = B->alloc(dev, (size_t)n * an_output_size(net, i), (void **)&p->keep[i]);
     }
     for (int k = 0; k < 2 && s == AN_OK && training; k++) s = alloc_floats(dev, &p->grad_buf[k], largest);
-    for (int i = 0; i < AN_N_OUTPUTS && training; i++) p->grad[i] = p->grad_buf[i % 2];
+    /* down the graph, each step's input gradient in the other buffer than
+     * its output's, but a NONE's in the same */
+    if (training) p->grad[AN_N_OUTPUTS - 1] = p->grad_buf[0];
+    for (int i = AN_N_OUTPUTS - 1; i > 0 && training; i--)
+        p->grad[i - 1] = p->kind[i] == AN_STEP_NONE ? p->grad[i]
+                         : p->grad_buf[p->grad[i] == p->grad_buf[0] ? 1 : 0];
     if (s != AN_OK) { plan_free(dev, p); return s; }
     *out = p;
     return AN_OK;
@@ -493,13 +592,14 @@ an_status an_plan_run(an_net *net, an_plan *p, int first, int until, int dropout
     const uint64_t v = net->params_version;
     const an_backend *B = net->dev->ops;
     an_status s = an_net_params_to_device(net);
+    const an_step *steps = net->arch->steps;
     for (int i = 0; i < first && s == AN_OK && dropout; i++) {
-        if (!an_steps[i].dropout) continue;
+        if (!steps[i].dropout) continue;
         if (i == first - 1) s = step_dropout(net, p, i);
         else an_rng_skip(&net->dropout_rng, (size_t)(net->share_global ? net->share_global : p->n) * an_output_size(net, i));
     }
     for (int i = first; i <= until && s == AN_OK; i++) {
-        const an_step *st = &an_steps[i];
+        const an_step *st = &steps[i];
         const an_param_layer *l = st->param >= 0 ? &net->layers[st->param] : NULL;
         const float *x = i == 0 ? p->input : p->act[i - 1];
         float *y = p->act[i];
@@ -512,10 +612,11 @@ an_status an_plan_run(an_net *net, an_plan *p, int first, int until, int dropout
         case AN_STEP_DENSE:
             s = B->dense_forward(net->dev, p->n, l->in, l->out, x, P + l->weight_offset, P + l->bias_offset,
                                  l->relu, y);
-            if (s == AN_OK && dropout && st->dropout) s = step_dropout(net, p, i);
             break;
         case AN_STEP_SOFTMAX: s = B->softmax_forward(net->dev, p->n, net->classes, x, y); break;
+        case AN_STEP_NONE: break;      /* y is x */
         }
+        if (s == AN_OK && dropout && st->dropout) s = step_dropout(net, p, i);
     }
     return s;
 }
@@ -524,8 +625,9 @@ an_status an_plan_forward(an_net *net, an_plan *p, int until) { return an_plan_f
 
 int an_net_can_start_after(int at)
 {
-    /* a dense step reads plain rows, whatever the backend's layouts */
-    return at == -1 || (at >= 0 && at + 1 < AN_N_OUTPUTS && an_steps[at + 1].kind == AN_STEP_DENSE);
+    /* a dense step reads plain rows, whatever the backend's layouts (the
+     * same steps in every variant) */
+    return at == -1 || (at >= 0 && at + 1 < AN_N_OUTPUTS && an_archs[0].steps[at + 1].kind == AN_STEP_DENSE);
 }
 
 an_status an_start_check(int at)
@@ -567,16 +669,18 @@ int an_net_frozen_start(const an_net *net)
      * before its dropout, which is then drawn on the rows) */
     int at = -1;
     for (int i = 0; i < AN_N_OUTPUTS - 1; i++) {
-        if (an_steps[i].param >= net->trainable_from) break;
+        if (net->arch->steps[i].param >= net->trainable_from) break;
         if (an_net_can_start_after(i)) at = i;
-        if (an_steps[i].dropout && net->dropout > 0) break;
+        if (net->arch->steps[i].dropout && net->dropout > 0) break;
     }
     return at;
 }
 
 an_status an_plan_load(an_net *net, an_plan *p, int at, const float *x)
 {
-    if (at == -1) return net->dev->ops->preprocess(net->dev, p->n, x, net->mean, net->input_scale, p->input);
+    if (at == -1)
+        return net->dev->ops->preprocess(net->dev, p->n, net->arch->input_size, x, net->mean, net->input_scale,
+                                         p->input);
     an_status s = an_start_check(at);
     if (s != AN_OK) return s;
     if (p->layout[at]) return an_fail(AN_ERR_ARGUMENT, "step %d's output is not plain rows on this device", at);

@@ -10,7 +10,10 @@
 /* ---- the graph, written once: one step per named output, in order; the
  * input of step i is the output of step i - 1 (step 0: the images). The
  * forward pass walks it up, the backward pass down. */
-typedef enum { AN_STEP_CONV, AN_STEP_POOL, AN_STEP_LRN, AN_STEP_DENSE, AN_STEP_SOFTMAX } an_step_kind;
+/* AN_STEP_NONE: a step the variant does not have (torchvision's LRNs); its
+ * output and its gradient are its input's, the same buffers, so it costs
+ * nothing and every variant keeps the same step indices. */
+typedef enum { AN_STEP_CONV, AN_STEP_POOL, AN_STEP_LRN, AN_STEP_DENSE, AN_STEP_SOFTMAX, AN_STEP_NONE } an_step_kind;
 
 typedef struct {
     an_output_info out;     /* name and shape per image (dense_3, softmax: c = the classes) */
@@ -19,31 +22,44 @@ typedef struct {
     int dropout;            /* training drops units of its output */
 } an_step;
 
-extern const an_step an_steps[AN_N_OUTPUTS];
-/* every pooling is max 3x3 /2; every LRN is Heuritech's (5, 1e-4, 0.75, 2) */
+/* A variant of the network: its graph, layers, LRN and input. */
+typedef struct {
+    const char *name;
+    an_step steps[AN_N_OUTPUTS];
+    an_param_layer layers[AN_N_PARAM_LAYERS];   /* dense_3's out is the class count */
+    int input_size;
+    /* LRN: x / (k + alpha * sum over 5 channels of x^2)^0.75, alpha NOT
+     * divided by the window (Caffe's and PyTorch's alpha / 5 is given here
+     * already divided) */
+    float lrn_alpha, lrn_k;
+    const char *lrn_text;
+    double mean[3], scale[3];
+} an_arch_info;
+extern const an_arch_info an_archs[AN_N_ARCHS];
+
+/* every pooling is max 3x3 /2; every LRN spans 5 channels, beta 0.75 */
 #define AN_POOL_K 3
 #define AN_POOL_STRIDE 2
 #define AN_LRN_SIZE 5
-#define AN_LRN_ALPHA 1e-4f
 #define AN_LRN_BETA 0.75f
-#define AN_LRN_K 2.0f
 #define AN_POOL_TEXT "max pool 3x3/2"
-#define AN_LRN_TEXT "LRN 5 (alpha 1e-4, beta 0.75, k 2)"
 
 /* Everything the forward pass needs for one batch size. */
 typedef struct {
     int n;
     int training;
+    an_step_kind kind[AN_N_OUTPUTS];    /* the net's steps', kept for freeing */
     /* each step's op (conv, pool or LRN; dense and softmax need none) */
     union { an_conv *conv; an_pool *pool; an_lrn *lrn; } op[AN_N_OUTPUTS];
     float *input;                       /* mean-subtracted images, plain (device memory) */
-    float *act[AN_N_OUTPUTS];           /* each step's output */
+    float *act[AN_N_OUTPUTS];           /* each step's output (an AN_STEP_NONE's is its input's) */
     const an_layout *layout[AN_N_OUTPUTS]; /* its layout; NULL = plain */
     /* training only */
     float *grad[AN_N_OUTPUTS];          /* gradient wrt each step's output, same layout */
     /* the gradients' memory: a step's backward reads grad[i] and writes
      * grad[i - 1], and nothing reads grad[i] after that, so the steps take
-     * turns with two buffers of the largest size (grad[i] is grad_buf[i % 2]) */
+     * turns with two buffers of the largest size (an AN_STEP_NONE shares
+     * its input's) */
     float *grad_buf[2];
     uint8_t *keep[AN_N_OUTPUTS];        /* dropout masks of the steps that drop units */
 } an_plan;
@@ -56,6 +72,7 @@ typedef struct {
 typedef struct an_train an_train;
 
 struct an_net {
+    const an_arch_info *arch;           /* its graph: one of an_archs */
     int classes;
     an_device *dev;                     /* where it computes: the CPU device or an open GPU */
     int device;                         /* AN_DEVICE_CPU or the CUDA ordinal */
@@ -73,7 +90,7 @@ struct an_net {
      * dropout draws the global batch's masks (0, 0: the whole batch) */
     int share_offset, share_global;
     float mean[3];
-    float input_scale;                  /* after the mean: (x - mean) * scale */
+    float input_scale[3];               /* after the mean: (x - mean) * scale, per channel */
     an_precision precision;             /* of the convolutions' multiplications */
     an_param_layer layers[AN_N_PARAM_LAYERS];
     size_t n_params;

@@ -100,8 +100,9 @@ void an_loss_forward_backward(int n, int classes, const float *logits, const flo
                               double *loss_sum, int *correct);
 
 /* ---- tensor helpers ---- */
-/* the input's preprocessing: y = (x - mean[channel]) * scale */
-void an_preprocess(int n, const float *x, const float mean[3], float scale, float *y);
+/* the input's preprocessing: n images of 3 x side x side,
+ * y = (x - mean[channel]) * scale[channel] */
+void an_preprocess(int n, int side, const float *x, const float mean[3], const float scale[3], float *y);
 
 /* ---- Keras' SGD on one layer's parameters (weights then bias) ----
  * v = momentum v - lr (g + weight_decay w); p += v, or with Nesterov
@@ -177,8 +178,8 @@ struct an_backend {
     an_status (*dropout_backward)(an_device *dev, size_t count, float rate, const uint8_t *keep, float *dy);
     an_status (*loss)(an_device *dev, int n, int classes, const float *logits, const float *prob,
                       const int *host_labels, an_loss_kind kind, float *dlogits, double *loss_sum, int *correct);
-    an_status (*preprocess)(an_device *dev, int n, const float *host_images, const float mean[3], float scale,
-                            float *y);
+    an_status (*preprocess)(an_device *dev, int n, int side, const float *host_images, const float mean[3],
+                            const float scale[3], float *y);
     an_status (*sgd)(an_device *dev, size_t count, size_t weight_count, float *p, const float *g, float *v,
                      const an_sgd_step *step);
     an_status (*scale)(an_device *dev, float *x, size_t count, float factor);   /* x *= factor */

@@ -721,14 +721,14 @@ void an_softmax_forward(int n, int classes, const float *logits, float *prob)
     for (int i = 0; i < n; i++) an_softmax_row(logits + (size_t)i * classes, prob + (size_t)i * classes, classes);
 }
 
-void an_preprocess(int n, const float *x, const float mean[3], float scale, float *y)
+void an_preprocess(int n, int side, const float *x, const float mean[3], const float scale[3], float *y)
 {
-    const size_t plane = (size_t)AN_INPUT_SIZE * AN_INPUT_SIZE;
+    const size_t plane = (size_t)side * side;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < n; i++)
         for (int c = 0; c < AN_INPUT_CHANNELS; c++) {
             size_t off = ((size_t)i * AN_INPUT_CHANNELS + c) * plane;
-            for (size_t k = 0; k < plane; k++) y[off + k] = (x[off + k] - mean[c]) * scale;
+            for (size_t k = 0; k < plane; k++) y[off + k] = (x[off + k] - mean[c]) * scale[c];
         }
 }
 
@@ -900,11 +900,11 @@ static an_status cpu_loss(an_device *dev, int n, int classes, const float *logit
     an_loss_forward_backward(n, classes, logits, prob, labels, kind, dlogits, loss_sum, correct);
     return AN_OK;
 }
-static an_status cpu_preprocess(an_device *dev, int n, const float *images, const float mean[3], float scale,
-                                float *y)
+static an_status cpu_preprocess(an_device *dev, int n, int side, const float *images, const float mean[3],
+                                const float scale[3], float *y)
 {
     (void)dev;
-    an_preprocess(n, images, mean, scale, y);
+    an_preprocess(n, side, images, mean, scale, y);
     return AN_OK;
 }
 static an_status cpu_sgd(an_device *dev, size_t count, size_t weight_count, float *p, const float *g, float *v,

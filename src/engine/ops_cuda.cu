@@ -196,13 +196,14 @@ __global__ void loss_kernel(const float *logits, const float *prob, const int *l
     row_loss[i] = an_loss_row(logits + row, prob + row, labels[i], n, classes, mse, dlogits + row, &row_correct[i]);
 }
 
-__global__ void preprocess_kernel(const float *x, float *y, size_t count, size_t plane, float m0, float m1,
-                                  float m2, float scale)
+struct channel3 { float v[3]; };   /* per-channel constants, by value */
+
+__global__ void preprocess_kernel(const float *x, float *y, size_t count, size_t plane, channel3 mean,
+                                  channel3 scale)
 {
     GRID_STRIDE(i, count) {
         int c = (int)((i / plane) % 3);
-        float mean = c == 0 ? m0 : c == 1 ? m1 : m2;
-        y[i] = (x[i] - mean) * scale;
+        y[i] = (x[i] - mean.v[c]) * scale.v[c];
     }
 }
 
@@ -876,11 +877,11 @@ static an_status images_buffers(cuda_device *d, size_t bytes)
     return AN_OK;
 }
 
-static an_status cuda_preprocess(an_device *dev, int n, const float *host_images, const float mean[3], float scale,
-                                 float *y)
+static an_status cuda_preprocess(an_device *dev, int n, int side, const float *host_images, const float mean[3],
+                                 const float scale[3], float *y)
 {
     cuda_device *d = as_cuda(dev);
-    const size_t plane = (size_t)AN_INPUT_SIZE * AN_INPUT_SIZE, count = (size_t)n * AN_INPUT_PIXELS;
+    const size_t plane = (size_t)side * side, count = (size_t)n * AN_INPUT_CHANNELS * plane;
     const size_t bytes = count * sizeof(float);
     an_status s = use(d);
     if (s == AN_OK) s = images_buffers(d, bytes);
@@ -900,8 +901,8 @@ static an_status cuda_preprocess(an_device *dev, int n, const float *host_images
     }
     CUDA_TRY(cudaEventRecord(d->images_copied, d->copy_stream), "recording a batch copy");
     CUDA_TRY(cudaStreamWaitEvent(d->stream, d->images_copied, 0), "ordering a batch copy");
-    preprocess_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(d->device_images, y, count, plane, mean[0],
-                                                                     mean[1], mean[2], scale);
+    const channel3 m = {{mean[0], mean[1], mean[2]}}, sc = {{scale[0], scale[1], scale[2]}};
+    preprocess_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(d->device_images, y, count, plane, m, sc);
     LAUNCHED("the preprocessing kernel");
     CUDA_TRY(cudaEventRecord(d->images_consumed, d->stream), "recording a batch's use");
     d->images_pending = 1;

@@ -169,14 +169,15 @@ static an_status check_start(const an_net *net, int at)
     if (at == -1) return AN_OK;
     an_status s = an_start_check(at);   /* first: at indexes the steps below */
     if (s != AN_OK) return s;
+    const an_step *steps = net->arch->steps;
     for (int i = 0; i <= at; i++)
-        if (an_steps[i].param >= net->trainable_from)
+        if (steps[i].param >= net->trainable_from)
             return an_fail(AN_ERR_ARGUMENT, "layer %s learns, but training starts above it (after %s)",
-                           an_steps[i].out.name, an_steps[at].out.name);
+                           steps[i].out.name, steps[at].out.name);
     for (int i = 0; i < at; i++)
-        if (an_steps[i].dropout && net->dropout > 0)
+        if (steps[i].dropout && net->dropout > 0)
             return an_fail(AN_ERR_ARGUMENT, "training cannot start after %s: %s's dropout lies below it, so its "
-                           "output changes from step to step", an_steps[at].out.name, an_steps[i].out.name);
+                           "output changes from step to step", steps[at].out.name, steps[i].out.name);
     return AN_OK;
 }
 
@@ -201,7 +202,7 @@ static an_status net_backward(an_net *net, int at, const float *x_in, const int 
     /* down the graph to the first learning layer; a step's input gradient
      * is wanted only when a learning layer lies below it */
     int lowest = AN_DENSE_3;
-    while (an_steps[lowest].param != net->trainable_from) lowest--;
+    while (net->arch->steps[lowest].param != net->trainable_from) lowest--;
     if (s == AN_OK) s = an_plan_backward(net, p, lowest, 0, t->grads, net->dropout > 0);
     return s;
 }
@@ -214,8 +215,9 @@ an_status an_plan_backward(an_net *net, an_plan *p, int lowest, int lowest_dx, f
     const float *P = net->dparams;
     const int n = p->n;
     an_status s = AN_OK;
+    const an_step *steps = net->arch->steps;
     for (int i = AN_DENSE_3; i >= lowest && s == AN_OK; i--) {
-        const an_step *st = &an_steps[i];
+        const an_step *st = &steps[i];
         const an_param_layer *l = st->param >= 0 ? &net->layers[st->param] : NULL;
         const float *x = i == 0 ? p->input : a[i - 1];
         float *dx = (i > lowest || lowest_dx) && i > 0 ? g[i - 1] : NULL;
@@ -230,9 +232,10 @@ an_status an_plan_backward(an_net *net, an_plan *p, int lowest, int lowest_dx, f
             s = B->dense_backward(dev, n, l->in, l->out, x, P + l->weight_offset, a[i], l->relu, g[i], dx, dw, db);
             break;
         case AN_STEP_SOFTMAX: break;   /* not reached: the loss covers it */
+        case AN_STEP_NONE: break;      /* its input's gradient is its own (the same buffer) */
         }
         /* the input came through dropout: its dropped units get no gradient */
-        if (s == AN_OK && dx && dropout && an_steps[i - 1].dropout)
+        if (s == AN_OK && dx && dropout && steps[i - 1].dropout)
             s = B->dropout_backward(dev, (size_t)n * an_output_size(net, i - 1), net->dropout, p->keep[i - 1], dx);
     }
     return s;
@@ -352,7 +355,7 @@ static an_status train_step_shared(an_net *net, const float *images, const int *
         s = device_block(net, &t->grads, "gradients");
         if (s == AN_OK) s = net->dev->ops->zero(net->dev, t->grads, net->n_params * sizeof(float));
         for (int i = 0; i < AN_N_OUTPUTS && s == AN_OK && net->dropout > 0; i++)
-            if (an_steps[i].dropout) an_rng_skip(&net->dropout_rng, (size_t)global_rows * an_output_size(net, i));
+            if (net->arch->steps[i].dropout) an_rng_skip(&net->dropout_rng, (size_t)global_rows * an_output_size(net, i));
     }
     if (s != AN_OK) return s;
     /* only the learning layers' gradients travel; each rank's are weighted by

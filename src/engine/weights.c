@@ -339,7 +339,8 @@ typedef struct {
     int format_version, classes;    /* own files */
     int has_mean;
     double mean[3];
-    double input_scale;             /* own files: (x - mean) * input_scale; 1 when absent */
+    double input_scale[3];          /* own files: (x - mean) * input_scale per channel; 1 when absent */
+    int arch;                       /* own files: the variant (an_arch); Heuritech's when absent */
     char **class_names;
     int n_class_names;
 } wfile;
@@ -424,11 +425,21 @@ static an_status read_own_header(wfile *f)
     f->has_mean = rc == 0;
     if (!f->has_mean) memcpy(f->mean, IMAGENET_MEAN, sizeof f->mean);
     /* optional: files written before the attribute existed mean scale 1 */
-    rc = read_numbers_attr(f->root, "input_scale", &f->input_scale, 1);
-    if (rc == -1) f->input_scale = 1;
-    else if (rc != 0 || !(f->input_scale > 0) || !isfinite(f->input_scale))
-        return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its input_scale attribute is not a "
-                       "positive number", f->path);
+    /* one number (every channel's, as files before per-channel scales) or three */
+    rc = read_numbers_attr(f->root, "input_scale", f->input_scale, 1);
+    if (rc == -2) rc = read_numbers_attr(f->root, "input_scale", f->input_scale, 3);
+    else if (rc == 0) f->input_scale[1] = f->input_scale[2] = f->input_scale[0];
+    if (rc == -1) f->input_scale[0] = f->input_scale[1] = f->input_scale[2] = 1;
+    else if (rc != 0 || !(f->input_scale[0] > 0 && f->input_scale[1] > 0 && f->input_scale[2] > 0) ||
+             !isfinite(f->input_scale[0] + f->input_scale[1] + f->input_scale[2]))
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its input_scale attribute is not 1 or 3 "
+                       "positive numbers", f->path);
+    char arch[32];
+    rc = read_string_attr(f->root, "arch", arch, sizeof arch);
+    f->arch = rc == -1 ? AN_ARCH_HEURITECH : rc == 0 ? an_arch_find(arch) : -1;
+    if (f->arch < 0)
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its arch attribute is not one of "
+                       "heuritech, caffe, torchvision", f->path);
     rc = read_strings_attr(f->root, "class_names", &f->class_names, &f->n_class_names);
     if (rc == -2 || rc == -3 || (rc == 0 && f->n_class_names != f->classes))
         return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: its class_names attribute %s",
@@ -785,6 +796,18 @@ done:
     return s;
 }
 
+/* A file's weights belong to one variant: Caffe's and Heuritech's have the
+ * same shapes but not the same graph, so shapes alone cannot tell. */
+static an_status same_arch(const wfile *f, const an_net *net)
+{
+    int file_arch = f->kind == AN_WEIGHTS_OWN ? f->arch : AN_ARCH_HEURITECH;
+    if (file_arch == (int)an_net_arch(net)) return AN_OK;
+    return an_fail(AN_ERR_FORMAT, "weights file '%s' holds %s%s weights, but the net is the %s variant: "
+                   "create the net from the file (alexnet(weights = ...))", f->path,
+                   f->kind == AN_WEIGHTS_KERAS1 ? "Keras 1 (Heuritech) " : "", an_arch_name((an_arch)file_arch),
+                   an_arch_name(an_net_arch(net)));
+}
+
 an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights_report *report)
 {
     if (report) memset(report, 0, sizeof *report);
@@ -798,6 +821,7 @@ an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights
     wfile f;
     an_status s = wfile_open(&f, path);
     if (s == AN_OK && f.n_present == 0) s = no_known_layers(&f);
+    if (s == AN_OK) s = same_arch(&f, net);
     if (s == AN_OK) rep.kind = f.kind;
     for (int k = 0; k < AN_W_N_LAYERS && s == AN_OK; k++) s = read_layer(&f, net, k, by_name, &values[k], &rep);
     if (s == AN_OK && rep.n_loaded == 0)
@@ -817,7 +841,8 @@ an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights
             float m[3] = {(float)f.mean[0], (float)f.mean[1], (float)f.mean[2]};
             an_net_set_mean(net, m);
             rep.mean_loaded = 1;
-            an_net_set_input_scale(net, (float)f.input_scale);
+            an_net_set_input_scales(net, (const float[3]){(float)f.input_scale[0], (float)f.input_scale[1],
+                                                          (float)f.input_scale[2]});
         }
         /* Keras 1 files (Heuritech's) were trained on pixel - mean: their
          * weights bring that convention with them, as own files bring theirs */
@@ -848,13 +873,15 @@ an_status an_weights_info(const char *path, an_weights_file_info *info)
             info->classes = f.classes;
             info->has_mean = f.has_mean;
             memcpy(info->mean, f.mean, sizeof info->mean);
-            info->input_scale = f.input_scale;
+            memcpy(info->input_scale, f.input_scale, sizeof info->input_scale);
+            info->arch = f.arch;
             info->class_names = f.class_names;      /* handed over */
             f.class_names = NULL;
             f.n_class_names = 0;
         } else {
             memcpy(info->mean, IMAGENET_MEAN, sizeof info->mean);
-            info->input_scale = 1;
+            info->input_scale[0] = info->input_scale[1] = info->input_scale[2] = 1;
+            info->arch = AN_ARCH_HEURITECH;
             snprintf(info->backend, sizeof info->backend, "%s", f.backend);
             /* classes: the outputs of dense_3's kernel (in, out), or its bias length */
             if (f.present[AN_W_DENSE_3]) {
@@ -901,8 +928,10 @@ static an_status write_contents(const an_net *net, hid_t file, const char *path,
     float fmean[3];
     an_net_get_mean(net, fmean);
     double mean[3] = {fmean[0], fmean[1], fmean[2]};
-    double input_scale = an_net_input_scale(net);
-    const char *format = "alexnet";
+    float fscale[3];
+    an_net_get_input_scales(net, fscale);
+    double input_scale[3] = {fscale[0], fscale[1], fscale[2]};
+    const char *format = "alexnet", *arch = an_arch_name(an_net_arch(net));
     const char *layers[AN_W_N_LAYERS];
     for (int k = 0; k < AN_W_N_LAYERS; k++) layers[k] = KLAYERS[k].name;
     hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
@@ -912,7 +941,8 @@ static an_status write_contents(const an_net *net, hid_t file, const char *path,
               write_numbers_attr(root, "classes", H5T_STD_I32LE, H5T_NATIVE_INT, &classes, -1) < 0 ||
               (class_names && write_strings_attr(root, "class_names", class_names, classes, H5T_CSET_UTF8) < 0) ||
               write_numbers_attr(root, "mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, mean, 3) < 0 ||
-              write_numbers_attr(root, "input_scale", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &input_scale, -1) < 0 ||
+              write_numbers_attr(root, "input_scale", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, input_scale, 3) < 0 ||
+              write_strings_attr(root, "arch", &arch, -1, H5T_CSET_UTF8) < 0 ||
               write_strings_attr(root, "layers", layers, AN_W_N_LAYERS, H5T_CSET_UTF8) < 0 ||
               write_strings_attr(root, "layout", &LAYOUT, -1, H5T_CSET_UTF8) < 0;
     if (bad) an_h5_detail(detail);

@@ -5,7 +5,8 @@
  *  - the package's own files (AN_WEIGHTS_OWN), written by an_weights_save():
  *    root attributes format = "alexnet", format_version = 1, classes,
  *    class_names (optional, strings), mean (3 doubles, RGB), input_scale
- *    (optional double, 1 when absent), layers (the
+ *    (optional: 3 doubles, or 1 for every channel; 1 when absent), arch
+ *    (optional: "heuritech" when absent, "caffe", "torchvision"), layers (the
  *    group names in order) and layout (a sentence describing the layout);
  *    one group per Keras layer name (conv_1, conv_2_1, conv_2_2, conv_3,
  *    conv_4_1, conv_4_2, conv_5_1, conv_5_2, dense_1, dense_2, dense_3) with
@@ -107,7 +108,8 @@ typedef struct {
     char **class_names;             /* `classes` strings, or NULL when the file has none */
     int has_mean;                   /* own files: mean holds the file's RGB means */
     double mean[3];                 /* else ImageNet's (123.68, 116.779, 103.939) */
-    double input_scale;             /* own files: the input scale (1 when absent); Keras: 1 */
+    double input_scale[3];          /* own files: the input scale per channel (1 when absent); Keras: 1 */
+    int arch;                       /* the variant (an_arch): own files' arch attribute; Keras: Heuritech's */
     int present[AN_W_N_LAYERS];     /* the Keras layer is in the file */
     char backend[16];               /* Keras 1: the file's `backend` attribute, "" when absent */
 } an_weights_file_info;

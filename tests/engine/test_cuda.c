@@ -323,11 +323,12 @@ static void test_elementwise(void)
     const size_t npx = (size_t)ni * AN_INPUT_PIXELS;
     float *img = xmalloc(npx * sizeof(float)), *pre[2] = {0};
     hash_fill_image(img, npx, 45);
-    const float mean[3] = {123.68f, 116.779f, 103.939f};
+    const float mean[3] = {123.68f, 116.779f, 103.939f}, scale[3] = {1 / 58.395f, 1 / 57.12f, 1 / 57.375f};
     for (int k = 0; k < 2; k++) {
         an_device *d = devs[k];
         float *Y = put(d, NULL, npx);
-        if (status_ok("preprocess", d->ops->preprocess(d, ni, img, mean, 1.0f / 255, Y))) pre[k] = get(d, Y, npx);
+        if (status_ok("preprocess", d->ops->preprocess(d, ni, AN_INPUT_SIZE, img, mean, scale, Y)))
+            pre[k] = get(d, Y, npx);
         d->ops->release(d, Y);
     }
     if (pre[0] && pre[1]) agree("preprocess", pre[1], pre[0], npx, 1e-6, 0);
@@ -336,30 +337,37 @@ static void test_elementwise(void)
 
 /* ---- the whole net ---- */
 
-static const char *const OUTPUTS[AN_N_OUTPUTS] = {
-    "conv_1", "pool_1", "convpool_1", "conv_2", "pool_2", "lrn_2", "conv_3",
-    "conv_4", "conv_5", "convpool_5", "dense_1", "dense_2", "dense_3", "softmax"};
+#define OUTPUT_NAME(o) an_output_name(AN_ARCH_HEURITECH, o)
 
-static int make_pair(int classes, uint64_t seed, an_net **a, an_net **b)
+static int make_pair_arch(an_arch arch, int classes, uint64_t seed, an_net **a, an_net **b)
 {
     *a = *b = NULL;
-    if (!status_ok("create", an_net_create(classes, seed, a)) || !status_ok("create", an_net_create(classes, seed, b)))
+    if (!status_ok("create", an_net_create_arch(arch, classes, seed, a)) ||
+        !status_ok("create", an_net_create_arch(arch, classes, seed, b)))
         return 0;
     return status_ok("an_net_set_device(0)", an_net_set_device(*b, 0));
 }
 
-static void test_net_forward(const char *label, double tol)
+static int make_pair(int classes, uint64_t seed, an_net **a, an_net **b)
+{
+    return make_pair_arch(AN_ARCH_HEURITECH, classes, seed, a, b);
+}
+
+/* every named output of a variant (label: what the run checks) */
+static void test_net_forward(an_arch arch, const char *label, double tol)
 {
     const int n = 4, classes = 10;
     an_net *c, *g;
-    if (!make_pair(classes, 7, &c, &g)) { an_net_free(c); an_net_free(g); return; }
-    float *images = xmalloc((size_t)n * AN_INPUT_PIXELS * sizeof(float));
-    hash_fill_image(images, (size_t)n * AN_INPUT_PIXELS, 2000);
+    if (!make_pair_arch(arch, classes, 7, &c, &g)) { an_net_free(c); an_net_free(g); return; }
+    const size_t pixels = (size_t)3 * an_net_input_size(c) * an_net_input_size(c);
+    float *images = xmalloc((size_t)n * pixels * sizeof(float));
+    hash_fill_image(images, (size_t)n * pixels, 2000);
     for (int o = 0; o < AN_N_OUTPUTS; o++) {
+        if (!an_output_name(arch, o)) continue;
         size_t count = (size_t)n * an_output_size(c, o);
         float *yc = xmalloc(count * sizeof(float)), *yg = xmalloc(count * sizeof(float));
         char name[96];
-        snprintf(name, sizeof name, "%s net forward %s", label, OUTPUTS[o]);
+        snprintf(name, sizeof name, "%s %s net forward %s", label, an_arch_name(arch), an_output_name(arch, o));
         if (status_ok(name, an_net_forward(c, images, n, o, yc)) && status_ok(name, an_net_forward(g, images, n, o, yg)))
             agree(name, yg, yc, count, tol, 1);
         free(yc); free(yg);
@@ -386,11 +394,11 @@ static void test_net_gradcam(double tol)
         float *mc = xmalloc(count * sizeof(float)), *mg = xmalloc(count * sizeof(float));
         int cc[4] = {3, -1, 0, -1}, cg[4] = {3, -1, 0, -1};
         char name[96];
-        snprintf(name, sizeof name, "Grad-CAM at %s", OUTPUTS[layers[k]]);
+        snprintf(name, sizeof name, "Grad-CAM at %s", OUTPUT_NAME(layers[k]));
         if (status_ok(name, an_net_gradcam(c, images, n, layers[k], cc, mc)) &&
             status_ok(name, an_net_gradcam(g, images, n, layers[k], cg, mg))) {
             agree(name, mg, mc, count, tol, 1);
-            snprintf(name, sizeof name, "Grad-CAM at %s: the same predicted classes", OUTPUTS[layers[k]]);
+            snprintf(name, sizeof name, "Grad-CAM at %s: the same predicted classes", OUTPUT_NAME(layers[k]));
             CHECK(name, memcmp(cc, cg, sizeof cc) == 0, "cpu %d %d, gpu %d %d", cc[1], cc[3], cg[1], cg[3]);
         }
         free(mc); free(mg);
@@ -577,10 +585,14 @@ int main(void)
     test_pool("convpool_5", (an_pool_spec){4, 256, 13, 13, 3, 2}, 210);
     test_lrn("convpool_1 (LRN)", (an_lrn_spec){4, 96, 27, 27, 5, 1e-4f, 0.75f, 2.0f}, 300);
     test_lrn("lrn_2", (an_lrn_spec){4, 256, 13, 13, 5, 1e-4f, 0.75f, 2.0f}, 310);
+    test_lrn("Caffe's lrn_1", (an_lrn_spec){4, 96, 55, 55, 5, 1e-4f / 5, 0.75f, 1.0f}, 320);
+    test_conv("torchvision's conv_1", (an_conv_spec){4, 3, 224, 224, 64, 11, 4, 2, 1, 1, 0}, 160);
     test_dense("dense_1", 4, 9216, 4096, 1, 400);
     test_dense("dense_3", 4, 4096, 10, 0, 410);
     test_elementwise();
-    test_net_forward("FP32", NET_TOL);
+    test_net_forward(AN_ARCH_HEURITECH, "FP32", NET_TOL);
+    test_net_forward(AN_ARCH_CAFFE, "FP32", NET_TOL);
+    test_net_forward(AN_ARCH_TORCHVISION, "FP32", NET_TOL);
     test_net_gradcam(NET_TOL);
     test_net_train(AN_LOSS_CROSS_ENTROPY, 0, "SGD cross-entropy");
     test_net_train(AN_LOSS_MSE, 0, "SGD MSE");
@@ -588,7 +600,7 @@ int main(void)
     test_devices();
     test_workspace_growth();
     an_cuda_set_tf32(1);
-    test_net_forward("TF32", TF32_TOL);
+    test_net_forward(AN_ARCH_HEURITECH, "TF32", TF32_TOL);
 
     gpu->ops->close(gpu);
     printf("%d passed, %d failed\n", n_pass, n_fail);
