@@ -3,7 +3,7 @@
 
 Development tool only: needs PyTorch and numpy (Debian: python3-torch); the
 package never runs it. Usage:
-    /usr/bin/python3 tools/make_fixtures.py [OUTDIR [ops|image|net|train|bf16|gradcam|arch ...]]
+    /usr/bin/python3 tools/make_fixtures.py [OUTDIR [ops|image|net|train|bf16|gradcam|arch|foreign ...]]
 (default: all; train takes a minute or two, for its near-tie list).
 
 No weights or inputs are stored: both sides regenerate them with the hash fill
@@ -746,13 +746,44 @@ def arch_fixtures(out):
     wr.write(os.path.join(out, "arch.anfx"))
 
 
+# ---------------------------------------------------------------- foreign files
+# foreign.anfx: torchvision's own alexnet() loaded with
+# fixtures/torch/torchvision_alexnet_strided.pth (tools/make_torch_fixtures.py:
+# a genuine torch.save of its state dict, made small by strided storages),
+# on hash-filled images (stream 2000, 2 at 224) normalised as torchvision's
+# transforms do: foreign.torchvision.<step> for convpool_5, dense_3, softmax.
+# The engine loads the same file by name and must give the same outputs.
+def foreign_fixtures(out):
+    import torchvision
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_torch_fixtures import strided_alexnet_state_dict
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "..", "tests", "engine", "fixtures", "torch", "torchvision_alexnet_strided.pth")
+    sd = torch.load(path)
+    ref = strided_alexnet_state_dict()
+    assert all(torch.equal(sd[k], ref[k]) for k in ref), "the .pth is not strided_alexnet_state_dict()"
+    model = torchvision.models.alexnet().double().eval()
+    model.load_state_dict({k: v.double() for k, v in sd.items()})
+    x = arch_images("torchvision", 2)
+    wr = Writer()
+    with torch.no_grad():
+        pool5 = model.features(x)
+        logits = model(x)
+    wr.add_ref("foreign.torchvision.convpool_5", pool5, sample=2048)
+    wr.add_ref("foreign.torchvision.dense_3", logits, sample=2048)
+    wr.add_ref("foreign.torchvision.softmax", torch.softmax(logits, dim=1), sample=2048)
+    print("  torchvision alexnet on the strided file: logits max %.4g, top classes %s"
+          % (logits.abs().max().item(), logits.argmax(dim=1).tolist()))
+    wr.write(os.path.join(out, "foreign.anfx"))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "tests", "engine", "fixtures")
-    which = sys.argv[2:] or ["ops", "image", "net", "train", "bf16", "gradcam", "arch"]
+    which = sys.argv[2:] or ["ops", "image", "net", "train", "bf16", "gradcam", "arch", "foreign"]
     makers = {"ops": op_fixtures, "image": image_fixtures, "net": net_fixtures,
               "train": train_fixtures, "bf16": bf16_fixtures, "gradcam": gradcam_fixtures,
-              "arch": arch_fixtures}
+              "arch": arch_fixtures, "foreign": foreign_fixtures}
     os.makedirs(out, exist_ok=True)
     for name in which:
         makers[name](out)

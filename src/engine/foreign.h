@@ -50,14 +50,28 @@ an_status an_torch_read(const char *path, an_tensor_set *out);
  * shape is its BlobShape dims, else (num, channels, height, width) as stored. */
 an_status an_caffe_read(const char *path, an_tensor_set *out);
 
-/* What a file is, from its first bytes (not its name). */
+/* What a file is, from its first bytes (not its name); AN_FILE_UNKNOWN for
+ * anything else. Only regular files are opened (a FIFO never blocks). */
 typedef enum {
     AN_FILE_UNKNOWN = 0,
     AN_FILE_HDF5,       /* "\x89HDF\r\n\x1a\n" (Keras-1 or our own) */
     AN_FILE_TORCH_ZIP,  /* "PK\x03\x04" */
     AN_FILE_TORCH_LEGACY, /* a pickle stream (0x80 0x02...) */
-    AN_FILE_CAFFE       /* none of these: a protobuf message is tried */
+    AN_FILE_CAFFE       /* a protobuf message starting as a NetParameter does: its
+                           name (field 1), V1 layers (2) or layer (100) */
 } an_file_kind;
 an_status an_file_sniff(const char *path, an_file_kind *out);
+
+/* ---- mapping a foreign file onto a net (weights.c delegates here) ----
+ * torchvision: features.{0,3,6,8,10} and classifier.{1,4,6} (a "module."
+ * prefix, as nn.DataParallel saves, is taken off); Caffe: conv1..conv5,
+ * fc6..fc8, conv1's input channels turned from BGR to RGB. Shapes as the
+ * engine's (PyTorch's and Caffe's layouts are the same); leading 1s of V1
+ * Caffe blobs are dropped. All or nothing, by_name as an_weights_load. */
+struct an_weights_report;
+struct an_weights_file_info;
+an_status an_foreign_load(an_net *net, const char *path, an_file_kind kind, int by_name,
+                          struct an_weights_report *report);
+an_status an_foreign_info(const char *path, an_file_kind kind, struct an_weights_file_info *info);
 
 #endif

@@ -20,6 +20,7 @@
 #include <hdf5.h>
 #include "h5io.h"
 
+#include "foreign.h"
 #include "weights.h"
 
 /* ---------------------------------------------------------------- layers */
@@ -808,11 +809,24 @@ static an_status same_arch(const wfile *f, const an_net *net)
                    an_arch_name(an_net_arch(net)));
 }
 
+/* Other frameworks' files are told from HDF5 by their first bytes and read
+ * by foreign.c; *kind says which (AN_FILE_HDF5: read here). */
+static an_status sniff(const char *path, an_file_kind *kind)
+{
+    an_status s = an_file_sniff(path, kind);
+    if (s == AN_OK && *kind == AN_FILE_UNKNOWN) *kind = AN_FILE_HDF5;
+    return s;
+}
+
 an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights_report *report)
 {
     if (report) memset(report, 0, sizeof *report);
     if (!net) return an_fail(AN_ERR_ARGUMENT, "no network to load weights into");
     if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no weights file named");
+    an_file_kind kind;
+    an_status fs = sniff(path, &kind);
+    if (fs != AN_OK) return fs;
+    if (kind != AN_FILE_HDF5) return an_foreign_load(net, path, kind, by_name, report);
     an_h5_quiet q;
     an_h5_quiet_begin(&q);
     an_weights_report rep;
@@ -860,6 +874,10 @@ an_status an_weights_info(const char *path, an_weights_file_info *info)
     if (!info) return an_fail(AN_ERR_ARGUMENT, "no place for the weights file's description");
     memset(info, 0, sizeof *info);
     if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no weights file named");
+    an_file_kind kind;
+    an_status fs = sniff(path, &kind);
+    if (fs != AN_OK) return fs;
+    if (kind != AN_FILE_HDF5) return an_foreign_info(path, kind, info);
     an_h5_quiet q;
     an_h5_quiet_begin(&q);
     wfile f;

@@ -49,7 +49,13 @@ const char *an_weights_layer_name(int layer);
  * of its filters: 0 all, 1 the first out/2, 2 the second. -1 when out of range. */
 int an_weights_layer_param(int layer, int *half);
 
-typedef enum { AN_WEIGHTS_UNKNOWN = 0, AN_WEIGHTS_OWN = 1, AN_WEIGHTS_KERAS1 = 2 } an_weights_kind;
+typedef enum {
+    AN_WEIGHTS_UNKNOWN = 0, AN_WEIGHTS_OWN = 1, AN_WEIGHTS_KERAS1 = 2,
+    AN_WEIGHTS_TORCH = 3,   /* torchvision's state dict (foreign.c): the torchvision variant */
+    AN_WEIGHTS_CAFFE = 4    /* a Caffe NetParameter (foreign.c): the Caffe variant */
+} an_weights_kind;
+/* The Keras layer's halves are how every variant is reported: layer k of a
+ * report stands for its parameter layer (an_weights_layer_param). */
 typedef enum {
     AN_WEIGHTS_LOADED = 0,  /* the file's values are now in the net */
     AN_WEIGHTS_KEPT = 1,    /* in the file with another shape: the net's own kept (by_name only) */
@@ -58,7 +64,7 @@ typedef enum {
 
 #define AN_WEIGHTS_FORMAT_VERSION 1
 
-typedef struct {
+typedef struct an_weights_report {
     an_weights_kind kind;
     an_weights_state state[AN_W_N_LAYERS];
     /* for KEPT layers: the file's shapes, e.g. "W (4096, 1000), b (1000)" */
@@ -91,7 +97,8 @@ an_status an_weights_save(const an_net *net, const char *path, const char *const
  * atomically as an_weights_save() writes. */
 an_status an_weights_save_keras1(const an_net *net, const char *path);
 
-/* Read weights from `path` (own or Keras 1) into `net`. All or nothing: the
+/* Read weights from `path` (own, Keras 1, torchvision .pth or Caffe
+ * .caffemodel, told apart by their first bytes) into `net`. All or nothing: the
  * whole file is read and converted first; the net (parameters and, for own
  * files, the mean) changes only when everything succeeded.
  *   by_name = 0: every layer must be in the file with the net's shapes.
@@ -101,7 +108,7 @@ an_status an_weights_save_keras1(const an_net *net, const char *path);
  * report may be NULL; it is filled on success (zeroed on failure). */
 an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights_report *report);
 
-typedef struct {
+typedef struct an_weights_file_info {
     an_weights_kind kind;
     int format_version;             /* own: the file's (1); Keras 1: 0 */
     int classes;                    /* dense_3's outputs; 0 when the file has no dense_3 */
@@ -114,8 +121,9 @@ typedef struct {
     char backend[16];               /* Keras 1: the file's `backend` attribute, "" when absent */
 } an_weights_file_info;
 
-/* Describe a weights file without a net, e.g. to create one of the right
- * size. On success free the result with an_weights_info_free(). */
+/* Describe a weights file without a net (any of the formats above), e.g. to
+ * create one of the right variant and size. On success free the result with
+ * an_weights_info_free(). */
 an_status an_weights_info(const char *path, an_weights_file_info *info);
 void an_weights_info_free(an_weights_file_info *info);
 

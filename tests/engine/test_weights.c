@@ -33,6 +33,7 @@
 #include "hashfill.h"
 #include "testutil.h"
 #include "weights.h"
+#include "caffe_subset.pb-c.h"
 
 static char dir[512];
 /* the fixture's hash-filled net, a net of the same size to load into, a 2-class net */
@@ -1431,6 +1432,208 @@ static void test_repeat(void)
 
 /* ---------------------------------------------------------------- main */
 
+/* ---------------------------------------------------------------- other frameworks
+ * torchvision: fixtures/torch/torchvision_alexnet_strided.pth (a real
+ * torch.save of torchvision's alexnet() state dict) by name into the
+ * torchvision variant, against torchvision's own outputs (foreign.anfx).
+ * Caffe: a full-size model written here with protobuf-c (the `layer` form,
+ * BGR conv1, arch.anfx's hash-filled parameters), by name into the Caffe
+ * variant, against arch.anfx's PyTorch outputs. */
+static void compare_outputs(an_net *net, const anfx_file *f, const char *prefix, const int *steps, int n_steps,
+                            int seed_images)
+{
+    const int n = 2, side = an_net_input_size(net);
+    const size_t pixels = (size_t)3 * side * side;
+    float *images = falloc(n * pixels, 0);
+    hash_fill_image(images, n * pixels, (uint64_t)seed_images);
+    for (int k = 0; k < n_steps; k++) {
+        size_t m = (size_t)n * an_output_size(net, steps[k]);
+        float *out = falloc(m, NAN);
+        char lab[128], key[128];
+        const char *name = an_output_name(an_net_arch(net), steps[k]);
+        snprintf(lab, sizeof lab, "%s %s", prefix, name);
+        snprintf(key, sizeof key, "%s.%s", prefix, name);
+        if (status_ok(lab, an_net_forward(net, images, n, steps[k], out))) check_ref(f, lab, key, out, m, ATOL_DEEP);
+        free(out);
+    }
+    free(images);
+}
+
+/* net's parameters as a Caffe model at path (conv1's input channels BGR) */
+static int write_caffemodel(an_net *net, const char *path)
+{
+    static const char *const names[AN_N_PARAM_LAYERS] = {"conv1", "conv2", "conv3", "conv4", "conv5",
+                                                        "fc6", "fc7", "fc8"};
+    Caffe__NetParameter np = CAFFE__NET_PARAMETER__INIT;
+    Caffe__LayerParameter layers[AN_N_PARAM_LAYERS + 1], *lp[AN_N_PARAM_LAYERS + 1];
+    Caffe__BlobProto blobs[AN_N_PARAM_LAYERS][2], *bp[AN_N_PARAM_LAYERS][2];
+    Caffe__BlobShape shapes[AN_N_PARAM_LAYERS][2];
+    int64_t dims[AN_N_PARAM_LAYERS][2][4];
+    const float *p = an_net_params(net);
+    const an_param_layer *c1 = an_net_param_layer(net, AN_P_CONV_1);
+    float *conv1 = fdup(p + c1->weight_offset, c1->weight_count);
+    size_t plane = (size_t)c1->kh * c1->kw;
+    for (int o = 0; o < c1->out; o++)
+        for (size_t q = 0; q < plane; q++) {
+            float *k = conv1 + (size_t)o * 3 * plane;
+            float t = k[q];
+            k[q] = k[2 * plane + q];
+            k[2 * plane + q] = t;
+        }
+    /* a layer without weights first, as real models have (data, relu, ...) */
+    caffe__layer_parameter__init(&layers[0]);
+    layers[0].has_name = 1;
+    layers[0].name = (ProtobufCBinaryData){4, (uint8_t *)"data"};
+    lp[0] = &layers[0];
+    for (int l = 0; l < AN_N_PARAM_LAYERS; l++) {
+        const an_param_layer *L = an_net_param_layer(net, l);
+        Caffe__LayerParameter *lay = &layers[l + 1];
+        caffe__layer_parameter__init(lay);
+        lay->has_name = 1;
+        lay->name = (ProtobufCBinaryData){strlen(names[l]), (uint8_t *)names[l]};
+        for (int b = 0; b < 2; b++) {
+            caffe__blob_proto__init(&blobs[l][b]);
+            caffe__blob_shape__init(&shapes[l][b]);
+            int nd = b ? 1 : L->is_conv ? 4 : 2;
+            int64_t *d = dims[l][b];
+            d[0] = L->out;
+            if (!b) {
+                d[1] = L->is_conv ? L->in / L->groups : L->in;
+                d[2] = L->kh;
+                d[3] = L->kw;
+            }
+            shapes[l][b].n_dim = (size_t)nd;
+            shapes[l][b].dim = d;
+            blobs[l][b].shape = &shapes[l][b];
+            blobs[l][b].n_data = b ? L->bias_count : L->weight_count;
+            blobs[l][b].data = (float *)(b ? p + L->bias_offset : l == AN_P_CONV_1 ? conv1 : p + L->weight_offset);
+            bp[l][b] = &blobs[l][b];
+        }
+        lay->n_blobs = 2;
+        lay->blobs = bp[l];
+        lp[l + 1] = lay;
+    }
+    np.name = "AlexNet";
+    np.n_layer = AN_N_PARAM_LAYERS + 1;
+    np.layer = lp;
+    size_t bytes = caffe__net_parameter__get_packed_size(&np);
+    uint8_t *buf = malloc(bytes);
+    int ok = buf && caffe__net_parameter__pack(&np, buf) == bytes && write_bytes(path, buf, bytes);
+    free(buf);
+    free(conv1);
+    return ok;
+}
+
+static void test_foreign(void)
+{
+    char path[600], tpath[600];
+    anfx_file *ff = load("foreign.anfx"), *fa = load("arch.anfx");
+    snprintf(tpath, sizeof tpath, "%s/torch/torchvision_alexnet_strided.pth", fixture_dir);
+    an_weights_file_info info;
+    an_weights_report rep;
+    an_net *tv = NULL, *tv2 = NULL, *caffe = NULL, *heur = NULL;
+    int ok = ff && fa && status_ok("foreign: torchvision info", an_weights_info(tpath, &info));
+    if (ok) {
+        CHECK("foreign: torchvision info: kind, variant, classes, every layer, its input convention",
+              info.kind == AN_WEIGHTS_TORCH && info.arch == AN_ARCH_TORCHVISION && info.classes == 1000 &&
+              info.has_mean && fabs(info.mean[0] - 0.485 * 255) < 1e-9 &&
+              fabs(info.input_scale[2] - 1 / (0.225 * 255)) < 1e-12 && info.present[AN_W_CONV_2_2] &&
+              info.present[AN_W_DENSE_3],
+              "kind %d arch %d classes %d", (int)info.kind, info.arch, info.classes);
+        an_weights_info_free(&info);
+    }
+    ok = ok && status_ok("foreign: torchvision net", an_net_create_arch(AN_ARCH_TORCHVISION, 1000, 3, &tv)) &&
+         status_ok("foreign: load the .pth", an_weights_load(tv, tpath, 0, &rep));
+    if (ok) {
+        report_line("foreign: torchvision report, every layer loaded", &rep, AN_WEIGHTS_TORCH, ALL_LAYERS, 0, 0);
+        const int steps[3] = {AN_CONVPOOL_5, AN_DENSE_3, AN_SOFTMAX};
+        compare_outputs(tv, ff, "foreign.torchvision", steps, 3, 2000);
+    }
+    /* a 2-class torchvision net keeps its own dense_3 by name, and refuses without */
+    ok = ok && status_ok("foreign: 2-class torchvision net", an_net_create_arch(AN_ARCH_TORCHVISION, 2, 3, &tv2));
+    if (ok) {
+        snapshot before = snap(tv2);
+        an_status st = an_weights_load(tv2, tpath, 0, NULL);
+        expect_fail("foreign: 1000 classes into 2 without by_name", st, AN_ERR_FORMAT, "dense_3", "classes", NULL);
+        CHECK("foreign: ... the net unchanged", unchanged(tv2, &before), NULL);
+        free(before.p);
+        if (status_ok("foreign: by_name", an_weights_load(tv2, tpath, 1, &rep))) {
+            report_line("foreign: by_name keeps dense_3", &rep, AN_WEIGHTS_TORCH, ALL_LAYERS & ~BIT(AN_W_DENSE_3),
+                        BIT(AN_W_DENSE_3), 0);
+            CHECK("foreign: the file's dense_3 shape reported", strcmp(rep.file_shape[AN_W_DENSE_3],
+                                                                        "W (1000, 4096), b (1000)") == 0,
+                  "%s", rep.file_shape[AN_W_DENSE_3]);
+        }
+    }
+    /* into another variant: refused, naming both, the net unchanged */
+    ok = ok && status_ok("foreign: heuritech net", an_net_create(1000, 3, &heur));
+    if (ok) {
+        snapshot before = snap(heur);
+        expect_fail("foreign: a torchvision file into the heuritech variant", an_weights_load(heur, tpath, 1, NULL),
+                    AN_ERR_FORMAT, "torchvision", "heuritech", NULL);
+        CHECK("foreign: ... the net unchanged", unchanged(heur, &before), NULL);
+        free(before.p);
+    }
+    /* the package's own file of a torchvision net: variant and per-channel scales kept */
+    TPATH(path, "tv_own.h5");
+    if (ok && status_ok("foreign: save the torchvision net", an_weights_save(tv, path, NULL)) &&
+        status_ok("foreign: own file info", an_weights_info(path, &info))) {
+        CHECK("foreign: own file of a torchvision net says so, with its scales",
+              info.arch == AN_ARCH_TORCHVISION && fabs(info.input_scale[0] - (float)(1 / (0.229 * 255))) < 1e-9 &&
+              fabs(info.input_scale[2] - (float)(1 / (0.225 * 255))) < 1e-9,
+              "arch %d scales %g %g %g", info.arch, info.input_scale[0], info.input_scale[1], info.input_scale[2]);
+        an_weights_info_free(&info);
+        an_net *back = NULL;
+        if (status_ok("foreign: reload", an_net_create_arch(AN_ARCH_TORCHVISION, 1000, 9, &back)) &&
+            status_ok("foreign: reload", an_weights_load(back, path, 0, NULL))) {
+            float s1[3], s2[3];
+            an_net_get_input_scales(tv, s1);
+            an_net_get_input_scales(back, s2);
+            CHECK("foreign: own file round trip, bit for bit",
+                  memcmp(an_net_params(back), an_net_params(tv), an_net_param_count(tv) * 4) == 0 &&
+                  memcmp(s1, s2, sizeof s1) == 0, NULL);
+        }
+        an_net_free(back);
+        expect_fail("foreign: a torchvision own file into the heuritech variant", an_weights_load(heur, path, 1, NULL),
+                    AN_ERR_FORMAT, "torchvision", "heuritech", NULL);
+    }
+    /* Caffe */
+    TPATH(path, "bvlc.caffemodel");
+    an_net *filled = NULL;
+    ok = ok && status_ok("foreign: Caffe net", an_net_create_arch(AN_ARCH_CAFFE, 10, 1, &filled));
+    if (ok) {
+        hash_fill_net(filled);
+        ok = write_caffemodel(filled, path);
+        CHECK("foreign: write a full-size Caffe model with protobuf-c", ok, NULL);
+    }
+    ok = ok && status_ok("foreign: Caffe info", an_weights_info(path, &info));
+    if (ok) {
+        CHECK("foreign: Caffe info: kind, variant, classes",
+              info.kind == AN_WEIGHTS_CAFFE && info.arch == AN_ARCH_CAFFE && info.classes == 10 &&
+              fabs(info.mean[2] - 104.0069879317889) < 1e-9 && info.input_scale[1] == 1,
+              "kind %d arch %d classes %d", (int)info.kind, info.arch, info.classes);
+        an_weights_info_free(&info);
+    }
+    ok = ok && status_ok("foreign: Caffe net", an_net_create_arch(AN_ARCH_CAFFE, 10, 5, &caffe)) &&
+         status_ok("foreign: load the .caffemodel", an_weights_load(caffe, path, 0, &rep));
+    if (ok) {
+        report_line("foreign: Caffe report, every layer loaded", &rep, AN_WEIGHTS_CAFFE, ALL_LAYERS, 0, 0);
+        CHECK("foreign: Caffe's BGR conv_1 read as RGB: the net is the one written",
+              memcmp(an_net_params(caffe), an_net_params(filled), an_net_param_count(filled) * 4) == 0, NULL);
+        const int steps[4] = {AN_CONV_1, AN_CONVPOOL_5, AN_DENSE_3, AN_SOFTMAX};
+        compare_outputs(caffe, fa, "arch.caffe", steps, 4, 2000);
+        expect_fail("foreign: a Caffe model into the torchvision variant", an_weights_load(tv, path, 1, NULL),
+                    AN_ERR_FORMAT, "caffe", "torchvision", NULL);
+    }
+    an_net_free(filled);
+    an_net_free(tv);
+    an_net_free(tv2);
+    an_net_free(caffe);
+    an_net_free(heur);
+    anfx_free(ff);
+    anfx_free(fa);
+}
+
 static void remove_all(const char *path)
 {
     DIR *d = opendir(path);
@@ -1489,6 +1692,7 @@ int main(int argc, char **argv)
         test_own_integrity();
         test_fuzz_regressions();
         test_repeat();
+        test_foreign();
     }
     an_net_free(src);
     an_net_free(work);
