@@ -62,7 +62,7 @@ typedef enum {
 } an_file_kind;
 an_status an_file_sniff(const char *path, an_file_kind *out);
 
-/* ---- mapping a foreign file onto a net (weights.c delegates here) ----
+/* ---- mapping a foreign file onto a net (foreign_weights.c; weights.c delegates here) ----
  * torchvision: features.{0,3,6,8,10} and classifier.{1,4,6} (a "module."
  * prefix, as nn.DataParallel saves, is taken off); Caffe: conv1..conv5,
  * fc6..fc8, conv1's input channels turned from BGR to RGB. Shapes as the

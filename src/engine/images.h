@@ -258,16 +258,18 @@ void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int 
  * lines spread over the array (R keeps one pixel of every image together). */
 uint8_t *an_pixels_pack(const an_pixel_array *a);
 
-/* Image `index` as the net's input: a copy at 227 x 227, else resized as
- * a JPEG file of the same pixels is (an_resample_float). s: the caller's
- * scratch (NULL: its own). */
-an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scratch *s, float *dst);
+/* Image `index` as the net's input (opt->size, NULL: 227): a copy where
+ * both are 227 x 227, else resized as a JPEG file of the same pixels is
+ * (an_resample_float). s: the caller's scratch (NULL: its own). */
+an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scratch *s, const an_image_options *opt,
+                                float *dst);
 
-/* A loader whose images are the array's (opt->image.size must be
- * AN_INPUT_SIZE; augmentation and the JPEG options do not apply). Its
- * workers convert each batch into the net's input: a direct copy where the
- * images are already 227 x 227 (a batch of consecutive images in blocks of
- * every image, shared by the workers), an_resample_float otherwise. */
+/* A loader whose images are the array's, made opt->image.size square (the
+ * net's input: 227, or torchvision's 224; augmentation and the JPEG options
+ * do not apply). Its workers convert each batch into the net's input: a
+ * direct copy where the images are already 227 x 227 for 227 (a batch of
+ * consecutive images in blocks of every image, shared by the workers),
+ * an_resample_float otherwise. */
 an_status an_loader_create_array(const an_pixel_array *pixels, const an_loader_options *opt,
                                  an_loader **out);
 

@@ -143,6 +143,7 @@ struct an_loader {
     int n_paths;            /* images */
     int is_array;
     an_pixel_array array;
+    int copies;             /* 227 x 227 array images for a 227 x 227 input: copied, not resized */
     uint8_t *bytes;         /* the array's images as bytes (an_pixels_pack), or NULL */
     float *rows;            /* a frozen prefix's rows (an_loader_freeze), or NULL */
     an_load_result *row_results;  /* how each row's image loaded when they were made */
@@ -228,7 +229,7 @@ static void *worker(void *p)
             r->width = r->height = AN_INPUT_SIZE;
             r->message[0] = 0;
         } else if (ld->is_array) {
-            r->status = an_pixels_convert_one(&ld->array, index, s, dst);
+            r->status = an_pixels_convert_one(&ld->array, index, s, &ld->opt.image, dst);
             r->width = ld->array.w;
             r->height = ld->array.h;
             snprintf(r->message, sizeof r->message, "%s", r->status == AN_OK ? "" : an_error_message());
@@ -307,9 +308,6 @@ an_status an_loader_create_array(const an_pixel_array *a, const an_loader_option
                        "each side 1 to 65536", a->n, a->h, a->w);
     if (a->channels != 1 && a->channels != 3)
         return an_fail(AN_ERR_ARGUMENT, "images have %d channels: 1 (grey) or 3 (RGB) expected", a->channels);
-    if (opt && opt->image.size != AN_INPUT_SIZE)
-        return an_fail(AN_ERR_ARGUMENT, "an array loader makes %d x %d inputs, not %d", AN_INPUT_SIZE,
-                       AN_INPUT_SIZE, opt->image.size);
     return create_loader(NULL, a->n, a, opt, out);
 }
 
@@ -345,7 +343,9 @@ static an_status create_loader(const char *const *paths, int n_paths, const an_p
     if (array) {
         ld->is_array = 1;
         ld->array = *array;
-        if (opt->keep_bytes) ld->bytes = an_pixels_pack(array);
+        /* bytes and blocks: 227 x 227 images for a 227 x 227 input */
+        ld->copies = array->h == AN_INPUT_SIZE && array->w == AN_INPUT_SIZE && opt->image.size == AN_INPUT_SIZE;
+        if (opt->keep_bytes && ld->copies) ld->bytes = an_pixels_pack(array);
     }
     ld->paths = calloc(n_paths && paths ? (size_t)n_paths : 1, sizeof *ld->paths);
     ld->threads = calloc((size_t)ld->opt.threads, sizeof *ld->threads);
@@ -489,7 +489,7 @@ an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_
     pthread_mutex_lock(&ld->mu);
     b->count = count;
     b->blocked = 0;
-    if (ld->is_array && !ld->bytes && ld->array.h == AN_INPUT_SIZE && ld->array.w == AN_INPUT_SIZE && count > 1) {
+    if (ld->is_array && !ld->bytes && ld->copies && count > 1) {
         b->blocked = 1;
         for (int j = 1; j < count && b->blocked; j++) b->blocked = indices[j] == indices[0] + j;
     }

@@ -214,9 +214,10 @@ static void gather_rgb(const an_pixel_array *a, int index, float *rgb)
         }
 }
 
-an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scratch *s, float *dst)
+an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scratch *s, const an_image_options *opt,
+                                float *dst)
 {
-    if (a->h == S && a->w == S) {
+    if (a->h == S && a->w == S && (!opt || opt->size == S)) {
         for (int block = 0; block < AN_PIXEL_BLOCKS; block++) an_pixels_convert_block(a, index, 1, block, dst);
         return AN_OK;
     }
@@ -228,7 +229,7 @@ an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scr
         st = an_fail(AN_ERR_MEMORY, "out of memory converting an image of %d x %d pixels", a->h, a->w);
     } else {
         gather_rgb(a, index, rgb);
-        st = an_resample_float(s, rgb, a->w, a->h, NULL, dst);
+        st = an_resample_float(s, rgb, a->w, a->h, opt, dst);
     }
     an_image_scratch_free(&own);
     return st;
@@ -242,7 +243,7 @@ an_status an_image_to_input(const double *src, ptrdiff_t sy, ptrdiff_t sx, ptrdi
     if (channels != 1 && channels != 3)
         return an_fail(AN_ERR_ARGUMENT, "image has %d channels: 1 (grey) or 3 (RGB) expected", channels);
     an_pixel_array a = {src, AN_PIXELS_F64, 1, h, w, channels, 0, sy, sx, sc};
-    return an_pixels_convert_one(&a, 0, NULL, dst);
+    return an_pixels_convert_one(&a, 0, NULL, NULL, dst);
 }
 
 uint8_t *an_pixels_pack(const an_pixel_array *a)
