@@ -17,12 +17,14 @@
 #' (left to right) and the channel. `channels` is 3 (red, green, blue) or 1
 #' (grey, copied to the three channels); a 3-d array `c(n, height, width)` is
 #' taken as grey. Values are on the 0..255 scale. Images of any size are
-#' resized to 227 x 227 as JPEG files are (k x k blocks averaged where an
+#' resized to the network's input (227 x 227, or 224 x 224 for the
+#' torchvision variant) as JPEG files are (k x k blocks averaged where an
 #' image is k >= 2 times larger, then bilinear sampling with half-pixel
 #' centres, as PIL and torch do), so the same pixels give the same result by
 #' every route; a 227 x 227 image is used as it is. Inside the network, the per-channel
-#' mean of the `mean` argument of [alexnet()] (by default the ImageNet means
-#' 123.68, 116.779, 103.939) is subtracted first.
+#' mean of the `mean` argument of [alexnet()] (by default the variant's: the
+#' ImageNet means 123.68, 116.779, 103.939 for the seed's) is subtracted
+#' first.
 #'
 #' @docType package
 #' @name alexnet-package
@@ -34,17 +36,18 @@ NULL
 
 .engine_facts <- NULL
 
-# The network's facts come from the engine, which owns them (layer names,
-# Keras weight layers, the ImageNet mean, each step's operation, parameter
-# counts, the input size): bound here, before the namespace is sealed.
+# The network's facts come from the engine, which owns them (each variant's
+# layer names, operations, input size and convention, parameter counts; the
+# Keras weight layers): bound here, before the namespace is sealed.
 .onLoad <- function(libname, pkgname) {
   facts <- .Call(C_engine_facts)
   ns <- topenv()
   assign(".engine_facts", facts, envir = ns)
-  assign(".layer_names", facts$layers, envir = ns)
   assign(".param_layers", facts$param_layers, envir = ns)
   assign(".weight_layers", facts$weight_layers, envir = ns)
-  assign(".imagenet_mean", facts$mean, envir = ns)
-  assign(".step_operation", facts$operations[nzchar(facts$operations)], envir = ns)
-  assign(".input_floats", facts$input_floats, envir = ns)
+}
+
+# The facts of a variant ("heuritech", "caffe", "torchvision"), or of a net's.
+arch_facts <- function(x = "heuritech") {
+  .engine_facts$archs[[if (inherits(x, "alexnet")) net_arch(x) else x]]
 }

@@ -67,8 +67,9 @@ check_net <- function(net, arg = caller_arg(net), call = caller_env()) {
   invisible(net)
 }
 
-check_layer <- function(layer, arg = caller_arg(layer), call = caller_env()) {
-  valid <- alexnet_layers()
+# `net`: a net, or the name of a variant
+check_layer <- function(layer, net, arg = caller_arg(layer), call = caller_env()) {
+  valid <- alexnet_layers(net)
   if (!is.character(layer) || length(layer) != 1L || is.na(layer)) {
     abort(c("{.arg {arg}} must be a single layer name.",
             i = "Valid names: {.val {valid}}."), call = call)
@@ -112,8 +113,6 @@ check_labels <- function(labels, n, arg = caller_arg(labels),
 # training), and the glue's: its input and output buffers, the JPEG loader's
 # two batch slots, the result matrix.
 
-.input_floats <- NULL   # from the engine at load (R/alexnet-package.R)
-
 phys_memory <- function() .Call(C_phys_memory)
 
 format_gb <- function(bytes) sprintf("%.1f GB", bytes / 1e9)
@@ -127,8 +126,9 @@ check_batch_memory <- function(net, n, batch_size, layer = NULL, training = FALS
   limit <- 0.8 * phys
   outs <- .Call(C_net_outputs, net$ptr)
   out_size <- if (is.null(layer)) 0 else outs$size[match(layer, outs$name)]
+  input_floats <- 3 * arch_facts(net)$input_size^2
   per_image <- .Call(C_net_batch_bytes, net$ptr, 1L, training) +
-    (.input_floats + out_size) * 4 + (if (folder) 2 * .input_floats * 4 else 0)
+    (input_floats + out_size) * 4 + (if (folder) 2 * input_floats * 4 else 0)
   b <- min(batch_size, n)
   if (b * per_image > limit) {
     fits <- max(1, floor(limit / per_image))
@@ -145,10 +145,11 @@ check_batch_memory <- function(net, n, batch_size, layer = NULL, training = FALS
   invisible()
 }
 
-# Parameters of a net of `classes`: the fixed layers plus dense_3 (the
-# engine's counts, read at load).
-net_params_for <- function(classes) {
-  .engine_facts$params_fixed + .engine_facts$params_per_class * classes
+# Parameters of a net of `classes` (of a variant): the fixed layers plus
+# dense_3 (the engine's counts, read at load).
+net_params_for <- function(classes, arch = "heuritech") {
+  facts <- arch_facts(arch)
+  facts$params_fixed + facts$params_per_class * classes
 }
 
 check_classes_memory <- function(classes, call = caller_env()) {

@@ -7,7 +7,7 @@ experiment_data <- function(data, s, verbose, call = caller_env()) {
   if (data == "fashion-mnist") {
     train <- fashion_mnist("train", classes = s$classes, n_per_class = s$n_train, seed = s$seed)
     test <- fashion_mnist("test", classes = s$classes, n_per_class = s$n_test, seed = s$seed)
-    desc <- sprintf("Fashion-MNIST %s vs %s: %d training and %d test images (28 x 28 grey, resized to 227 x 227 RGB).",
+    desc <- sprintf("Fashion-MNIST %s vs %s: %d training and %d test images (28 x 28 grey, resized to the network's input, RGB).",
                     s$classes[1L], s$classes[2L], s$n_train * 2L, s$n_test * 2L)
     return(list(name = "Fashion-MNIST", classes = s$classes, n_train = s$n_train, n_test = s$n_test,
                 train = train, test = test, features_train = train,
@@ -26,9 +26,9 @@ dogs_vs_cats_data <- function(s, verbose, call = caller_env()) {
     }
   }
   aug <- if (isTRUE(s$augment)) image_augment(shear = 0.2, zoom = 0.2, flip = TRUE)
-  train <- image_folder(file.path(path, "Train"), size = 227, augment = aug)
-  plain <- image_folder(file.path(path, "Train"), size = 227)
-  test <- image_folder(file.path(path, "Test"), size = 227)
+  train <- image_folder(file.path(path, "Train"), augment = aug)
+  plain <- image_folder(file.path(path, "Train"))
+  test <- image_folder(file.path(path, "Test"))
   pick <- function(x, n) {
     lab <- x$labels
     if (is.null(lab)) return(x)

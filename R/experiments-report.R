@@ -91,7 +91,8 @@ print.alexnet_experiments <- function(x, ...) {
                 r$size, x$data$n_train, x$data$n_test, plural(st$scratch_epochs, "epoch"),
                 plural(length(st$finetune_layers), "fine-tuning stage"),
                 plural(unique(st$finetune_epochs), "epoch"),
-                if (x$data$name == "Fashion-MNIST") sprintf(", pretraining on %d images per class for %s", st$pretrain_n, plural(st$pretrain_epochs, "epoch")) else ""))
+                if (!is.null(r$weights)) sprintf(", pretrained weights %s", basename(r$weights))
+                else if (x$data$name == "Fashion-MNIST") sprintf(", pretraining on %d images per class for %s", st$pretrain_n, plural(st$pretrain_epochs, "epoch")) else ""))
   }
   cat("The seed reports one number for its features (83%): a small 256-unit classifier on convpool_5 (an SVM being its alternative).\n")
   if (!identical(x$settings$loss, "mse") || x$settings$scale != 1) {

@@ -55,8 +55,11 @@
 #'   pretrained weights (`pretrained.h5`, about 230 MB, reused by a later
 #'   run with the same settings). `NULL` writes nothing (the pretrained
 #'   weights go to a temporary file).
-#' @param weights `NULL`, or a weights file (such as the Heuritech
-#'   `alexnet_weights.h5`) for the pretrained network of experiments 2 and 3.
+#' @param weights `NULL`, or a weights file for the pretrained network of
+#'   experiments 2 and 3, in any format [alexnet()] reads: the Heuritech
+#'   `alexnet_weights.h5`, Caffe's `bvlc_alexnet.caffemodel`, torchvision's
+#'   `alexnet-owt-7be5be79.pth` or a file of [save_weights()]. The file sets
+#'   the variant and its input convention.
 #' @param verbose Show progress.
 #' @param ... Settings that change the preset: see [experiment_settings()].
 #' @return An object of class `"alexnet_experiments"`: a list with `table`
@@ -137,9 +140,11 @@ alexnet_experiments <- function(data = c("fashion-mnist", "dogs-vs-cats"),
   pre_file <- weights
   pre_scale <- s$pretrain_scale
   if (!is.null(weights)) {
+    # any format (the package's, Keras 1, Caffe, torchvision): the file sets
+    # the variant and the input convention
     info <- weights_info(weights)
-    if (info$kind == "keras1") pre_scale <- 1
-    say("Pretrained weights: {.file {weights}} ({info$kind} file{if (info$kind == 'keras1') ', input scale 1 as in the Heuritech model' else ''}).")
+    pre_scale <- NULL
+    say("Pretrained weights: {.file {weights}} ({info$kind} file, the {info$arch} AlexNet).")
   } else if (data == "fashion-mnist") {
     step(sprintf("Pretraining on the %d other classes (stands in for the ImageNet weights)",
                  length(s$pretrain_classes)))

@@ -1,7 +1,7 @@
 # Forward passes: features of a named layer, predictions.
 
 forward <- function(net, images, layer, batch_size, call = caller_env()) {
-  until <- .Call(C_output_find, layer)
+  until <- .Call(C_output_find, net$ptr, layer)
   if (until < 0L) {
     abort("The engine does not know the layer {.val {layer}}.", call = call)
   }
@@ -50,7 +50,7 @@ forward <- function(net, images, layer, batch_size, call = caller_env()) {
 #' attr(f, "labels")
 alexnet_features <- function(net, x, layer = "convpool_5", batch_size = 32) {
   check_net(net)
-  layer <- check_layer(layer)
+  layer <- check_layer(layer, net)
   batch_size <- check_count(batch_size)
   images <- as_source(x)
   out <- forward(net, images, layer, batch_size)

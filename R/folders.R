@@ -89,9 +89,10 @@ augment_vector <- function(a) {
 #' (`data` and `validation`) and [alexnet_finetune()].
 #'
 #' Every file is decoded by libjpeg to RGB (greyscale and CMYK files are
-#' converted) and resized to the network's 227 x 227 input exactly as an
-#' array of the same pixels is (see [image_array()]): where the image is
-#' k >= 2 times larger than 227, each k x k block of pixels is averaged
+#' converted) and resized to the network's input (227 x 227; 224 x 224 for
+#' the torchvision variant) exactly as an array of the same pixels is (see
+#' [image_array()]): where the image is k >= 2 times larger than the input,
+#' each k x k block of pixels is averaged
 #' first, then the result is sampled bilinearly. So a photo gives the same
 #' features from its file and from `jpeg::readJPEG(file) * 255`.
 #'
@@ -99,12 +100,14 @@ augment_vector <- function(a) {
 #' @param files A character vector of JPEG files.
 #' @param labels `NULL`, or one label per file (a factor, or a vector turned
 #'   into one with [factor()]).
-#' @param size The side of the images given to the network: 227, the input
-#'   size of AlexNet (the only value accepted).
-#' @param resize `"stretch"`: the whole image to 227 x 227 (the aspect ratio
-#'   is not kept, as Keras' `target_size` does); `"crop"`: the short side to
-#'   256, then the centre 227 x 227 (as torchvision's `Resize(256)` and
-#'   `CenterCrop(227)`).
+#' @param size The side of the images given to the network: `NULL` (the
+#'   default) for the input of the network they are given to, 227 x 227 (or
+#'   224 x 224 for the torchvision variant, see [alexnet()]); a number must
+#'   be that size.
+#' @param resize `"stretch"`: the whole image to the input size (the aspect
+#'   ratio is not kept, as Keras' `target_size` does); `"crop"`: the short
+#'   side to 256, then the centre square of the input size (as torchvision's
+#'   `Resize(256)` and `CenterCrop(224)`).
 #' @param augment `NULL` or an [image_augment()]: random transformations applied
 #'   when training only.
 #' @param on_error What to do with a file that cannot be decoded (missing,
@@ -132,7 +135,7 @@ augment_vector <- function(a) {
 #' net <- alexnet(labels = levels(train$labels), seed = 1)
 #' fit <- alexnet_train(net, train, epochs = 2, batch_size = 16)
 #' }
-image_folder <- function(path, size = 227, resize = c("stretch", "crop"), augment = NULL,
+image_folder <- function(path, size = NULL, resize = c("stretch", "crop"), augment = NULL,
                          on_error = c("stop", "skip"), seed = NULL, fast_decode = FALSE) {
   check_string(path)
   if (!dir.exists(path)) {
@@ -204,13 +207,16 @@ read_jpeg <- function(file, max_megapixels = 100) {
   engine(.Call(C_jpeg_read, enc2utf8(path.expand(file)), as.double(max_megapixels)))
 }
 
-new_image_folder <- function(files, labels, size = 227, resize = c("stretch", "crop"),
+new_image_folder <- function(files, labels, size = NULL, resize = c("stretch", "crop"),
                              augment = NULL, on_error = c("stop", "skip"), seed = NULL,
                              fast_decode = FALSE, call = caller_env()) {
-  size <- check_count(size, call = call)
-  if (size != 227L) {
-    abort(c("{.arg size} must be 227, not {size}.",
-            i = "AlexNet's input is 227 x 227 pixels."), call = call)
+  sizes <- vapply(.engine_facts$archs, function(a) a$input_size, 1L)
+  if (!is.null(size)) {
+    size <- check_count(size, call = call)
+    if (!size %in% sizes) {
+      abort(c("{.arg size} must be one of the networks' inputs ({.val {sort(unique(sizes))}}), not {size}.",
+              i = "Or leave it {.code NULL}: the input of the network the images are given to."), call = call)
+    }
   }
   resize <- rlang::arg_match(resize, c("stretch", "crop"), error_call = call)
   on_error <- rlang::arg_match(on_error, c("stop", "skip"), error_call = call)
@@ -229,8 +235,9 @@ new_image_folder <- function(files, labels, size = 227, resize = c("stretch", "c
 #' @export
 print.image_folder <- function(x, ...) {
   n <- length(x$files)
-  cat(sprintf("<image_folder> %d JPEG file%s, resize %s to %d x %d%s, on error %s\n", n,
-              if (n == 1L) "" else "s", x$resize, x$size, x$size,
+  cat(sprintf("<image_folder> %d JPEG file%s, resize %s to %s%s, on error %s\n", n,
+              if (n == 1L) "" else "s", x$resize,
+              if (is.null(x$size)) "the network's input" else sprintf("%d x %d", x$size, x$size),
               if (isTRUE(x$fast_decode)) " (fast decode)" else "", x$on_error))
   if (is.null(x$labels)) {
     cat("no labels\n")
@@ -268,22 +275,28 @@ n_images <- function(x) {
 # image_array's pixels, both a loader whose threads prepare each batch while
 # the one before computes (engine/loader.c). It is made in `src`, which the
 # caller has already handed to on.exit(close_sources(src)), so that an
-# interrupt at any point joins its threads at once.
-batch_source <- function(x, training = FALSE, seed = NULL, src = new.env(parent = emptyenv())) {
+# interrupt at any point joins its threads at once. `size`: the input side
+# of the net the images are for.
+batch_source <- function(x, size, training = FALSE, seed = NULL, src = new.env(parent = emptyenv()),
+                         call = caller_env()) {
   src$failed <- character()
   if (!inherits(x, "image_folder")) {
     src$folder <- FALSE
     src$skip <- FALSE
     # training reads shuffled batches: the engine keeps the images as bytes
-    suspendInterrupts(src$ptr <- engine(.Call(C_loader_create_array, x$pixels, training)))
+    suspendInterrupts(src$ptr <- engine(.Call(C_loader_create_array, x$pixels, training, as.integer(size))))
     return(src)
+  }
+  if (!is.null(x$size) && x$size != size) {
+    abort(c("The image folder makes {x$size} x {x$size} images, but the network takes {size} x {size}.",
+            i = "Leave {.arg size} of {.fn image_folder} {.code NULL}: the network's input."), call = call)
   }
   aug <- if (training && !is.null(x$augment)) augment_vector(x$augment)
   s <- if (!is.null(x$seed)) x$seed else if (!is.null(seed)) seed else 0
   src$folder <- TRUE
   src$files <- x$files
   src$skip <- identical(x$on_error, "skip")
-  suspendInterrupts(src$ptr <- engine(.Call(C_loader_create, x$files, x$size,
+  suspendInterrupts(src$ptr <- engine(.Call(C_loader_create, x$files, as.integer(size),
                                             if (x$resize == "crop") 1L else 0L, aug, as.double(s),
                                             isTRUE(x$fast_decode))))
   src
@@ -374,7 +387,7 @@ evaluate_source <- function(src, net, labels, loss, batch_size, call = caller_en
 source_forward <- function(net, x, until, batch_size, call = caller_env()) {
   src <- new.env(parent = emptyenv())
   on.exit(close_sources(src))
-  batch_source(x, src = src)
+  batch_source(x, net_input_size(net), src = src, call = call)
   res <- engine(.Call(C_loader_forward, src$ptr, net$ptr, seq_len(n_images(x)), until,
                       as.integer(batch_size), src$skip), call = call)
   note_failures(src, res, call)
@@ -389,16 +402,17 @@ source_forward <- function(net, x, until, batch_size, call = caller_env()) {
 
 # The net's input made by the loader for images `index` of an image_folder
 # or image_array in `epoch` (with a folder's augmentation when `training`),
-# as an image_array of its RGB images (227 x 227, or a folder's size), or
-# the raw planar vector. For tests, checks and the Grad-CAM pictures.
+# as an image_array of its RGB images (size x size: the input of the net
+# they are for), or the raw planar vector. For tests, checks and the
+# Grad-CAM pictures.
 source_pixels <- function(x, index = seq_len(n_images(x)), epoch = 0, training = FALSE,
-                          seed = NULL, raw = FALSE) {
+                          seed = NULL, raw = FALSE, size = 227L) {
   src <- new.env(parent = emptyenv())
   on.exit(close_sources(src))
-  batch_source(x, training = training, seed = seed, src = src)
+  batch_source(x, size, training = training, seed = seed, src = src)
   res <- engine(.Call(C_loader_pixels, src$ptr, as.integer(index), as.double(epoch)))
   if (raw) return(res$value)
-  s <- if (!is.null(x$size)) x$size else as.integer(round(sqrt(.input_floats / 3)))
+  s <- size
   a <- array(res$value, c(s, s, 3L, length(index)))   # x, y, channel, image
   px <- aperm(a, c(4L, 2L, 1L, 3L))
   image_array(px, labels = if (!is.null(x$labels)) x$labels[index])

@@ -14,7 +14,8 @@
 #' 0..255 scale: values outside it are an error, and arrays whose values all
 #' lie in 0..1 give a warning (multiply by 255); there must be no `NA`, `NaN`
 #' or infinite value. Any height and width are accepted: images are resized
-#' to 227 x 227 inside the package exactly as a JPEG file of the same pixels
+#' to the network's input (227 x 227; 224 x 224 for the torchvision variant
+#' of [alexnet()]) inside the package exactly as a JPEG file of the same pixels
 #' is by [image_folder()] (where an image is k >= 2 times larger, k x k
 #' blocks are averaged first; then it is sampled bilinearly with half-pixel
 #' centres); a 227 x 227 image is used as it is. To pass a single image `img` with `dim = c(height, width, 3)`, use

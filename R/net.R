@@ -1,26 +1,36 @@
 # The network object: creation, printing, layer tables, parameters.
 
-# Facts of the network that the engine owns (layer names, the ImageNet
-# mean, what each step does, parameter counts): filled from the engine when
-# the package loads (.onLoad, R/alexnet-package.R), never repeated here.
-.layer_names <- NULL
-.imagenet_mean <- NULL
-.step_operation <- NULL
+# Facts of the network that the engine owns (each variant's layer names,
+# input, what each step does, parameter counts) are read from the engine
+# when the package loads (.onLoad, R/alexnet-package.R: arch_facts()), never
+# repeated here.
 
 #' Create an AlexNet network
 #'
-#' Builds the AlexNet of the Heuritech `convnets-keras` model (grouped
-#' convolutions in layers 2, 4 and 5, cross-channel LRN after the first two
-#' blocks) with a last dense layer of `classes` units followed by a softmax.
-#' Weights are drawn with the `he_normal` initialisation (normal with standard
-#' deviation `sqrt(2 / fan_in)`), biases are zero.
+#' Builds an AlexNet with a last dense layer of `classes` units followed by a
+#' softmax, in one of three variants (`arch`):
+#' * `"heuritech"` (the default): the network of the Heuritech
+#'   `convnets-keras` model, the seed's: grouped convolutions in layers 2, 4
+#'   and 5, convolution, pooling, then cross-channel LRN in the first two
+#'   blocks; 227 x 227 input.
+#' * `"caffe"`: BVLC's `bvlc_alexnet` from Caffe's model zoo: the same
+#'   layers, but LRN before pooling and Caffe's LRN (alpha divided by the
+#'   window, k = 1); 227 x 227 input.
+#' * `"torchvision"`: torchvision's `alexnet` (the "one weird trick"
+#'   variant): 64, 192, 384, 256 and 256 filters, no groups, no LRN, the
+#'   first convolution padded by 2; 224 x 224 input.
+#'
+#' A weights file sets the variant (see `weights`). Weights are drawn with the
+#' `he_normal` initialisation (normal with standard deviation
+#' `sqrt(2 / fan_in)`), biases are zero.
 #'
 #' The network lives in compiled memory, outside R: it cannot be saved with
 #' [save()] or [saveRDS()] and used again in another session (such a copy is
 #' reported as no longer valid). Printing it shows the layer table (see
 #' [alexnet_layer_table()]) and the number of parameters: 56,876,418 for 2
-#' classes, 60,965,224 for 1000 (grouped convolutions). Each network holds its parameters in single
-#' precision, about 4 bytes per parameter.
+#' classes, 60,965,224 for 1000 (grouped convolutions; torchvision's: 61,100,840).
+#' Each network holds its parameters in single precision, about 4 bytes per
+#' parameter.
 #'
 #' @param classes Number of classes, the size of the last dense layer
 #'   (`dense_3`). When `labels` is given and `classes` is not, the number of
@@ -35,27 +45,38 @@
 #'   one message and the CPU. See [alexnet_backend()] and [alexnet_to()].
 #' @param mean Per-channel means (red, green, blue) subtracted from the input
 #'   pixels (0..255 scale) inside the network; one number is used for all
-#'   three channels, each within 0..255. The default (`NULL`) is the ImageNet
-#'   mean used by the original model. Use `0` to feed pixels unchanged.
-#' @param scale The input fed to the network is `(pixel - mean) * scale`.
-#'   The default, `1/255`, keeps the outputs of a freshly initialised
-#'   (`he_normal`) network moderate, so that training from scratch with the
-#'   default [sgd()] is stable. A weights file brings its own convention
-#'   unless `scale` is given: the package's files the scale they were saved
-#'   with, Keras 1 files (the Heuritech weights) `1`. The seed's settings,
-#'   `scale = 1` with `sgd(lr = 0.01)`, make a fresh network diverge (its
-#'   logits reach about 50); [alexnet_train()] then stops with a warning.
-#'   Between 1e-30 and 1e30 (the engine computes in single precision).
+#'   three channels, each within 0..255. The default (`NULL`) is the mean the
+#'   variant was trained with: ImageNet's (123.68, 116.779, 103.939) for
+#'   `"heuritech"`, Caffe's mean image averaged per channel for `"caffe"`,
+#'   torchvision's `255 * (0.485, 0.456, 0.406)` for `"torchvision"`. Use `0`
+#'   to feed pixels unchanged.
+#' @param scale The input fed to the network is `(pixel - mean) * scale`:
+#'   one number, or one per channel (red, green, blue). The default (`NULL`)
+#'   is `1/255` for a fresh `"heuritech"` or `"caffe"` network, which keeps
+#'   the outputs of a freshly initialised (`he_normal`) network moderate, so
+#'   that training from scratch with the default [sgd()] is stable, and
+#'   torchvision's `1 / (255 * (0.229, 0.224, 0.225))` for `"torchvision"`. A
+#'   weights file brings its own convention unless `scale` is given: the
+#'   package's files the scale they were saved with, Keras 1 (Heuritech) and
+#'   Caffe files `1`, torchvision files their standard deviations. The
+#'   seed's settings, `scale = 1` with `sgd(lr = 0.01)`, make a fresh network
+#'   diverge (its logits reach about 50); [alexnet_train()] then stops with a
+#'   warning. Between 1e-30 and 1e30 (the engine computes in single
+#'   precision).
 #' @param labels Class names, one per class; by default `"1"`, `"2"`, ...
 #'   They name the columns of the probabilities and the levels of the class
 #'   predictions of [predict.alexnet()].
-#' @param weights `NULL` (the default: `he_normal` weights), or an HDF5
-#'   weights file loaded into the new network by layer name (see
-#'   [load_weights()]): a file written by [save_weights()] or a Keras 1 file
-#'   such as the Heuritech `alexnet_weights.h5`. When neither `classes` nor
-#'   `labels` is given, they are taken from the file (its number of classes
-#'   and, for the package's files, its class names; a Keras file has none, so
-#'   the labels are `"1"`, `"2"`, ...). A layer of another shape in the file
+#' @param weights `NULL` (the default: `he_normal` weights), or a weights
+#'   file loaded into the new network by layer name (see [load_weights()]),
+#'   whose format is found from its content: a file written by
+#'   [save_weights()], a Keras 1 file such as the Heuritech
+#'   `alexnet_weights.h5`, Caffe's `bvlc_alexnet.caffemodel` or torchvision's
+#'   `alexnet-owt-7be5be79.pth` (see the README for where to download them).
+#'   The file sets the variant (`arch`) and the input convention. When
+#'   neither `classes` nor `labels` is given, they are taken from the file
+#'   (its number of classes and, for the package's files, its class names;
+#'   the 1000 classes of a Keras, Caffe or torchvision ImageNet file are
+#'   named by [imagenet_classes()]). A layer of another shape in the file
 #'   keeps the new network's own weights: `alexnet(classes = 2, weights =
 #'   "alexnet_weights.h5")` loads the 10 other layers of the 1000-class
 #'   Heuritech file and keeps its own 2-class `dense_3`. A file of the package
@@ -63,6 +84,9 @@
 #'   has the load report (see [load_weights()]) in its attribute
 #'   `"weights_report"`; in an interactive session it is also printed.
 #'
+#' @param arch The variant: `"heuritech"`, `"caffe"` or `"torchvision"`
+#'   (see above). The default (`NULL`) is the weights file's variant, else
+#'   `"heuritech"`.
 #' @param precision `"f32"` (the default: single precision throughout) or
 #'   `"bf16"`: the convolutions multiply in bfloat16 and add in single
 #'   precision, about twice as fast on CPUs with AVX512_BF16 (Intel Cooper
@@ -70,8 +94,8 @@
 #'   precision. See [alexnet_precision()].
 #'
 #' @return An object of class `"alexnet"`: a reference to the network in
-#'   engine memory, with fields `classes`, `labels`, `seed`, `device` and
-#'   `precision` (the last two read from the engine).
+#'   engine memory, with fields `classes`, `labels`, `seed`, `arch`, `device`
+#'   and `precision` (the last three read from the engine).
 #'   `net$device` (`"cpu"` or `"cuda:N"`) is read from the engine each time,
 #'   so it always names where the network is now, also after [alexnet_to()];
 #'   it is `NA` for a network that is no longer valid (saved and reloaded).
@@ -82,13 +106,22 @@
 #' net <- alexnet(classes = 2, seed = 1, labels = c("cat", "dog"))
 #' net
 alexnet <- function(classes = 1000, seed = NULL, device = "auto",
-                    mean = NULL, scale = 1 / 255, labels = NULL,
-                    weights = NULL, precision = "f32") {
-  mean_given <- !missing(mean)
-  scale_given <- !missing(scale)
+                    mean = NULL, scale = NULL, labels = NULL,
+                    weights = NULL, precision = "f32", arch = NULL) {
+  mean_given <- !is.null(mean)
+  scale_given <- !is.null(scale)
+  archs <- names(.engine_facts$archs)
+  if (!is.null(arch) && (!is.character(arch) || length(arch) != 1L || !arch %in% archs)) {
+    abort("{.arg arch} must be one of {.val {archs}}.")
+  }
   if (!is.null(weights)) {
     check_string(weights)
     info <- weights_file_info(weights)
+    if (!is.null(arch) && arch != info$arch) {
+      abort(c("{.arg arch} is {.val {arch}}, but the weights file {.file {weights}} holds the {.val {info$arch}} variant.",
+              i = "Leave {.arg arch} out: the file sets it."))
+    }
+    arch <- info$arch
     if (missing(classes) && is.null(labels)) {
       if (is.na(info$classes)) {
         abort(c("The weights file {.file {weights}} has no {.val dense_3} layer, so its number of classes is unknown.",
@@ -98,8 +131,12 @@ alexnet <- function(classes = 1000, seed = NULL, device = "auto",
     }
     if (is.null(labels) && isTRUE(length(info$class_names) == classes)) {
       labels <- info$class_names
+    } else if (is.null(labels) && isTRUE(classes == 1000) && info$kind %in% c("keras1", "caffe", "torch")) {
+      labels <- imagenet_classes()   # the ILSVRC-2012 classes, in every ImageNet file's order
     }
   }
+  if (is.null(arch)) arch <- "heuritech"
+  facts <- arch_facts(arch)
   if (missing(classes) && !is.null(labels)) {
     classes <- length(labels)
   }
@@ -108,16 +145,14 @@ alexnet <- function(classes = 1000, seed = NULL, device = "auto",
   device <- check_device(device)
   precision <- check_precision(precision)
   seed <- check_seed(seed)
-  if (is.null(mean)) mean <- .imagenet_mean
+  if (is.null(mean)) mean <- facts$mean
   mean <- check_mean(mean)
   labels <- check_class_labels(labels, classes)
-  check_number(scale, min = 0, open_min = TRUE)
-  if (scale < 1e-30 || scale > 1e30) {
-    # the engine computes in single precision, where it would round to 0 or Inf
-    abort("{.arg scale} is {format(scale)}: it must lie between 1e-30 and 1e30.")
-  }
-  ptr <- engine(.Call(C_net_create, classes, seed, mean))
-  .Call(C_net_scale, ptr, as.double(scale))
+  if (is.null(scale)) scale <- if (arch == "torchvision") facts$scale else 1 / 255
+  scale <- check_scale(scale)
+  # weights from a file: nothing drawn now, only the layers it lacks below
+  ptr <- engine(.Call(C_net_create, classes, seed, mean, arch, is.null(weights)))
+  .Call(C_net_scale, ptr, scale)
   if (device != "cpu") {
     engine(.Call(C_net_set_device, ptr, device_ordinal(device)))
   }
@@ -128,12 +163,15 @@ alexnet <- function(classes = 1000, seed = NULL, device = "auto",
   if (!is.null(weights)) {
     loaded <- load_weights_into(net, weights, by_name = TRUE, verbose = interactive(),
                                 undo = FALSE, call = environment())
+    report <- loaded$report
+    drawn <- unique(sub("_[12]$", "", report$layer[report$status != "loaded"]))
+    .Call(C_net_init_layers, ptr, seed, .param_layers %in% drawn)
     # explicit arguments win over the file's preprocessing
     if (mean_given) {
       .Call(C_net_set_mean, ptr, mean)
     }
     if (scale_given) {
-      .Call(C_net_scale, ptr, as.double(scale))
+      .Call(C_net_scale, ptr, scale)
     }
     attr(net, "weights_report") <- loaded$report
   }
@@ -141,6 +179,25 @@ alexnet <- function(classes = 1000, seed = NULL, device = "auto",
     alexnet_precision(net, precision)
   }
   net
+}
+
+# One positive number, or one per channel, within single precision's range.
+check_scale <- function(scale, call = caller_env()) {
+  if (!is.numeric(scale) || !length(scale) %in% c(1L, 3L) || anyNA(scale) || any(scale <= 0)) {
+    abort("{.arg scale} must be one positive number or three (red, green, blue).", call = call)
+  }
+  if (any(scale < 1e-30 | scale > 1e30)) {
+    # the engine computes in single precision, where it would round to 0 or Inf
+    abort("{.arg scale} is {format(scale)}: it must lie between 1e-30 and 1e30.", call = call)
+  }
+  as.double(scale)
+}
+
+# The variant of a net ("heuritech", "caffe", "torchvision") and its input side.
+net_arch <- function(net) .Call(C_net_arch, .subset2(net, "ptr"))
+net_input_size <- function(net) arch_facts(net)$input_size
+arch_title <- function(arch) {
+  switch(arch, heuritech = "Heuritech's, the seed's", caffe = "BVLC Caffe's", torchvision = "torchvision's")
 }
 
 # "auto", "cpu", "cuda", "gpu", "cuda:N" -> "cpu" or "cuda:N" (N a usable GPU).
@@ -321,9 +378,10 @@ net_device <- function(net) {
 }
 
 # fields that are the engine's, read each time (never a stale copy in the list)
-engine_fields <- c("device", "precision")
+engine_fields <- c("device", "precision", "arch")
 engine_field <- function(net, name) {
-  if (name == "device") net_device(net) else net_precision(net)
+  switch(name, device = net_device(net), precision = net_precision(net),
+         arch = if (isTRUE(.Call(C_net_valid, .subset2(net, "ptr")))) net_arch(net) else NA_character_)
 }
 
 #' @export
@@ -390,20 +448,31 @@ check_class_labels <- function(labels, classes, call = caller_env()) {
 
 #' Names of the layers whose activations can be extracted
 #'
-#' The named outputs of the network, in graph order, valid as `layer` in
-#' [alexnet_features()]. They are the Heuritech/Keras names: `conv_1`,
-#' `pool_1`, `convpool_1` (after the first LRN), `conv_2` (both groups
-#' concatenated), `pool_2`, `lrn_2`, `conv_3`, `conv_4`, `conv_5`,
-#' `convpool_5` (256 x 6 x 6, the usual feature layer), `dense_1`, `dense_2`,
-#' `dense_3` (logits) and `softmax` (class probabilities).
+#' The named outputs of a network, in graph order, valid as `layer` in
+#' [alexnet_features()]. For the `"heuritech"` variant they are the
+#' Heuritech/Keras names: `conv_1`, `pool_1`, `convpool_1` (after the first
+#' LRN), `conv_2` (both groups concatenated), `pool_2`, `lrn_2`, `conv_3`,
+#' `conv_4`, `conv_5`, `convpool_5` (256 x 6 x 6, the usual feature layer),
+#' `dense_1`, `dense_2`, `dense_3` (logits) and `softmax` (class
+#' probabilities). Every variant has the convolutions, `convpool_1` (the
+#' first block's output), `convpool_5`, the dense layers and `softmax`;
+#' Caffe's has `lrn_1`, `lrn_2` and `pool_2` between them, torchvision's
+#' only `pool_2`.
 #'
+#' @param x A network made by [alexnet()], or the name of a variant
+#'   (`"heuritech"`, `"caffe"`, `"torchvision"`).
 #' @return A character vector.
 #' @seealso [alexnet_layer_table()] for their shapes.
 #' @export
 #' @examples
 #' alexnet_layers()
-alexnet_layers <- function() {
-  .layer_names
+#' alexnet_layers("torchvision")
+alexnet_layers <- function(x = "heuritech") {
+  archs <- names(.engine_facts$archs)
+  if (!inherits(x, "alexnet") && (!is.character(x) || length(x) != 1L || !x %in% archs)) {
+    abort("{.arg x} must be a network or one of {.val {archs}}.")
+  }
+  arch_facts(x)$layers
 }
 
 
@@ -444,8 +513,7 @@ alexnet_layer_table <- function(net) {
     name <- outs$name[i]
     j <- match(name, lay$name)
     if (is.na(j)) {
-      op <- .step_operation[name]
-      add(name, if (is.na(op)) "" else unname(op), outs$c[i], outs$h[i], outs$w[i], 0, TRUE)
+      add(name, unname(arch_facts(net)$operations[name]), outs$c[i], outs$h[i], outs$w[i], 0, TRUE)
       next
     }
     relu <- if (lay$relu[j]) ", ReLU" else ""
@@ -488,18 +556,20 @@ print.alexnet <- function(x, ...) {
   } else {
     paste(labels, collapse = ", ")
   }
-  cat(sprintf("<alexnet> AlexNet, %d class%s (%s), seed %s\n", x$classes,
+  cat(sprintf("<alexnet> AlexNet (%s), %d class%s (%s), seed %s\n", arch_title(net_arch(x)), x$classes,
               if (x$classes == 1L) "" else "es", shown, format(x$seed, scientific = FALSE)))
   cat(sprintf("device: %s\n", device_description(x$device)))
   cat(sprintf("precision: %s\n", if (x$precision == "bf16") "bf16 (convolutions multiply in bfloat16, add in f32)" else "f32"))
   scale <- .Call(C_net_scale, x$ptr, NULL)
-  cat(sprintf("input: 3x227x227 RGB, 0..255, minus the mean (%s)%s\n\n",
-              paste(vapply(signif(mean, 7), format, ""), collapse = ", "),
-              if (scale == 1) "" else sprintf(", times %s", format(signif(scale, 4)))))
+  side <- net_input_size(x)
+  times <- if (all(scale == 1)) "" else if (all(scale == scale[1L])) sprintf(", times %s", format(signif(scale[1L], 4)))
+           else sprintf(", times (%s)", paste(vapply(signif(scale, 4), format, ""), collapse = ", "))
+  cat(sprintf("input: 3x%dx%d RGB, 0..255, minus the mean (%s)%s\n\n", side, side,
+              paste(vapply(signif(mean, 7), format, ""), collapse = ", "), times))
   cols <- list(
     layer = c("layer", "input", tab$name),
     operation = c("operation", "", tab$operation),
-    output = c("output", "3x227x227", tab$output),
+    output = c("output", sprintf("3x%dx%d", side, side), tab$output),
     params = c("params", "0", format(tab$params, big.mark = ",", scientific = FALSE, trim = TRUE))
   )
   w <- vapply(cols, function(v) max(nchar(v)), 1L)
@@ -514,7 +584,7 @@ print.alexnet <- function(x, ...) {
     cat(sprintf("Frozen: %s (training changes only %s)\n",
                 paste(setdiff(.param_layers, learning), collapse = ", "), paste(learning, collapse = ", ")))
   }
-  cat(sprintf("Layers for alexnet_features(): %s\n", paste(alexnet_layers(), collapse = ", ")))
+  cat(sprintf("Layers for alexnet_features(): %s\n", paste(alexnet_layers(x), collapse = ", ")))
   invisible(x)
 }
 

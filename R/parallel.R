@@ -120,7 +120,7 @@ alexnet_features_h5 <- function(weights, x, output, layer = "convpool_5", chunk_
             i = "Arrays of pixels fit in memory: use {.fn alexnet_features}."))
   }
   check_string(output)
-  layer <- check_layer(layer)
+  layer <- check_layer(layer, weights_file_info(weights)$arch)
   chunk_size <- check_count(chunk_size)
   batch_size <- check_count(batch_size)
   if (!is.character(device) || length(device) != 1L || is.na(device)) {
@@ -193,7 +193,7 @@ h5f_run <- function(x, weights, layer, chunk_size) {
     n_images = as.integer(n), chunk_size = chunk_size,
     n_chunks = as.integer(ceiling(n / chunk_size)),
     weights = weights, weights_md5 = unname(tools::md5sum(weights)),
-    resize = x$resize, on_error = x$on_error, size = as.integer(x$size),
+    resize = x$resize, on_error = x$on_error, size = arch_facts(weights_file_info(weights)$arch)$input_size,
     files = x$files,
     labels = if (!is.null(x$labels)) as.integer(x$labels),
     levels = if (!is.null(x$labels)) levels(x$labels)

@@ -2,18 +2,18 @@
 # as arrays and as pictures (base graphics).
 
 # The layers with maps: conv_1 .. convpool_5 (the engine's outputs before
-# the first dense layer).
-map_layers <- function() {
-  outs <- .layer_names
+# the first dense layer) of the net's variant.
+map_layers <- function(net) {
+  outs <- alexnet_layers(net)
   outs[seq_len(match("convpool_5", outs))]
 }
 
-check_map_layer <- function(layer, arg = caller_arg(layer), call = caller_env()) {
+check_map_layer <- function(layer, net, arg = caller_arg(layer), call = caller_env()) {
   force(arg)
-  layer <- check_layer(layer, arg = arg, call = call)
-  if (!layer %in% map_layers()) {
+  layer <- check_layer(layer, net, arg = arg, call = call)
+  if (!layer %in% map_layers(net)) {
     abort(c("{.arg {arg}} is {.val {layer}}, a dense layer: it has no maps.",
-            i = "Use one of {.val {map_layers()}}; {.fn alexnet_features} gives any layer's values."),
+            i = "Use one of {.val {map_layers(net)}}; {.fn alexnet_features} gives any layer's values."),
           call = call)
   }
   layer
@@ -51,7 +51,7 @@ output_shape <- function(net, layer) {
 #' dim(a)
 alexnet_activations <- function(net, x, layer = "conv_5", batch_size = 32) {
   check_net(net)
-  layer <- check_map_layer(layer)
+  layer <- check_map_layer(layer, net)
   f <- alexnet_features(net, x, layer = layer, batch_size = batch_size)
   s <- output_shape(net, layer)
   # each row is (channel, row, column), row-major
@@ -159,7 +159,7 @@ rows_to_array <- function(m, dims) {
 #' cam$class
 alexnet_gradcam <- function(net, x, class = NULL, layer = "conv_5", batch_size = 16) {
   check_net(net)
-  layer <- check_map_layer(layer)
+  layer <- check_map_layer(layer, net)
   batch_size <- check_count(batch_size)
   images <- as_source(x)
   n <- n_images(images)
@@ -168,8 +168,8 @@ alexnet_gradcam <- function(net, x, class = NULL, layer = "conv_5", batch_size =
                      folder = inherits(images, "image_folder"))
   src <- new.env(parent = emptyenv())
   on.exit(close_sources(src))
-  batch_source(images, src = src)
-  res <- engine(.Call(C_loader_gradcam, src$ptr, net$ptr, seq_len(n), .Call(C_output_find, layer), classes,
+  batch_source(images, net_input_size(net), src = src)
+  res <- engine(.Call(C_loader_gradcam, src$ptr, net$ptr, seq_len(n), .Call(C_output_find, net$ptr, layer), classes,
                       as.integer(batch_size), src$skip))
   note_failures(src, res)
   m <- res$value
@@ -177,7 +177,8 @@ alexnet_gradcam <- function(net, x, class = NULL, layer = "conv_5", batch_size =
   s <- output_shape(net, layer)
   maps <- rows_to_array(m, s[c("height", "width")])
   structure(maps, class = "alexnet_gradcam", layer = layer,
-            class_used = factor(net$labels[used + 1L], levels = net$labels), images = x)
+            class_used = factor(net$labels[used + 1L], levels = net$labels), images = x,
+            input_size = net_input_size(net))
 }
 
 # NULL -> -1 per image (predicted); labels or numbers -> 0-based integers
@@ -251,7 +252,7 @@ plot.alexnet_gradcam <- function(x, image = 1, alpha = 0.5, titles = NULL, ...) 
   old <- graphics::par(no.readonly = TRUE)
   on.exit(graphics::par(old))
   graphics::layout(matrix(seq_len(2L * length(image)), 1L), widths = rep(c(6, 1), length(image)))
-  photos <- seen_images(attr(x, "images"), image)
+  photos <- seen_images(attr(x, "images"), image, attr(x, "input_size"))
   for (k in seq_along(image)) {
     photo <- photos[k, , , ]
     size <- dim(photo)[1L]
@@ -272,11 +273,11 @@ plot.alexnet_gradcam <- function(x, image = 1, alpha = 0.5, titles = NULL, ...) 
   invisible(x)
 }
 
-# The RGB images (0..1, c(k, rows, columns, 3)) the network saw for images
-# `index` of `x`: the engine loader's own input, so a file and an array
-# show the same resize.
-seen_images <- function(x, index) {
-  pmin(pmax(source_pixels(as_source(x), index)$pixels / 255, 0), 1)
+# The RGB images (0..1, c(k, rows, columns, 3)) a network of input `size`
+# saw for images `index` of `x`: the engine loader's own input, so a file
+# and an array show the same resize.
+seen_images <- function(x, index, size) {
+  pmin(pmax(source_pixels(as_source(x), index, size = size)$pixels / 255, 0), 1)
 }
 
 # Bilinear upsampling of a map (rows top to bottom) to size x size, centres

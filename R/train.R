@@ -286,8 +286,8 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
   src <- new.env(parent = emptyenv())
   val_src <- new.env(parent = emptyenv())
   on.exit(close_sources(src, val_src), add = TRUE)
-  batch_source(data, training = TRUE, seed = plan$augment_seed, src = src)
-  if (!is.null(validation)) batch_source(validation, src = val_src)
+  batch_source(data, net_input_size(net), training = TRUE, seed = plan$augment_seed, src = src)
+  if (!is.null(validation)) batch_source(validation, net_input_size(net), src = val_src)
   frozen <- NULL
   if (frozen_once && is.null(group)) {
     # the engine picks the start from the frozen layers and the dropout rate

@@ -7,8 +7,10 @@
 #'
 #' `save_weights()` writes the parameters of `net` to an HDF5 file, in the
 #' package's format or as a Keras 1 file; `load_weights()` reads such a file,
-#' or a Keras 1 `save_weights()` file such as the Heuritech
-#' `alexnet_weights.h5`, into `net`, which is changed in place.
+#' a Keras 1 `save_weights()` file such as the Heuritech
+#' `alexnet_weights.h5`, Caffe's `bvlc_alexnet.caffemodel` or torchvision's
+#' `alexnet-owt-7be5be79.pth` into `net`, which is changed in place. The
+#' format is found from the file's first bytes, not its name.
 #'
 #' @section The package's files:
 #' The files are self-describing HDF5: the root group holds the attributes
@@ -23,10 +25,10 @@
 #' the grouped convolutions as their two halves; dense weights `(out, in)`.
 #' Other tools (for example h5py) can read them by layer name.
 #'
-#' The file also keeps the input `scale` of [alexnet()]; loading one of the
-#' package's own files sets the network's mean and scale from it. Loading a
-#' Keras 1 file sets the scale to 1, the convention such files were trained
-#' with (`pixel - mean`).
+#' The file also keeps the input `scale` of [alexnet()] (one per channel) and
+#' the variant (`arch`); loading one of the package's own files sets the
+#' network's mean and scale from it. Loading a Keras 1 file sets the scale
+#' to 1, the convention such files were trained with (`pixel - mean`).
 #'
 #' Saving writes a temporary file next to `file` and renames it to `file`
 #' only when it is complete, so a failed save leaves any earlier `file` as it
@@ -47,8 +49,23 @@
 #' the ImageNet mean and scale 1 (the Heuritech convention) unless told
 #' otherwise.
 #'
+#' @section Caffe and torchvision files:
+#' Caffe's binary `NetParameter` (`bvlc_alexnet.caffemodel`, in the newer
+#' `layer` or the older `layers` form) is read with protobuf-c: `conv1` ..
+#' `conv5`, `fc6` .. `fc8` become `conv_1` .. `dense_3` of the `"caffe"`
+#' variant; `conv1`'s filters, which see BGR, are turned to RGB. The input
+#' convention becomes Caffe's: its mean image averaged per channel, scale 1.
+#' torchvision's `torch.save` archive of a state dict (`alexnet-owt-*.pth`;
+#' the pre-1.6 format is refused with how to re-save it) is read with libzip
+#' and a pickle reader that runs nothing the file says: `features.0` ..
+#' `features.10`, `classifier.1` .. `classifier.6` (also with a `module.`
+#' prefix) become the `"torchvision"` variant's layers, with torchvision's
+#' mean and standard deviations. A file of one variant does not load into a
+#' network of another: create the network from the file with
+#' `alexnet(weights = file)`.
+#'
 #' @section Loading:
-#' Both the package's files and Keras 1 files are read by layer name. Keras 1
+#' Every format is read by layer name. Keras 1
 #' (Theano) convolution kernels are flipped into cross-correlation kernels and
 #' dense kernels transposed. Loading is all or nothing: the whole file is read
 #' and checked before `net` changes, so on any error (a missing file, a file
@@ -84,8 +101,8 @@
 #'   row per layer with weights: `layer`, `status` (`"loaded"`, `"kept"`:
 #'   in the file with another shape, or `"missing"`: not in the file) and
 #'   `file_shape` (the file's shapes of kept layers, else `NA`), and the
-#'   attributes `file`, `kind` (`"alexnet"` or `"keras1"`) and
-#'   `mean_loaded`.
+#'   attributes `file`, `kind` (`"alexnet"`, `"keras1"`, `"caffe"` or
+#'   `"torch"`) and `mean_loaded`.
 #' @seealso [weights_info()] to describe a file; the `weights` argument of
 #'   [alexnet()] to create a network from one.
 #' @export
@@ -189,7 +206,8 @@ load_weights_into <- function(net, file, by_name, verbose, undo = TRUE, call = c
 
 inform_loaded <- function(net, report, file, mean = NULL) {
   kind <- attr(report, "kind")
-  what <- if (kind == "keras1") "a Keras 1 file" else "an alexnet file"
+  what <- switch(kind, keras1 = "a Keras 1 file", caffe = "a Caffe model", torch = "a torchvision state dict",
+                 "an alexnet file")
   loaded <- report$layer[report$status == "loaded"]
   lines <- if (length(loaded) == nrow(report)) {
     c(v = "Loaded all {nrow(report)} layers from {.file {file}} ({what}).")
@@ -212,6 +230,12 @@ inform_loaded <- function(net, report, file, mean = NULL) {
   }
   if (kind == "keras1") {
     lines <- c(lines, i = "Input scale set to 1: Keras 1 AlexNets take {.code pixel - mean}.")
+  }
+  if (kind == "caffe") {
+    lines <- c(lines, i = "conv_1's filters turned from Caffe's BGR to RGB; input scale 1.")
+  }
+  if (kind == "torch") {
+    lines <- c(lines, i = "Input scale set to torchvision's: 1 / (255 x its standard deviations).")
   }
   cli::cli_inform(lines)
 }
@@ -272,13 +296,16 @@ check_weights_format <- function(format, call = caller_env()) {
 #'
 #' @param file Path of the HDF5 file.
 #' @return An object of class `"alexnet_weights_info"`: a list with `file`,
-#'   `kind` (`"alexnet"` or `"keras1"`), `format_version` (0 for Keras
-#'   files), `classes` (the outputs of its `dense_3`; `NA` when it has none),
+#'   `kind` (`"alexnet"`, `"keras1"`, `"caffe"` or `"torch"`), `arch` (the
+#'   variant of [alexnet()] its weights belong to), `format_version` (0 for
+#'   other files than the package's), `classes` (the outputs of its
+#'   `dense_3`; `NA` when it has none),
 #'   `class_names` (`NULL` when the file has none, as Keras files), `mean`
 #'   (the file's input means, or the ImageNet means for Keras files),
 #'   `has_mean`, `layers` (the layers with weights it holds), `backend`
 #'   (Keras files: the Keras backend it names, `""` when none) and
-#'   `input_scale` (the file's input scale; 1 for Keras files).
+#'   `input_scale` (the file's input scale per channel; 1 for Keras and
+#'   Caffe files).
 #' @seealso [save_weights()], [load_weights()]
 #' @export
 weights_info <- function(file) {
@@ -303,9 +330,11 @@ weights_file_info <- function(file, call = caller_env()) {
 print.alexnet_weights_info <- function(x, ...) {
   kind <- switch(x$kind, alexnet = sprintf("alexnet file, format version %d", x$format_version),
                  keras1 = paste0("Keras 1 file", if (nzchar(x$backend)) sprintf(" (backend %s)", x$backend)),
+                 caffe = "Caffe model (protobuf NetParameter)", torch = "PyTorch state dict (torch.save)",
                  x$kind)
   cat(sprintf("<alexnet_weights_info> %s\n", x$file))
   cat(sprintf("kind: %s\n", kind))
+  cat(sprintf("variant: %s\n", x$arch))
   names <- x$class_names
   shown <- if (is.null(names)) {
     "no class names"
@@ -317,7 +346,27 @@ print.alexnet_weights_info <- function(x, ...) {
   cat(sprintf("classes: %s (%s)\n", if (is.na(x$classes)) "unknown (no dense_3)" else x$classes, shown))
   cat(sprintf("mean: %s%s\n", format_mean(x$mean),
               if (x$has_mean) "" else " (not in the file: ImageNet's)"))
-  cat(sprintf("input: (pixel - mean) * %s\n", format(signif(x$input_scale, 6))))
+  scale <- signif(x$input_scale, 6)
+  cat(sprintf("input: (pixel - mean) * %s\n", if (all(scale == scale[1L])) format(scale[1L])
+                                              else sprintf("(%s)", paste(format(scale), collapse = ", "))))
   cat(sprintf("layers: %s\n", paste(x$layers, collapse = ", ")))
   invisible(x)
+}
+
+#' The 1000 ImageNet classes
+#'
+#' The names of the ILSVRC-2012 classes in the order of the outputs of every
+#' ImageNet AlexNet: Heuritech's Keras file, Caffe's `bvlc_alexnet` and
+#' torchvision's `alexnet` (the WordNet synsets sorted by id). [alexnet()]
+#' gives them as labels to a 1000-class network loaded from such a file, so
+#' that `predict(net, x, type = "class")` names the class. The names are
+#' torchvision's (`tools/make_imagenet_classes.py` in the package's source).
+#'
+#' @return A character vector of 1000 unique names.
+#' @export
+#' @examples
+#' head(imagenet_classes())
+#' imagenet_classes()[282]
+imagenet_classes <- function() {
+  readLines(system.file("extdata", "imagenet_classes.txt", package = "alexnet"), encoding = "UTF-8")
 }

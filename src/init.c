@@ -15,7 +15,9 @@
 #define CALLDEF(name, n) {#name, (DL_FUNC) &r_an_##name, n}
 
 static const R_CallMethodDef call_methods[] = {
-    CALLDEF(net_create, 3),
+    CALLDEF(net_create, 5),
+    CALLDEF(net_init_layers, 3),
+    CALLDEF(net_arch, 1),
     CALLDEF(net_valid, 1),
     CALLDEF(net_scale, 2),
     CALLDEF(net_free, 1),
@@ -25,7 +27,7 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(net_set_mean, 2),
     CALLDEF(net_layers, 1),
     CALLDEF(net_outputs, 1),
-    CALLDEF(output_find, 1),
+    CALLDEF(output_find, 2),
     CALLDEF(engine_facts, 0),
     CALLDEF(net_get_params, 1),
     CALLDEF(net_set_params, 2),
@@ -62,7 +64,7 @@ static const R_CallMethodDef call_methods[] = {
     /* JPEG folders (r_images.c) */
     CALLDEF(loader_create, 6),
     CALLDEF(loader_free, 1),
-    CALLDEF(loader_create_array, 2),
+    CALLDEF(loader_create_array, 3),
     CALLDEF(loader_forward, 6),
     CALLDEF(loader_gradcam, 7),
     CALLDEF(loader_train_batch, 10),

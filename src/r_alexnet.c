@@ -162,8 +162,13 @@ static void set_mean(an_net *net, SEXP mean)
     an_net_set_mean(net, m);
 }
 
-SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean)
+/* fill FALSE: every parameter 0 (weights from a file follow; r_an_net_init_layers
+ * then draws the layers it lacked) */
+SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean, SEXP arch, SEXP fill)
 {
+    int variant = an_arch_find(TYPEOF(arch) == STRSXP && XLENGTH(arch) == 1 && STRING_ELT(arch, 0) != NA_STRING
+                               ? CHAR(STRING_ELT(arch, 0)) : NULL);
+    if (variant < 0) Rf_error("`arch` must be \"heuritech\", \"caffe\" or \"torchvision\"");
     int k = scalar_int(classes, "classes");
     if (k < 1) Rf_error("`classes` must be at least 1");
     if (TYPEOF(seed) != REALSXP || XLENGTH(seed) != 1)
@@ -179,7 +184,8 @@ SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean)
     SEXP ptr = PROTECT(R_MakeExternalPtr(NULL, net_tag(), home));
     R_RegisterCFinalizerEx(ptr, net_finalize, TRUE);
     an_net *net = NULL;
-    an_status st = an_net_create(k, (uint64_t) s, &net);
+    an_status st = Rf_asLogical(fill) == FALSE ? an_net_create_unfilled((an_arch) variant, k, (uint64_t) s, &net)
+                                               : an_net_create_arch((an_arch) variant, k, (uint64_t) s, &net);
     if (st != AN_OK) {
         if (net != NULL) an_net_free(net);
         engine_error(st);
@@ -191,14 +197,43 @@ SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean)
     return ptr;
 }
 
+/* The input scale per channel: set from 1 or 3 numbers (NULL: only read). */
 SEXP r_an_net_scale(SEXP ptr, SEXP scale)
 {
     an_net *net = get_net(ptr);
     if (!Rf_isNull(scale)) {
-        an_status st = an_net_set_input_scale(net, (float) Rf_asReal(scale));
+        if (TYPEOF(scale) != REALSXP || (XLENGTH(scale) != 1 && XLENGTH(scale) != 3))
+            Rf_error("the input scale must be 1 or 3 numbers");
+        const double *v = REAL(scale);
+        int three = XLENGTH(scale) == 3;
+        float f[3] = {(float) v[0], (float) v[three ? 1 : 0], (float) v[three ? 2 : 0]};
+        an_status st = an_net_set_input_scales(net, f);
         if (st != AN_OK) engine_error(st);
     }
-    return Rf_ScalarReal(an_net_input_scale(net));
+    float f[3];
+    an_net_get_input_scales(net, f);
+    SEXP res = PROTECT(Rf_allocVector(REALSXP, 3));
+    for (int c = 0; c < 3; c++) REAL(res)[c] = f[c];
+    UNPROTECT(1);
+    return res;
+}
+
+/* he_normal for the parameter layers flagged in `which` (logical, one per
+ * layer), as creation with `seed` draws them */
+SEXP r_an_net_init_layers(SEXP ptr, SEXP seed, SEXP which)
+{
+    an_net *net = get_net(ptr);
+    if (TYPEOF(which) != LGLSXP || XLENGTH(which) != AN_N_PARAM_LAYERS)
+        Rf_error("`which` must be %d logicals", AN_N_PARAM_LAYERS);
+    int flags[AN_N_PARAM_LAYERS];
+    for (int l = 0; l < AN_N_PARAM_LAYERS; l++) flags[l] = LOGICAL(which)[l] == TRUE;
+    an_net_init_layers(net, (uint64_t) Rf_asReal(seed), flags);
+    return R_NilValue;
+}
+
+SEXP r_an_net_arch(SEXP ptr)
+{
+    return Rf_mkString(an_arch_name(an_net_arch(get_net(ptr))));
 }
 
 SEXP r_an_net_valid(SEXP ptr)
@@ -304,64 +339,89 @@ SEXP r_an_net_layers(SEXP ptr)
     return res;
 }
 
+/* The net's named outputs (a variant's absent steps left out). */
 SEXP r_an_net_outputs(SEXP ptr)
 {
     an_net *net = get_net(ptr);
     static const char *cols[] = {"name", "c", "h", "w", "size"};
-    const int n = AN_N_OUTPUTS;
+    int n = 0;
+    for (int i = 0; i < AN_N_OUTPUTS; i++) n += an_net_output(net, i).name != NULL;
     SEXP res = PROTECT(named_list(5, cols));
     SET_VECTOR_ELT(res, 0, Rf_allocVector(STRSXP, n));
     for (int j = 1; j <= 3; j++) SET_VECTOR_ELT(res, j, Rf_allocVector(INTSXP, n));
     SET_VECTOR_ELT(res, 4, Rf_allocVector(REALSXP, n));
-    for (int i = 0; i < n; i++) {
+    for (int i = 0, r = 0; i < AN_N_OUTPUTS; i++) {
         an_output_info o = an_net_output(net, i);
-        SET_STRING_ELT(VECTOR_ELT(res, 0), i, Rf_mkChar(o.name ? o.name : ""));
-        INTEGER(VECTOR_ELT(res, 1))[i] = o.c;
-        INTEGER(VECTOR_ELT(res, 2))[i] = o.h;
-        INTEGER(VECTOR_ELT(res, 3))[i] = o.w;
-        REAL(VECTOR_ELT(res, 4))[i] = (double) an_output_size(net, i);
+        if (!o.name) continue;
+        SET_STRING_ELT(VECTOR_ELT(res, 0), r, Rf_mkChar(o.name));
+        INTEGER(VECTOR_ELT(res, 1))[r] = o.c;
+        INTEGER(VECTOR_ELT(res, 2))[r] = o.h;
+        INTEGER(VECTOR_ELT(res, 3))[r] = o.w;
+        REAL(VECTOR_ELT(res, 4))[r] = (double) an_output_size(net, i);
+        r++;
     }
     UNPROTECT(1);
     return res;
 }
 
-/* What the engine knows of the network, so that R does not repeat it:
- * list(layers, param_layers, weight_layers, operations, mean,
- * params_fixed, params_per_class, input_floats). */
-SEXP r_an_engine_facts(void)
+/* One variant's facts: list(layers, operations (named by layer), input_size,
+ * mean, scale, params_fixed, params_per_class); absent steps left out. */
+static SEXP arch_facts(an_arch arch)
 {
-    const char *fields[] = {"layers", "param_layers", "weight_layers", "operations", "mean",
-                            "params_fixed", "params_per_class", "input_floats"};
-    SEXP res = PROTECT(named_list(8, fields));
-    SEXP layers = PROTECT(Rf_allocVector(STRSXP, AN_N_OUTPUTS));
-    SEXP ops = PROTECT(Rf_allocVector(STRSXP, AN_N_OUTPUTS));
-    for (int i = 0; i < AN_N_OUTPUTS; i++) {
-        SET_STRING_ELT(layers, i, Rf_mkChar(an_output_name(i)));
-        SET_STRING_ELT(ops, i, Rf_mkChar(an_step_operation(i)));
+    const char *fields[] = {"layers", "operations", "input_size", "mean", "scale", "params_fixed",
+                            "params_per_class"};
+    SEXP res = PROTECT(named_list(7, fields));
+    int n = 0;
+    for (int i = 0; i < AN_N_OUTPUTS; i++) n += an_output_name(arch, i) != NULL;
+    SEXP layers = PROTECT(Rf_allocVector(STRSXP, n)), ops = PROTECT(Rf_allocVector(STRSXP, n));
+    for (int i = 0, r = 0; i < AN_N_OUTPUTS; i++) {
+        if (!an_output_name(arch, i)) continue;
+        SET_STRING_ELT(layers, r, Rf_mkChar(an_output_name(arch, i)));
+        SET_STRING_ELT(ops, r++, Rf_mkChar(an_step_operation(arch, i)));
     }
     Rf_setAttrib(ops, R_NamesSymbol, layers);
-    SEXP params = PROTECT(Rf_allocVector(STRSXP, AN_N_PARAM_LAYERS));
-    for (int l = 0; l < AN_N_PARAM_LAYERS; l++) SET_STRING_ELT(params, l, Rf_mkChar(an_param_layer_name(l)));
-    SEXP mean = PROTECT(Rf_allocVector(REALSXP, 3));
-    an_default_mean(REAL(mean));
+    SEXP mean = PROTECT(Rf_allocVector(REALSXP, 3)), scale = PROTECT(Rf_allocVector(REALSXP, 3));
+    an_arch_input(arch, REAL(mean), REAL(scale));
+    double fixed = (double) an_param_count_for(arch, 0);
     SET_VECTOR_ELT(res, 0, layers);
-    SET_VECTOR_ELT(res, 1, params);
-    SET_VECTOR_ELT(res, 2, weights_layer_names());
-    SET_VECTOR_ELT(res, 3, ops);
-    SET_VECTOR_ELT(res, 4, mean);
-    double fixed = (double) an_param_count_for(0);
+    SET_VECTOR_ELT(res, 1, ops);
+    SET_VECTOR_ELT(res, 2, Rf_ScalarInteger(an_arch_input_size(arch)));
+    SET_VECTOR_ELT(res, 3, mean);
+    SET_VECTOR_ELT(res, 4, scale);
     SET_VECTOR_ELT(res, 5, Rf_ScalarReal(fixed));
-    SET_VECTOR_ELT(res, 6, Rf_ScalarReal((double) an_param_count_for(1) - fixed));
-    SET_VECTOR_ELT(res, 7, Rf_ScalarReal((double) AN_INPUT_PIXELS));
+    SET_VECTOR_ELT(res, 6, Rf_ScalarReal((double) an_param_count_for(arch, 1) - fixed));
     UNPROTECT(5);
     return res;
 }
 
-SEXP r_an_output_find(SEXP name)
+/* What the engine knows of the network, so that R does not repeat it:
+ * list(archs (each variant's arch_facts, named), param_layers, weight_layers). */
+SEXP r_an_engine_facts(void)
 {
+    const char *fields[] = {"archs", "param_layers", "weight_layers"};
+    SEXP res = PROTECT(named_list(3, fields));
+    SEXP archs = PROTECT(Rf_allocVector(VECSXP, AN_N_ARCHS)), names = PROTECT(Rf_allocVector(STRSXP, AN_N_ARCHS));
+    for (int a = 0; a < AN_N_ARCHS; a++) {
+        SET_VECTOR_ELT(archs, a, arch_facts((an_arch) a));
+        SET_STRING_ELT(names, a, Rf_mkChar(an_arch_name((an_arch) a)));
+    }
+    Rf_setAttrib(archs, R_NamesSymbol, names);
+    SEXP params = PROTECT(Rf_allocVector(STRSXP, AN_N_PARAM_LAYERS));
+    for (int l = 0; l < AN_N_PARAM_LAYERS; l++) SET_STRING_ELT(params, l, Rf_mkChar(an_param_layer_name(l)));
+    SET_VECTOR_ELT(res, 0, archs);
+    SET_VECTOR_ELT(res, 1, params);
+    SET_VECTOR_ELT(res, 2, weights_layer_names());
+    UNPROTECT(4);
+    return res;
+}
+
+/* A named output's step index in the net's variant, -1 when it has none. */
+SEXP r_an_output_find(SEXP ptr, SEXP name)
+{
+    an_net *net = get_net(ptr);
     if (TYPEOF(name) != STRSXP || XLENGTH(name) != 1 || STRING_ELT(name, 0) == NA_STRING)
         Rf_error("`layer` must be a single string");
-    return Rf_ScalarInteger(an_output_find(Rf_translateCharUTF8(STRING_ELT(name, 0))));
+    return Rf_ScalarInteger(an_output_find(an_net_arch(net), Rf_translateCharUTF8(STRING_ELT(name, 0))));
 }
 
 /* ------------------------------------------------------------ parameters -- */
@@ -508,18 +568,20 @@ static int get_until(SEXP until)
 }
 
 /* Forward from input already in the engine's layout: `input` holds n images
- * of 3 x 227 x 227 (row-major, RGB 0..255). For tests. */
+ * of 3 x side x side (the net's input side; row-major, RGB 0..255). For tests. */
 SEXP r_an_forward_input(SEXP ptr, SEXP input, SEXP until)
 {
     an_net *net = get_net(ptr);
     int u = get_until(until);
-    if (TYPEOF(input) != REALSXP || XLENGTH(input) == 0 || XLENGTH(input) % AN_INPUT_PIXELS != 0)
-        Rf_error("`input` must be a double vector of n x 3 x 227 x 227 values");
-    R_xlen_t n = XLENGTH(input) / AN_INPUT_PIXELS;
+    const R_xlen_t pixels = (R_xlen_t) AN_INPUT_CHANNELS * an_net_input_size(net) * an_net_input_size(net);
+    if (TYPEOF(input) != REALSXP || XLENGTH(input) == 0 || XLENGTH(input) % pixels != 0)
+        Rf_error("`input` must be a double vector of n x 3 x %d x %d values", an_net_input_size(net),
+                 an_net_input_size(net));
+    R_xlen_t n = XLENGTH(input) / pixels;
     if (n > INT_MAX) Rf_error("`input` is too long");
     size_t size = an_output_size(net, u);
     SEXP res = PROTECT(Rf_allocMatrix(REALSXP, (int) n, (int) size));
-    float *in = (float *) R_alloc((size_t) n * AN_INPUT_PIXELS, sizeof(float));
+    float *in = (float *) R_alloc((size_t) XLENGTH(input), sizeof(float));
     float *out = (float *) R_alloc((size_t) n * size, sizeof(float));
     const double *v = REAL(input);
     for (R_xlen_t k = 0; k < XLENGTH(input); k++) in[k] = (float) v[k];

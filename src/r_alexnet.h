@@ -42,7 +42,7 @@ SEXP weights_layer_names(void);   /* "conv_1", ..., "dense_3" */
 /* image sources: JPEG folders and pixel arrays (r_images.c) */
 SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP seed,
                         SEXP threads);
-SEXP r_an_loader_create_array(SEXP x, SEXP keep_bytes);
+SEXP r_an_loader_create_array(SEXP x, SEXP keep_bytes, SEXP size);
 SEXP r_an_loader_free(SEXP ptr);
 SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP until, SEXP batch_size, SEXP skip);
 SEXP r_an_loader_gradcam(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SEXP classes, SEXP batch_size, SEXP skip);
@@ -60,7 +60,9 @@ SEXP r_an_test_weights_load_interrupted(SEXP ptr, SEXP path, SEXP by_name, SEXP 
 SEXP r_an_test_write_jpeg(SEXP path, SEXP x, SEXP quality);
 SEXP r_an_test_hide_bf16(SEXP hide);
 
-SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean);
+SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean, SEXP arch, SEXP fill);
+SEXP r_an_net_init_layers(SEXP ptr, SEXP seed, SEXP which);
+SEXP r_an_net_arch(SEXP ptr);
 SEXP r_an_net_valid(SEXP ptr);
 SEXP r_an_net_scale(SEXP ptr, SEXP scale);   /* get, and set unless NULL */
 SEXP r_an_net_free(SEXP ptr);
@@ -70,7 +72,7 @@ SEXP r_an_net_get_mean(SEXP ptr);
 SEXP r_an_net_set_mean(SEXP ptr, SEXP mean);
 SEXP r_an_net_layers(SEXP ptr);
 SEXP r_an_net_outputs(SEXP ptr);
-SEXP r_an_output_find(SEXP name);
+SEXP r_an_output_find(SEXP ptr, SEXP name);
 SEXP r_an_engine_facts(void);
 SEXP r_an_net_get_params(SEXP ptr);
 SEXP r_an_net_set_params(SEXP ptr, SEXP values);

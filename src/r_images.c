@@ -131,11 +131,12 @@ SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP s
 /* A loader over the images of x, a double or integer array with dim
  * c(n, h, w) (grey) or c(n, h, w, channels); keep_bytes TRUE for training
  * (shuffled batches: see an_pixels_pack). */
-SEXP r_an_loader_create_array(SEXP x, SEXP keep_bytes)
+SEXP r_an_loader_create_array(SEXP x, SEXP keep_bytes, SEXP size)
 {
     an_pixel_array a = get_pixel_array(x);
     an_loader_options opt;
     an_loader_options_init(&opt);
+    opt.image.size = scalar_int(size, "size");
     opt.keep_bytes = Rf_asLogical(keep_bytes) == TRUE;
     opt.on_error = AN_ON_ERROR_SKIP;
     return new_loader(create_from_array, &a, &opt, x);
@@ -387,7 +388,7 @@ SEXP r_an_loader_freeze(SEXP lptr, SEXP nptr, SEXP batch_size, SEXP training, SE
      * (a failure with on_error "stop" keeps none) */
     int ran = at >= 0 && note == R_NilValue;
     SET_VECTOR_ELT(res, 1, failures(r, idx, ran ? n : 0, n_failed));
-    SET_VECTOR_ELT(res, 2, rows ? Rf_mkString(an_output_name(at)) : R_NilValue);
+    SET_VECTOR_ELT(res, 2, rows ? Rf_mkString(an_output_name(an_net_arch(net), at)) : R_NilValue);
     SET_VECTOR_ELT(res, 3, note);
     UNPROTECT(3);
     return res;
@@ -409,7 +410,7 @@ SEXP r_an_loader_pixels(SEXP lptr, SEXP index, SEXP epoch)
     if (!R_FINITE(ep) || ep < 0) Rf_error("`epoch` must be a non-negative number");
     an_status st = an_loader_fetch(ld, idx, count, (uint64_t) ep, NULL, 0, 0, &px, r, &n_failed);
     if (st != AN_OK) engine_error(st);
-    R_xlen_t len = (R_xlen_t) count * AN_INPUT_PIXELS;
+    R_xlen_t len = (R_xlen_t) count * (R_xlen_t) an_loader_item_floats(ld);
     SEXP v = PROTECT(Rf_allocVector(REALSXP, len));
     for (R_xlen_t k = 0; k < len; k++) REAL(v)[k] = px[k];
     SEXP res = batch_result(v, r, idx, count, n_failed);

@@ -23,6 +23,8 @@ static const char *kind_name(an_weights_kind kind)
     switch (kind) {
     case AN_WEIGHTS_OWN: return "alexnet";
     case AN_WEIGHTS_KERAS1: return "keras1";
+    case AN_WEIGHTS_TORCH: return "torch";
+    case AN_WEIGHTS_CAFFE: return "caffe";
     default: return "unknown";
     }
 }
@@ -111,20 +113,19 @@ SEXP weights_load(SEXP ptr, SEXP path, SEXP by_name, SEXP undo, void (*after_rea
     SET_VECTOR_ELT(res, 4, mean_loaded);
     SET_VECTOR_ELT(res, 5, Rf_ScalarLogical(FALSE));
     static const char *states[] = {"loaded", "kept", "missing"};
-    SEXP words = PROTECT(Rf_allocVector(STRSXP, 6));
-    for (int i = 0; i < 3; i++) {
-        SET_STRING_ELT(words, i, Rf_mkChar(states[i]));
-        SET_STRING_ELT(words, 3 + i, Rf_mkChar(kind_name((an_weights_kind)i)));
-    }
+    enum { KINDS = AN_WEIGHTS_CAFFE + 1 };
+    SEXP words = PROTECT(Rf_allocVector(STRSXP, 3 + KINDS));
+    for (int i = 0; i < 3; i++) SET_STRING_ELT(words, i, Rf_mkChar(states[i]));
+    for (int i = 0; i < KINDS; i++) SET_STRING_ELT(words, 3 + i, Rf_mkChar(kind_name((an_weights_kind)i)));
 
     /* the copy for `undo`: R memory, reclaimed however this call ends */
     size_t n = an_net_param_count(net);
-    float *saved = NULL, mean[3], scale = 1;
+    float *saved = NULL, mean[3], scale[3];
     if (keep) {
         saved = (float *)R_alloc(n, sizeof(float));
         memcpy(saved, an_net_params(net), n * sizeof(float));
         an_net_get_mean(net, mean);
-        scale = an_net_input_scale(net);
+        an_net_get_input_scales(net, scale);
     }
 
     an_weights_report rep;
@@ -135,14 +136,14 @@ SEXP weights_load(SEXP ptr, SEXP path, SEXP by_name, SEXP undo, void (*after_rea
         memcpy(an_net_params(net), saved, n * sizeof(float));
         an_net_params_changed(net);
         an_net_set_mean(net, mean);
-        an_net_set_input_scale(net, scale);
+        an_net_set_input_scales(net, scale);
         SET_VECTOR_ELT(res, 5, Rf_ScalarLogical(TRUE));
         UNPROTECT(2);
         return res;
     }
 
     int kd = (int)rep.kind;
-    SET_STRING_ELT(kind, 0, STRING_ELT(words, 3 + (kd >= 0 && kd < 3 ? kd : 0)));
+    SET_STRING_ELT(kind, 0, STRING_ELT(words, 3 + (kd >= 0 && kd < KINDS ? kd : 0)));
     LOGICAL(mean_loaded)[0] = rep.mean_loaded != 0;
     for (int k = 0; k < AN_W_N_LAYERS; k++) {
         int s = (int)rep.state[k];
@@ -171,7 +172,7 @@ static void info_finalize(SEXP ptr)
 }
 
 /* list(kind, format_version, classes, class_names (NULL or character),
- *      mean, has_mean, layers (present ones), backend, input_scale) */
+ *      mean, has_mean, layers (present ones), backend, input_scale (3), arch) */
 SEXP r_an_weights_info(SEXP path)
 {
     const char *p = get_path(path, "file");
@@ -186,8 +187,8 @@ SEXP r_an_weights_info(SEXP path)
     if (st != AN_OK) engine_error(st);   /* info is empty: the finalizer frees the struct */
 
     static const char *cols[] = {"kind", "format_version", "classes", "class_names",
-                                 "mean", "has_mean", "layers", "backend", "input_scale"};
-    SEXP res = PROTECT(named_list(9, cols));
+                                 "mean", "has_mean", "layers", "backend", "input_scale", "arch"};
+    SEXP res = PROTECT(named_list(10, cols));
     SET_VECTOR_ELT(res, 0, Rf_mkString(kind_name(info->kind)));
     SET_VECTOR_ELT(res, 1, Rf_ScalarInteger(info->format_version));
     SET_VECTOR_ELT(res, 2, Rf_ScalarInteger(info->classes));
@@ -208,7 +209,10 @@ SEXP r_an_weights_info(SEXP path)
     for (int k = 0, j = 0; k < AN_W_N_LAYERS; k++)
         if (info->present[k]) SET_STRING_ELT(layers, j++, Rf_mkChar(an_weights_layer_name(k)));
     SET_VECTOR_ELT(res, 7, Rf_mkString(info->backend));
-    SET_VECTOR_ELT(res, 8, Rf_ScalarReal(info->input_scale));
+    SEXP scale = Rf_allocVector(REALSXP, 3);
+    SET_VECTOR_ELT(res, 8, scale);
+    for (int i = 0; i < 3; i++) REAL(scale)[i] = info->input_scale[i];
+    SET_VECTOR_ELT(res, 9, Rf_mkString(an_arch_name((an_arch)info->arch)));
     info_finalize(holder);
     UNPROTECT(2);
     return res;

@@ -7,7 +7,8 @@
 #
 #   bash tools/experiments.sh                  # quick: about 6 minutes on 2 CPU cores
 #   bash tools/experiments.sh --full           # the seed's protocol (hours on a CPU)
-#   bash tools/experiments.sh --dir=out --weights=alexnet_weights.h5
+#   bash tools/experiments.sh --dir=out --weights=alexnet_weights.h5   # or bvlc_alexnet.caffemodel,
+#                                              # alexnet-owt-7be5be79.pth (any format alexnet() reads)
 #   bash tools/experiments.sh --help
 #
 # It prints the results table beside the seed's and writes the plots (PNG)

@@ -775,6 +775,24 @@ def foreign_fixtures(out):
     print("  torchvision alexnet on the strided file: logits max %.4g, top classes %s"
           % (logits.abs().max().item(), logits.argmax(dim=1).tolist()))
     wr.write(os.path.join(out, "foreign.anfx"))
+    # For R: the same file in inst/extdata (the vignette and the tests use it),
+    # and in tests/testthat/fixtures torchvision's logits for two images that
+    # R builds itself, pixel (i, y, x, c) = (31 i + 7 y + 13 x + 50 c) mod 256.
+    with open(path, "rb") as src, open(os.path.join(here, "..", "inst", "extdata",
+                                                    "torchvision_alexnet_strided.pth"), "wb") as dst:
+        dst.write(src.read())
+    rdir = os.path.join(here, "..", "tests", "testthat", "fixtures")
+    os.makedirs(rdir, exist_ok=True)
+    i, y, xx, c = np.meshgrid(np.arange(2), np.arange(224), np.arange(224), np.arange(3), indexing="ij")
+    px = ((31 * i + 7 * y + 13 * xx + 50 * c) % 256).astype(np.float64)          # (n, h, w, c)
+    mean = torch.tensor(np.float32(ARCH_INPUT["torchvision"][1]), dtype=torch.float64).view(1, 3, 1, 1)
+    scale = torch.tensor(np.float32(ARCH_INPUT["torchvision"][2]), dtype=torch.float64).view(1, 3, 1, 1)
+    xr = (torch.from_numpy(px).permute(0, 3, 1, 2) - mean) * scale
+    with torch.no_grad():
+        z = model(xr).numpy()
+    np.savetxt(os.path.join(rdir, "torchvision_alexnet_strided_logits.csv"), z, delimiter=",", fmt="%.9g")
+    print("  R fixtures: the .pth and torchvision's logits for two pattern images, top classes %s"
+          % z.argmax(axis=1).tolist())
 
 
 def main():

@@ -36,6 +36,9 @@ import zipfile
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_fixtures import splitmix64  # noqa: E402  (the same hash as the other fixtures)
+
 # ---------------------------------------------------------------- the strided AlexNet
 # torchvision.models.alexnet()'s state dict, in order (checked against
 # torchvision below)
@@ -56,15 +59,6 @@ VALUE_BITS = 11                # storage values: integers in [-1024, 1024) ...
 BIAS_EXPONENT = 14             # ... times 2^-14 for biases, for weights 2^-e with
                                # e = round(log2(1024 / sqrt(3) / sqrt(2 / fan_in)))
 SAMPLES = 64                   # sampled elements per tensor in the .anfx
-
-
-def splitmix64(x):
-    x = np.asarray(x, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
 
 
 def strided_params(shape, k):
@@ -355,6 +349,10 @@ def write_bad(out):
               {"0": vals})
     torch_zip(p("bad_huge_storage.pth"),
               pk_state_dict([("w", pk_tensor("FloatStorage", "0", 1 << 40, 0, (16,), (1,)))]), {"0": vals})
+    # found by fuzz_torch (UBSan): an empty tuple before anything was pushed made
+    # the reader memcpy from its still-NULL stack (0 items); an empty state
+    # dict, read without error (test_torchfile: regress_empty_tuple_first.pth)
+    torch_zip(p("regress_empty_tuple_first.pth"), b"\x80\x02)0ccollections\nOrderedDict\n)R.", {})
     # a storage byte changed, the CRC not
     zi = zipfile.ZipFile(good)
     buf = bytearray(raw)

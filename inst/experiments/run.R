@@ -10,7 +10,8 @@
 #   --data=NAME          fashion-mnist (default) or dogs-vs-cats
 #   --data-path=DIR      the dogs-vs-cats folder with Train/ and Test/ (default Data)
 #   --dir=DIR            where the results go (default alexnet-results)
-#   --weights=FILE       pretrained weights (e.g. the Heuritech alexnet_weights.h5)
+#   --weights=FILE       pretrained weights in any format alexnet() reads: the Heuritech
+#                        alexnet_weights.h5, bvlc_alexnet.caffemodel, alexnet-owt-7be5be79.pth
 #                        instead of pretraining on the other Fashion-MNIST classes
 #   --seed-settings      the seed's own loss and optimiser (MSE, lr 0.01, input
 #                        scale 1, fine-tuning lr 0.01 then 0.001), which do

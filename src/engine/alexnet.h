@@ -106,6 +106,14 @@ typedef struct an_net an_net;
 an_status an_net_create(int classes, uint64_t seed, an_net **out);
 /* The same for any variant, with its input convention (an_arch_input). */
 an_status an_net_create_arch(an_arch arch, int classes, uint64_t seed, an_net **out);
+/* The same with every parameter 0, nothing drawn: for a net whose weights a
+ * file brings (drawing 61M normals costs about a second). Layers the file
+ * lacks then get an_net_init_layers with the same seed. */
+an_status an_net_create_unfilled(an_arch arch, int classes, uint64_t seed, an_net **out);
+/* he_normal weights and zero biases for the parameter layers flagged in
+ * which[AN_N_PARAM_LAYERS] (NULL: all), each exactly as an_net_create_arch
+ * with `seed` draws it. */
+void an_net_init_layers(an_net *net, uint64_t seed, const int *which);
 void an_net_free(an_net *net);
 an_arch an_net_arch(const an_net *net);
 int an_net_input_size(const an_net *net);         /* its input's side */

@@ -267,22 +267,43 @@ an_status an_net_create(int classes, uint64_t seed, an_net **out)
 
 an_status an_net_create_arch(an_arch arch, int classes, uint64_t seed, an_net **out)
 {
+    an_status s = an_net_create_unfilled(arch, classes, seed, out);
+    if (s == AN_OK) an_net_init_layers(*out, seed, NULL);
+    return s;
+}
+
+an_status an_net_create_unfilled(an_arch arch, int classes, uint64_t seed, an_net **out)
+{
     an_net *net;
     an_status s = net_alloc(arch, classes, &net);
     *out = NULL;
     if (s != AN_OK) return s;
-    /* he_normal as in the seed (Keras 1): normal, sd = sqrt(2 / fan_in); biases zero */
+    memset(net->params, 0, net->n_params * sizeof(float));
+    an_rng_seed(&net->dropout_rng, seed ^ 0x5DEECE66DULL);
+    *out = net;
+    return AN_OK;
+}
+
+void an_net_init_layers(an_net *net, uint64_t seed, const int *which)
+{
+    /* he_normal as in the seed (Keras 1): normal, sd = sqrt(2 / fan_in);
+     * biases zero. One stream over the layers in order, so a layer's values
+     * do not depend on which others are drawn: the ones left out are
+     * skipped (a normal pair takes two draws). */
+    float *p = an_net_params(net);
     an_rng rng;
     an_rng_seed(&rng, seed);
     for (int i = 0; i < AN_N_PARAM_LAYERS; i++) {
         an_param_layer *l = &net->layers[i];
+        if (which && !which[i]) {
+            an_rng_skip(&rng, 2 * ((l->weight_count + 1) / 2));
+            continue;
+        }
         double fan_in = (double)(l->in / l->groups) * l->kh * l->kw;
-        an_rng_normal_fill(&rng, net->params + l->weight_offset, l->weight_count, sqrt(2.0 / fan_in));
-        memset(net->params + l->bias_offset, 0, l->bias_count * sizeof(float));
+        an_rng_normal_fill(&rng, p + l->weight_offset, l->weight_count, sqrt(2.0 / fan_in));
+        memset(p + l->bias_offset, 0, l->bias_count * sizeof(float));
     }
-    an_rng_seed(&net->dropout_rng, seed ^ 0x5DEECE66DULL);
-    *out = net;
-    return AN_OK;
+    an_net_params_changed(net);
 }
 
 static void plan_free(an_device *dev, an_plan *plan)

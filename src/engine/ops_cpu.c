@@ -431,7 +431,7 @@ an_status an_conv_backward(an_conv *op, const float *x, const float *w, const fl
         const dnnl_memory_desc_t *dd_md = w_dd_md;
         const dnnl_memory_desc_t *dw_md = query(op->bwd_w_pd, dnnl_query_diff_weights_md);
         const dnnl_memory_desc_t *db_md = dnnl_primitive_desc_query_md(op->bwd_w_pd, dnnl_query_diff_weights_md, 1);
-        const void *src, *dd;
+        const void *src = NULL, *dd = NULL;
         void *dwt = dw;
         int dw_direct = dnnl_memory_desc_equal(dw_md, &op->w_plain);
         s = as_layout(&op->in.md, x, src_md, &conv_src_scratch, &src);

@@ -151,7 +151,7 @@ static an_status vm_oom(vm *m)
     if (m->bytes > PKL_MAX_MEMORY)
         return an_fail(AN_ERR_MEMORY, "'%s': data.pkl needs more than %zu MiB to read; refused (a state dict's "
                        "needs about 1 KiB a tensor)", m->path, PKL_MAX_MEMORY >> 20);
-    return vm_oom(m);
+    return oom(m->path);
 }
 
 static int grow(vm *m, void *arr, size_t *cap, size_t need, size_t elem)

@@ -406,6 +406,27 @@ static void test_init(void)
     size_t n = an_net_param_count(a);
     const float *pa = an_net_params(a), *pb = an_net_params(b), *pc = an_net_params(c);
     CHECK("same seed -> identical parameters", memcmp(pa, pb, n * sizeof *pa) == 0, NULL);
+    /* an unfilled net (weights from a file) with some layers drawn later:
+     * those are the full creation's, bit for bit, the others zero */
+    {
+        an_net *u = NULL;
+        if (status_ok("an_net_create_unfilled", an_net_create_unfilled(AN_ARCH_HEURITECH, 2, 42, &u))) {
+            const int which[AN_N_PARAM_LAYERS] = {0, 1, 0, 0, 1, 0, 0, 1};
+            an_net_init_layers(u, 42, which);
+            const float *pu = an_net_params(u);
+            size_t wrong = 0;
+            for (int l = 0; l < AN_N_PARAM_LAYERS; l++) {
+                const an_param_layer *L = an_net_param_layer(u, l);
+                for (size_t i = 0; i < L->weight_count + L->bias_count; i++) {
+                    float got = pu[L->weight_offset + i], want = which[l] ? pa[L->weight_offset + i] : 0.0f;
+                    wrong += memcmp(&got, &want, sizeof got) != 0;
+                }
+            }
+            CHECK("unfilled net: the layers drawn later are creation's, the others 0", wrong == 0,
+                  "%zu values differ", wrong);
+        }
+        an_net_free(u);
+    }
     size_t same = 0;
     for (size_t i = 0; i < n; i++) same += pa[i] == pc[i];
     /* only the zero biases (9,570 of them) may coincide */

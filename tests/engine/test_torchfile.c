@@ -9,15 +9,27 @@
  * strided AlexNet: torchvision's names and shapes, a sample of each tensor
  * and its exact sums. Bad files: the status, a message that names the file
  * and says why, an empty set afterwards. Non-regular files, an_file_sniff,
- * and no file descriptor left open. */
+ * a file fuzz_torch found, a real allocation failure inside the pickle
+ * reader (a child process under RLIMIT_AS), and no file descriptor left
+ * open. */
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #include "foreign.h"
 #include "testutil.h"
@@ -271,6 +283,85 @@ static void test_sniff(void)
     }
 }
 
+/* found by fuzz_torch under UBSan: an empty tuple built before anything was
+ * pushed made the reader memcpy from its still-NULL stack (0 items). The file
+ * is an empty state dict and reads as one; the asan target's UBSan aborts on
+ * the old code. */
+static void test_regress(void)
+{
+    char path[700];
+    an_tensor_set set = {NULL, 12345};
+    an_status st = an_torch_read(tpath(path, sizeof path, "regress_empty_tuple_first.pth"), &set);
+    CHECK("an empty tuple first (fuzz_torch): an empty state dict", st == AN_OK && set.count == 0, "status %d, %d tensors%s%s",
+          (int)st, set.count, st == AN_OK ? "" : ": ", st == AN_OK ? "" : an_error_message());
+    an_tensor_set_free(&set);
+}
+
+/* malloc failing inside the pickle machine, below its own 256 MiB budget:
+ * AN_ERR_MEMORY, "out of memory", no crash and no hang (the failure path
+ * once called itself: an endless recursion at -O0, the budget's message at
+ * -O2). A child process limits its address space to its size now + 64 MB
+ * and reads bad_value_bomb.pth, whose values would take more than 256 MiB. */
+static void test_real_oom(void)
+{
+    const char *label = "malloc fails in the pickle: out of memory";
+#if defined(__SANITIZE_ADDRESS__)
+    printf("SKIP %s: built with AddressSanitizer, whose reserved shadow memory rules out RLIMIT_AS\n", label);
+    return;
+#endif
+    if (RUNNING_ON_VALGRIND) {
+        printf("SKIP %s: under valgrind, which manages the address space itself\n", label);
+        return;
+    }
+    char path[700];
+    tpath(path, sizeof path, "bad_value_bomb.pth");
+    int fd[2];
+    if (pipe(fd) != 0) {
+        CHECK(label, 0, "pipe: %s", strerror(errno));
+        return;
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        alarm(60); /* a hang ends the child */
+        char msg[600] = "cannot read /proc/self/statm";
+        unsigned long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        int ok = f && fscanf(f, "%lu", &pages) == 1;
+        if (f) fclose(f);
+        an_status st = AN_OK;
+        if (ok) {
+            struct rlimit rl;
+            rl.rlim_cur = rl.rlim_max = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)64 << 20);
+            if (setrlimit(RLIMIT_AS, &rl) != 0) {
+                snprintf(msg, sizeof msg, "setrlimit: %s", strerror(errno));
+                ok = 0;
+            }
+        }
+        if (ok) {
+            an_tensor_set set = {NULL, 12345};
+            st = an_torch_read(path, &set);
+            snprintf(msg, sizeof msg, "status %d, set %d: %s", (int)st, set.count, an_error_message());
+            ok = st == AN_ERR_MEMORY && strstr(an_error_message(), path) &&
+                 strstr(an_error_message(), "out of memory while reading the state dict") && set.count == 0 &&
+                 set.items == NULL;
+        }
+        ssize_t w = write(fd[1], msg, strlen(msg));
+        (void)w;
+        _exit(ok ? 0 : 1);
+    }
+    close(fd[1]);
+    char msg[600] = "";
+    ssize_t n = pid > 0 ? read(fd[0], msg, sizeof msg - 1) : -1;
+    msg[n > 0 ? n : 0] = 0;
+    close(fd[0]);
+    int ws = 0;
+    if (pid > 0) waitpid(pid, &ws, 0);
+    CHECK(label, pid > 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "%s%s", msg,
+          pid < 0 ? "fork failed" : WIFSIGNALED(ws) ? " (the child died of a signal)" : "");
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) fixture_dir = argv[1];
@@ -281,6 +372,8 @@ int main(int argc, char **argv)
     test_bad();
     test_not_regular();
     test_sniff();
+    test_regress();
+    test_real_oom();
     int fds_after = open_fds();
     CHECK("no file descriptor left open", fds == fds_after, "%d before, %d after", fds, fds_after);
     printf("%d passed, %d failed\n", n_pass, n_fail);

@@ -16,33 +16,23 @@
 #include <unistd.h>
 
 #include "foreign.h"
+#include "fuzz_util.h"
 
 static char tmp_path[96];
 
-static void broken(const char *what, const char *detail)
-{
-    fprintf(stderr, "fuzz_caffe: broken promise: %s (%s)\n", what, detail ? detail : "");
-    __builtin_trap();
-}
+static void broken(const char *what, const char *detail) { fuzz_broken("fuzz_caffe", what, detail); }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    /* one file per process: fork mode runs several at once */
-    snprintf(tmp_path, sizeof tmp_path, "/dev/shm/an_fuzz_caffe_%ld.caffemodel", (long)getpid());
+    fuzz_tmp_path(tmp_path, sizeof tmp_path, "caffe", ".caffemodel");
     return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    FILE *f = fopen(tmp_path, "wb");
-    if (!f) return 0;
-    int written = fwrite(data, 1, size, f) == size;
-    if (fclose(f) != 0 || !written) {
-        remove(tmp_path);
-        return 0;
-    }
+    if (!fuzz_write(tmp_path, data, size)) return 0;
     an_tensor_set set = {(an_tensor *)&set, -1};   /* junk: the reader must set it */
     an_status st = an_caffe_read(tmp_path, &set);
     if (st == AN_OK) {

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "foreign.h"
+#include "fuzz_util.h"
 
 extern size_t an_torch_limit_floats; /* torchfile.c: not in foreign.h */
 
@@ -32,17 +33,13 @@ static const char SEP[] = "\0PIECE\0";
 
 static char tmp_path[96];
 
-static void broken(const char *what, const char *detail)
-{
-    fprintf(stderr, "fuzz_torch: broken promise: %s (%s)\n", what, detail ? detail : "");
-    __builtin_trap();
-}
+static void broken(const char *what, const char *detail) { fuzz_broken("fuzz_torch", what, detail); }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    snprintf(tmp_path, sizeof tmp_path, "/dev/shm/an_fuzz_torch_%ld.pth", (long)getpid());
+    fuzz_tmp_path(tmp_path, sizeof tmp_path, "torch", ".pth");
     an_torch_limit_floats = (size_t)1 << 22;
     return 0;
 }

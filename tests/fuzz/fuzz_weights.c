@@ -35,6 +35,7 @@
 
 #include "alexnet.h"
 #include "weights.h"
+#include "fuzz_util.h"
 
 static an_net *net;
 static char tmp_path[96];
@@ -61,7 +62,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    snprintf(tmp_path, sizeof tmp_path, "/dev/shm/an_fuzz_weights_%ld.h5", (long)getpid());
+    fuzz_tmp_path(tmp_path, sizeof tmp_path, "weights", ".h5");
     an_set_threads(1);
     if (an_net_create(2, 1, &net) != AN_OK) {
         fprintf(stderr, "fuzz_weights: cannot create the net: %s\n", an_error_message());
@@ -72,13 +73,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    FILE *f = fopen(tmp_path, "wb");
-    if (!f) return 0;
-    int written = fwrite(data, 1, size, f) == size;
-    if (fclose(f) != 0 || !written) {
-        remove(tmp_path);
-        return 0;
-    }
+    if (!fuzz_write(tmp_path, data, size)) return 0;
 
     an_weights_file_info info;
     an_status st = an_weights_info(tmp_path, &info);

@@ -76,3 +76,12 @@ stripes <- function(n, seed) {
   }
   image_array(px, labels = factor(lab, levels = c("h", "v")))
 }
+
+# A JPEG file of x (height x width x channels, 0..255) written by libjpeg
+# through the package's test entry (integers, quality 100 by default).
+write_jpeg <- function(path, x, quality = 100) {
+  dir.create(dirname(path), recursive = TRUE, showWarnings = FALSE)
+  storage.mode(x) <- "integer"
+  .Call(C_test_write_jpeg, path, x, as.integer(quality))
+  invisible(path)
+}

@@ -99,7 +99,7 @@ test_that("a 227 x 227 input is not resized and gives what the engine gives", {
   }
   input <- c(engine_input(x[1, , , ]), engine_input(x[2, , , ]))
   for (layer in c("conv_1", "convpool_5", "softmax")) {
-    until <- .Call(alexnet:::C_output_find, layer)
+    until <- .Call(alexnet:::C_output_find, net$ptr, layer)
     direct <- .Call(alexnet:::C_forward_input, net$ptr, input, until)
     expect_equal(alexnet_features(net, x, layer), direct, tolerance = 1e-6, label = layer)
   }

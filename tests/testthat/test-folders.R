@@ -2,13 +2,6 @@
 # alexnet_features(), predict() and alexnet_train(). The JPEG files are
 # written by a test-only .Call (libjpeg), so no R package is needed.
 
-write_jpeg <- function(path, x, quality = 100) {
-  dir.create(dirname(path), recursive = TRUE, showWarnings = FALSE)
-  storage.mode(x) <- "integer"
-  .Call(C_test_write_jpeg, path, x, as.integer(quality))
-  invisible(path)
-}
-
 # A smooth RGB image, dim c(h, w, 3), values 0..255.
 smooth_image <- function(h = 48, w = 64, phase = 0) {
   y <- matrix(seq(0, 1, length.out = h), h, w)
@@ -79,7 +72,7 @@ test_that("image_folder() refuses bad folders and options", {
   writeLines("x", file.path(empty, "b", "readme.txt"))
   expect_error(image_folder(empty), "b.*has no JPEG files", class = "alexnet_error")
   unlink(file.path(empty, "b"), recursive = TRUE)
-  expect_error(image_folder(empty, size = 224), "227", class = "alexnet_error")
+  expect_error(image_folder(empty, size = 300), "networks' inputs.*224.*227", class = "alexnet_error")
   expect_error(image_folder(empty, augment = list()), "augment", class = "alexnet_error")
   expect_error(image_files(file.path(empty, "nope.jpg")), "nope.jpg", class = "alexnet_error")
   expect_error(image_folder(empty, resize = "squash"))

@@ -12,7 +12,7 @@ test_that("a network that went through serialization is reported invalid", {
   expect_error(alexnet_layer_table(copy), "no longer valid", class = "alexnet_error")
   expect_output(print(copy), "invalid network")
   # the C side refuses it too
-  src <- .Call(alexnet:::C_loader_create_array, x, FALSE)
+  src <- .Call(alexnet:::C_loader_create_array, x, FALSE, 227L)
   expect_error(.Call(alexnet:::C_loader_forward, src, copy$ptr, 1L, 0L, 1L, FALSE),
                "no longer valid \\(saved and reloaded\\?\\)")
   .Call(alexnet:::C_loader_free, src)

@@ -39,7 +39,7 @@ test_that("the layer table has the Heuritech names and parameter counts", {
   expect_identical(tab$name[tab$feature], alexnet_layers())
   expect_identical(.Call(alexnet:::C_net_outputs, net$ptr)$name, alexnet_layers())
   expect_identical(
-    vapply(alexnet_layers(), function(l) .Call(alexnet:::C_output_find, l), 1L),
+    vapply(alexnet_layers(), function(l) .Call(alexnet:::C_output_find, net$ptr, l), 1L),
     setNames(seq_along(alexnet_layers()) - 1L, alexnet_layers())
   )
 })

@@ -82,7 +82,7 @@ test_that("print() of a net names its frozen layers; finetune names its stages",
 test_that("a fresh net and the default optimiser train from scratch", {
   net <- alexnet(labels = c("h", "v"), seed = 1)
   on.exit(release())
-  expect_equal(.Call(C_net_scale, net$ptr, NULL), 1 / 255, tolerance = 1e-7)
+  expect_equal(.Call(C_net_scale, net$ptr, NULL), rep(1 / 255, 3), tolerance = 1e-7)
   # sgd()'s defaults are Keras' (lr 0.01, the seed's); with the seed's
   # scale 1 the same run diverges
   expect_no_warning(fit <- alexnet_train(net, stripes(32, 1), validation = stripes(16, 2), epochs = 6,
