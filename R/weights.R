@@ -336,7 +336,9 @@ print.alexnet_weights_info <- function(x, ...) {
   cat(sprintf("kind: %s\n", kind))
   cat(sprintf("variant: %s\n", x$arch))
   names <- x$class_names
-  shown <- if (is.null(names)) {
+  shown <- if (is.null(names) && isTRUE(x$classes == 1000) && x$kind %in% c("keras1", "caffe", "torch")) {
+    "ImageNet's, named by imagenet_classes()"
+  } else if (is.null(names)) {
     "no class names"
   } else if (length(names) > 6L) {
     paste0(paste(utils::head(names, 5L), collapse = ", "), ", ..., ", names[length(names)])
