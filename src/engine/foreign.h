@@ -43,6 +43,9 @@ int64_t an_tensor_numel(const an_tensor *t);
  * strides and storage offset that stay inside their storage. The legacy
  * (pre-1.6, non-zip) format is refused with a message saying how to re-save. */
 an_status an_torch_read(const char *path, an_tensor_set *out);
+/* The same without reading the storages: names and shapes, every check but
+ * the storages' CRCs, data NULL (a file's description costs a pickle). */
+an_status an_torch_read_shapes(const char *path, an_tensor_set *out);
 
 /* A Caffe NetParameter: `layer` (LayerParameter) or the older `layers`
  * (V1LayerParameter). Each layer's blobs become "<layer>.weight" (blob 0)

@@ -22,7 +22,8 @@ typedef struct {
     an_tensor_set set;
 } foreign_file;
 
-static an_status foreign_open(foreign_file *f, const char *path, an_file_kind kind)
+/* with_data 0: names and shapes suffice (a description) */
+static an_status foreign_open(foreign_file *f, const char *path, an_file_kind kind, int with_data)
 {
     memset(f, 0, sizeof *f);
     f->path = path;
@@ -30,7 +31,7 @@ static an_status foreign_open(foreign_file *f, const char *path, an_file_kind ki
     if (kind == AN_FILE_TORCH_ZIP || kind == AN_FILE_TORCH_LEGACY) {
         f->arch = AN_ARCH_TORCHVISION;
         f->layers = TORCH_LAYERS;
-        return an_torch_read(path, &f->set);
+        return with_data ? an_torch_read(path, &f->set) : an_torch_read_shapes(path, &f->set);
     }
     f->arch = AN_ARCH_CAFFE;
     f->layers = CAFFE_LAYERS;
@@ -104,7 +105,7 @@ static const char *kind_text(an_file_kind kind)
 an_status an_foreign_load(an_net *net, const char *path, an_file_kind kind, int by_name, an_weights_report *report)
 {
     foreign_file f;
-    an_status s = foreign_open(&f, path, kind);
+    an_status s = foreign_open(&f, path, kind, 1);
     an_weights_report rep;
     memset(&rep, 0, sizeof rep);
     rep.kind = kind == AN_FILE_CAFFE ? AN_WEIGHTS_CAFFE : AN_WEIGHTS_TORCH;
@@ -195,7 +196,7 @@ an_status an_foreign_load(an_net *net, const char *path, an_file_kind kind, int 
 an_status an_foreign_info(const char *path, an_file_kind kind, an_weights_file_info *info)
 {
     foreign_file f;
-    an_status s = foreign_open(&f, path, kind);
+    an_status s = foreign_open(&f, path, kind, 0);
     if (s != AN_OK) return s;
     memset(info, 0, sizeof *info);
     info->kind = kind == AN_FILE_CAFFE ? AN_WEIGHTS_CAFFE : AN_WEIGHTS_TORCH;

@@ -572,6 +572,7 @@ typedef struct {
     zip_t *z;
     off_t file_size;
     char prefix[MAX_NAME + 1];
+    int with_data;          /* 0: shapes only, the storages' sizes checked, not read */
 } archive;
 
 static an_status zip_bad(const archive *a, const char *entry, const char *what)
@@ -579,15 +580,14 @@ static an_status zip_bad(const archive *a, const char *entry, const char *what)
     return an_fail(AN_ERR_FORMAT, "'%s': entry '%s': %s", a->path, entry, what);
 }
 
-/* the whole entry idx, whose size must be `want` (or at most `cap` when want
- * is UINT64_MAX), into a new buffer; the size is checked against the file's
- * own length before anything is allocated */
-static an_status read_entry(const archive *a, zip_int64_t idx, uint64_t want, uint64_t cap, unsigned char **out,
-                            uint64_t *got_size)
+/* entry idx's sizes (into *sb; its shown name into en[200]), checked: its
+ * size must be `want` (or at most `cap` when want is UINT64_MAX), and both
+ * sizes fit the file's own length */
+static an_status stat_entry(const archive *a, zip_int64_t idx, uint64_t want, uint64_t cap, char *en,
+                            zip_stat_t *sb_out)
 {
-    char en[200];
     const char *name = zip_get_name(a->z, (zip_uint64_t)idx, ZIP_FL_ENC_RAW);
-    shown(name ? name : "?", name ? strlen(name) : 1, en, sizeof en);
+    shown(name ? name : "?", name ? strlen(name) : 1, en, 200);
     zip_stat_t sb;
     zip_stat_init(&sb);
     uint64_t flags = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD;
@@ -614,6 +614,19 @@ static an_status read_entry(const archive *a, zip_int64_t idx, uint64_t want, ui
                  (unsigned long long)cap);
         return zip_bad(a, en, msg);
     }
+    *sb_out = sb;
+    return AN_OK;
+}
+
+/* the whole entry idx (its size checked by stat_entry before anything is
+ * allocated) into a new buffer */
+static an_status read_entry(const archive *a, zip_int64_t idx, uint64_t want, uint64_t cap, unsigned char **out,
+                            uint64_t *got_size)
+{
+    char en[200], msg[200];
+    zip_stat_t sb;
+    an_status st = stat_entry(a, idx, want, cap, en, &sb);
+    if (st != AN_OK) return st;
     unsigned char *buf = malloc(sb.size ? sb.size : 1);
     if (!buf) return oom(a->path);
     zip_file_t *f = zip_fopen_index(a->z, (zip_uint64_t)idx, 0);
@@ -800,13 +813,17 @@ static an_status fill_group(const archive *a, item *items, size_t n, an_tensor_s
                        a->path, key, (long long)numel);
     unsigned char *raw = NULL;
     uint64_t got = 0;
-    an_status st = read_entry(a, idx, (uint64_t)(numel * es), 0, &raw, &got);
+    char en[200];
+    zip_stat_t sb;
+    an_status st = a->with_data ? read_entry(a, idx, (uint64_t)(numel * es), 0, &raw, &got)
+                                : stat_entry(a, idx, (uint64_t)(numel * es), 0, en, &sb);
     if (st != AN_OK) {
         char why[400];
         snprintf(why, sizeof why, "%s", an_error_message());
         return an_fail(st, "%s (storage '%s' of %lld elements of %lld bytes)", why, key, (long long)numel,
                        (long long)es);
     }
+    if (!a->with_data) return AN_OK;
     float *f = malloc((size_t)(numel ? numel : 1) * sizeof *f);
     if (!f) {
         free(raw);
@@ -881,7 +898,12 @@ static an_status collect(const archive *a, const value *root, an_tensor_set *out
 
 /* ------------------------------------------------------------- entry point */
 
-an_status an_torch_read(const char *path, an_tensor_set *out)
+static an_status torch_read(const char *path, an_tensor_set *out, int with_data);
+
+an_status an_torch_read(const char *path, an_tensor_set *out) { return torch_read(path, out, 1); }
+an_status an_torch_read_shapes(const char *path, an_tensor_set *out) { return torch_read(path, out, 0); }
+
+static an_status torch_read(const char *path, an_tensor_set *out, int with_data)
 {
     if (!out) return an_fail(AN_ERR_ARGUMENT, "an_torch_read: no output set");
     out->items = NULL;
@@ -912,7 +934,7 @@ an_status an_torch_read(const char *path, an_tensor_set *out)
         return an_fail(AN_ERR_FORMAT, "'%s' is not a torch.save file (no zip archive signature)", path);
     }
     int zerr = 0;
-    archive a = {.path = path, .file_size = sb.st_size};
+    archive a = {.path = path, .file_size = sb.st_size, .with_data = with_data};
     a.z = zip_fdopen(fd, ZIP_RDONLY | ZIP_CHECKCONS, &zerr);
     if (!a.z) { /* zip_fdopen closes fd only on success */
         close(fd);

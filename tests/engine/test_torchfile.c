@@ -362,6 +362,31 @@ static void test_real_oom(void)
           pid < 0 ? "fork failed" : WIFSIGNALED(ws) ? " (the child died of a signal)" : "");
 }
 
+/* an_torch_read_shapes: the same names and shapes as a full read, no data,
+ * and the storages' sizes still checked */
+static void test_shapes_only(void)
+{
+    char path[700];
+    an_tensor_set full = {NULL, 0}, shapes = {NULL, 0};
+    tpath(path, sizeof path, "torchvision_alexnet_strided.pth");
+    if (status_ok("shapes only: full read", an_torch_read(path, &full)) &&
+        status_ok("shapes only: shapes read", an_torch_read_shapes(path, &shapes))) {
+        int same = full.count == shapes.count;
+        for (int i = 0; same && i < full.count; i++) {
+            const an_tensor *a = &full.items[i], *b = &shapes.items[i];
+            same = !strcmp(a->name, b->name) && a->ndim == b->ndim && b->data == NULL &&
+                   !memcmp(a->shape, b->shape, sizeof a->shape);
+        }
+        CHECK("shapes only: the same names and shapes, no data", same, "%d vs %d tensors", full.count, shapes.count);
+    }
+    an_tensor_set_free(&full);
+    an_tensor_set_free(&shapes);
+    an_status st = an_torch_read_shapes(tpath(path, sizeof path, "bad_short_storage.pth"), &shapes);
+    CHECK("shapes only: a storage shorter than declared is still refused",
+          st == AN_ERR_FORMAT && shapes.count == 0 && strstr(an_error_message(), "bad_short_storage.pth"),
+          "status %d: %s", (int)st, an_error_message());
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) fixture_dir = argv[1];
@@ -369,6 +394,7 @@ int main(int argc, char **argv)
     int fds = open_fds();
     test_valid();
     test_strided_alexnet();
+    test_shapes_only();
     test_bad();
     test_not_regular();
     test_sniff();
