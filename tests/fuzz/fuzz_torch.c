@@ -152,6 +152,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         (void)sink;
     }
+    /* the description (shapes only) of a file that reads is the same tensors */
+    an_tensor_set shapes = {NULL, -1};
+    an_status sst = an_torch_read_shapes(tmp_path, &shapes);
+    if (sst != AN_OK && (shapes.count != 0 || shapes.items)) broken("a failed description left tensors", NULL);
+    if (st == AN_OK && (sst != AN_OK || shapes.count != set.count))
+        broken("a file that reads has another description", an_error_message());
+    for (int i = 0; sst == AN_OK && i < shapes.count; i++)
+        if (shapes.items[i].data) broken("a description with data", shapes.items[i].name);
+    an_tensor_set_free(&shapes);
     an_tensor_set_free(&set);
     remove(tmp_path);
     return 0;
