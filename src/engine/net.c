@@ -528,7 +528,7 @@ static an_status plan_create(const an_net *net, int n, int training, an_plan **o
     *out = NULL;
     an_status s = check_batch_memory(net, n, training);
     if (s != AN_OK) return s;
-    an_plan *p = calloc(1, sizeof *p);
+    an_plan *p = an_fault() ? NULL : calloc(1, sizeof *p);
     if (!p) return an_fail(AN_ERR_MEMORY, "out of memory creating a plan");
     an_device *dev = net->dev;
     const an_backend *B = dev->ops;

@@ -199,6 +199,18 @@ an_status an_cuda_device_open(int ordinal, an_device **out);
 /* For tests: the CPU answers as if it had no AVX512_BF16 (1) or as it is (0). */
 void an_cpu_test_hide_bf16(int hide);
 
+/* For tests: the n-th allocation on the forward and training paths from
+ * now fails as if memory ran out (0: none fails); an_test_allocations()
+ * counts those made since. They are the CPU backend's memory, workspaces,
+ * oneDNN primitives and ops, and the nets' plans (error.c). */
+void an_test_fail_allocation(long n);
+long an_test_allocations(void);
+/* Called right before each of those allocations: 1 when a test's injected
+ * failure falls on it. Untested, it costs one predictable branch. */
+extern int an_fault_watching;
+int an_fault_hit(void);
+static inline int an_fault(void) { return __builtin_expect(an_fault_watching, 0) ? an_fault_hit() : 0; }
+
 /* For tests: every later GPU allocation through the backend of more than
  * `bytes` fails as if the GPU were out of memory (0: no limit). */
 void an_cuda_test_alloc_limit(size_t bytes);

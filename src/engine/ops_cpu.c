@@ -88,9 +88,12 @@ const char *an_backend_name(void)
     return name;
 }
 
+/* oneDNN out of memory is the caller's memory error, not a backend fault */
 #define DNNL_TRY(call, what)                                                           \
     do {                                                                               \
         dnnl_status_t st_ = (call);                                                    \
+        if (st_ == dnnl_out_of_memory)                                                 \
+            return an_fail(AN_ERR_MEMORY, "oneDNN ran out of memory in %s", what);     \
         if (st_ != dnnl_success)                                                       \
             return an_fail(AN_ERR_BACKEND, "oneDNN failed in %s (status %d)", what, (int)st_); \
     } while (0)
@@ -157,7 +160,8 @@ static an_status reorder(const dnnl_memory_desc_t *from, const void *src,
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t prim;
     DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, NULL), "reorder_pd");
-    dnnl_status_t st = dnnl_primitive_create(&prim, pd);
+    /* a test's injected failure stands for oneDNN out of memory (ops.h) */
+    dnnl_status_t st = an_fault() ? dnnl_out_of_memory : dnnl_primitive_create(&prim, pd);
     dnnl_primitive_desc_destroy(pd);
     DNNL_TRY(st, "reorder");
     argset args = {0};
@@ -177,7 +181,7 @@ static an_status buffer_fit(buffer *b, size_t bytes)
     free(b->data);
     b->data = NULL;
     b->bytes = 0;
-    if (posix_memalign(&b->data, 64, bytes ? bytes : 64) != 0)
+    if (an_fault() || posix_memalign(&b->data, 64, bytes ? bytes : 64) != 0)
         return an_fail(AN_ERR_MEMORY, "out of memory allocating %.1f MB", bytes / 1048576.0);
     b->bytes = bytes;
     return AN_OK;
@@ -202,7 +206,7 @@ static an_status make_primitive(const void *op_desc, const_dnnl_primitive_attr_t
                                 dnnl_primitive_t *prim, const char *what)
 {
     DNNL_TRY(dnnl_primitive_desc_create(pd, op_desc, attr, engine, hint), what);
-    DNNL_TRY(dnnl_primitive_create(prim, *pd), what);
+    DNNL_TRY(an_fault() ? dnnl_out_of_memory : dnnl_primitive_create(prim, *pd), what);
     return AN_OK;
 }
 
@@ -289,7 +293,7 @@ an_status an_conv_create(const an_conv_spec *spec, int training, const an_layout
     an_status s = conv_check(spec);
     if (s == AN_OK) s = backend_ready();
     if (s != AN_OK) return s;
-    an_conv *op = calloc(1, sizeof *op);
+    an_conv *op = an_fault() ? NULL : calloc(1, sizeof *op);
     if (!op) return an_fail(AN_ERR_MEMORY, "out of memory creating a convolution");
     op->s = *spec;
     op->training = training;
@@ -496,7 +500,7 @@ an_status an_pool_create(const an_pool_spec *spec, int training, const an_layout
                        spec->n, spec->c, spec->h, spec->w, spec->k, spec->stride);
     an_status s = backend_ready();
     if (s != AN_OK) return s;
-    an_pool *op = calloc(1, sizeof *op);
+    an_pool *op = an_fault() ? NULL : calloc(1, sizeof *op);
     if (!op) return an_fail(AN_ERR_MEMORY, "out of memory creating a pooling op");
     op->s = *spec;
     op->training = training;
@@ -609,7 +613,7 @@ an_status an_lrn_create(const an_lrn_spec *spec, int training, const an_layout *
                        spec->h, spec->w, spec->size);
     an_status s = backend_ready();
     if (s != AN_OK) return s;
-    an_lrn *op = calloc(1, sizeof *op);
+    an_lrn *op = an_fault() ? NULL : calloc(1, sizeof *op);
     if (!op) return an_fail(AN_ERR_MEMORY, "out of memory creating an LRN op");
     op->s = *spec;
     op->training = training;
@@ -678,7 +682,7 @@ an_status an_dense_forward(int n, int in, int out, const float *x, const float *
 {
     /* y^T = W x^T streams the big weight matrix once with long rows: measured
      * 2-5x faster than x W^T in sgemm for the small batches used here. */
-    float *yt = malloc(sizeof(float) * n * out);
+    float *yt = an_fault() ? NULL : malloc(sizeof(float) * n * out);
     if (!yt) return an_fail(AN_ERR_MEMORY, "out of memory in a dense layer (%d x %d)", n, out);
     dnnl_status_t st = dnnl_sgemm('N', 'T', out, n, in, 1.0f, w, in, x, in, 0.0f, yt, n);
     if (st == dnnl_success) {
@@ -786,7 +790,7 @@ static an_status cpu_alloc(an_device *dev, size_t bytes, void **out)
 {
     (void)dev;
     *out = NULL;
-    if (posix_memalign(out, 64, bytes ? bytes : 64) != 0) {
+    if (an_fault() || posix_memalign(out, 64, bytes ? bytes : 64) != 0) {
         *out = NULL;
         return an_fail(AN_ERR_MEMORY, "out of memory allocating %.1f MB", bytes / 1048576.0);
     }

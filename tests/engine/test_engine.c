@@ -1482,6 +1482,102 @@ done:
     anfx_free(fn);
 }
 
+/* Low memory leaves the net usable: with an allocation failure injected at
+ * each allocation k of a forward pass and a training step (ops.h), whichever
+ * call meets it returns a memory error with a message, and the net then
+ * computes the same features and takes the same training step, bit for bit,
+ * as a net that never failed. Dropout is on, reseeded before each step.
+ * Each k costs a fresh net's forward and step (about 1.3 s here): by
+ * default every 10th allocation and the first 7 (plans, primitives); with
+ * AN_ALLOC_FAILURES_ALL=1 every one (148 of them, all pass, 3 min). */
+static void test_alloc_failures(void)
+{
+    enum { N = 2, CLASSES = 3 };
+    const uint64_t dropout_seed = 91;
+    an_net *base = NULL, *ref = NULL;
+    float *images = xmalloc((size_t)N * AN_INPUT_PIXELS * sizeof(float));
+    hash_fill_image(images, (size_t)N * AN_INPUT_PIXELS, 6000);
+    int labels[N] = {1, 2}, correct = 0;
+    double loss = 0;
+    an_sgd opt = {1e-3f, 0.9f, 1e-3f, 5e-4f, 1};
+    int ok = status_ok("alloc failures: create", an_net_create(CLASSES, 41, &base));
+    size_t np = ok ? an_net_param_count(base) : 0, nf = (size_t)N * (ok ? an_output_size(base, AN_DENSE_3) : 0);
+    float *features = falloc(nf, 0), *got = falloc(nf, 0), *stepped = NULL;
+    /* the references: features, then one step, on a clone that never fails */
+    ok = ok && status_ok("alloc failures: clone", an_net_clone(base, &ref)) &&
+         status_ok("alloc failures: forward", an_net_forward(ref, images, N, AN_DENSE_3, features));
+    if (ok) an_net_seed_dropout(ref, dropout_seed);
+    ok = ok && status_ok("alloc failures: step", an_net_train_step(ref, images, labels, N, AN_LOSS_CROSS_ENTROPY, &opt,
+                                                                     &loss, &correct));
+    if (ok) stepped = fdup(an_net_params(ref), np);
+    an_net_free(ref);
+    /* how many allocations a fresh net's forward and training step make */
+    long total = 0;
+    if (ok) {
+        ok = status_ok("alloc failures: clone", an_net_clone(base, &ref));
+        an_test_fail_allocation(0);
+        ok = ok && status_ok("alloc failures: counted forward", an_net_forward(ref, images, N, AN_DENSE_3, got));
+        if (ok) an_net_seed_dropout(ref, dropout_seed);
+        ok = ok && status_ok("alloc failures: counted step", an_net_train_step(ref, images, labels, N,
+                                                                                 AN_LOSS_CROSS_ENTROPY, &opt, &loss,
+                                                                                 &correct));
+        total = an_test_allocations();
+        an_test_fail_allocation(0);
+        an_net_free(ref);
+    }
+    int failed = 0, tried = 0;
+    const char *all = getenv("AN_ALLOC_FAILURES_ALL");
+    const long stride = all && !strcmp(all, "1") ? 1 : 10;
+    for (long k = 1; ok && k <= total + 1; k += k < 8 ? 1 : stride) {
+        tried++;
+        an_net *net = NULL;
+        if (!status_ok("alloc failures: clone", an_net_clone(base, &net))) { failed++; break; }
+        an_test_fail_allocation(k);
+        an_status st = an_net_forward(net, images, N, AN_DENSE_3, got), st_step = AN_OK;
+        if (st == AN_OK) {
+            an_net_seed_dropout(net, dropout_seed);
+            st_step = an_net_train_step(net, images, labels, N, AN_LOSS_CROSS_ENTROPY, &opt, &loss, &correct);
+        }
+        an_status bad = st != AN_OK ? st : st_step;
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", an_error_message());
+        an_test_fail_allocation(0);
+        /* the failure is the one injected (none past the last allocation),
+         * and the parameters are as they were */
+        const char *why = NULL;
+        if (k <= total ? bad != AN_ERR_MEMORY || !msg[0] : bad != AN_OK) why = "status";
+        else if (memcmp(an_net_params(net), an_net_params(base), np * sizeof(float)) != 0 && k <= total)
+            why = "parameters changed by a failed call";
+        else if (k <= total) {
+            an_status s1 = an_net_forward(net, images, N, AN_DENSE_3, got);
+            if (s1 != AN_OK) why = "forward after the failure";
+            else if (memcmp(got, features, nf * sizeof(float)) != 0) why = "features after the failure";
+            an_net_seed_dropout(net, dropout_seed);
+            if (!why && an_net_train_step(net, images, labels, N, AN_LOSS_CROSS_ENTROPY, &opt, &loss, &correct) != AN_OK)
+                why = "training step after the failure";
+            else if (!why && memcmp(an_net_params(net), stepped, np * sizeof(float)) != 0)
+                why = "training step's parameters after the failure";
+        } else if (memcmp(an_net_params(net), stepped, np * sizeof(float)) != 0)
+            why = "training step's parameters without a failure";
+        if (why) {
+            char lab[96];
+            snprintf(lab, sizeof lab, "alloc failures: allocation %ld", k);
+            CHECK(lab, 0, "%s (status %d: %s; now: %s)", why, (int)bad, msg, an_error_message());
+            failed++;
+        }
+        an_net_free(net);
+    }
+    CHECK("alloc failures: a failure at each allocation of a forward and a training step leaves the net computing "
+          "the same features and step",
+          ok && total > 0 && failed == 0, "%ld allocations, %d of them tried (every %ld%s), %d failed", total, tried,
+          stride, stride > 1 ? "; AN_ALLOC_FAILURES_ALL=1: each" : "", failed);
+    an_net_free(base);
+    free(stepped);
+    free(features);
+    free(got);
+    free(images);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) fixture_dir = argv[1];
@@ -1500,6 +1596,7 @@ int main(int argc, char **argv)
     if (want("gradcam")) test_gradcam();
     if (want("clone")) test_clone();
     if (want("start_above_frozen")) test_start_above_frozen();
+    if (want("alloc_failures")) test_alloc_failures();
     if (want("train_full") || want("train_frozen") || want("train_determinism")) test_train();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
