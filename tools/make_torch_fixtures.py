@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import splitmix64  # noqa: E402  (the same hash as the other fixtures)
+from make_fixtures import Writer, splitmix64  # noqa: E402  (the same hash and .anfx writer)
 
 # ---------------------------------------------------------------- the strided AlexNet
 # torchvision.models.alexnet()'s state dict, in order (checked against
@@ -104,26 +104,14 @@ def strided_alexnet_state_dict():
 
 
 # ---------------------------------------------------------------- .anfx
-class Anfx:
-    def __init__(self):
-        self.items = []
+class Anfx(Writer):
+    """make_fixtures' writer, keeping 0-d arrays 0-d (the scalar fixture)."""
 
     def add(self, name, arr):
         a = np.asarray(arr)
         if a.dtype not in (np.float32, np.float64, np.int32):
             a = a.astype(np.int32 if a.dtype.kind in "iu" else np.float32)
         self.items.append((name, np.array(a, order="C")))   # (ascontiguousarray makes 0-d 1-d)
-
-    def write(self, path):
-        codes = {np.dtype(np.float32): 0, np.dtype(np.int32): 1, np.dtype(np.float64): 2}
-        with open(path, "wb") as f:
-            f.write(b"ANFX" + struct.pack("<II", 1, len(self.items)))
-            for name, a in self.items:
-                nb = name.encode()
-                f.write(struct.pack("<I", len(nb)) + nb + struct.pack("<II", codes[a.dtype], a.ndim))
-                f.write(struct.pack("<%dI" % a.ndim, *a.shape))
-                f.write(a.astype(a.dtype.newbyteorder("<")).tobytes())
-        print("wrote %s (%d tensors, %d bytes)" % (path, len(self.items), os.path.getsize(path)))
 
 
 # ---------------------------------------------------------------- hand-made pickles, torch's layout
