@@ -23,7 +23,7 @@ src=../src/engine
 cflags=$(pkg-config --cflags libjpeg 2>/dev/null || true)
 libs=$(pkg-config --libs libjpeg 2>/dev/null || echo -ljpeg)
 cc -O2 -fopenmp -std=gnu11 -Wall -Wextra -I$src $cflags -o "$dir/bench_images" bench_images.c \
-  $src/jpeg.c $src/augment.c $src/loader.c $src/pixels.c $src/image.c $src/backend.c $src/signals.c $src/rng.c $src/error.c \
+  $src/jpeg.c $src/files.c $src/augment.c $src/loader.c $src/pixels.c $src/backend.c $src/signals.c $src/rng.c $src/error.c \
   $libs -lpthread -lm
 raw=$dir/raw.jsonl
 : > "$raw"

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "caffe_subset.pb-c.h"
+#include "files.h"
 #include "foreign.h"
 
 /* protobuf's own limit on a message */
@@ -502,29 +503,20 @@ static an_status read_whole(const char *path, uint8_t **buf_out, size_t *size_ou
 {
     *buf_out = NULL;
     *size_out = 0;
-    /* O_NONBLOCK: a FIFO named like a model must not hang the caller */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return an_fail(AN_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return an_fail(AN_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return an_fail(AN_ERR_IO, "'%s' is not a regular file", path);
-    }
-    if (st.st_size == 0) {
+    int fd;
+    long long bytes;
+    an_status opened = an_open_regular(path, "weights file", &fd, &bytes);
+    if (opened != AN_OK) return opened;
+    if (bytes == 0) {
         close(fd);
         return an_fail(AN_ERR_FORMAT, "'%s' is empty", path);
     }
-    if (st.st_size < 0 || (long long)st.st_size > CAFFE_MAX_BYTES) {
+    if (bytes < 0 || bytes > CAFFE_MAX_BYTES) {
         close(fd);
-        return an_fail(AN_ERR_FORMAT, "'%s' is %lld bytes, more than the 2 GB a protobuf message can hold",
-                       path, (long long)st.st_size);
+        return an_fail(AN_ERR_FORMAT, "'%s' is %lld bytes, more than the 2 GB a protobuf message can hold", path,
+                       bytes);
     }
-    size_t size = (size_t)st.st_size;
+    size_t size = (size_t)bytes;
     uint8_t *buf = malloc(size);
     if (!buf) {
         close(fd);

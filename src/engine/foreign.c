@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "files.h"
 #include "foreign.h"
 
 void an_tensor_set_free(an_tensor_set *set)
@@ -37,15 +38,9 @@ int64_t an_tensor_numel(const an_tensor *t)
 an_status an_file_sniff(const char *path, an_file_kind *out)
 {
     *out = AN_FILE_UNKNOWN;
-    /* O_NONBLOCK: a FIFO named like a weights file must not hang the caller */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return an_fail(AN_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return an_fail(AN_ERR_IO, "'%s' is %s", path, S_ISDIR(st.st_mode) ? "a directory, not a file"
-                                                                          : "not a regular file");
-    }
+    int fd;
+    an_status opened = an_open_regular(path, "weights file", &fd, NULL);
+    if (opened != AN_OK) return opened;
     unsigned char head[8] = {0};
     ssize_t got = read(fd, head, sizeof head);
     close(fd);

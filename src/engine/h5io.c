@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include "files.h"
 #include "h5io.h"
 
 void an_h5_quiet_begin(an_h5_quiet *q)
@@ -157,17 +158,10 @@ hid_t an_h5_create_in_memory(const char *mem_name, size_t bytes, an_h5_image *im
 
 an_status an_h5_check_readable(const char *path, const char *what, long long *bytes)
 {
-    struct stat st;
-    if (stat(path, &st) != 0) return an_fail(AN_ERR_IO, "cannot read %s '%s': %s", what, path, strerror(errno));
-    if (S_ISDIR(st.st_mode)) return an_fail(AN_ERR_IO, "cannot read %s '%s': it is a directory", what, path);
-    /* a FIFO would block HDF5's open for ever, a device never end */
-    if (!S_ISREG(st.st_mode))
-        return an_fail(AN_ERR_IO, "cannot read %s '%s': not a regular file (a pipe, socket or device)", what, path);
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return an_fail(AN_ERR_IO, "cannot read %s '%s': %s", what, path, strerror(errno));
-    close(fd);
-    if (bytes) *bytes = (long long)st.st_size;
-    return AN_OK;
+    int fd;
+    an_status opened = an_open_regular(path, what, &fd, bytes);
+    if (opened == AN_OK) close(fd);
+    return opened;
 }
 
 /* The folder of `path` (a copy to free), "." for a bare name. */

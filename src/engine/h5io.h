@@ -23,9 +23,7 @@ const char *an_h5_detail(char buf[160]);
 void an_h5_close(hid_t *id);
 
 /* AN_OK when `path` is a regular file this process may read (its size in
- * *bytes unless NULL); else a message "cannot read <what> '<path>': ..."
- * (missing, a directory, a FIFO or device, which would block or never end,
- * no permission). */
+ * *bytes unless NULL); else an_open_regular's message (files.h). */
 an_status an_h5_check_readable(const char *path, const char *what, long long *bytes);
 
 /* A file built in memory: after H5Fclose, `mem` holds the image (free it). */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #endif
 
+#include "files.h"
 #include "images.h"
 
 #define DEFAULT_MAX_MEGAPIXELS 100.0
@@ -30,26 +31,9 @@
 
 /* ---- files ----------------------------------------------------------------- */
 
-/* strerror() is not thread-safe and strerror_r() has two incompatible
- * variants: the usual causes by hand. */
-static const char *errno_text(int e)
-{
-    switch (e) {
-    case ENOENT: return "no such file or directory";
-    case EACCES: return "permission denied";
-    case EISDIR: return "is a directory";
-    case ENOTDIR: return "a component of the path is not a directory";
-    case EMFILE: case ENFILE: return "too many open files";
-    case ENAMETOOLONG: return "file name too long";
-    case EIO: return "input/output error";
-    case ENOMEM: return "out of memory";
-    default: return NULL;
-    }
-}
-
 static an_status io_fail(const char *path, const char *what, int e)
 {
-    const char *t = errno_text(e);
+    const char *t = an_errno_text(e);
     if (t) return an_fail(AN_ERR_IO, "'%s': %s: %s", path, what, t);
     return an_fail(AN_ERR_IO, "'%s': %s (errno %d)", path, what, e);
 }
@@ -64,25 +48,15 @@ static an_status open_read(const char *path, FILE **out)
     *out = NULL;
     errno = 0;
 #ifndef _WIN32
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return io_fail(path, "cannot open", errno);
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return io_fail(path, "cannot open", e);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        if (S_ISDIR(st.st_mode)) return io_fail(path, "read error", EISDIR);
-        return an_fail(AN_ERR_IO, "'%s': not a regular file (a pipe, socket or device): refused", path);
-    }
-    if ((unsigned long long)st.st_size > MAX_FILE_BYTES) {
+    int fd;
+    long long bytes;
+    an_status opened = an_open_regular(path, "image", &fd, &bytes);
+    if (opened != AN_OK) return opened;
+    if ((unsigned long long)bytes > MAX_FILE_BYTES) {
         close(fd);
         return an_fail(AN_ERR_FORMAT, "'%s': %.1f GB, larger than 1 GiB: not a photo (refused before reading)",
-                       path, st.st_size / 1e9);
+                       path, bytes / 1e9);
     }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     *out = fdopen(fd, "rb");
     if (!*out) {
         int e = errno;

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
+#include "files.h"
 #include "foreign.h"
 
 #define PKL_MAX_BYTES ((uint64_t)64 << 20) /* a real state dict's pickle: ~100 bytes a tensor */
@@ -909,14 +910,10 @@ static an_status torch_read(const char *path, an_tensor_set *out, int with_data)
     out->items = NULL;
     out->count = 0;
     if (!path) return an_fail(AN_ERR_ARGUMENT, "an_torch_read: no path");
-    /* O_NONBLOCK: a FIFO named like a weights file must not hang the caller */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return an_fail(AN_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return an_fail(AN_ERR_IO, "'%s' is not a regular file", path);
-    }
+    int fd;
+    long long file_size;
+    an_status opened = an_open_regular(path, "weights file", &fd, &file_size);
+    if (opened != AN_OK) return opened;
     unsigned char head[4] = {0};
     ssize_t got = pread(fd, head, sizeof head, 0);
     if (got < 0) {
@@ -934,7 +931,7 @@ static an_status torch_read(const char *path, an_tensor_set *out, int with_data)
         return an_fail(AN_ERR_FORMAT, "'%s' is not a torch.save file (no zip archive signature)", path);
     }
     int zerr = 0;
-    archive a = {.path = path, .file_size = sb.st_size, .with_data = with_data};
+    archive a = {.path = path, .file_size = file_size, .with_data = with_data};
     a.z = zip_fdopen(fd, ZIP_RDONLY | ZIP_CHECKCONS, &zerr);
     if (!a.z) { /* zip_fdopen closes fd only on success */
         close(fd);

@@ -188,10 +188,10 @@ static void check_paths(void)
     char path[1024];
     snprintf(path, sizeof path, "%s/missing.caffemodel", dir);
     expect_failure("refuse a missing file", path, AN_ERR_IO, "cannot open");
-    expect_failure("refuse a directory", dir, AN_ERR_IO, "is not a regular file");
+    expect_failure("refuse a directory", dir, AN_ERR_IO, "is a directory");
     snprintf(path, sizeof path, "%s/fifo.caffemodel", dir);
     if (mkfifo(path, 0600) == 0) {
-        expect_failure("refuse a FIFO (no hang)", path, AN_ERR_IO, "is not a regular file");
+        expect_failure("refuse a FIFO (no hang)", path, AN_ERR_IO, "not a regular file");
         unlink(path);
     }
     /* a sparse file of 2 GB: refused from its size, before reading */

@@ -981,8 +981,8 @@ static void test_bad_input(void)
     bad_snap = snap(net);
 
     TPATH(path, "no_such_file.h5");
-    bad_load(net, "a missing file -> AN_ERR_IO", path, 1, AN_ERR_IO, "No such file", NULL);
-    bad_info("a missing file -> AN_ERR_IO", path, AN_ERR_IO, "No such file");
+    bad_load(net, "a missing file -> AN_ERR_IO", path, 1, AN_ERR_IO, "no such file", NULL);
+    bad_info("a missing file -> AN_ERR_IO", path, AN_ERR_IO, "no such file");
 
     bad_load(net, "a directory -> AN_ERR_IO", dir, 1, AN_ERR_IO, "directory", NULL);
 

@@ -186,7 +186,7 @@ test_that("bad files are clear errors naming the file, and the net is unchanged"
     expect_identical(net_mean(net), mean_before)
   }
 
-  check_bad(file.path(dir, "missing.h5"), "No such file")
+  check_bad(file.path(dir, "missing.h5"), "no such file")
   text <- file.path(dir, "text.h5")
   writeLines(c("not", "an", "HDF5 file"), text)
   check_bad(text, "not an HDF5 file")
