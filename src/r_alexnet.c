@@ -344,8 +344,7 @@ SEXP r_an_net_outputs(SEXP ptr)
 {
     an_net *net = get_net(ptr);
     static const char *cols[] = {"name", "c", "h", "w", "size"};
-    int n = 0;
-    for (int i = 0; i < AN_N_OUTPUTS; i++) n += an_net_output(net, i).name != NULL;
+    int n = an_output_count(an_net_arch(net));
     SEXP res = PROTECT(named_list(5, cols));
     SET_VECTOR_ELT(res, 0, Rf_allocVector(STRSXP, n));
     for (int j = 1; j <= 3; j++) SET_VECTOR_ELT(res, j, Rf_allocVector(INTSXP, n));
@@ -371,8 +370,7 @@ static SEXP arch_facts(an_arch arch)
     const char *fields[] = {"layers", "operations", "input_size", "mean", "scale", "params_fixed",
                             "params_per_class"};
     SEXP res = PROTECT(named_list(7, fields));
-    int n = 0;
-    for (int i = 0; i < AN_N_OUTPUTS; i++) n += an_output_name(arch, i) != NULL;
+    int n = an_output_count(arch);
     SEXP layers = PROTECT(Rf_allocVector(STRSXP, n)), ops = PROTECT(Rf_allocVector(STRSXP, n));
     for (int i = 0, r = 0; i < AN_N_OUTPUTS; i++) {
         if (!an_output_name(arch, i)) continue;

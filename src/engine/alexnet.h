@@ -135,6 +135,7 @@ int an_output_find(an_arch arch, const char *name);  /* index, or -1 when unknow
 /* "conv_1" .. "softmax"; NULL outside 0..AN_N_OUTPUTS-1 and for a step the
  * variant does not have (torchvision's LRNs: they pass their input on) */
 const char *an_output_name(an_arch arch, int index);
+int an_output_count(an_arch arch);             /* the variant's named outputs */
 const char *an_param_layer_name(int index);    /* "conv_1" .. "dense_3"; NULL outside */
 /* a net's parameters, without making one */
 size_t an_param_count_for(an_arch arch, int classes);

@@ -2,6 +2,7 @@
  * telling the weights formats apart by their first bytes. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -33,6 +34,14 @@ int64_t an_tensor_numel(const an_tensor *t)
     int64_t n = 1;
     for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
     return n;
+}
+
+void an_shape_text(char *buf, size_t size, int ndims, const int64_t *dims)
+{
+    size_t used = (size_t)snprintf(buf, size, "(");
+    for (int d = 0; d < ndims && used < size; d++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%lld", d ? ", " : "", (long long)dims[d]);
+    if (used < size) snprintf(buf + used, size - used, ndims == 1 ? ",)" : ")");
 }
 
 an_status an_file_sniff(const char *path, an_file_kind *out)

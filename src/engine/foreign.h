@@ -37,6 +37,8 @@ void an_tensor_set_free(an_tensor_set *set);
 const an_tensor *an_tensor_set_find(const an_tensor_set *set, const char *name);
 /* prod(shape) */
 int64_t an_tensor_numel(const an_tensor *t);
+/* dims as Python prints a shape, "(96, 3, 11, 11)" or "(4096,)", for messages */
+void an_shape_text(char *buf, size_t size, int ndims, const int64_t *dims);
 
 /* A torch.save zip archive of a state dict (OrderedDict of name -> tensor).
  * Tensors may be float32, float64 or float16 (converted to float), with any

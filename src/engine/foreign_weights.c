@@ -63,14 +63,6 @@ static int same_shape(const an_tensor *t, int ndims, const int64_t *dims)
     return 1;
 }
 
-static void shape_text(char *buf, size_t size, const an_tensor *t)
-{
-    size_t used = (size_t)snprintf(buf, size, "(");
-    for (int d = 0; d < t->ndim && used < size; d++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-    if (used < size) snprintf(buf + used, size - used, ")");
-}
-
 /* What layer l of the net needs: weight dims (and count), bias length. */
 static int layer_dims(const an_param_layer *L, int64_t w[4])
 {
@@ -123,8 +115,8 @@ an_status an_foreign_load(an_net *net, const char *path, an_file_kind kind, int 
         int64_t wd[4], bd[1] = {L->out};
         int nd = layer_dims(L, wd);
         char wt[28] = "", bt[28] = "";   /* fits 4 dims of 5 digits */
-        if (w) shape_text(wt, sizeof wt, w);
-        if (b) shape_text(bt, sizeof bt, b);
+        if (w) an_shape_text(wt, sizeof wt, w->ndim, w->shape);
+        if (b) an_shape_text(bt, sizeof bt, b->ndim, b->shape);
         if (!w || !b) {
             state[l] = AN_WEIGHTS_MISSING;
             if (!by_name)

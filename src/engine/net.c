@@ -116,6 +116,13 @@ const char *an_output_name(an_arch arch, int index)
     return arch_info(arch) && index >= 0 && index < AN_N_OUTPUTS ? an_archs[arch].steps[index].out.name : NULL;
 }
 
+int an_output_count(an_arch arch)
+{
+    int n = 0;
+    for (int i = 0; i < AN_N_OUTPUTS; i++) n += an_output_name(arch, i) != NULL;
+    return n;
+}
+
 const char *an_param_layer_name(int index)
 {
     return index >= 0 && index < AN_N_PARAM_LAYERS ? an_archs[0].layers[index].name : NULL;

@@ -93,11 +93,10 @@ static klayer_geom geometry(const an_net *net, int k)
 
 static void format_dims(char *buf, size_t size, int ndims, const hsize_t *dims)
 {
-    size_t used = (size_t)snprintf(buf, size, "(");
-    for (int i = 0; i < ndims && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%llu", i ? ", " : "",
-                                 (unsigned long long)dims[i]);
-    if (used < size) snprintf(buf + used, size - used, ndims == 1 ? ",)" : ")");
+    int64_t d[AN_TENSOR_MAX_DIMS];
+    if (ndims > AN_TENSOR_MAX_DIMS) ndims = AN_TENSOR_MAX_DIMS;
+    for (int i = 0; i < ndims; i++) d[i] = (int64_t)dims[i];
+    an_shape_text(buf, size, ndims, d);
 }
 
 /* ---------------------------------------------------------------- HDF5 plumbing */

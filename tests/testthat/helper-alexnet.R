@@ -85,3 +85,11 @@ write_jpeg <- function(path, x, quality = 100) {
   .Call(C_test_write_jpeg, path, x, as.integer(quality))
   invisible(path)
 }
+
+# A new temporary folder, removed when the calling test (or function) ends.
+local_test_dir <- function(env = parent.frame()) {
+  dir <- tempfile("alexnet-test-")
+  dir.create(dir)
+  do.call(on.exit, list(substitute(unlink(d, recursive = TRUE), list(d = dir)), add = TRUE), envir = env)
+  dir
+}

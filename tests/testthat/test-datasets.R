@@ -7,11 +7,6 @@ have_fmnist <- function() {
   file.exists(file.path(fmnist_dir, c("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                       "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")))
 }
-withr_tempdir <- function() {
-  dir <- tempfile("alexnet-test-")
-  dir.create(dir)
-  dir
-}
 skip_if_no_fmnist <- function() {
   if (!all(have_fmnist())) {
     skip("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)")
@@ -42,7 +37,7 @@ write_idx_set <- function(dir, labels, rows = 4L, cols = 5L, prefix = "t10k",
 }
 
 test_that("fashion_mnist() reads IDX files: sizes, orientation, labels", {
-  dir <- withr_tempdir()
+  dir <- local_test_dir()
   labels <- c(0, 1, 2, 9, 4, 0, 9, 4, 0, 1)
   write_idx_set(dir, labels, rows = 4L, cols = 5L)
   x <- fashion_mnist("test", path = dir)
@@ -57,7 +52,7 @@ test_that("fashion_mnist() reads IDX files: sizes, orientation, labels", {
 })
 
 test_that("fashion_mnist() keeps classes in the order asked, by name or number", {
-  dir <- withr_tempdir()
+  dir <- local_test_dir()
   labels <- c(0, 1, 2, 9, 4, 0, 9, 4, 0, 1)
   write_idx_set(dir, labels)
   x <- fashion_mnist("test", classes = c("Coat", "T-shirt/top"), path = dir)
@@ -70,7 +65,7 @@ test_that("fashion_mnist() keeps classes in the order asked, by name or number",
 })
 
 test_that("fashion_mnist() samples n_per_class deterministically", {
-  dir <- withr_tempdir()
+  dir <- local_test_dir()
   labels <- rep(c(2, 4), each = 10)
   write_idx_set(dir, labels)
   first <- fashion_mnist("test", n_per_class = 3, classes = c(2, 4), path = dir)
@@ -93,7 +88,7 @@ test_that("fashion_mnist() samples n_per_class deterministically", {
 })
 
 test_that("fashion_mnist() reports missing, foreign and damaged files clearly", {
-  dir <- withr_tempdir()
+  dir <- local_test_dir()
   err <- expect_error(fashion_mnist("test", path = dir), class = "alexnet_error")
   expect_match(conditionMessage(err), "t10k-labels-idx1-ubyte.gz")
   expect_match(conditionMessage(err), "dataset-fashion-mnist")
@@ -204,7 +199,7 @@ test_that("the results print beside the seed's and plot to PNG files", {
   expect_true(any(grepl("not the seed's protocol", out, fixed = TRUE)))
   expect_true(any(grepl("RBF SVM", out, fixed = TRUE)))
   expect_equal(as.data.frame(res), res$table)
-  dir <- withr_tempdir()
+  dir <- local_test_dir()
   files <- plot(res, dir = dir)
   expect_equal(basename(files), c("accuracy.png", "scratch.png", "finetune.png"))
   expect_true(all(file.size(files) > 1000))
@@ -257,7 +252,7 @@ test_that("a tiny run of the three experiments works end to end", {
   skip_on_cran()
   skip_if_no_fmnist()
   skip_if_not_installed("e1071")
-  dir <- withr_tempdir()
+  dir <- local_test_dir()
   res <- alexnet_experiments(size = "tiny", dir = dir, verbose = FALSE, n_train = 8L, n_test = 4L,
                              pretrain_n = 4L, pretrain_n_test = 2L, mlp_epochs = 2L)
   expect_s3_class(res, "alexnet_experiments")

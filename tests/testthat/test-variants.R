@@ -7,14 +7,6 @@
 # by strided storages (tools/make_torch_fixtures.py)
 pth <- system.file("extdata", "torchvision_alexnet_strided.pth", package = "alexnet")
 
-# a fresh folder, removed when the calling test ends
-local_dir <- function(env = parent.frame()) {
-  dir <- tempfile("alexnet-variants-")
-  dir.create(dir)
-  do.call(on.exit, list(substitute(unlink(d, recursive = TRUE), list(d = dir)), add = TRUE), envir = env)
-  dir
-}
-
 # The two images of tools/make_fixtures.py's R fixture: pixel (i, y, x, c) =
 # (31 i + 7 y + 13 x + 50 c) mod 256, as c(n, height, width, channels).
 pattern_images <- function() {
@@ -68,7 +60,7 @@ test_that("a torchvision state dict loads by name and gives torchvision's output
   two <- alexnet(weights = pth, classes = 2, labels = c("a", "b"), seed = 1)
   rep <- attr(two, "weights_report")
   expect_identical(rep$status[rep$layer == "dense_3"], "kept")
-  expect_identical(rep$file_shape[rep$layer == "dense_3"], "W (1000, 4096), b (1000)")
+  expect_identical(rep$file_shape[rep$layer == "dense_3"], "W (1000, 4096), b (1000,)")
   fresh <- alexnet(arch = "torchvision", classes = 2, seed = 1)
   load_weights(fresh, pth)
   expect_identical(.Call(C_test_weights_digest, two$ptr), .Call(C_test_weights_digest, fresh$ptr))
@@ -85,7 +77,7 @@ test_that("weights of one variant do not load into another, and say why", {
   expect_error(alexnet(weights = pth, arch = "caffe"), "holds the \"torchvision\" variant")
   # a file of the package keeps its variant and per-channel scale
   tv <- alexnet(weights = pth, seed = 1)
-  file <- file.path(local_dir(), "tv.h5")
+  file <- file.path(local_test_dir(), "tv.h5")
   save_weights(tv, file)
   expect_identical(weights_info(file)$arch, "torchvision")
   back <- alexnet(weights = file, seed = 9)
@@ -98,7 +90,7 @@ test_that("weights of one variant do not load into another, and say why", {
 })
 
 test_that("files that are not AlexNet weights give clear errors", {
-  dir <- local_dir()
+  dir <- local_test_dir()
   # a Caffe model without AlexNet's layers
   tiny <- file.path(dir, "tiny.caffemodel")
   writeBin(as.raw(c(0x0a, 0x03, 0x6e, 0x65, 0x74)), tiny)   # NetParameter{name: "net"}, no layers
@@ -116,7 +108,7 @@ test_that("files that are not AlexNet weights give clear errors", {
 })
 
 test_that("images reach each variant at its own input size, the same by every route", {
-  dir <- local_dir()
+  dir <- local_test_dir()
   px <- random_pixels(2, 60, 80, seed = 5)
   files <- file.path(dir, c("a.jpg", "b.jpg"))
   for (i in 1:2) write_jpeg(files[i], px[i, , , ])
