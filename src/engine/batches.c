@@ -277,7 +277,7 @@ an_status an_loader_freeze(an_loader *ld, an_net *net, int at, int batch, int tr
     /* rows that would crowd out the rest are not kept (with overcommit a
      * malloc that succeeds is no promise) */
     double bytes = (double)n * width * sizeof(float);
-    double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    double avail = an_host_memory_room();
     if (avail > 0 && bytes > 0.5 * avail)
         return an_fail(AN_ERR_MEMORY, "the output of %s for %d images takes %.1f GB, more than half the memory "
                        "available (%.1f GB)", an_output_name(an_net_arch(net), at), n, bytes / 1e9, avail / 1e9);

@@ -191,6 +191,12 @@ void an_copy_parallel(void *dst, const void *src, size_t bytes);
 
 /* the CPU device: one for the process, never closed */
 an_device *an_cpu_device(void);
+/* Host memory this process can still take, in bytes: the machine's free
+ * memory or, under a limit on the address space or the data (ulimit -v,
+ * ulimit -d), what is left of it, whichever is less. A process at such a
+ * limit fails anywhere (R's own stack growth included), so large blocks
+ * keep a margin below it. */
+double an_host_memory_room(void);
 /* A CUDA device (ordinal 0, 1, ...), opened with its own stream, cuDNN and
  * cuBLAS handles; close it with dev->ops->close. Fails with a clear message
  * where the package was built without CUDA or the GPU is missing. */

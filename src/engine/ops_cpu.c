@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <dnnl.h>
 #include "ops.h"
@@ -809,12 +810,38 @@ static an_status cpu_zero(an_device *dev, void *dst, size_t bytes)
     memset(dst, 0, bytes);
     return AN_OK;
 }
+/* what is left under one resource limit, given this process's use of it
+ * (in pages); infinite without a limit */
+static double left_under(int resource, unsigned long long used_pages, double page)
+{
+    struct rlimit lim;
+    if (getrlimit(resource, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return INFINITY;
+    double left = (double)lim.rlim_cur - (double)used_pages * page;
+    return left > 0 ? left : 0;
+}
+
+double an_host_memory_room(void)
+{
+    double page = (double)sysconf(_SC_PAGESIZE);
+    double room = (double)sysconf(_SC_AVPHYS_PAGES) * page;
+    /* statm: size, resident, shared, text, lib, data (+ stack), dirty, in pages */
+    unsigned long long size = 0, resident, shared, text, lib, data = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    int known = f && fscanf(f, "%llu %llu %llu %llu %llu %llu", &size, &resident, &shared, &text, &lib, &data) == 6;
+    if (f) fclose(f);
+    if (known) {
+        room = fmin(room, left_under(RLIMIT_AS, size, page));
+        room = fmin(room, left_under(RLIMIT_DATA, data, page));
+    }
+    return room;
+}
+
 static an_status cpu_memory(an_device *dev, double *free_bytes, double *total_bytes)
 {
     (void)dev;
     double page = (double)sysconf(_SC_PAGESIZE);
     *total_bytes = (double)sysconf(_SC_PHYS_PAGES) * page;
-    *free_bytes = (double)sysconf(_SC_AVPHYS_PAGES) * page;
+    *free_bytes = an_host_memory_room();
     return AN_OK;
 }
 /* oneDNN's bf16 kernels need AVX512_BF16 (Cooper Lake, Sapphire Rapids,

@@ -302,16 +302,64 @@ an_status an_net_train_step(an_net *net, const float *images, const int *labels,
     return an_net_train_step_from(net, -1, images, labels, n, loss, opt, loss_sum, correct);
 }
 
+/* What a step found of the training state, so that a step refused for
+ * memory can give back what it made: a net that half-grew its state would
+ * hold up to 2 x 4 bytes per parameter (490 MB for 1000 classes) for
+ * nothing, and starve whatever the process does next. */
+typedef struct { int had_grads, had_velocity; } train_state_mark;
+
+static train_state_mark mark_training_state(const an_net *net)
+{
+    return (train_state_mark){net->train->grads != NULL, net->train->velocity != NULL};
+}
+
+static void drop_new_training_state(an_net *net, train_state_mark mark, an_status s)
+{
+    an_train *t = net->train;
+    if (s != AN_ERR_MEMORY) return;
+    if (!mark.had_grads && t->grads) {
+        net->dev->ops->release(net->dev, t->grads);
+        t->grads = NULL;
+    }
+    if (!mark.had_velocity && t->velocity) {
+        net->dev->ops->release(net->dev, t->velocity);
+        t->velocity = NULL;
+    }
+}
+
+/* A step on the host makes the gradients and the momentum it lacks only
+ * where both fit with a margin to spare: at its memory limit a process
+ * fails anywhere, R's own stack growth included (an_host_memory_room). */
+#define HOST_MARGIN_BYTES (128.0 * 1024 * 1024)
+
+static an_status check_training_room(const an_net *net)
+{
+    const an_train *t = net->train;
+    if (!an_net_on_host(net)) return AN_OK;
+    double block = (double)net->n_params * sizeof(float);
+    double need = (t->grads ? 0 : block) + (t->velocity ? 0 : block);
+    if (need == 0) return AN_OK;
+    double room = an_host_memory_room();
+    if (need + HOST_MARGIN_BYTES <= room) return AN_OK;
+    return an_fail(AN_ERR_MEMORY, "out of host memory for training: the gradients and momentum of %zu parameters "
+                   "need %.0f MB more; this process can take %.0f MB more (the machine's free memory, or what its "
+                   "limits, ulimit -v / -d, leave) and keeps %.0f MB of that spare", net->n_params, need / 1e6,
+                   room / 1e6, HOST_MARGIN_BYTES / 1e6);
+}
+
 an_status an_net_train_step_from(an_net *net, int at, const float *x, const int *labels, int n,
                                  an_loss_kind loss, const an_sgd *opt, double *loss_sum, int *correct)
 {
     sigset_t old;
     an_signals_hold(&old);
     double batch_loss = 0;
-    an_status s = net_backward(net, at, x, labels, n, loss, &batch_loss, correct);
+    train_state_mark mark = mark_training_state(net);
+    an_status s = check_training_room(net);
+    if (s == AN_OK) s = net_backward(net, at, x, labels, n, loss, &batch_loss, correct);
     *loss_sum += batch_loss;
     if (s == AN_OK) s = check_loss(batch_loss, n);
     if (s == AN_OK) s = sgd_update(net, opt);
+    drop_new_training_state(net, mark, s);
     an_signals_release(&old);
     return s;
 }
@@ -326,8 +374,11 @@ an_status an_net_train_step_shared(an_net *net, const float *images, const int *
 {
     sigset_t old;
     an_signals_hold(&old);
-    an_status s = train_step_shared(net, images, labels, n, row_offset, global_rows, loss, opt, reducer, loss_sum,
+    train_state_mark mark = mark_training_state(net);
+    an_status s = check_training_room(net);
+    if (s == AN_OK) s = train_step_shared(net, images, labels, n, row_offset, global_rows, loss, opt, reducer, loss_sum,
                                     correct);
+    drop_new_training_state(net, mark, s);
     an_signals_release(&old);
     return s;
 }

@@ -23,6 +23,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #include "alexnet.h"
 #include "fixture.h"
@@ -1486,7 +1499,8 @@ done:
  * each allocation k of a forward pass and a training step (ops.h), whichever
  * call meets it returns a memory error with a message, and the net then
  * computes the same features and takes the same training step, bit for bit,
- * as a net that never failed. Dropout is on, reseeded before each step.
+ * as a net that never failed; a step refused keeps none of the training
+ * state (gradients, momentum) it made. Dropout is on, reseeded before each step.
  * Each k costs a fresh net's forward and step (about 1.3 s here): by
  * default every 10th allocation and the first 7 (plans, primitives); with
  * AN_ALLOC_FAILURES_ALL=1 every one (148 of them, all pass, 3 min). */
@@ -1548,6 +1562,8 @@ static void test_alloc_failures(void)
         if (k <= total ? bad != AN_ERR_MEMORY || !msg[0] : bad != AN_OK) why = "status";
         else if (memcmp(an_net_params(net), an_net_params(base), np * sizeof(float)) != 0 && k <= total)
             why = "parameters changed by a failed call";
+        else if (st == AN_OK && st_step == AN_ERR_MEMORY && an_net_grads(net) != NULL)
+            why = "a step refused for memory kept the gradients it made";
         else if (k <= total) {
             an_status s1 = an_net_forward(net, images, N, AN_DENSE_3, got);
             if (s1 != AN_OK) why = "forward after the failure";
@@ -1578,9 +1594,117 @@ static void test_alloc_failures(void)
     free(images);
 }
 
+/* Under an address-space limit (ulimit -v) a training step that would
+ * leave the process almost nothing is refused before it allocates, so that
+ * the process (R's stack growth, its threads) keeps room to go on: the
+ * step fails with a memory error naming the limit, keeps no training
+ * state, and the net computes the same features; with room, the same net
+ * trains. In a fresh process (this program run again: a forked child of a
+ * process whose OpenMP threads have run would hang in libgomp), whose
+ * limit dies with it; it writes "1 ..." or "0 why" to `out_fd`. */
+static void memory_limit_child(int out_fd)
+{
+    char msg[700] = "";
+    int ok = 0;
+    enum { N = 2 };
+    an_net *net = NULL;
+    float *images = malloc((size_t)N * AN_INPUT_PIXELS * sizeof(float));
+    int labels[N] = {0, 1}, correct = 0;
+    double loss = 0;
+    an_sgd opt = {1e-3f, 0.9f, 0.0f, 0.0f, 0};
+    an_status st = images ? an_net_create(3, 5, &net) : AN_ERR_MEMORY;
+    size_t nf = (size_t)N * 9216;
+    float *before = malloc(nf * sizeof *before), *after = malloc(nf * sizeof *after);
+    if (st == AN_OK && before && after) {
+        hash_fill_image(images, (size_t)N * AN_INPUT_PIXELS, 77);
+        st = an_net_forward(net, images, N, AN_CONVPOOL_5, before);
+    }
+    unsigned long long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    int known = f && fscanf(f, "%llu", &pages) == 1;
+    if (f) fclose(f);
+    struct rlimit rl;
+    getrlimit(RLIMIT_AS, &rl);
+    /* room for the gradients (228 MB), not for the momentum too */
+    rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)300 << 20);
+    if (st != AN_OK || !known || setrlimit(RLIMIT_AS, &rl) != 0) {
+        snprintf(msg, sizeof msg, "setup failed: status %d: %s", (int)st, an_error_message());
+    } else {
+        st = an_net_train_step(net, images, labels, N, AN_LOSS_CROSS_ENTROPY, &opt, &loss, &correct);
+        snprintf(msg, sizeof msg, "status %d: %s", (int)st, an_error_message());
+        ok = st == AN_ERR_MEMORY && strstr(an_error_message(), "ulimit -v") && an_net_grads(net) == NULL;
+        if (ok && an_net_forward(net, images, N, AN_CONVPOOL_5, after) != AN_OK) {
+            snprintf(msg, sizeof msg, "forward after the refusal: %s", an_error_message());
+            ok = 0;
+        }
+        if (ok && memcmp(before, after, nf * sizeof(float)) != 0) {
+            snprintf(msg, sizeof msg, "features changed after the refusal");
+            ok = 0;
+        }
+        rl.rlim_cur = rl.rlim_max;
+        if (ok && (setrlimit(RLIMIT_AS, &rl) != 0 ||
+                   an_net_train_step(net, images, labels, N, AN_LOSS_CROSS_ENTROPY, &opt, &loss, &correct) != AN_OK)) {
+            snprintf(msg, sizeof msg, "a step with room failed: %s", an_error_message());
+            ok = 0;
+        }
+        if (ok) snprintf(msg, sizeof msg, "refused (%.300s), then trained with the limit lifted", an_error_message());
+    }
+    char out[720];
+    int len = snprintf(out, sizeof out, "%d %s", ok, msg);
+    ssize_t w = write(out_fd, out, (size_t)len);
+    (void)w;
+}
+
+static void test_memory_limit(void)
+{
+    const char *label = "memory limit: a step that would exhaust ulimit -v is refused before allocating";
+#if defined(__SANITIZE_ADDRESS__)
+    printf("SKIP %s: built with AddressSanitizer, whose reserved shadow memory rules out RLIMIT_AS\n", label);
+    return;
+#endif
+    if (RUNNING_ON_VALGRIND) {
+        printf("SKIP %s: under valgrind, which manages the address space itself\n", label);
+        return;
+    }
+    int fd[2];
+    if (pipe(fd) != 0) {
+        CHECK(label, 0, "pipe failed");
+        return;
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        char fd_text[16];
+        snprintf(fd_text, sizeof fd_text, "%d", fd[1]);
+        setenv("AN_MEMORY_LIMIT_CHILD_FD", fd_text, 1);
+        execl("/proc/self/exe", "test_engine", fixture_dir, "memory_limit", (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    /* a hang ends the child after 120 s (an alarm would wait: the engine
+     * holds asynchronous signals back while it computes) */
+    char buf[720] = "";
+    ssize_t got = 0, r = 1;
+    struct pollfd pfd = {fd[0], POLLIN, 0};
+    while (r > 0 && poll(&pfd, 1, 120000) > 0 && (r = read(fd[0], buf + got, sizeof buf - 1 - (size_t)got)) > 0)
+        got += r;
+    if (r > 0) kill(pid, SIGKILL);
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(label, WIFEXITED(status) && WEXITSTATUS(status) == 0 && buf[0] == '1', "%s (child status %d)",
+          got > 2 ? buf + 2 : r > 0 ? "no report in 120 s: killed" : "no report", status);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) fixture_dir = argv[1];
+    const char *child_fd = getenv("AN_MEMORY_LIMIT_CHILD_FD");
+    if (child_fd) {
+        memory_limit_child(atoi(child_fd));
+        return 0;
+    }
     if (argc > 2 && argv[2][0]) only = argv[2];
     printf("backend: %s\n", an_backend_name());
     if (only) printf("groups: %s\n", only);
@@ -1597,6 +1721,7 @@ int main(int argc, char **argv)
     if (want("clone")) test_clone();
     if (want("start_above_frozen")) test_start_above_frozen();
     if (want("alloc_failures")) test_alloc_failures();
+    if (want("memory_limit")) test_memory_limit();
     if (want("train_full") || want("train_frozen") || want("train_determinism")) test_train();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
