@@ -8,6 +8,7 @@
 #ifndef ALEXNET_H
 #define ALEXNET_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,8 @@ typedef enum {
 const char *an_error_message(void);
 /* Record a failure (printf-style) and return `status`, for use inside the engine. */
 an_status an_fail(an_status status, const char *fmt, ...);
+/* the same with a va_list (the CUDA backend's messages pass through it) */
+an_status an_vfail(an_status status, const char *fmt, va_list ap);
 
 /* The input of the seed's network (and Caffe's); torchvision's takes 224. */
 #define AN_INPUT_SIZE 227
