@@ -6,7 +6,8 @@
  *     asking without an NVIDIA driver still maps none, and says why;
  *   - AN_CUDA_LOAD_WITHOUT_DRIVER=1: the backend loads here too, and CUDA
  *     itself answers (no device, with a reason, on a machine without one);
- *   - ALEXNET_CUDA_BACKEND naming a text file, a missing file, a library
+ *   - ALEXNET_CUDA_BACKEND naming a text file, a missing file, a backend
+ *     whose library is gone (as where a CUDA library is missing), a library
  *     that is no backend, or a backend of another ABI: a reason that names
  *     the file, and the CPU still computes;
  *   - the backend refuses an engine of another ABI, and exports nothing but
@@ -150,6 +151,12 @@ static void case_missing(void)
     refused("a missing file", getenv("ALEXNET_CUDA_BACKEND"), "No such file");
 }
 
+static void case_library_gone(void)
+{
+    refused("a backend whose library is gone", getenv("ALEXNET_CUDA_BACKEND"),
+            "liban_gone.so: cannot open shared object file");
+}
+
 static void case_not_a_backend(void)
 {
     refused("a library that is no backend", getenv("ALEXNET_CUDA_BACKEND"), "is no GPU backend of alexnet");
@@ -229,9 +236,10 @@ int main(int argc, char **argv)
     int fd = mkstemp(text);
     if (fd < 0 || write(fd, "not a shared object\n", 20) != 20) { perror("mkstemp"); return 1; }
     close(fd);
-    char missing[4200], fake[4200];
+    char missing[4200], fake[4200], gone[4200];
     snprintf(missing, sizeof missing, "%s/no_such_dir/%s", build_dir, AN_CUDA_BACKEND_FILE);
     snprintf(fake, sizeof fake, "%s/fake_backend_abi999.so", build_dir);
+    snprintf(gone, sizeof gone, "%s/fake_backend_lib_gone.so", build_dir);
 
     totals *sum = mmap(NULL, sizeof *sum, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sum == MAP_FAILED) { perror("mmap"); return 1; }
@@ -239,6 +247,7 @@ int main(int argc, char **argv)
     run_case(sum, "AN_CUDA_LOAD_WITHOUT_DRIVER=1", case_forced, NULL, 1);
     run_case(sum, "ALEXNET_CUDA_BACKEND: a text file", case_text_file, text, 1);
     run_case(sum, "ALEXNET_CUDA_BACKEND: a missing file", case_missing, missing, 1);
+    run_case(sum, "ALEXNET_CUDA_BACKEND: a backend whose library is gone", case_library_gone, gone, 1);
     run_case(sum, "ALEXNET_CUDA_BACKEND: libm", case_not_a_backend, "libm.so.6", 1);
     run_case(sum, "ALEXNET_CUDA_BACKEND: a backend of ABI 999", case_other_abi, fake, 1);
     run_case(sum, "the backend's entry", case_backend_itself, NULL, 0);
