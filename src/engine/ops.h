@@ -201,7 +201,8 @@ void an_copy_parallel(void *dst, const void *src, size_t bytes);
 an_device *an_cpu_device(void);
 /* A CUDA device (ordinal 0, 1, ...), opened with its own stream, cuDNN and
  * cuBLAS handles; close it with dev->ops->close. Fails with a clear message
- * where the package was built without CUDA or the GPU is missing. */
+ * where the package was built without CUDA, the GPU backend does not load
+ * (cuda_loader.c) or the GPU is missing. */
 an_status an_cuda_device_open(int ordinal, an_device **out);
 
 /* For tests: the CPU answers as if it had no AVX512_BF16 (1) or as it is (0). */
