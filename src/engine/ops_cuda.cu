@@ -127,7 +127,7 @@ static an_status cublas_fail(cublasStatus_t e, const char *what)
         if (e_ == cudaErrorMemoryAllocation) {                                   \
             cudaGetLastError();                                                  \
             return fail(AN_ERR_MEMORY, "out of host memory: %.1f MB of pinned memory for %s", \
-                           (bytes) / 1048576.0, what);                           \
+                        (bytes) / 1048576.0, what);                              \
         }                                                                        \
         if (e_ != cudaSuccess) return cuda_fail(e_, "allocating pinned host memory"); \
     } while (0)
@@ -240,8 +240,8 @@ static an_status cuda_alloc(an_device *dev, size_t bytes, void **out)
     cudaMemGetInfo(&free_b, &total_b);
     if (e == cudaErrorMemoryAllocation)
         return fail(AN_ERR_MEMORY, "out of GPU memory: %.1f MB wanted, %.1f MB free of %.1f MB on GPU %d: "
-                       "use a smaller batch_size", bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0,
-                       d->ordinal);
+                    "use a smaller batch_size", bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0,
+                    d->ordinal);
     return cuda_fail(e, "allocating GPU memory");
 }
 
@@ -465,7 +465,7 @@ static an_status conv_setup(an_conv *op)
                                                    &n_out, fwd), "finding a forward convolution algorithm");
     CHOOSE_ALGO(fwd, n_out, chosen);
     if (chosen < 0) return fail(AN_ERR_BACKEND, "cuDNN offers no usable forward algorithm for a %dx%d "
-                                   "convolution of %d channels", s->k, s->k, s->in);
+                                "convolution of %d channels", s->k, s->k, s->in);
     op->fwd_algo = fwd[chosen].algo;
     op->workspace_bytes = fwd[chosen].memory;
     CUDNN_TRY(cudnnSetConvolutionMathType(op->fwd_desc, kept_math(fwd[chosen].mathType)), "setting convolution math");
@@ -509,14 +509,14 @@ static an_status cuda_conv_create(an_device *dev, const an_conv_spec *spec, int 
     if (s->n < 1 || s->in < 1 || s->out < 1 || s->k < 1 || s->stride < 1 || s->pad < 0 || s->groups < 1 ||
         s->in % s->groups || s->out % s->groups || s->h + 2 * s->pad < s->k || s->w + 2 * s->pad < s->k)
         return fail(AN_ERR_ARGUMENT, "invalid convolution shape (n %d, in %d, %dx%d, out %d, k %d, groups %d)",
-                       s->n, s->in, s->h, s->w, s->out, s->k, s->groups);
+                    s->n, s->in, s->h, s->w, s->out, s->k, s->groups);
     int oh, ow;
     an_conv_output_hw(spec, &oh, &ow);
     double per_image = (double)s->in * s->h * s->w > (double)s->out * oh * ow ? (double)s->in * s->h * s->w
                                                                                 : (double)s->out * oh * ow;
     if (per_image * s->n > 2147483647.0)   /* cuDNN's 4-d descriptors count elements in 32 bits */
         return fail(AN_ERR_ARGUMENT, "a batch of %d images is too large for cuDNN (at most %d at this layer): "
-                       "use a smaller batch_size", s->n, (int)(2147483647.0 / per_image));
+                    "use a smaller batch_size", s->n, (int)(2147483647.0 / per_image));
     cuda_device *d = as_cuda(dev);
     an_status st = use(d);
     if (st != AN_OK) return st;
@@ -624,7 +624,7 @@ static an_status cuda_pool_create(an_device *dev, const an_pool_spec *spec, int 
     *out = NULL;
     if (spec->n < 1 || spec->c < 1 || spec->k < 1 || spec->stride < 1 || spec->h < spec->k || spec->w < spec->k)
         return fail(AN_ERR_ARGUMENT, "invalid pooling shape (n %d, c %d, %dx%d, k %d, stride %d)",
-                       spec->n, spec->c, spec->h, spec->w, spec->k, spec->stride);
+                    spec->n, spec->c, spec->h, spec->w, spec->k, spec->stride);
     an_pool *op = (an_pool *)calloc(1, sizeof *op);
     if (!op) return fail(AN_ERR_MEMORY, "out of memory creating a pooling op");
     op->dev = as_cuda(dev);
@@ -698,7 +698,7 @@ static an_status cuda_lrn_create(an_device *dev, const an_lrn_spec *spec, int tr
     if (spec->n < 1 || spec->c < 1 || spec->h < 1 || spec->w < 1 || spec->size < 1 || spec->size % 2 == 0 ||
         spec->size > CUDNN_LRN_MAX_N)
         return fail(AN_ERR_ARGUMENT, "invalid LRN shape (n %d, c %d, %dx%d, size %d)", spec->n, spec->c,
-                       spec->h, spec->w, spec->size);
+                    spec->h, spec->w, spec->size);
     an_lrn *op = (an_lrn *)calloc(1, sizeof *op);
     if (!op) return fail(AN_ERR_MEMORY, "out of memory creating an LRN op");
     op->dev = as_cuda(dev);
@@ -951,7 +951,7 @@ static const int nccl_built = 1;
 static an_status cuda_nccl_id(void *id, size_t id_bytes)
 {
     if (id_bytes != sizeof(ncclUniqueId)) return fail(AN_ERR_ARGUMENT, "an NCCL id has %zu bytes, not %zu",
-                                                         id_bytes, sizeof(ncclUniqueId));
+                                                      id_bytes, sizeof(ncclUniqueId));
     ncclUniqueId u;
     NCCL_TRY(ncclGetUniqueId(&u), "drawing a communicator id");
     memcpy(id, &u, sizeof u);
@@ -1088,8 +1088,8 @@ static an_status check_kernel_image(int ordinal)
     int major = 0, minor = 0;
     if (cudaGetDeviceProperties(&prop, ordinal) == cudaSuccess) { major = prop.major; minor = prop.minor; }
     return fail(AN_ERR_BACKEND, "GPU %d (compute capability %d.%d) cannot run this build's kernels (%s): "
-                   "it was built for compute capabilities %s (x100); set CUDA_ARCH when building to add this GPU's",
-                   ordinal, major, minor, cudaGetErrorString(e), built_archs);
+                "it was built for compute capabilities %s (x100); set CUDA_ARCH when building to add this GPU's",
+                ordinal, major, minor, cudaGetErrorString(e), built_archs);
 }
 
 static an_status device_setup(cuda_device *d)
@@ -1118,7 +1118,7 @@ static an_status cuda_device_open(int ordinal, an_device **out)
     int count = cuda_device_count();
     if (ordinal < 0 || ordinal >= count)
         return fail(AN_ERR_ARGUMENT, "no CUDA device %d: this machine has %d usable GPU%s", ordinal, count,
-                       count == 1 ? "" : "s");
+                    count == 1 ? "" : "s");
     cuda_device *d = (cuda_device *)calloc(1, sizeof *d);
     if (!d) return fail(AN_ERR_MEMORY, "out of memory opening a GPU");
     d->base.ops = &cuda_backend;
@@ -1138,7 +1138,7 @@ static an_status cuda_describe(int device, char *buf, size_t size)
     int count = cuda_device_count();
     if (device < 0 || device >= count)
         return fail(AN_ERR_ARGUMENT, "no CUDA device %d: this machine has %d usable GPU%s", device, count,
-                       count == 1 ? "" : "s");
+                    count == 1 ? "" : "s");
     cudaDeviceProp prop;
     CUDA_TRY(cudaGetDeviceProperties(&prop, device), "reading the GPU's properties");
     int runtime = 0, driver = 0;
