@@ -6,12 +6,22 @@
 #' OpenMP threads) always, and the GPU backend (cuDNN and cuBLAS) where the
 #' package was built with CUDA and cuDNN and a GPU is present.
 #'
+#' The GPU backend is a shared object of its own beside the package's
+#' (`libs/alexnet_cuda.so`), loaded on the first use of a GPU, and only
+#' where an NVIDIA driver is installed: without one, loading the package and
+#' working on the CPU map no CUDA library, and a build with the GPU backend
+#' runs on the CPU wherever the CUDA libraries are missing (`cuda_why` then
+#' says what the dynamic loader said). The environment variable
+#' `ALEXNET_CUDA_BACKEND` names another file to load instead.
+#'
 #' @return An object of class `"alexnet_backend"`: a list with `device` (the
 #'   device `alexnet(device = "auto")` chooses: `"cuda:0"` or `"cpu"`), `cpu`
 #'   (the CPU backend's description, e.g. `"cpu (oneDNN 2.6.3, 2
 #'   threads)"`), `threads`, `cuda_built` (whether the GPU backend was built),
 #'   `gpus` (one description per usable GPU: name, memory, compute
-#'   capability, CUDA runtime and driver versions, cuDNN version) and `tf32`
+#'   capability, CUDA runtime and driver versions, cuDNN version), `cuda_why`
+#'   (why no GPU is usable, e.g. `"no NVIDIA driver (...)"`; `""` where one
+#'   is), `tf32`
 #'   (whether cuDNN convolutions may use TF32 tensor-core math, as PyTorch's
 #'   default; set the environment variable `AN_CUDA_TF32=0` before loading
 #'   the package for full FP32), `cpu_bf16` (`NA` where the CPU runs
@@ -28,7 +38,7 @@ alexnet_backend <- function() {
   structure(
     list(device = if (length(info$devices)) "cuda:0" else "cpu",
          cpu = .Call(C_backend_name), threads = .Call(C_get_threads),
-         cuda_built = info$built, gpus = info$devices, tf32 = info$tf32,
+         cuda_built = info$built, gpus = info$devices, cuda_why = info$why, tf32 = info$tf32,
          cpu_bf16 = bf16_missing(-1L),
          gpus_bf16 = vapply(seq_along(info$devices) - 1L, bf16_missing, "")),
     class = "alexnet_backend"
@@ -46,7 +56,7 @@ print.alexnet_backend <- function(x, ...) {
   if (!x$cuda_built) {
     cat("  cuda:   not built (configure found no CUDA toolkit with cuDNN)\n")
   } else if (!length(x$gpus)) {
-    cat("  cuda:   built; no usable GPU on this machine\n")
+    cat(sprintf("  cuda:   built; no usable GPU: %s\n", x$cuda_why))
   } else {
     for (i in seq_along(x$gpus)) {
       cat(sprintf("  cuda:%d %s%s; %s\n", i - 1L, x$gpus[[i]], if (x$tf32) " (TF32 convolutions)" else "",

@@ -224,7 +224,7 @@ check_device <- function(device, call = caller_env()) {
     return(if (gpus > 0L && gpu >= 0L) sprintf("cuda:%d", gpu) else "cpu")
   }
   if (gpus == 0L) {
-    why <- if (info$built) "no CUDA GPU is usable on this machine" else
+    why <- if (info$built) sprintf("no CUDA GPU is usable on this machine (%s)", info$why) else
       "this build of alexnet has no GPU backend (configure found no CUDA toolkit with cuDNN)"
     cli::cli_inform(c("!" = "{.arg device} is {.val {device}}, but {why}: the network runs on the CPU."),
                     class = "alexnet_device_fallback")

@@ -10,24 +10,28 @@
 #include "r_device.h"
 
 /* list(built = TRUE/FALSE, tf32 = TRUE/FALSE, devices = character: one
- * description per usable GPU) */
+ * description per usable GPU, why = why none is usable, else "") */
 SEXP r_an_cuda_info(void)
 {
-    int n = an_cuda_device_count();
+    char why[1024];
+    int n = an_cuda_probe(why, sizeof why);
+    if (n < 0) n = 0;
     SEXP devices = PROTECT(Rf_allocVector(STRSXP, n));
     for (int i = 0; i < n; i++) {
         char desc[256];
         if (an_cuda_describe(i, desc, sizeof desc) != AN_OK) snprintf(desc, sizeof desc, "%s", an_error_message());
         SET_STRING_ELT(devices, i, Rf_mkCharCE(desc, CE_UTF8));
     }
-    SEXP res = PROTECT(Rf_allocVector(VECSXP, 3));
-    SEXP names = PROTECT(Rf_allocVector(STRSXP, 3));
+    SEXP res = PROTECT(Rf_allocVector(VECSXP, 4));
+    SEXP names = PROTECT(Rf_allocVector(STRSXP, 4));
     SET_VECTOR_ELT(res, 0, Rf_ScalarLogical(an_cuda_built()));
     SET_VECTOR_ELT(res, 1, Rf_ScalarLogical(an_cuda_tf32()));
     SET_VECTOR_ELT(res, 2, devices);
+    SET_VECTOR_ELT(res, 3, Rf_ScalarString(Rf_mkCharCE(n > 0 ? "" : why, CE_UTF8)));
     SET_STRING_ELT(names, 0, Rf_mkChar("built"));
     SET_STRING_ELT(names, 1, Rf_mkChar("tf32"));
     SET_STRING_ELT(names, 2, Rf_mkChar("devices"));
+    SET_STRING_ELT(names, 3, Rf_mkChar("why"));
     Rf_setAttrib(res, R_NamesSymbol, names);
     UNPROTECT(3);
     return res;

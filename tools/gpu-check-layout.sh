@@ -67,8 +67,12 @@ check "it reports oneDNN from .gpu-deps" $? "$(grep '^oneDNN' "$work/skip.txt")"
 grep -q "^built in .*, with NCCL" "$work/skip.txt"
 check "it builds the engine and the CUDA backend, with NCCL from pip's nvidia/nccl" $? \
   "$(grep -A3 '^== build' "$work/skip.txt" | tr '\n' ' ')"
-readelf -d tests/engine/build-cuda/test_cuda | grep -q "(RPATH).*$site/nvidia/cudnn/lib"
-check "test_cuda finds cuDNN through its RPATH" $?
+readelf -d tests/engine/build-cuda/alexnet_cuda.so | grep -q "(RPATH).*$site/nvidia/cudnn/lib"
+check "the backend (alexnet_cuda.so) finds cuDNN through its RPATH" $?
+! readelf -d tests/engine/build-cuda/test_cuda | grep -q "NEEDED.*\(cudnn\|cublas\|cudart\|nccl\)"
+check "test_cuda links no CUDA library: it loads the backend" $?
+grep -q "^== loading the CUDA backend" "$work/skip.txt" && grep -q "^[1-9][0-9]* passed, 0 failed" "$work/skip.txt"
+check "the loading tests run and pass without a GPU" $? "$(grep -E '^[0-9]+ passed' "$work/skip.txt" | head -n 1)"
 grep -q "^SKIP all CPU-vs-GPU checks" "$work/skip.txt" && grep -q "^GPU CHECK SKIPPED" "$work/skip.txt"
 check "without a GPU the tests say they skip, and so does the check" $?
 

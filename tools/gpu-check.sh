@@ -2,8 +2,11 @@
 # gpu-check.sh: the GPU check, for a machine with an NVIDIA GPU and no R.
 #   1. says what the machine has (GPU, driver, nvcc, cuDNN, cuBLAS, NCCL,
 #      oneDNN, PyTorch) and where each came from;
-#   2. builds the engine's core with the CUDA backend, with every core;
-#   3. runs the CPU-against-GPU tests (tests/engine/test_cuda.c);
+#   2. builds the engine's core and the CUDA backend (build-cuda/
+#      alexnet_cuda.so, which the programs load on first use of a GPU), with
+#      every core;
+#   3. runs the loading tests (tests/engine/test_cuda_loader.c) and the
+#      CPU-against-GPU tests (tests/engine/test_cuda.c);
 #   4. runs the GPU benchmark against PyTorch in the same run (batch 16 and
 #      128: features, full inference, training) and prints the ratios.
 # It writes everything it prints to the results file too ($GPU_CHECK_RESULTS,
@@ -99,27 +102,29 @@ done
 echo "== build ($(nproc) jobs)"
 make_args=(-C tests/engine -j"$(nproc)" CUDA_HOME="$CUDA_HOME" PYTHON="$PY")
 test_cuda=tests/engine/build-cuda/test_cuda
+test_loader=tests/engine/build-cuda/test_cuda_loader
 bench_gpu=tests/engine/build-cuda/bench_gpu
 build_log=$repo/tests/engine/build-cuda/build.log
 mkdir -p "$(dirname "$build_log")"
-if ! make "${make_args[@]}" build-cuda/test_cuda build-cuda/bench_gpu >"$build_log" 2>&1; then
+if ! make "${make_args[@]}" build-cuda/test_cuda build-cuda/test_cuda_loader build-cuda/bench_gpu >"$build_log" 2>&1; then
   grep -E 'error|Error|undefined' "$build_log" | head -n 30
   fail "build ($build_log)"
   if [ -x .gpu-deps/prebuilt/test_cuda ]; then
     echo "running the programs prebuilt by tools/gpu-deps.sh instead"
     test_cuda=.gpu-deps/prebuilt/test_cuda
+    test_loader=.gpu-deps/prebuilt/test_cuda_loader
     bench_gpu=.gpu-deps/prebuilt/bench_gpu
   fi
 else
   echo "built in $(elapsed)$(grep -q 'DAN_HAVE_NCCL' $build_log && echo ', with NCCL')"
 fi
-# the wheels' libraries for a program that cannot find one (its RPATH should)
+# the wheels' libraries for a program or backend that cannot find one (its RPATH should)
 wheel_libs=$(ls -d ${wheels:+"$wheels"/*/lib} "$repo/.gpu-deps/lib" "$repo/.gpu-deps/lib/gomp" 2>/dev/null | paste -sd: -)
 run_program() {   # run_program LOG PROGRAM ARGS...: retried with LD_LIBRARY_PATH when a library is missing
   local log=$1; shift
   "$@" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
-  if [ "$rc" -ne 0 ] && grep -q 'error while loading shared libraries' "$log"; then
+  if [ "$rc" -ne 0 ] && grep -q 'error while loading shared libraries\|GPU backend.*did not load: lib' "$log"; then
     fail "$* found no library through its RPATH"
     LD_LIBRARY_PATH="$wheel_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
@@ -127,9 +132,17 @@ run_program() {   # run_program LOG PROGRAM ARGS...: retried with LD_LIBRARY_PAT
   return "$rc"
 }
 
-# ---- 3. CPU-against-GPU tests
-echo "== CPU-against-GPU tests ($(elapsed))"
+# ---- 3. loading the backend, and CPU-against-GPU tests
+echo "== loading the CUDA backend ($(elapsed))"
 tests_log=$(mktemp)
+if [ -x "$test_loader" ]; then
+  run_program "$tests_log" timeout 120 "$test_loader"
+  rc=$?
+  [ "$rc" -ne 0 ] && fail "loading tests (exit status $rc, $(grep -E '^[0-9]+ passed' "$tests_log" | tail -n 1))"
+else
+  fail "no test_cuda_loader program to run"
+fi
+echo "== CPU-against-GPU tests ($(elapsed))"
 if [ -x "$test_cuda" ]; then
   run_program "$tests_log" timeout 300 "$test_cuda"
   rc=$?

@@ -8,8 +8,9 @@
 #             files; programs find the second through their RPATH), and
 #             lib/gomp/libgomp.so.1
 
-#   prebuilt/ test_cuda and bench_gpu built here: what the check runs, saying
-#             so, when the build there fails (--no-prebuilt: none)
+#   prebuilt/ test_cuda, test_cuda_loader, bench_gpu and the backend they
+#             load, built here: what the check runs, saying so, when the
+#             build there fails (--no-prebuilt: none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .gpu-deps && mkdir -p .gpu-deps/include .gpu-deps/lib .gpu-deps/prebuilt
@@ -25,7 +26,10 @@ if ls "$CUDA_HOME"/include/cudnn*.h >/dev/null 2>&1; then
   cp "$CUDA_HOME"/include/cudnn*.h .gpu-deps/include/cudnn-fallback/
 fi
 if [ -x "$CUDA_HOME/bin/nvcc" ] && [ "${1:-}" != "--no-prebuilt" ]; then
-  make -s -C tests/engine -j"$(nproc)" build-cuda/test_cuda build-cuda/bench_gpu CUDA_HOME="$CUDA_HOME" >/dev/null
-  cp tests/engine/build-cuda/test_cuda tests/engine/build-cuda/bench_gpu .gpu-deps/prebuilt/
+  make -s -C tests/engine -j"$(nproc)" build-cuda/test_cuda build-cuda/test_cuda_loader build-cuda/bench_gpu \
+    CUDA_HOME="$CUDA_HOME" >/dev/null
+  # the programs load the backend (and the loading test its fakes) from beside themselves
+  cp tests/engine/build-cuda/test_cuda tests/engine/build-cuda/test_cuda_loader tests/engine/build-cuda/bench_gpu \
+     tests/engine/build-cuda/alexnet_cuda.so tests/engine/build-cuda/fake_backend_*.so .gpu-deps/prebuilt/
 fi
 du -sh .gpu-deps

@@ -8,6 +8,7 @@
 #ifndef ALEXNET_H
 #define ALEXNET_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,8 @@ typedef enum {
 const char *an_error_message(void);
 /* Record a failure (printf-style) and return `status`, for use inside the engine. */
 an_status an_fail(an_status status, const char *fmt, ...);
+/* the same with a va_list (the CUDA backend's messages pass through it) */
+an_status an_vfail(an_status status, const char *fmt, va_list ap);
 
 /* The input of the seed's network (and Caffe's); torchvision's takes 224. */
 #define AN_INPUT_SIZE 227
@@ -346,10 +349,13 @@ an_precision an_net_precision(const an_net *net);
 const char *an_bf16_missing(int device);
 const char *an_net_bf16_missing(const an_net *net);
 
-int an_cuda_built(void);           /* 1 when the engine was built with CUDA and cuDNN */
+/* 1 when the engine was built with its GPU backend (CUDA and cuDNN), which
+ * it loads on the first call below that needs a GPU (cuda_loader.c) */
+int an_cuda_built(void);
 int an_cuda_device_count(void);    /* usable GPUs; 0 when not built, no driver or none */
 /* usable GPUs, or -1 when CUDA fails for another reason than having none
- * (driver older than the runtime, no device nodes); `why` says which */
+ * (the GPU backend or a CUDA library does not load, driver older than the
+ * runtime, no device nodes); `why` says which */
 int an_cuda_probe(char *why, size_t size);
 /* "NVIDIA H100 80GB HBM3, 79.1 GiB, compute 9.0; CUDA runtime 13.0, driver 13.0; cuDNN 9.19.0" */
 an_status an_cuda_describe(int device, char *buf, size_t size);

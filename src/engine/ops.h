@@ -38,7 +38,11 @@ typedef struct {
 
 typedef struct an_conv an_conv;
 
-void an_conv_output_hw(const an_conv_spec *spec, int *oh, int *ow);
+static inline void an_conv_output_hw(const an_conv_spec *s, int *oh, int *ow)
+{
+    *oh = (s->h + 2 * s->pad - s->k) / s->stride + 1;
+    *ow = (s->w + 2 * s->pad - s->k) / s->stride + 1;
+}
 /* `training` also prepares the backward primitives. */
 an_status an_conv_create(const an_conv_spec *spec, int training, const an_layout *in,
                          int plain_out, an_conv **out);
@@ -57,7 +61,11 @@ an_status an_conv_backward(an_conv *op, const float *x, const float *w, const fl
 /* ---- max pooling, no padding ---- */
 typedef struct { int n, c, h, w, k, stride; } an_pool_spec;
 typedef struct an_pool an_pool;
-void an_pool_output_hw(const an_pool_spec *spec, int *oh, int *ow);
+static inline void an_pool_output_hw(const an_pool_spec *s, int *oh, int *ow)
+{
+    *oh = (s->h - s->k) / s->stride + 1;
+    *ow = (s->w - s->k) / s->stride + 1;
+}
 an_status an_pool_create(const an_pool_spec *spec, int training, const an_layout *in,
                          int plain_out, an_pool **out);
 const an_layout *an_pool_out_layout(const an_pool *op);
@@ -199,7 +207,8 @@ an_device *an_cpu_device(void);
 double an_host_memory_room(void);
 /* A CUDA device (ordinal 0, 1, ...), opened with its own stream, cuDNN and
  * cuBLAS handles; close it with dev->ops->close. Fails with a clear message
- * where the package was built without CUDA or the GPU is missing. */
+ * where the package was built without CUDA, the GPU backend does not load
+ * (cuda_loader.c) or the GPU is missing. */
 an_status an_cuda_device_open(int ordinal, an_device **out);
 
 /* For tests: the CPU answers as if it had no AVX512_BF16 (1) or as it is (0). */

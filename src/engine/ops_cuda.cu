@@ -8,7 +8,13 @@
  * order, and a copy stream for input batches (pinned memory, asynchronous);
  * the host waits only where it needs a result (downloads, the loss).
  * Dropout masks are drawn on the host from the net's generator, as on the
- * CPU, so both backends drop the same units for a seed. */
+ * CPU, so both backends drop the same units for a seed.
+ *
+ * This file is a shared object of its own (alexnet_cuda.so) that the engine
+ * loads on the first use of a GPU (cuda_loader.c): it reaches the engine
+ * only through the table the engine lends it (cuda_backend.h), and exports
+ * nothing but its entry, an_cuda_backend_entry (built -fvisibility=hidden,
+ * linked -z defs so that no engine symbol is left to resolve). */
 #include <cuda_runtime.h>
 #include <cudnn.h>
 #include <cublas_v2.h>
@@ -19,7 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ops.h"
+#include "cuda_backend.h"
 #include "rows.h"
 
 /* ------------------------------------------------------------ the device */
@@ -62,42 +68,41 @@ typedef struct {
     int rows;
 } cuda_device;
 
-static int tf32_allowed = -1;       /* -1: not decided yet (environment) */
-
-extern "C" void an_cuda_set_tf32(int allow) { tf32_allowed = allow != 0; }
-extern "C" int an_cuda_tf32(void)
-{
-    if (tf32_allowed < 0) {
-        const char *env = getenv("AN_CUDA_TF32");
-        tf32_allowed = !(env && strcmp(env, "0") == 0);
-    }
-    return tf32_allowed;
-}
-
-extern "C" int an_cuda_built(void) { return 1; }
+/* the engine's services, from an_cuda_backend_entry */
+static const an_cuda_engine *engine;
 
 /* ---------------------------------------------------------------- errors */
+
+/* the engine's an_fail: its thread-local message is the one the caller reads */
+__attribute__((format(printf, 2, 3))) static an_status fail(an_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    status = engine->vfail(status, fmt, ap);
+    va_end(ap);
+    return status;
+}
 
 static an_status cuda_fail(cudaError_t e, const char *what)
 {
     cudaGetLastError();   /* clear a non-sticky error so that later calls start clean */
     if (e == cudaErrorMemoryAllocation)
-        return an_fail(AN_ERR_MEMORY, "out of GPU memory in %s: use a smaller batch_size", what);
-    return an_fail(AN_ERR_BACKEND, "CUDA failed in %s: %s", what, cudaGetErrorString(e));
+        return fail(AN_ERR_MEMORY, "out of GPU memory in %s: use a smaller batch_size", what);
+    return fail(AN_ERR_BACKEND, "CUDA failed in %s: %s", what, cudaGetErrorString(e));
 }
 
 static an_status cudnn_fail(cudnnStatus_t e, const char *what)
 {
     if (e == CUDNN_STATUS_ALLOC_FAILED)
-        return an_fail(AN_ERR_MEMORY, "out of GPU memory in cuDNN's %s: use a smaller batch_size", what);
-    return an_fail(AN_ERR_BACKEND, "cuDNN failed in %s: %s", what, cudnnGetErrorString(e));
+        return fail(AN_ERR_MEMORY, "out of GPU memory in cuDNN's %s: use a smaller batch_size", what);
+    return fail(AN_ERR_BACKEND, "cuDNN failed in %s: %s", what, cudnnGetErrorString(e));
 }
 
 static an_status cublas_fail(cublasStatus_t e, const char *what)
 {
     if (e == CUBLAS_STATUS_ALLOC_FAILED)
-        return an_fail(AN_ERR_MEMORY, "out of GPU memory in cuBLAS's %s: use a smaller batch_size", what);
-    return an_fail(AN_ERR_BACKEND, "cuBLAS failed in %s: %s", what, cublasGetStatusString(e));
+        return fail(AN_ERR_MEMORY, "out of GPU memory in cuBLAS's %s: use a smaller batch_size", what);
+    return fail(AN_ERR_BACKEND, "cuBLAS failed in %s: %s", what, cublasGetStatusString(e));
 }
 
 #define CUDA_TRY(call, what)                                                     \
@@ -121,8 +126,8 @@ static an_status cublas_fail(cublasStatus_t e, const char *what)
         cudaError_t e_ = (call);                                                 \
         if (e_ == cudaErrorMemoryAllocation) {                                   \
             cudaGetLastError();                                                  \
-            return an_fail(AN_ERR_MEMORY, "out of host memory: %.1f MB of pinned memory for %s", \
-                           (bytes) / 1048576.0, what);                           \
+            return fail(AN_ERR_MEMORY, "out of host memory: %.1f MB of pinned memory for %s", \
+                        (bytes) / 1048576.0, what);                              \
         }                                                                        \
         if (e_ != cudaSuccess) return cuda_fail(e_, "allocating pinned host memory"); \
     } while (0)
@@ -220,26 +225,23 @@ __global__ void sgd_kernel(float *p, const float *g, float *v, size_t count, siz
 
 /* ---------------------------------------------------------------- memory */
 
-static size_t test_alloc_limit;   /* an_cuda_test_alloc_limit */
-extern "C" void an_cuda_test_alloc_limit(size_t bytes) { test_alloc_limit = bytes; }
-
 static an_status cuda_alloc(an_device *dev, size_t bytes, void **out)
 {
     cuda_device *d = as_cuda(dev);
     *out = NULL;
     an_status s = use(d);
     if (s != AN_OK) return s;
-    cudaError_t e = test_alloc_limit && bytes > test_alloc_limit ? cudaErrorMemoryAllocation
-                                                                  : cudaMalloc(out, bytes ? bytes : 256);
+    size_t limit = engine->test_alloc_limit();   /* an_cuda_test_alloc_limit */
+    cudaError_t e = limit && bytes > limit ? cudaErrorMemoryAllocation : cudaMalloc(out, bytes ? bytes : 256);
     if (e == cudaSuccess) return AN_OK;
     *out = NULL;
     cudaGetLastError();
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
     if (e == cudaErrorMemoryAllocation)
-        return an_fail(AN_ERR_MEMORY, "out of GPU memory: %.1f MB wanted, %.1f MB free of %.1f MB on GPU %d: "
-                       "use a smaller batch_size", bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0,
-                       d->ordinal);
+        return fail(AN_ERR_MEMORY, "out of GPU memory: %.1f MB wanted, %.1f MB free of %.1f MB on GPU %d: "
+                    "use a smaller batch_size", bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0,
+                    d->ordinal);
     return cuda_fail(e, "allocating GPU memory");
 }
 
@@ -300,7 +302,7 @@ static size_t cuda_layout_bytes(const an_layout *layout)
 static an_status cuda_download_plain(an_device *dev, const an_layout *layout, const float *src, float *dst)
 {
     (void)dev; (void)layout; (void)src; (void)dst;
-    return an_fail(AN_ERR_BACKEND, "the CUDA backend keeps every tensor plain: no layout to convert");
+    return fail(AN_ERR_BACKEND, "the CUDA backend keeps every tensor plain: no layout to convert");
 }
 
 /* A pinned host slot of at least `bytes`, free to write. */
@@ -373,8 +375,8 @@ static an_status grow_workspace(cuda_device *d, size_t bytes)
     return AN_OK;
 }
 
-extern "C" size_t an_cuda_test_workspace_bytes(an_device *dev) { return as_cuda(dev)->workspace_bytes; }
-extern "C" an_status an_cuda_test_grow_workspace(an_device *dev, size_t bytes)
+static size_t cuda_test_workspace_bytes(an_device *dev) { return as_cuda(dev)->workspace_bytes; }
+static an_status cuda_test_grow_workspace(an_device *dev, size_t bytes)
 {
     return grow_workspace(as_cuda(dev), bytes);
 }
@@ -415,7 +417,7 @@ static int lossy(cudnnConvolutionBwdFilterAlgo_t a)
             if (perf[i_].determinism != CUDNN_DETERMINISTIC) continue;                     \
             if (perf[i_].memory > WORKSPACE_LIMIT) continue;                               \
             if (perf[i_].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;      \
-            if (!an_cuda_tf32() && (perf[i_].mathType == CUDNN_TENSOR_OP_MATH ||           \
+            if (!engine->tf32() && (perf[i_].mathType == CUDNN_TENSOR_OP_MATH ||           \
                                     lossy(perf[i_].algo))) continue;                       \
             chosen = i_;                                                                   \
         }                                                                                  \
@@ -426,7 +428,7 @@ static int lossy(cudnnConvolutionBwdFilterAlgo_t a)
  * and newer GPUs. */
 static cudnnMathType_t kept_math(cudnnMathType_t reported)
 {
-    return an_cuda_tf32() ? reported : CUDNN_FMA_MATH;
+    return engine->tf32() ? reported : CUDNN_FMA_MATH;
 }
 
 static an_status conv_setup(an_conv *op)
@@ -446,7 +448,7 @@ static an_status conv_setup(an_conv *op)
     CUDNN_TRY(cudnnSetFilter4dDescriptor(op->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s->out, s->in / s->groups,
                                          s->k, s->k), "describing convolution weights");
     cudnnConvolutionDescriptor_t *descs[3] = {&op->fwd_desc, &op->bwd_data_desc, &op->bwd_filter_desc};
-    cudnnMathType_t math = an_cuda_tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    cudnnMathType_t math = engine->tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
     for (int i = 0; i < 3; i++) {
         CUDNN_TRY(cudnnCreateConvolutionDescriptor(descs[i]), "creating a convolution descriptor");
         /* cross-correlation, as PyTorch and the engine's weights mean it */
@@ -462,8 +464,8 @@ static an_status conv_setup(an_conv *op)
     CUDNN_TRY(cudnnFindConvolutionForwardAlgorithm(h, op->x_desc, op->w_desc, op->fwd_desc, op->y_desc, MAX_ALGOS,
                                                    &n_out, fwd), "finding a forward convolution algorithm");
     CHOOSE_ALGO(fwd, n_out, chosen);
-    if (chosen < 0) return an_fail(AN_ERR_BACKEND, "cuDNN offers no usable forward algorithm for a %dx%d "
-                                   "convolution of %d channels", s->k, s->k, s->in);
+    if (chosen < 0) return fail(AN_ERR_BACKEND, "cuDNN offers no usable forward algorithm for a %dx%d "
+                                "convolution of %d channels", s->k, s->k, s->in);
     op->fwd_algo = fwd[chosen].algo;
     op->workspace_bytes = fwd[chosen].memory;
     CUDNN_TRY(cudnnSetConvolutionMathType(op->fwd_desc, kept_math(fwd[chosen].mathType)), "setting convolution math");
@@ -473,7 +475,7 @@ static an_status conv_setup(an_conv *op)
                                                             op->x_desc, MAX_ALGOS, &n_out, bd),
                   "finding a backward-data convolution algorithm");
         CHOOSE_ALGO(bd, n_out, chosen);
-        if (chosen < 0) return an_fail(AN_ERR_BACKEND, "cuDNN offers no usable backward-data algorithm");
+        if (chosen < 0) return fail(AN_ERR_BACKEND, "cuDNN offers no usable backward-data algorithm");
         op->bwd_data_algo = bd[chosen].algo;
         if (bd[chosen].memory > op->workspace_bytes) op->workspace_bytes = bd[chosen].memory;
         CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_data_desc, kept_math(bd[chosen].mathType)), "setting convolution math");
@@ -482,7 +484,7 @@ static an_status conv_setup(an_conv *op)
                                                               op->w_desc, MAX_ALGOS, &n_out, bf),
                   "finding a backward-filter convolution algorithm");
         CHOOSE_ALGO(bf, n_out, chosen);
-        if (chosen < 0) return an_fail(AN_ERR_BACKEND, "cuDNN offers no usable backward-filter algorithm");
+        if (chosen < 0) return fail(AN_ERR_BACKEND, "cuDNN offers no usable backward-filter algorithm");
         op->bwd_filter_algo = bf[chosen].algo;
         if (bf[chosen].memory > op->workspace_bytes) op->workspace_bytes = bf[chosen].memory;
         CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_filter_desc, kept_math(bf[chosen].mathType)), "setting convolution math");
@@ -503,23 +505,23 @@ static an_status cuda_conv_create(an_device *dev, const an_conv_spec *spec, int 
     (void)in; (void)plain_out;   /* always plain here */
     *out = NULL;
     const an_conv_spec *s = spec;
-    if (s->bf16) return an_fail(AN_ERR_ARGUMENT, "%s", cuda_bf16_missing(dev));
+    if (s->bf16) return fail(AN_ERR_ARGUMENT, "%s", cuda_bf16_missing(dev));
     if (s->n < 1 || s->in < 1 || s->out < 1 || s->k < 1 || s->stride < 1 || s->pad < 0 || s->groups < 1 ||
         s->in % s->groups || s->out % s->groups || s->h + 2 * s->pad < s->k || s->w + 2 * s->pad < s->k)
-        return an_fail(AN_ERR_ARGUMENT, "invalid convolution shape (n %d, in %d, %dx%d, out %d, k %d, groups %d)",
-                       s->n, s->in, s->h, s->w, s->out, s->k, s->groups);
+        return fail(AN_ERR_ARGUMENT, "invalid convolution shape (n %d, in %d, %dx%d, out %d, k %d, groups %d)",
+                    s->n, s->in, s->h, s->w, s->out, s->k, s->groups);
     int oh, ow;
     an_conv_output_hw(spec, &oh, &ow);
     double per_image = (double)s->in * s->h * s->w > (double)s->out * oh * ow ? (double)s->in * s->h * s->w
                                                                                 : (double)s->out * oh * ow;
     if (per_image * s->n > 2147483647.0)   /* cuDNN's 4-d descriptors count elements in 32 bits */
-        return an_fail(AN_ERR_ARGUMENT, "a batch of %d images is too large for cuDNN (at most %d at this layer): "
-                       "use a smaller batch_size", s->n, (int)(2147483647.0 / per_image));
+        return fail(AN_ERR_ARGUMENT, "a batch of %d images is too large for cuDNN (at most %d at this layer): "
+                    "use a smaller batch_size", s->n, (int)(2147483647.0 / per_image));
     cuda_device *d = as_cuda(dev);
     an_status st = use(d);
     if (st != AN_OK) return st;
     an_conv *op = (an_conv *)calloc(1, sizeof *op);
-    if (!op) return an_fail(AN_ERR_MEMORY, "out of memory creating a convolution");
+    if (!op) return fail(AN_ERR_MEMORY, "out of memory creating a convolution");
     op->dev = d;
     op->s = *spec;
     op->training = training;
@@ -553,7 +555,7 @@ static an_status cuda_conv_forward(an_conv *op, const float *x, const float *w, 
 static an_status cuda_conv_backward(an_conv *op, const float *x, const float *w, const float *y, float *dy,
                                     float *dx, float *dw, float *db)
 {
-    if (!op->training) return an_fail(AN_ERR_ARGUMENT, "convolution was created for inference only");
+    if (!op->training) return fail(AN_ERR_ARGUMENT, "convolution was created for inference only");
     cuda_device *d = op->dev;
     an_status s = use(d);
     if (s != AN_OK) return s;
@@ -621,10 +623,10 @@ static an_status cuda_pool_create(an_device *dev, const an_pool_spec *spec, int 
     (void)in; (void)plain_out;
     *out = NULL;
     if (spec->n < 1 || spec->c < 1 || spec->k < 1 || spec->stride < 1 || spec->h < spec->k || spec->w < spec->k)
-        return an_fail(AN_ERR_ARGUMENT, "invalid pooling shape (n %d, c %d, %dx%d, k %d, stride %d)",
-                       spec->n, spec->c, spec->h, spec->w, spec->k, spec->stride);
+        return fail(AN_ERR_ARGUMENT, "invalid pooling shape (n %d, c %d, %dx%d, k %d, stride %d)",
+                    spec->n, spec->c, spec->h, spec->w, spec->k, spec->stride);
     an_pool *op = (an_pool *)calloc(1, sizeof *op);
-    if (!op) return an_fail(AN_ERR_MEMORY, "out of memory creating a pooling op");
+    if (!op) return fail(AN_ERR_MEMORY, "out of memory creating a pooling op");
     op->dev = as_cuda(dev);
     op->s = *spec;
     op->training = training;
@@ -648,7 +650,7 @@ static an_status cuda_pool_forward(an_pool *op, const float *x, float *y)
 
 static an_status cuda_pool_backward(an_pool *op, const float *x, const float *y, const float *dy, float *dx)
 {
-    if (!op->training) return an_fail(AN_ERR_ARGUMENT, "pooling was created for inference only");
+    if (!op->training) return fail(AN_ERR_ARGUMENT, "pooling was created for inference only");
     an_status s = use(op->dev);
     if (s != AN_OK) return s;
     const float one = 1.0f, zero = 0.0f;
@@ -695,10 +697,10 @@ static an_status cuda_lrn_create(an_device *dev, const an_lrn_spec *spec, int tr
     *out = NULL;
     if (spec->n < 1 || spec->c < 1 || spec->h < 1 || spec->w < 1 || spec->size < 1 || spec->size % 2 == 0 ||
         spec->size > CUDNN_LRN_MAX_N)
-        return an_fail(AN_ERR_ARGUMENT, "invalid LRN shape (n %d, c %d, %dx%d, size %d)", spec->n, spec->c,
-                       spec->h, spec->w, spec->size);
+        return fail(AN_ERR_ARGUMENT, "invalid LRN shape (n %d, c %d, %dx%d, size %d)", spec->n, spec->c,
+                    spec->h, spec->w, spec->size);
     an_lrn *op = (an_lrn *)calloc(1, sizeof *op);
-    if (!op) return an_fail(AN_ERR_MEMORY, "out of memory creating an LRN op");
+    if (!op) return fail(AN_ERR_MEMORY, "out of memory creating an LRN op");
     op->dev = as_cuda(dev);
     op->s = *spec;
     op->training = training;
@@ -720,7 +722,7 @@ static an_status cuda_lrn_forward(an_lrn *op, const float *x, float *y)
 
 static an_status cuda_lrn_backward(an_lrn *op, const float *x, const float *y, const float *dy, float *dx)
 {
-    if (!op->training) return an_fail(AN_ERR_ARGUMENT, "LRN was created for inference only");
+    if (!op->training) return fail(AN_ERR_ARGUMENT, "LRN was created for inference only");
     an_status s = use(op->dev);
     if (s != AN_OK) return s;
     const float one = 1.0f, zero = 0.0f;
@@ -796,7 +798,7 @@ static an_status cuda_dropout_forward(an_device *dev, size_t count, float rate, 
     if (s == AN_OK) s = staging(d, count, &slot);
     if (s != AN_OK) return s;
     uint8_t *mask = (uint8_t *)slot->host;
-    for (size_t i = 0; i < count; i++) mask[i] = an_rng_uniform(rng) >= rate;   /* the CPU's draw, in its order */
+    for (size_t i = 0; i < count; i++) mask[i] = engine->rng_uniform(rng) >= rate;   /* the CPU's draw, in its order */
     if ((s = staging_upload(d, slot, keep, count)) != AN_OK) return s;
     dropout_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(x, keep, count, 1.0f / (1.0f - rate));
     LAUNCHED("the dropout kernel");
@@ -895,7 +897,7 @@ static an_status cuda_preprocess(an_device *dev, int n, int side, const float *h
     const size_t slice = (size_t)16 << 20;
     for (size_t off = 0; off < bytes; off += slice) {
         size_t len = bytes - off < slice ? bytes - off : slice;
-        an_copy_parallel((char *)d->pinned_images + off, (const char *)host_images + off, len);
+        engine->copy_parallel((char *)d->pinned_images + off, (const char *)host_images + off, len);
         CUDA_TRY(cudaMemcpyAsync((char *)d->device_images + off, (char *)d->pinned_images + off, len,
                                  cudaMemcpyHostToDevice, d->copy_stream), "copying a batch to the GPU");
     }
@@ -936,7 +938,7 @@ static an_status cuda_scale(an_device *dev, float *x, size_t count, float factor
 #ifdef AN_HAVE_NCCL
 static an_status nccl_fail(ncclResult_t e, const char *what)
 {
-    return an_fail(AN_ERR_BACKEND, "NCCL failed in %s: %s", what, ncclGetErrorString(e));
+    return fail(AN_ERR_BACKEND, "NCCL failed in %s: %s", what, ncclGetErrorString(e));
 }
 #define NCCL_TRY(call, what)                                                     \
     do {                                                                         \
@@ -944,26 +946,26 @@ static an_status nccl_fail(ncclResult_t e, const char *what)
         if (e_ != ncclSuccess) return nccl_fail(e_, what);                      \
     } while (0)
 
-extern "C" int an_cuda_nccl_built(void) { return 1; }
+static const int nccl_built = 1;
 
-extern "C" an_status an_cuda_nccl_id(void *id, size_t id_bytes)
+static an_status cuda_nccl_id(void *id, size_t id_bytes)
 {
-    if (id_bytes != sizeof(ncclUniqueId)) return an_fail(AN_ERR_ARGUMENT, "an NCCL id has %zu bytes, not %zu",
-                                                         id_bytes, sizeof(ncclUniqueId));
+    if (id_bytes != sizeof(ncclUniqueId)) return fail(AN_ERR_ARGUMENT, "an NCCL id has %zu bytes, not %zu",
+                                                      id_bytes, sizeof(ncclUniqueId));
     ncclUniqueId u;
     NCCL_TRY(ncclGetUniqueId(&u), "drawing a communicator id");
     memcpy(id, &u, sizeof u);
     return AN_OK;
 }
 
-extern "C" an_status an_cuda_nccl_sum(an_device *dev, const void *id, size_t id_bytes, int rank, int size,
-                                      float *values, size_t count)
+static an_status cuda_nccl_sum(an_device *dev, const void *id, size_t id_bytes, int rank, int size, float *values,
+                               size_t count)
 {
     cuda_device *d = as_cuda(dev);
     if (strcmp(dev->ops->kind, "cuda") != 0)
-        return an_fail(AN_ERR_ARGUMENT, "NCCL sums GPU memory: the net is on the CPU");
+        return fail(AN_ERR_ARGUMENT, "NCCL sums GPU memory: the net is on the CPU");
     if (id_bytes != sizeof(ncclUniqueId) || id_bytes > sizeof d->nccl_id)
-        return an_fail(AN_ERR_ARGUMENT, "an NCCL id has %zu bytes, not %zu", id_bytes, sizeof(ncclUniqueId));
+        return fail(AN_ERR_ARGUMENT, "an NCCL id has %zu bytes, not %zu", id_bytes, sizeof(ncclUniqueId));
     an_status s = use(d);
     if (s != AN_OK) return s;
     if (d->nccl && memcmp(d->nccl_id, id, id_bytes) != 0) {   /* another group: a new communicator */
@@ -981,17 +983,17 @@ extern "C" an_status an_cuda_nccl_sum(an_device *dev, const void *id, size_t id_
     return AN_OK;
 }
 #else
-extern "C" int an_cuda_nccl_built(void) { return 0; }
-extern "C" an_status an_cuda_nccl_id(void *id, size_t id_bytes)
+static const int nccl_built = 0;
+static an_status cuda_nccl_id(void *id, size_t id_bytes)
 {
     (void)id; (void)id_bytes;
-    return an_fail(AN_ERR_ARGUMENT, "this build has no NCCL");
+    return fail(AN_ERR_ARGUMENT, "this build has no NCCL");
 }
-extern "C" an_status an_cuda_nccl_sum(an_device *dev, const void *id, size_t id_bytes, int rank, int size,
-                                      float *values, size_t count)
+static an_status cuda_nccl_sum(an_device *dev, const void *id, size_t id_bytes, int rank, int size, float *values,
+                               size_t count)
 {
     (void)dev; (void)id; (void)id_bytes; (void)rank; (void)size; (void)values; (void)count;
-    return an_fail(AN_ERR_ARGUMENT, "this build has no NCCL");
+    return fail(AN_ERR_ARGUMENT, "this build has no NCCL");
 }
 #endif
 
@@ -1039,7 +1041,7 @@ static const an_backend cuda_backend = {
 
 /* "No GPU" only where CUDA says so; any other failure (a driver older than
  * the runtime, missing device nodes) is a broken setup, and says why. */
-extern "C" int an_cuda_probe(char *why, size_t size)
+static int cuda_probe(char *why, size_t size)
 {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -1058,9 +1060,9 @@ extern "C" int an_cuda_probe(char *why, size_t size)
     return -1;
 }
 
-extern "C" int an_cuda_device_count(void)
+static int cuda_device_count(void)
 {
-    int count = an_cuda_probe(NULL, 0);
+    int count = cuda_probe(NULL, 0);
     return count < 0 ? 0 : count;
 }
 
@@ -1085,9 +1087,9 @@ static an_status check_kernel_image(int ordinal)
     cudaDeviceProp prop;
     int major = 0, minor = 0;
     if (cudaGetDeviceProperties(&prop, ordinal) == cudaSuccess) { major = prop.major; minor = prop.minor; }
-    return an_fail(AN_ERR_BACKEND, "GPU %d (compute capability %d.%d) cannot run this build's kernels (%s): "
-                   "it was built for compute capabilities %s (x100); set CUDA_ARCH when building to add this GPU's",
-                   ordinal, major, minor, cudaGetErrorString(e), built_archs);
+    return fail(AN_ERR_BACKEND, "GPU %d (compute capability %d.%d) cannot run this build's kernels (%s): "
+                "it was built for compute capabilities %s (x100); set CUDA_ARCH when building to add this GPU's",
+                ordinal, major, minor, cudaGetErrorString(e), built_archs);
 }
 
 static an_status device_setup(cuda_device *d)
@@ -1110,15 +1112,15 @@ static an_status device_setup(cuda_device *d)
     return AN_OK;
 }
 
-extern "C" an_status an_cuda_device_open(int ordinal, an_device **out)
+static an_status cuda_device_open(int ordinal, an_device **out)
 {
     *out = NULL;
-    int count = an_cuda_device_count();
+    int count = cuda_device_count();
     if (ordinal < 0 || ordinal >= count)
-        return an_fail(AN_ERR_ARGUMENT, "no CUDA device %d: this machine has %d usable GPU%s", ordinal, count,
-                       count == 1 ? "" : "s");
+        return fail(AN_ERR_ARGUMENT, "no CUDA device %d: this machine has %d usable GPU%s", ordinal, count,
+                    count == 1 ? "" : "s");
     cuda_device *d = (cuda_device *)calloc(1, sizeof *d);
-    if (!d) return an_fail(AN_ERR_MEMORY, "out of memory opening a GPU");
+    if (!d) return fail(AN_ERR_MEMORY, "out of memory opening a GPU");
     d->base.ops = &cuda_backend;
     d->ordinal = ordinal;
     an_status s = device_setup(d);
@@ -1130,13 +1132,13 @@ extern "C" an_status an_cuda_device_open(int ordinal, an_device **out)
     return AN_OK;
 }
 
-extern "C" an_status an_cuda_describe(int device, char *buf, size_t size)
+static an_status cuda_describe(int device, char *buf, size_t size)
 {
     if (size) buf[0] = '\0';
-    int count = an_cuda_device_count();
+    int count = cuda_device_count();
     if (device < 0 || device >= count)
-        return an_fail(AN_ERR_ARGUMENT, "no CUDA device %d: this machine has %d usable GPU%s", device, count,
-                       count == 1 ? "" : "s");
+        return fail(AN_ERR_ARGUMENT, "no CUDA device %d: this machine has %d usable GPU%s", device, count,
+                    count == 1 ? "" : "s");
     cudaDeviceProp prop;
     CUDA_TRY(cudaGetDeviceProperties(&prop, device), "reading the GPU's properties");
     int runtime = 0, driver = 0;
@@ -1148,4 +1150,22 @@ extern "C" an_status an_cuda_describe(int device, char *buf, size_t size)
              runtime % 1000 / 10, driver / 1000, driver % 1000 / 10, cudnn / 10000, cudnn % 10000 / 100,
              cudnn % 100);
     return AN_OK;
+}
+
+/* ------------------------------------------------------------ the entry */
+
+static const an_cuda_api cuda_api = {
+    AN_CUDA_ABI, nccl_built, cuda_probe, cuda_device_open, cuda_describe, cuda_nccl_id, cuda_nccl_sum,
+    cuda_test_workspace_bytes, cuda_test_grow_workspace,
+};
+
+extern "C" __attribute__((visibility("default"))) int an_cuda_backend_entry(int engine_abi,
+                                                                            const an_cuda_engine *services,
+                                                                            const an_cuda_api **api)
+{
+    *api = NULL;
+    if (engine_abi != AN_CUDA_ABI || !services || services->abi != AN_CUDA_ABI) return AN_CUDA_ABI;
+    engine = services;
+    *api = &cuda_api;
+    return AN_CUDA_ABI;
 }
