@@ -307,10 +307,19 @@ batch_source <- function(x, size, training = FALSE, seed = NULL, src = new.env(p
 # and the source then hands out their rows (engine: an_loader_freeze), which
 # trains exactly as the images would. NULL where it does not apply (the
 # net's start is below dense_1's input, or the images are augmented);
-# otherwise the name of the layer whose output is kept.
+# otherwise the name of the layer whose output is kept, with attribute
+# "on_disk": the bytes of it that a file in tempdir() holds (0: in memory).
+# In memory they take at most getOption("alexnet.frozen_memory") bytes (by
+# default half the memory free), beyond that a file that the system pages.
 freeze_source <- function(src, net, x, batch_size, training, verbose = FALSE, call = caller_env()) {
   if (training && inherits(x, "image_folder") && !is.null(x$augment)) return(NULL)
-  res <- engine(.Call(C_loader_freeze, src$ptr, net$ptr, batch_size, training, src$skip), call = call)
+  memory <- getOption("alexnet.frozen_memory", -1)
+  if (!is.numeric(memory) || length(memory) != 1L || is.na(memory)) {
+    abort("Option {.code alexnet.frozen_memory} must be a number of bytes (or unset), not {.obj_type_friendly {memory}}.",
+          call = call)
+  }
+  res <- engine(.Call(C_loader_freeze, src$ptr, net$ptr, batch_size, training, src$skip, as.double(memory),
+                      tempdir()), call = call)
   note_failures(src, res, call)
   if (!is.null(res$note) && verbose) {
     cli::cli_inform(c("The frozen layers are computed in every epoch: {res$note}."))
@@ -319,7 +328,7 @@ freeze_source <- function(src, net, x, batch_size, training, verbose = FALSE, ca
   images <- src$ptr
   src$ptr <- res$value
   .Call(C_loader_free, images)
-  res$stage
+  structure(res$stage, on_disk = res$on_disk)
 }
 
 # Joins the loaders' threads now. A Ctrl-C pending while this runs (as an

@@ -210,8 +210,11 @@ sgd_vector <- function(opt) {
 #'   times faster per epoch for the dense layers. `dense_1`'s output is
 #'   kept before its dropout (a dropout mask changes what comes after it
 #'   from step to step). Output that would take more than half the memory
-#'   available is not kept (a message says so when `verbose`). `FALSE`
-#'   computes every layer in every epoch.
+#'   available (or `getOption("alexnet.frozen_memory")` bytes) is kept in
+#'   a file in [tempdir()] that the system pages in as needed (removed at
+#'   once: nothing is left behind); where that folder has no room either, it
+#'   is not kept (a message says so when `verbose`). `FALSE` computes every
+#'   layer in every epoch.
 #' @return An object of class `"alexnet_fit"`: a list with `net` (the same
 #'   object as `net`, trained), `history` (a data frame: `epoch`, `loss`,
 #'   `accuracy`, `val_loss`, `val_accuracy`, `lr`, `seconds`),
@@ -298,8 +301,10 @@ alexnet_train <- function(net, data, validation = NULL, epochs = 10, batch_size 
       freeze_source(val_src, net, validation, batch_size, training = FALSE, verbose = verbose)
     }
     if (verbose && !is.null(frozen)) {
-      cli::cli_inform("Frozen layers up to {.field {frozen}} computed once ({sprintf('%.1f', proc.time()[['elapsed']] - t_frozen)} s): each epoch runs the layers above it.")
+      where <- if (attr(frozen, "on_disk") > 0) sprintf(", %s in a file in tempdir()", format_gb(attr(frozen, "on_disk"))) else ""
+      cli::cli_inform("Frozen layers up to {.field {frozen}} computed once ({sprintf('%.1f', proc.time()[['elapsed']] - t_frozen)} s{where}): each epoch runs the layers above it.")
     }
+    frozen <- as.vector(frozen)
   }
   history <- state$history
   starts <- seq(1L, n, by = batch_size)

@@ -71,7 +71,7 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(loader_evaluate, 7),
     CALLDEF(loader_pixels, 3),
     CALLDEF(jpeg_read, 2),
-    CALLDEF(loader_freeze, 5),
+    CALLDEF(loader_freeze, 7),
     /* features over many workers (r_h5features.c) */
     CALLDEF(h5f_write, 2),
     CALLDEF(h5f_read, 2),

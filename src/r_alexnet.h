@@ -52,7 +52,8 @@ SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP lo
                           SEXP skip);
 SEXP r_an_loader_pixels(SEXP lptr, SEXP index, SEXP epoch);
 SEXP r_an_jpeg_read(SEXP path, SEXP max_megapixels);
-SEXP r_an_loader_freeze(SEXP lptr, SEXP nptr, SEXP batch_size, SEXP training, SEXP skip);
+SEXP r_an_loader_freeze(SEXP lptr, SEXP nptr, SEXP batch_size, SEXP training, SEXP skip, SEXP memory_bytes,
+                        SEXP spill_dir);
 
 /* for the package's tests only (r_testing.c) */
 SEXP r_an_test_weights_digest(SEXP ptr);

@@ -355,9 +355,12 @@ SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP
 /* The layers below the net's lowest learning one, computed once for every
  * image of the loader (an_loader_freeze): list(value = a loader of their
  * rows, or NULL where the net has no such start; failed; stage = the
- * step's name). training: rows as a training pass makes them, else as
- * evaluation does (in batches of batch_size, as it runs). */
-SEXP r_an_loader_freeze(SEXP lptr, SEXP nptr, SEXP batch_size, SEXP training, SEXP skip)
+ * step's name; note: why they were not kept; on_disk: their bytes in a
+ * file of spill_dir). training: rows as a training pass makes them, else as
+ * evaluation does (in batches of batch_size, as it runs); memory_bytes:
+ * what they may take in memory (negative: half of what is free). */
+SEXP r_an_loader_freeze(SEXP lptr, SEXP nptr, SEXP batch_size, SEXP training, SEXP skip, SEXP memory_bytes,
+                        SEXP spill_dir)
 {
     an_loader *ld = get_loader(lptr);
     an_net *net = get_net(nptr);
@@ -373,16 +376,18 @@ SEXP r_an_loader_freeze(SEXP lptr, SEXP nptr, SEXP batch_size, SEXP training, SE
     an_loader *rows = NULL;
     SEXP note = R_NilValue;
     if (at >= 0) {
-        an_status st = an_loader_freeze(ld, net, at, batch, Rf_asLogical(training) == TRUE, !Rf_asLogical(skip), r,
-                                        &n_failed, &rows);
-        /* too large to keep: training goes on without (the note says why) */
-        if (st == AN_ERR_MEMORY) note = Rf_mkString(an_error_message());
+        an_rows_store store = {Rf_asReal(memory_bytes), get_path(spill_dir, "spill_dir")};
+        an_status st = an_loader_freeze(ld, net, at, batch, Rf_asLogical(training) == TRUE, !Rf_asLogical(skip),
+                                        &store, r, &n_failed, &rows);
+        /* too large to keep, in memory or on disk: training goes on without
+         * (the note says why) */
+        if (st == AN_ERR_MEMORY || st == AN_ERR_IO) note = Rf_mkString(an_error_message());
         else if (st != AN_OK) engine_error(st);
     }
     PROTECT(note);
     R_SetExternalPtrAddr(ptr, rows);
-    static const char *names[] = {"value", "failed", "stage", "note"};
-    SEXP res = PROTECT(named_list(4, names));
+    static const char *names[] = {"value", "failed", "stage", "note", "on_disk"};
+    SEXP res = PROTECT(named_list(5, names));
     SET_VECTOR_ELT(res, 0, rows ? ptr : R_NilValue);
     /* the images' results exist when the rows were computed, kept or not
      * (a failure with on_error "stop" keeps none) */
@@ -390,6 +395,7 @@ SEXP r_an_loader_freeze(SEXP lptr, SEXP nptr, SEXP batch_size, SEXP training, SE
     SET_VECTOR_ELT(res, 1, failures(r, idx, ran ? n : 0, n_failed));
     SET_VECTOR_ELT(res, 2, rows ? Rf_mkString(an_output_name(an_net_arch(net), at)) : R_NilValue);
     SET_VECTOR_ELT(res, 3, note);
+    SET_VECTOR_ELT(res, 4, Rf_ScalarReal((double) an_loader_rows_on_disk(rows)));
     UNPROTECT(3);
     return res;
 }

@@ -4,10 +4,13 @@
  * straight into the caller's matrix, in the caller's order and layout. The
  * whole call holds asynchronous signals back (signals.c); a Ctrl-C pending
  * while the loader prepares a batch ends it with AN_ERR_INTERRUPTED. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
+#include "files.h"
 #include "images.h"
 #include "ops.h"
 
@@ -263,8 +266,35 @@ an_status an_loader_train_step(an_loader *ld, an_net *net, const int *indices, c
     return st;
 }
 
+/* A block for n rows of `width` floats, kept as `store` says; *mapped is
+ * its bytes when a file holds it, else 0 (malloc'd). */
+static an_status rows_block(const an_net *net, int at, int n, size_t width, const an_rows_store *store,
+                            float **rows, size_t *mapped)
+{
+    *rows = NULL;
+    *mapped = 0;
+    size_t bytes = (size_t)n * width * sizeof(float);
+    /* with overcommit a malloc that succeeds is no promise: rows that would
+     * crowd out the rest are not kept in memory */
+    double room = an_host_memory_room();
+    double limit = store && store->memory_bytes >= 0 ? store->memory_bytes : 0.5 * room;
+    if ((double)bytes <= limit && (*rows = malloc(bytes ? bytes : 1))) return AN_OK;
+    char what[96];
+    snprintf(what, sizeof what, "output of %s for %d images", an_output_name(an_net_arch(net), at), n);
+    if (store && store->spill_dir) {
+        an_status st = an_map_temp_file(store->spill_dir, bytes, what, (void **)rows);
+        if (st == AN_OK) *mapped = bytes;
+        return st;
+    }
+    if (store && store->memory_bytes >= 0)
+        return an_fail(AN_ERR_MEMORY, "the %s takes %.2f GB, more than the %.2f GB of memory it may take", what,
+                       bytes / 1e9, limit / 1e9);
+    return an_fail(AN_ERR_MEMORY, "the %s takes %.1f GB, more than half the %.1f GB of memory available", what,
+                   bytes / 1e9, room / 1e9);
+}
+
 an_status an_loader_freeze(an_loader *ld, an_net *net, int at, int batch, int training, int stop_on_failure,
-                           an_load_result *results, int *n_failed, an_loader **out)
+                           const an_rows_store *store, an_load_result *results, int *n_failed, an_loader **out)
 {
     *out = NULL;
     *n_failed = 0;
@@ -273,33 +303,25 @@ an_status an_loader_freeze(an_loader *ld, an_net *net, int at, int batch, int tr
     an_status st = at < 0 ? an_fail(AN_ERR_ARGUMENT, "rows are the output of a step, not the images") : an_start_check(at);
     if (st != AN_OK) return st;
     int n = an_loader_size(ld);
-    size_t width = an_output_size(net, at);
-    /* rows that would crowd out the rest are not kept (with overcommit a
-     * malloc that succeeds is no promise) */
-    double bytes = (double)n * width * sizeof(float);
-    double avail = an_host_memory_room();
-    if (avail > 0 && bytes > 0.5 * avail)
-        return an_fail(AN_ERR_MEMORY, "the output of %s for %d images takes %.1f GB, more than half the memory "
-                       "available (%.1f GB)", an_output_name(an_net_arch(net), at), n, bytes / 1e9, avail / 1e9);
-    float *rows = malloc((size_t)n * width * sizeof *rows);
+    size_t width = an_output_size(net, at), mapped = 0;
+    float *rows = NULL;
+    if ((st = rows_block(net, at, n, width, store, &rows, &mapped)) != AN_OK) return st;
     int *indices = malloc((size_t)n * sizeof *indices);
     an_load_result *kept = malloc((size_t)n * sizeof *kept);
-    if (!rows || !indices || !kept) {
-        free(rows);
-        free(indices);
-        free(kept);
-        return an_fail(AN_ERR_MEMORY, "out of memory for the frozen layers' output of %d images (%.0f MB)", n,
-                       (double)n * width * 4 / 1e6);
+    if (!indices || !kept) {
+        st = an_fail(AN_ERR_MEMORY, "out of memory for the frozen layers' output of %d images", n);
+    } else {
+        for (int i = 0; i < n; i++) indices[i] = i;
+        an_rows_out o = {NULL, 0, 0, 0, rows, training};
+        st = an_loader_forward(ld, net, indices, n, at, batch, stop_on_failure, &o, results, n_failed);
     }
-    for (int i = 0; i < n; i++) indices[i] = i;
-    an_rows_out o = {NULL, 0, 0, 0, rows, training};
-    st = an_loader_forward(ld, net, indices, n, at, batch, stop_on_failure, &o, results, n_failed);
     free(indices);
     if (st != AN_OK || (*n_failed && stop_on_failure)) {
-        free(rows);
+        if (mapped) munmap(rows, mapped);
+        else free(rows);
         free(kept);
         return st;
     }
     memcpy(kept, results, (size_t)n * sizeof *kept);
-    return an_loader_create_rows(rows, kept, n, width, at, out);
+    return an_loader_create_rows(rows, mapped, kept, n, width, at, out);
 }

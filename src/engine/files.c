@@ -2,7 +2,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include "files.h"
 
@@ -51,5 +55,39 @@ an_status an_open_regular(const char *path, const char *what, int *fd_out, long 
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     *fd_out = fd;
     if (bytes) *bytes = (long long)st.st_size;
+    return AN_OK;
+}
+
+an_status an_map_temp_file(const char *dir, size_t bytes, const char *what, void **out)
+{
+    *out = NULL;
+    if (!dir || !dir[0]) return an_fail(AN_ERR_ARGUMENT, "no folder for the %s", what);
+    struct statvfs fs;
+    if (statvfs(dir, &fs) == 0 && (double)fs.f_bavail * (double)fs.f_frsize < (double)bytes)
+        return an_fail(AN_ERR_IO, "the %s (%.2f GB) fits neither in memory nor in '%s' (%.2f GB free)", what,
+                       bytes / 1e9, dir, (double)fs.f_bavail * (double)fs.f_frsize / 1e9);
+    size_t len = strlen(dir);
+    char *path = malloc(len + 32);
+    if (!path) return an_fail(AN_ERR_MEMORY, "out of memory");
+    snprintf(path, len + 32, "%s/alexnet-rows-XXXXXX", dir);
+    int fd = mkstemp(path);
+    int e = errno;
+    if (fd >= 0) unlink(path);
+    free(path);
+    if (fd < 0) {
+        const char *t = an_errno_text(e);
+        return an_fail(AN_ERR_IO, "cannot make a file for the %s in '%s': %s", what, dir, t ? t : "error");
+    }
+    int r = posix_fallocate(fd, 0, (off_t)bytes);
+    if (r != 0) {
+        close(fd);
+        const char *t = r == ENOSPC ? "no space left" : an_errno_text(r);
+        return an_fail(AN_ERR_IO, "cannot reserve %.2f GB in '%s' for the %s: %s", bytes / 1e9, dir, what,
+                       t ? t : "error");
+    }
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);   /* the mapping keeps the file */
+    if (p == MAP_FAILED) return an_fail(AN_ERR_MEMORY, "cannot map %.2f GB for the %s", bytes / 1e9, what);
+    *out = p;
     return AN_OK;
 }

@@ -17,4 +17,13 @@ an_status an_open_regular(const char *path, const char *what, int *fd, long long
  * is not thread-safe and strerror_r() has two incompatible variants. */
 const char *an_errno_text(int e);
 
+/* A zeroed block of `bytes` backed by a new file in folder `dir`: memory
+ * the kernel pages out to that file system as it needs, for data larger
+ * than the memory there is. The file is unlinked as soon as it is made, so
+ * nothing is left behind, even by a killed process, and its blocks are
+ * reserved first (posix_fallocate): a full disk is a clear error here, not
+ * a SIGBUS when the block is written. `what` names the data in messages.
+ * Release it with munmap(*out, bytes). */
+an_status an_map_temp_file(const char *dir, size_t bytes, const char *what, void **out);
+
 #endif

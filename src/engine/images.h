@@ -290,17 +290,29 @@ an_status an_loader_fetch(an_loader *loader, const int *indices, int count, uint
  * are computed once per image instead of once per epoch. */
 int an_loader_stage(const an_loader *loader);          /* -1: images */
 size_t an_loader_item_floats(const an_loader *loader); /* floats per image or row */
-/* rows (n x width) and results (n, may be NULL: all fine) are taken over */
-an_status an_loader_create_rows(float *rows, an_load_result *results, int n, size_t width, int stage,
-                                an_loader **out);
+/* rows (n x width; malloc'd, or a file mapping of mapped_bytes, an_map_temp_file)
+ * and results (n, may be NULL: all fine) are taken over */
+an_status an_loader_create_rows(float *rows, size_t mapped_bytes, an_load_result *results, int n, size_t width,
+                                int stage, an_loader **out);
+/* bytes of a rows loader's rows that a file holds (0: in memory, or images) */
+size_t an_loader_rows_on_disk(const an_loader *loader);
+/* Where frozen rows are kept: in memory up to `memory_bytes` (< 0: half of
+ * what the process can still take, an_host_memory_room); beyond that in a
+ * file of folder `spill_dir` (an_map_temp_file: the kernel pages it), or,
+ * with spill_dir NULL, nowhere: the freeze is then a memory error. */
+typedef struct {
+    double memory_bytes;
+    const char *spill_dir;
+} an_rows_store;
 /* Step `at`'s output for every image of `images` (an_net_frozen_rows for
  * training, an_net_forward for evaluation; batches of `batch`) as a rows
- * loader. results (one per image) and *n_failed report images that did not
+ * loader, kept as `store` says (NULL: in memory up to half the room, no
+ * file). results (one per image) and *n_failed report images that did not
  * load: their rows are zeros and fail again when fetched. With
  * stop_on_failure, a failure ends it (AN_OK, *out NULL, *n_failed > 0). */
 an_status an_loader_freeze(an_loader *images, an_net *net, int at, int batch, int training,
-                           int stop_on_failure, an_load_result *results, int *n_failed,
-                           an_loader **out);
+                           int stop_on_failure, const an_rows_store *store, an_load_result *results,
+                           int *n_failed, an_loader **out);
 
 /* ---- the batch path: whole runs over a loader (batches.c) --------------------- */
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "images.h"
@@ -146,6 +147,7 @@ struct an_loader {
     int copies;             /* 227 x 227 array images for a 227 x 227 input: copied, not resized */
     uint8_t *bytes;         /* the array's images as bytes (an_pixels_pack), or NULL */
     float *rows;            /* a frozen prefix's rows (an_loader_freeze), or NULL */
+    size_t rows_mapped;     /* their bytes when a file holds them (munmap), else 0 */
     an_load_result *row_results;  /* how each row's image loaded when they were made */
     int stage;              /* the step the rows are the output of; -1: images */
     an_loader_options opt;
@@ -275,7 +277,8 @@ void an_loader_free(an_loader *ld)
         free(ld->slots[i].results);
     }
     free(ld->bytes);
-    free(ld->rows);
+    if (ld->rows_mapped) munmap(ld->rows, ld->rows_mapped);
+    else free(ld->rows);
     free(ld->row_results);
     if (ld->paths && !ld->is_array)
         for (int i = 0; i < ld->n_paths; i++) free(ld->paths[i]);
@@ -420,8 +423,10 @@ int an_loader_size(const an_loader *ld) { return ld ? ld->n_paths : 0; }
 int an_loader_stage(const an_loader *ld) { return ld ? ld->stage : -1; }
 size_t an_loader_item_floats(const an_loader *ld) { return ld ? ld->image_floats : 0; }
 
-an_status an_loader_create_rows(float *rows, an_load_result *results, int n, size_t width, int stage,
-                                an_loader **out)
+size_t an_loader_rows_on_disk(const an_loader *ld) { return ld ? ld->rows_mapped : 0; }
+
+an_status an_loader_create_rows(float *rows, size_t mapped_bytes, an_load_result *results, int n, size_t width,
+                                int stage, an_loader **out)
 {
     *out = NULL;
     an_loader_options opt;
@@ -430,11 +435,13 @@ an_status an_loader_create_rows(float *rows, an_load_result *results, int n, siz
     opt.on_error = AN_ON_ERROR_SKIP;
     an_status st = create_loader(NULL, n, NULL, &opt, out);
     if (st != AN_OK) {
-        free(rows);
+        if (mapped_bytes) munmap(rows, mapped_bytes);
+        else free(rows);
         free(results);
         return st;
     }
     (*out)->rows = rows;
+    (*out)->rows_mapped = mapped_bytes;
     (*out)->row_results = results;
     (*out)->image_floats = width;
     (*out)->stage = stage;

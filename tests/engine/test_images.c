@@ -1536,8 +1536,10 @@ static void test_array_loader(void)
 /* The frozen layers computed once: training and evaluation over a rows
  * loader (an_loader_freeze of an array loader) equal those over the images
  * themselves, bit for bit, with dropout, for shuffled batches and a short
- * last batch; a failed image fails again from the rows. */
-static void test_frozen_rows(void)
+ * last batch; a failed image fails again from the rows. Once with the rows
+ * in memory, once in a file (no memory allowed: an_map_temp_file), which
+ * leaves nothing in its folder. */
+static void frozen_rows_case(const an_rows_store *store, const char *where)
 {
     if (getenv("AN_IMAGES_NO_NET")) {   /* whole AlexNet passes: see test_array_loader */
         printf("SKIP frozen rows (nets train): AN_IMAGES_NO_NET is set (valgrind)\n");
@@ -1558,7 +1560,7 @@ static void test_frozen_rows(void)
         ok = an_net_set_trainable_from(net, AN_P_DENSE_2) == AN_OK;
     }
     int at = ok ? an_net_frozen_start(frozen) : -1;
-    ok = ok && at == AN_DENSE_1 && an_loader_freeze(images, frozen, at, 4, 1, 1, r, &failed, &rows) == AN_OK && rows &&
+    ok = ok && at == AN_DENSE_1 && an_loader_freeze(images, frozen, at, 4, 1, 1, store, r, &failed, &rows) == AN_OK && rows &&
          failed == 0 && an_loader_stage(rows) == AN_DENSE_1 && an_loader_item_floats(rows) == 4096;
     const int order[10] = {7, 2, 9, 0, 4, 1, 8, 3, 6, 5};
     const int labels[10] = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0};
@@ -1578,18 +1580,25 @@ static void test_frozen_rows(void)
         }
     size_t np = an_net_param_count(full);
     int same = ok && memcmp(an_net_params(full), an_net_params(frozen), np * sizeof(float)) == 0;
-    CHECK("frozen rows: 2 epochs of shuffled SGD steps equal those from the images", same,
-          "%s; loss sums %.9g vs %.9g", ok ? "" : an_error_message(), lf, lr);
+    char lab[128];
+    snprintf(lab, sizeof lab, "frozen rows (%s): 2 epochs of shuffled SGD steps equal those from the images", where);
+    CHECK(lab, same, "%s; loss sums %.9g vs %.9g; %zu bytes in a file", ok ? "" : an_error_message(), lf, lr,
+          an_loader_rows_on_disk(rows));
+    snprintf(lab, sizeof lab, "frozen rows (%s): kept where asked", where);
+    CHECK(lab, rows && (an_loader_rows_on_disk(rows) > 0) == (store && store->spill_dir != NULL) &&
+                   (!store || an_loader_rows_on_disk(rows) == (size_t)n * 4096 * sizeof(float)),
+          "%zu bytes in a file", an_loader_rows_on_disk(rows));
     /* evaluation: rows made by inference, in the batches evaluation runs */
     an_loader *erows = NULL;
     int idx[10];
     for (int i = 0; i < n; i++) idx[i] = i;
     double ef = 0, er = 0;
     int cf = 0, cr = 0, used = 0;
-    ok = ok && an_loader_freeze(images, frozen, at, 4, 0, 1, r, &failed, &erows) == AN_OK &&
+    ok = ok && an_loader_freeze(images, frozen, at, 4, 0, 1, store, r, &failed, &erows) == AN_OK &&
          an_loader_evaluate(images, full, idx, labels, n, 4, AN_LOSS_CROSS_ENTROPY, 1, &ef, &cf, &used, r, &failed) == AN_OK &&
          an_loader_evaluate(erows, frozen, idx, labels, n, 4, AN_LOSS_CROSS_ENTROPY, 1, &er, &cr, &used, r, &failed) == AN_OK;
-    CHECK("frozen rows: evaluation equals the images'", ok && ef == er && cf == cr, "%.17g vs %.17g", ef, er);
+    snprintf(lab, sizeof lab, "frozen rows (%s): evaluation equals the images'", where);
+    CHECK(lab, ok && ef == er && cf == cr, "%.17g vs %.17g", ef, er);
     /* a file that does not load: its row fails when fetched, naming it */
     const char *paths[2] = {tpath("rgb.jpg"), tpath("missing.jpg")};
     an_loader *files = NULL, *frows = NULL;
@@ -1597,13 +1606,14 @@ static void test_frozen_rows(void)
     an_loader_options_init(&o);
     o.on_error = AN_ON_ERROR_SKIP;
     ok = an_loader_create(paths, 2, &o, &files) == AN_OK &&
-         an_loader_freeze(files, frozen, at, 2, 1, 0, r, &failed, &frows) == AN_OK && failed == 1;
+         an_loader_freeze(files, frozen, at, 2, 1, 0, store, r, &failed, &frows) == AN_OK && failed == 1;
     int two[2] = {0, 1}, lab2[2] = {0, 1}, nf = 0;
     double s2 = 0;
     int c2 = 0, u2 = 0;
     ok = ok && an_loader_train_step(frows, frozen, two, lab2, 2, 0, NULL, 0, AN_LOSS_CROSS_ENTROPY, &opt, NULL, 0, 0, 0,
                                     &s2, &c2, &u2, r, &nf) == AN_OK;
-    CHECK("frozen rows: an image that failed fails again, by name", ok && nf == 1 && u2 == 1 && r[1].status != AN_OK &&
+    snprintf(lab, sizeof lab, "frozen rows (%s): an image that failed fails again, by name", where);
+    CHECK(lab, ok && nf == 1 && u2 == 1 && r[1].status != AN_OK &&
           strstr(r[1].message, "missing.jpg"), "%s", ok ? r[1].message : an_error_message());
     an_loader_free(frows);
     an_loader_free(files);
@@ -1612,6 +1622,43 @@ static void test_frozen_rows(void)
     an_loader_free(images);
     an_net_free(full);
     an_net_free(frozen);
+    free(data);
+}
+
+static void test_frozen_rows(void)
+{
+    frozen_rows_case(NULL, "in memory");
+    if (getenv("AN_IMAGES_NO_NET")) return;
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/spill", tmpdir);
+    mkdir(dir, 0700);
+    an_rows_store on_disk = {0, dir};
+    frozen_rows_case(&on_disk, "in a file");
+    DIR *d = opendir(dir);
+    int left = 0;
+    for (struct dirent *e; d && (e = readdir(d));) left += e->d_name[0] != '.';
+    if (d) closedir(d);
+    CHECK("frozen rows (in a file): nothing is left in the folder", d && left == 0, "%d files left", left);
+    an_rows_store nowhere = {0, NULL};
+    an_loader *images = NULL, *rows = NULL;
+    an_net *net = NULL;
+    an_load_result r[2];
+    int failed = 0;
+    void *data = r_array(2, 40, 30, 3, 1, 78);
+    an_pixel_array a = describe(data, 2, 40, 30, 3, 1);
+    an_status st = an_net_create(3, 9, &net);
+    if (st == AN_OK) st = an_loader_create_array(&a, NULL, &images);
+    if (st == AN_OK) st = an_net_set_trainable_from(net, AN_P_DENSE_2);
+    if (st == AN_OK) st = an_loader_freeze(images, net, an_net_frozen_start(net), 2, 1, 1, &nowhere, r, &failed, &rows);
+    CHECK("frozen rows: no memory allowed and no folder: a memory error naming the layer",
+          st == AN_ERR_MEMORY && !rows && strstr(an_error_message(), "dense_1"), "status %d: %s", (int)st,
+          an_error_message());
+    an_rows_store full_disk = {0, "/proc"};
+    st = an_loader_freeze(images, net, an_net_frozen_start(net), 2, 1, 1, &full_disk, r, &failed, &rows);
+    CHECK("frozen rows: a folder that cannot hold them: an error naming it", st != AN_OK && !rows &&
+          strstr(an_error_message(), "/proc"), "status %d: %s", (int)st, an_error_message());
+    an_loader_free(images);
+    an_net_free(net);
     free(data);
 }
 

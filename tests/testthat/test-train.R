@@ -155,6 +155,36 @@ test_that("frozen layers computed once: folders, augmentation and a progress not
   release()
 })
 
+test_that("frozen rows larger than the memory allowed go to a file, and train the same", {
+  train <- stripes(24, 1)
+  run <- function(frozen_once, memory = NULL) {
+    op <- options(alexnet.frozen_memory = memory)
+    on.exit(options(op))
+    net <- alexnet(labels = c("h", "v"), seed = 4)
+    unfreeze(net, from = "dense_2")
+    msgs <- capture_messages(fit <- alexnet_train(net, train, epochs = 2, batch_size = 8, seed = 3,
+                                                  frozen_once = frozen_once, verbose = TRUE))
+    list(fit = fit, msgs = msgs, digest = .Call(C_test_weights_digest, net$ptr))
+  }
+  before <- list.files(tempdir(), "^alexnet-rows-")
+  on_disk <- run(TRUE, memory = 0)
+  every <- run(FALSE)
+  expect_match(on_disk$msgs, "computed once \\([0-9.]+ s, 0\\.0 GB in a file in tempdir\\(\\)\\)", all = FALSE)
+  expect_identical(on_disk$fit$frozen_once, "dense_1")
+  expect_identical(on_disk$fit$history[, 1:5], every$fit$history[, 1:5])
+  expect_identical(on_disk$digest, every$digest)
+  expect_identical(list.files(tempdir(), "^alexnet-rows-"), before)
+  # in memory by default: no file named
+  in_memory <- run(TRUE)
+  expect_false(any(grepl("in a file", in_memory$msgs)))
+  expect_identical(in_memory$digest, every$digest)
+  op <- options(alexnet.frozen_memory = "lots")
+  on.exit(options(op))
+  expect_error(alexnet_train(alexnet(labels = c("h", "v"), seed = 4), train, epochs = 1),
+               "alexnet.frozen_memory", class = "alexnet_error")
+  release()
+})
+
 test_that("a loss that explodes stops training, keeping the weights from before it", {
   train <- stripes(16, 3)
   net <- alexnet(labels = c("h", "v"), seed = 1, scale = 1)   # the seed's scale: lr 0.5 blows it up
