@@ -362,15 +362,6 @@ static int cmp_names(const void *a, const void *b)
     return (x->len > y->len) - (x->len < y->len);
 }
 
-static void shape_text(const an_tensor *t, char *buf, size_t size)
-{
-    size_t o = 0;
-    buf[0] = 0;
-    for (int d = 0; d < t->ndim && o < size; d++)
-        o += (size_t)snprintf(buf + o, size - o, "%s%lld", d ? " x " : "", (long long)t->shape[d]);
-    if (t->ndim == 0) snprintf(buf, size, "(a scalar)");
-}
-
 /* one blob into *t (name already set) */
 static an_status take_blob(const char *path, const char *layer, int k, Caffe__BlobProto *b, an_tensor *t)
 {
@@ -406,7 +397,7 @@ static an_status take_blob(const char *path, const char *layer, int k, Caffe__Bl
     size_t n = b->n_data ? b->n_data : b->n_double_data;
     if ((uint64_t)n != (uint64_t)count) {
         char s[96];
-        shape_text(t, s, sizeof s);
+        an_shape_text(s, sizeof s, t->ndim, t->shape);
         return an_fail(AN_ERR_FORMAT, "%s has %zu values, but its shape %s needs %lld", what, n, s,
                        (long long)count);
     }
