@@ -134,7 +134,7 @@ static const struct {
     {"bad_truncated_5", AN_ERR_FORMAT, "truncated"},
     {"bad_garbage", AN_ERR_FORMAT, "is not a Caffe model (protobuf NetParameter)"},
     {"bad_empty", AN_ERR_FORMAT, "is empty"},
-    {"bad_count", AN_ERR_FORMAT, "layer 'conv1' blob 0 has 5 values, but its shape 2 x 3 needs 6"},
+    {"bad_count", AN_ERR_FORMAT, "layer 'conv1' blob 0 has 5 values, but its shape (2, 3) needs 6"},
     {"bad_zero_dim", AN_ERR_FORMAT, "layer 'conv1' blob 0 has dimension 2 of size 0, not positive"},
     {"bad_negative_dim", AN_ERR_FORMAT, "layer 'conv1' blob 0 has dimension 1 of size -3, not positive"},
     {"bad_v1_zero_dim", AN_ERR_FORMAT, "layer 'fc6' blob 0 has dimension 2 of size 0, not positive"},
