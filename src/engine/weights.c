@@ -446,6 +446,11 @@ static an_status read_own_header(wfile *f)
                        f->path, rc == 0 ? "does not have one name per class" : "cannot be read as strings");
     for (int k = 0; k < AN_W_N_LAYERS; k++) {
         htri_t e = H5Lexists(f->root, KLAYERS[k].name, H5P_DEFAULT);
+        if (e < 0) {
+            char detail[160];
+            return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged at layer %s: %s", f->path, KLAYERS[k].name,
+                           an_h5_detail(detail));
+        }
         f->present[k] = e > 0;
         f->n_present += e > 0;
     }
@@ -596,12 +601,16 @@ static an_status open_dataset(const wfile *f, int k, hid_t g, const char *name, 
     if (external_link(g, name))
         return an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: dataset '%s' is a link to another file, "
                        "which is not followed", f->path, KLAYERS[k].name, name);
+    /* not there, or there but unreadable: missing, or damaged at it */
     htri_t e = H5Lexists(g, name, H5P_DEFAULT);
-    if (e <= 0 || (d->d = H5Dopen2(g, name, H5P_DEFAULT)) < 0) {
+    if (e == 0) {
         H5Eclear2(H5E_DEFAULT);
         return an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: dataset '%s' is missing", f->path,
                        KLAYERS[k].name, name);
     }
+    if (e < 0 || (d->d = H5Dopen2(g, name, H5P_DEFAULT)) < 0)
+        return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged at layer %s, dataset '%s': %s", f->path,
+                       KLAYERS[k].name, name, an_h5_detail(detail));
     hid_t sp = H5Dget_space(d->d), t = H5Dget_type(d->d);
     an_status s = AN_OK;
     if (sp < 0 || t < 0) {
@@ -638,11 +647,37 @@ static int dims_equal(const dset *d, int ndims, const hsize_t *dims)
     return 1;
 }
 
+/* The first filter (compression, ...) a dataset needs that this libhdf5
+ * does not have: 1 with its id and name, else 0. */
+static int missing_filter(hid_t d, int *id, char *name, size_t size)
+{
+    hid_t plist = H5Dget_create_plist(d);
+    int n = plist >= 0 ? H5Pget_nfilters(plist) : 0, found = 0;
+    for (int i = 0; i < n && !found; i++) {
+        unsigned flags = 0, config = 0;
+        size_t n_values = 0;
+        name[0] = '\0';
+        H5Z_filter_t f = H5Pget_filter2(plist, (unsigned)i, &flags, &n_values, NULL, size, name, &config);
+        if (f >= 0 && H5Zfilter_avail(f) <= 0) {
+            *id = (int)f;
+            found = 1;
+        }
+    }
+    an_h5_close(&plist);
+    H5Eclear2(H5E_DEFAULT);
+    return found;
+}
+
 static an_status read_floats(const wfile *f, int k, const char *name, hid_t d, float *dst)
 {
-    char detail[160];
+    char detail[160], filter[64];
+    int filter_id = 0;
     if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) >= 0) return AN_OK;
     an_h5_detail(detail);
+    if (missing_filter(d, &filter_id, filter, sizeof filter))
+        return an_fail(AN_ERR_FORMAT, "weights file '%s', layer %s: dataset '%s' is stored with HDF5 filter %d "
+                       "(%s), which this libhdf5 does not have; re-save it without that compression",
+                       f->path, KLAYERS[k].name, name, filter_id, filter[0] ? filter : "unnamed");
     if (strstr(detail, "checksum"))
         return an_fail(AN_ERR_FORMAT, "weights file '%s' is damaged: layer %s, dataset '%s' fails its checksum "
                        "(bytes changed since it was saved)", f->path, KLAYERS[k].name, name);

@@ -143,7 +143,9 @@ static float *keras_kernel(const an_net *net, int k, int flip, int *ndims, hsize
     return K;
 }
 
-enum { BAD_NONE, BAD_SHAPE, BAD_NO_DATASET, BAD_INT };
+enum { BAD_NONE, BAD_SHAPE, BAD_NO_DATASET, BAD_INT, BAD_FILTER };
+
+
 
 typedef struct {
     int vlen;               /* variable-length strings (today's h5py) instead of numpy 'S' */
@@ -210,6 +212,33 @@ static void write_dataset(hid_t g, const char *name, hid_t ftype, int ndims, con
     H(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v));
     H(H5Dclose(d));
     H(H5Sclose(sp));
+}
+
+/* BAD_FILTER: the kernel is stored through an HDF5 filter registered only
+ * while it is written (a pass-through, id 300 from HDF5's testing range), as
+ * a file compressed with a filter this libhdf5 lacks (LZF, Blosc) reads */
+#define TEST_FILTER_ID 300
+static size_t pass_through(unsigned flags, size_t n_values, const unsigned values[], size_t bytes, size_t *size,
+                           void **buf)
+{
+    (void)flags; (void)n_values; (void)values; (void)size; (void)buf;
+    return bytes;
+}
+static const H5Z_class2_t TEST_FILTER = {H5Z_CLASS_T_VERS, TEST_FILTER_ID, 1, 1, "alexnet test filter", NULL, NULL,
+                                         pass_through};
+
+static void write_filtered_dataset(hid_t g, const char *name, int ndims, const hsize_t *dims, const float *v)
+{
+    hid_t sp = H5Screate_simple(ndims, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE), d;
+    H(H5Zregister(&TEST_FILTER));
+    H(H5Pset_chunk(dcpl, ndims, dims));
+    H(H5Pset_filter(dcpl, TEST_FILTER_ID, H5Z_FLAG_MANDATORY, 0, NULL));
+    H(d = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+    H(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v));
+    H(H5Dclose(d));
+    H(H5Pclose(dcpl));
+    H(H5Sclose(sp));
+    H(H5Zunregister(TEST_FILTER_ID));
 }
 
 static int weight_layer(const char *name)
@@ -284,6 +313,8 @@ static int write_keras1(const char *path, const an_net *net, const kopts *o)
             free(Z);
         } else if (bad == BAD_INT) {
             write_dataset(g, wn, H5T_STD_I32LE, nd, dims, K);
+        } else if (bad == BAD_FILTER) {
+            write_filtered_dataset(g, wn, nd, dims, K);
         } else if (bad != BAD_NO_DATASET) {
             write_dataset(g, wn, ft, nd, dims, K);
         }
@@ -1057,6 +1088,8 @@ static void test_bad_input(void)
          BIT(AN_W_CONV_1) | BIT(AN_W_CONV_2_1) | BIT(AN_W_CONV_2_2), "conv_2_2", "floating-point"},
         {"a file without conv_2_1, by_name = 0 -> AN_ERR_FORMAT", -1, BAD_NONE, BIT(AN_W_CONV_1), "conv_2_1",
          "no layer"},
+        {"conv_1 through a filter this libhdf5 lacks -> AN_ERR_FORMAT, naming it", AN_W_CONV_1, BAD_FILTER,
+         BIT(AN_W_CONV_1), "HDF5 filter 300 (alexnet test filter)", "conv_1"},
     };
     TPATH(path, "damaged.h5");
     for (size_t i = 0; i < sizeof dmg / sizeof *dmg; i++) {
@@ -1066,7 +1099,7 @@ static void test_bad_input(void)
         o.only = dmg[i].only;
         if (!write_keras1(path, src, &o)) { CHECK(dmg[i].label, 0, "cannot write %s", path); continue; }
         bad_load(net, dmg[i].label, path, 0, AN_ERR_FORMAT, dmg[i].a, dmg[i].b);
-        if (dmg[i].bad == BAD_NO_DATASET || dmg[i].bad == BAD_INT)
+        if (dmg[i].bad == BAD_NO_DATASET || dmg[i].bad == BAD_INT || dmg[i].bad == BAD_FILTER)
             bad_load(net, "  ... by_name = 1 too", path, 1, AN_ERR_FORMAT, dmg[i].a, dmg[i].b);
     }
     /* the shape message gives the net's shape too */
