@@ -1629,7 +1629,7 @@ static void test_isolation(void)
         const char *file, *want;
     } crashes[] = {
         {"h5hg_read_overflow.h5", "crashed reading it (signal"},
-        {"h5hg_deserialize_segv.h5", "crashed reading it (signal"},
+        {"h5hg_deserialize_segv.h5", NULL},   /* reads out of bounds: a crash or, by chance, garbage */
         {"h5hg_deserialize_hang.h5", "no progress reading it for 2 s"},
         {"h5o_huge_allocation.h5", NULL},   /* a release build's libhdf5 fails cleanly on it */
     };
