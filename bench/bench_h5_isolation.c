@@ -7,6 +7,8 @@
  * Prints the median time of N (default 5) calls and the process's peak
  * resident memory (VmHWM) and the largest child's (getrusage): run one mode
  * per process so that each peak is that mode's. The page cache is warm.
+ * BENCH_EXTRA_MB=n: the process first fills n MB more (a larger R session,
+ * whose page tables each fork copies).
  *
  * Build (from bench/): make bench_h5_isolation
  */
@@ -43,6 +45,9 @@ int main(int argc, char **argv)
     }
     if (argc < 4) return 2;
     const char *mode = argv[2], *path = strcmp(argv[3], "own") == 0 ? own : keras;
+    size_t extra = getenv("BENCH_EXTRA_MB") ? (size_t)atol(getenv("BENCH_EXTRA_MB")) << 20 : 0;
+    char *ballast = extra ? malloc(extra) : NULL;
+    if (ballast) memset(ballast, 1, extra);
     int n = argc > 4 ? atoi(argv[4]) : 5;
     double t[64];
     for (int i = 0; i < n && i < 64; i++) {
@@ -63,8 +68,9 @@ int main(int argc, char **argv)
     }
     struct rusage ru;
     getrusage(RUSAGE_CHILDREN, &ru);
-    printf("%-12s %-6s median %.3f s of %d; peak RSS %.0f MB, largest child %.0f MB\n", mode, argv[3],
+    printf("%-12s %-6s median %.4f s of %d; peak RSS %.0f MB, largest child %.0f MB\n", mode, argv[3],
            median(t, n), n, peak_rss_mb(), ru.ru_maxrss / 1024.0);
     an_net_free(net);
+    free(ballast);
     return 0;
 }

@@ -7,7 +7,11 @@
  * error printing is switched off for the duration of each public call (and
  * restored afterwards): failures come back as an_status with a message.
  * Saving builds the file in memory and writes it with plain POSIX calls (see
- * an_weights_save). */
+ * an_weights_save). Reading is split in two: the read (read_for_load,
+ * read_for_info: everything libhdf5 does, and the checks against the net)
+ * runs in a short-lived child process (isolate.c), because libhdf5 1.10
+ * crashes or hangs on some hostile files; the commit into the net runs
+ * here, after the child's results have been checked. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>

@@ -1,6 +1,7 @@
 /* test_weights.c: weights files (src/engine/weights.h).
- * Usage: test_weights [FIXTURE_DIR]. One line per check, then "N passed, M
- * failed"; exit status 1 on any failure.
+ * Usage: test_weights [FIXTURE_DIR [GROUPS]] (GROUPS: e.g. isolation,repeat;
+ * all by default). One line per check, then "N passed, M failed"; exit
+ * status 1 on any failure.
  *
  * The Heuritech alexnet_weights.h5 cannot be downloaded here, so this test
  * writes files in its layout with the HDF5 C API (root attribute layer_names
@@ -1917,6 +1918,14 @@ static void remove_all(const char *path)
     rmdir(path);
 }
 
+static int group_listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) fixture_dir = argv[1];
@@ -1950,17 +1959,18 @@ int main(int argc, char **argv)
     if (src && !status_ok("create a net", an_net_create(classes, 99, &work))) work = NULL;
     if (work && !status_ok("create a 2-class net", an_net_create(2, 5, &two))) two = NULL;
     if (fx && src && work && two) {
-        test_keras_full(fx);
-        test_keras_by_name();
-        test_keras_save();
-        test_own();
-        test_save_failures();
-        test_bad_input();
-        test_own_integrity();
-        test_fuzz_regressions();
-        test_repeat();
-        test_isolation();
-        test_foreign();
+        static const struct {
+            const char *name;
+            void (*run)(void);
+        } groups[] = {{"keras_by_name", test_keras_by_name}, {"keras_save", test_keras_save}, {"own", test_own},
+                      {"save_failures", test_save_failures}, {"bad_input", test_bad_input},
+                      {"own_integrity", test_own_integrity}, {"fuzz_regressions", test_fuzz_regressions},
+                      {"repeat", test_repeat}, {"isolation", test_isolation}, {"foreign", test_foreign}};
+        /* argv[2]: the groups to run, comma-separated (keras_full, ...); all by default */
+        const char *only = argc > 2 ? argv[2] : NULL;
+        if (!only || group_listed(only, "keras_full")) test_keras_full(fx);
+        for (size_t g = 0; g < sizeof groups / sizeof *groups; g++)
+            if (!only || group_listed(only, groups[g].name)) groups[g].run();
     }
     an_net_free(src);
     an_net_free(work);
