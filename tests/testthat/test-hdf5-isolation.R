@@ -41,3 +41,30 @@ test_that("a file that hangs libhdf5 is stopped after options(alexnet.hdf5_timeo
   options(alexnet.hdf5_timeout = "soon")
   expect_error(weights_info(hang_file), "alexnet.hdf5_timeout must be a positive number", fixed = TRUE)
 })
+
+test_that("a Ctrl-C while libhdf5 hangs stops the read at once; the net is unchanged", {
+  skip_on_os("windows")
+  skip_if_not(on_linux_proc(), "needs Linux's /proc")
+  skip_if_no_installed_alexnet()
+  # a child R session (helper-reliability.R) gets a real SIGINT 1 s into
+  # the read of the hanging file, whose timeout is 60 s
+  code <- c(
+    sprintf("hang_file <- %s", deparse(normalizePath(hang_file))),
+    "options(alexnet.hdf5_timeout = 60)",
+    "net <- alexnet(classes = 2, seed = 3)",
+    "digest <- function(net) .Call(alexnet:::C_test_weights_digest, net$ptr)",
+    "d0 <- digest(net)",
+    "marker(1)",
+    "t0 <- Sys.time()",
+    "got <- tryCatch(load_weights(net, hang_file, verbose = FALSE), interrupt = function(e) 'interrupted')",
+    "res <- list(got = got, seconds = as.numeric(difftime(Sys.time(), t0, units = 'secs')),",
+    "            unchanged = identical(digest(net), d0),",
+    "            usable = all(is.finite(alexnet_features(net, array(1, c(1, 32, 32, 3))))))",
+    "saveRDS(res, paste0(result_file, '.tmp'))",
+    "file.rename(paste0(result_file, '.tmp'), result_file)")
+  r <- run_child(code, interrupts = 1, delay = 1, timeout = 120)
+  expect_identical(r$got, "interrupted")
+  expect_lt(r$seconds, 20)
+  expect_true(r$unchanged)
+  expect_true(r$usable)
+})
