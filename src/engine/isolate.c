@@ -14,7 +14,9 @@
  * the parent's atexit handlers (R's, HDF5's, which would flush files the
  * parent has open for writing) and stdio buffers are never run or flushed
  * twice. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE    /* pipe2 */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
