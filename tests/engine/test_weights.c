@@ -1479,8 +1479,10 @@ static double seconds_now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* valgrind runs the child too, and reports libhdf5's invalid reads there
- * as its own errors (exit status 99): the crash files are for native runs */
+/* valgrind runs the children too: on the crash files it prints pages of
+ * libhdf5's invalid reads (H5HG_read) into the test's output, and the
+ * children, that much slower, run into the 2 s timeout instead of
+ * crashing (measured). They are for native and ASan runs. */
 static int under_valgrind(void)
 {
     FILE *f = fopen("/proc/self/maps", "r");
@@ -1627,9 +1629,9 @@ static void test_isolation(void)
         {"h5hg_deserialize_hang.h5", "no progress reading it for 2 s"},
         {"h5o_huge_allocation.h5", NULL},   /* a release build's libhdf5 fails cleanly on it */
     };
-    if (0 && under_valgrind()) {
-        CHECK("SKIP the files that crash libhdf5: under valgrind the child reports libhdf5's invalid reads as "
-              "errors of its own", 1, NULL);
+    if (under_valgrind()) {
+        CHECK("SKIP the files that crash libhdf5: under valgrind the children report libhdf5's invalid reads and "
+              "run into the timeout (they pass natively and under ASan)", 1, NULL);
     } else {
         TPATH(errpath, "children_stderr.txt");
         fflush(stderr);
