@@ -77,6 +77,15 @@
 #' back when an interrupt arrived meanwhile (loading briefly needs memory for
 #' that copy, the size of the parameters).
 #'
+#' HDF5 files (the package's, Keras 1) are read in a short-lived child
+#' process: the HDF5 library (1.10) crashes or hangs inside its own code on
+#' some damaged or hostile files, and that now ends the child, not the R
+#' session. Such a file is an error ("... is damaged: the HDF5 library
+#' crashed reading it (signal 11, SIGSEGV); nothing was loaded"), as is a
+#' read that makes no progress for `getOption("alexnet.hdf5_timeout")`
+#' seconds (60 when unset; raise it for a very slow disk). The same holds
+#' for [weights_info()] and `alexnet(weights = )`.
+#'
 #' With `by_name = TRUE` (the default), a layer of another shape in the file
 #' (for example the 1000-class `dense_3` of the Heuritech weights loaded into
 #' a 2-class network) or missing from it keeps the network's own weights, and

@@ -29,6 +29,21 @@ static const char *kind_name(an_weights_kind kind)
     }
 }
 
+/* HDF5 weights files are read in a child process (engine/weights.h), which
+ * is stopped when it makes no progress for options(alexnet.hdf5_timeout)
+ * seconds (60 when unset): set before each read. */
+static void set_read_timeout(void)
+{
+    SEXP v = Rf_GetOption1(Rf_install("alexnet.hdf5_timeout"));
+    double seconds = 0;
+    if (!Rf_isNull(v)) {
+        if (!Rf_isNumeric(v) || Rf_length(v) != 1 || !(Rf_asReal(v) > 0))
+            Rf_error("option alexnet.hdf5_timeout must be a positive number of seconds");
+        seconds = Rf_asReal(v);
+    }
+    an_weights_set_read_timeout(seconds);
+}
+
 /* "conv_1", ..., "dense_3" */
 SEXP weights_layer_names(void)
 {
@@ -96,6 +111,7 @@ SEXP weights_load(SEXP ptr, SEXP path, SEXP by_name, SEXP undo, void (*after_rea
     if (TYPEOF(undo) != LGLSXP || XLENGTH(undo) != 1 || LOGICAL(undo)[0] == NA_LOGICAL)
         Rf_error("`undo` must be TRUE or FALSE");
     int keep = LOGICAL(undo)[0];
+    set_read_timeout();
     /* the report is allocated before loading, so that the net does not
      * change and then lose its report to a failed allocation (only the
      * short shape strings of kept layers are made afterwards) */
@@ -176,6 +192,7 @@ static void info_finalize(SEXP ptr)
 SEXP r_an_weights_info(SEXP path)
 {
     const char *p = get_path(path, "file");
+    set_read_timeout();
     /* the engine's result (class names malloc'd) is held by an external
      * pointer with a finalizer, so that an R allocation failure below cannot leak it */
     SEXP holder = PROTECT(R_MakeExternalPtr(NULL, R_NilValue, R_NilValue));

@@ -7,7 +7,11 @@
  * error printing is switched off for the duration of each public call (and
  * restored afterwards): failures come back as an_status with a message.
  * Saving builds the file in memory and writes it with plain POSIX calls (see
- * an_weights_save). */
+ * an_weights_save). Reading is split in two: the read (read_for_load,
+ * read_for_info: everything libhdf5 does, and the checks against the net)
+ * runs in a short-lived child process (isolate.c), because libhdf5 1.10
+ * crashes or hangs on some hostile files; the commit into the net runs
+ * here, after the child's results have been checked. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -21,6 +25,7 @@
 #include "h5io.h"
 
 #include "foreign.h"
+#include "isolate.h"
 #include "weights.h"
 
 /* ---------------------------------------------------------------- layers */
@@ -852,7 +857,182 @@ static an_status sniff(const char *path, an_file_kind *kind)
     return s;
 }
 
-an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights_report *report)
+/* ---------------------------------------------------------------- loading */
+
+/* What a load takes from the file besides the layers' values. */
+typedef struct {
+    an_weights_report rep;
+    int has_mean;                   /* own files with a mean: set the net's mean and input scales */
+    double mean[3], input_scale[3];
+} load_facts;
+
+/* Takes layer k's values (kernel then bias, in the net's layout; `count`
+ * floats) as the read produces them, and owns them. */
+typedef an_status (*layer_sink)(void *ctx, int k, float *values, size_t count);
+
+/* Everything libhdf5 does for a load: the header, the checks against the
+ * net's shapes, every matching layer's values (to `sink`). The net is only
+ * read. This is the part that runs in the child process. */
+static an_status read_for_load(const an_net *net, const char *path, int by_name, layer_sink sink, void *sink_ctx,
+                               load_facts *facts)
+{
+    memset(facts, 0, sizeof *facts);
+    an_h5_quiet q;
+    an_h5_quiet_begin(&q);
+    wfile f;
+    an_status s = wfile_open(&f, path);
+    if (s == AN_OK && f.n_present == 0) s = no_known_layers(&f);
+    if (s == AN_OK) s = same_arch(&f, net);
+    if (s == AN_OK) facts->rep.kind = f.kind;
+    for (int k = 0; k < AN_W_N_LAYERS && s == AN_OK; k++) {
+        float *values = NULL;
+        s = read_layer(&f, net, k, by_name, &values, &facts->rep);
+        if (s == AN_OK && values) {
+            klayer_geom geo = geometry(net, k);
+            s = sink(sink_ctx, k, values, geo.w_count + geo.b_count);
+        } else {
+            free(values);
+        }
+    }
+    if (s == AN_OK && facts->rep.n_loaded == 0)
+        s = an_fail(AN_ERR_FORMAT, "weights file '%s': no layer matches the net's shapes (all %d kept)", path,
+                    facts->rep.n_kept);
+    if (s == AN_OK && f.kind == AN_WEIGHTS_OWN && f.has_mean) {
+        facts->has_mean = 1;
+        memcpy(facts->mean, f.mean, sizeof facts->mean);
+        memcpy(facts->input_scale, f.input_scale, sizeof facts->input_scale);
+    }
+    wfile_close(&f);
+    an_h5_quiet_end(&q);
+    if (s != AN_OK) memset(facts, 0, sizeof *facts);
+    return s;
+}
+
+/* Everything read: the net takes it (the parent's part). */
+static void commit(an_net *net, float *const values[AN_W_N_LAYERS], load_facts *facts)
+{
+    float *p = an_net_params(net);
+    for (int k = 0; k < AN_W_N_LAYERS; k++) {
+        if (facts->rep.state[k] != AN_WEIGHTS_LOADED) continue;
+        klayer_geom geo = geometry(net, k);
+        memcpy(p + geo.w_off, values[k], geo.w_count * sizeof *p);
+        memcpy(p + geo.b_off, values[k] + geo.w_count, geo.b_count * sizeof *p);
+    }
+    an_net_params_changed(net);
+    if (facts->has_mean) {
+        float m[3] = {(float)facts->mean[0], (float)facts->mean[1], (float)facts->mean[2]};
+        an_net_set_mean(net, m);
+        facts->rep.mean_loaded = 1;
+        an_net_set_input_scales(net, (const float[3]){(float)facts->input_scale[0], (float)facts->input_scale[1],
+                                                      (float)facts->input_scale[2]});
+    }
+    /* Keras 1 files (Heuritech's) were trained on pixel - mean: their
+     * weights bring that convention with them, as own files bring theirs */
+    if (facts->rep.kind == AN_WEIGHTS_KERAS1) an_net_set_input_scale(net, 1.0f);
+}
+
+static an_status keep_layer(void *ctx, int k, float *values, size_t count)
+{
+    (void)count;
+    float **kept = ctx;
+    kept[k] = values;
+    return AN_OK;
+}
+
+#if AN_HAVE_ISOLATION
+/* The records a reading child sends (isolate.h). */
+enum { REC_LAYER = 1, REC_LOAD_FACTS, REC_INFO, REC_CLASS_NAMES };
+
+/* How the isolation's own failures are worded (isolate.h). */
+static an_isolated_names child_names(const char *path, const char *outcome)
+{
+    return (an_isolated_names){"weights file", path, "the HDF5 library", outcome};
+}
+
+typedef struct {
+    const an_net *net;              /* the child reads it, the parent checks sizes against it */
+    const char *path;
+    int by_name;
+    float **values;                 /* parent: each received layer */
+    load_facts *facts;
+    int have_facts;
+} load_job;
+
+static an_status send_layer(void *ctx, int k, float *values, size_t count)
+{
+    int bad = an_isolated_send(ctx, REC_LAYER, (uint32_t)k, values, count * sizeof *values);
+    free(values);
+    return bad ? an_fail(AN_ERR_IO, "the parent process is gone") : AN_OK;
+}
+
+static an_status load_child(an_isolated *to_parent, void *ctx)
+{
+    const load_job *job = ctx;
+    load_facts facts;
+    an_status s = read_for_load(job->net, job->path, job->by_name, send_layer, to_parent, &facts);
+    if (s == AN_OK && an_isolated_send(to_parent, REC_LOAD_FACTS, 0, &facts, sizeof facts) != 0)
+        s = an_fail(AN_ERR_IO, "the parent process is gone");
+    return s;
+}
+
+/* Each record must be one the load expects, of its exact size, once. */
+static an_status load_place(void *ctx, uint32_t tag, uint32_t index, uint64_t bytes, void **dst)
+{
+    load_job *job = ctx;
+    if (tag == REC_LAYER && index < AN_W_N_LAYERS && !job->values[index]) {
+        klayer_geom geo = geometry(job->net, (int)index);
+        if (bytes == (geo.w_count + geo.b_count) * sizeof(float)) {
+            if (!(*dst = job->values[index] = malloc(bytes)))
+                return an_fail(AN_ERR_MEMORY, "out of memory (%.0f MB) reading layer %s of '%s'", bytes / 1e6,
+                               KLAYERS[index].name, job->path);
+            return AN_OK;
+        }
+    } else if (tag == REC_LOAD_FACTS && bytes == sizeof *job->facts && !job->have_facts) {
+        job->have_facts = 1;
+        *dst = job->facts;
+        return AN_OK;
+    }
+    return an_fail(AN_ERR_FORMAT, "weights file '%s': the process reading it sent an unexpected record (%u, %u, "
+                   "%llu bytes); nothing was loaded", job->path, tag, index, (unsigned long long)bytes);
+}
+
+/* The child's account must agree with what it sent and with the rules of a load. */
+static an_status check_load_facts(const load_job *job)
+{
+    const load_facts *f = job->facts;
+    const an_weights_report *r = &f->rep;
+    int ok = job->have_facts && (r->kind == AN_WEIGHTS_OWN || r->kind == AN_WEIGHTS_KERAS1) && !r->mean_loaded;
+    int counts[3] = {0, 0, 0};
+    for (int k = 0; k < AN_W_N_LAYERS && ok; k++) {
+        int state = (int)r->state[k];
+        ok = state >= 0 && state < 3 && (state == AN_WEIGHTS_LOADED) == (job->values[k] != NULL) &&
+             memchr(r->file_shape[k], '\0', sizeof r->file_shape[k]) != NULL;
+        if (ok) counts[state]++;
+    }
+    ok = ok && counts[0] == r->n_loaded && counts[1] == r->n_kept && counts[2] == r->n_missing && r->n_loaded >= 1 &&
+         (job->by_name || r->n_loaded == AN_W_N_LAYERS) && (f->has_mean == 0 || f->has_mean == 1);
+    for (int c = 0; c < 3 && ok && f->has_mean; c++)
+        ok = r->kind == AN_WEIGHTS_OWN && isfinite(f->mean[c]) && isfinite(f->input_scale[c]) && f->input_scale[c] > 0;
+    if (ok) return AN_OK;
+    return an_fail(AN_ERR_FORMAT, "weights file '%s': the process reading it sent an inconsistent result; nothing "
+                   "was loaded", job->path);
+}
+
+/* The read in a child process: a file that crashes or hangs libhdf5 costs
+ * the child, never this process. */
+static an_status read_isolated_for_load(const an_net *net, const char *path, int by_name,
+                                        float *values[AN_W_N_LAYERS], load_facts *facts)
+{
+    load_job job = {net, path, by_name, values, facts, 0};
+    memset(facts, 0, sizeof *facts);
+    an_isolated_names names = child_names(path, "nothing was loaded");
+    an_status s = an_isolated_run(&names, load_child, &job, load_place, &job);
+    if (s == AN_OK) s = check_load_facts(&job);
+    return s;
+}
+#endif
+
+static an_status load(an_net *net, const char *path, int by_name, an_weights_report *report, int isolated)
 {
     if (report) memset(report, 0, sizeof *report);
     if (!net) return an_fail(AN_ERR_ARGUMENT, "no network to load weights into");
@@ -861,57 +1041,39 @@ an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights
     an_status fs = sniff(path, &kind);
     if (fs != AN_OK) return fs;
     if (kind != AN_FILE_HDF5) return an_foreign_load(net, path, kind, by_name, report);
-    an_h5_quiet q;
-    an_h5_quiet_begin(&q);
-    an_weights_report rep;
-    memset(&rep, 0, sizeof rep);
     float *values[AN_W_N_LAYERS] = {NULL};   /* each loaded layer's, until the commit */
-    wfile f;
-    an_status s = wfile_open(&f, path);
-    if (s == AN_OK && f.n_present == 0) s = no_known_layers(&f);
-    if (s == AN_OK) s = same_arch(&f, net);
-    if (s == AN_OK) rep.kind = f.kind;
-    for (int k = 0; k < AN_W_N_LAYERS && s == AN_OK; k++) s = read_layer(&f, net, k, by_name, &values[k], &rep);
-    if (s == AN_OK && rep.n_loaded == 0)
-        s = an_fail(AN_ERR_FORMAT, "weights file '%s': no layer matches the net's shapes (all %d kept)", path,
-                    rep.n_kept);
+    load_facts facts;
+    an_status s;
+#if AN_HAVE_ISOLATION
+    if (isolated)
+        s = read_isolated_for_load(net, path, by_name, values, &facts);
+    else
+#endif
+        s = read_for_load(net, path, by_name, keep_layer, values, &facts);
+    (void)isolated;
     if (s == AN_OK) {
-        /* everything read: commit */
-        float *p = an_net_params(net);
-        for (int k = 0; k < AN_W_N_LAYERS; k++) {
-            if (rep.state[k] != AN_WEIGHTS_LOADED) continue;
-            klayer_geom geo = geometry(net, k);
-            memcpy(p + geo.w_off, values[k], geo.w_count * sizeof *p);
-            memcpy(p + geo.b_off, values[k] + geo.w_count, geo.b_count * sizeof *p);
-        }
-        an_net_params_changed(net);
-        if (f.kind == AN_WEIGHTS_OWN && f.has_mean) {
-            float m[3] = {(float)f.mean[0], (float)f.mean[1], (float)f.mean[2]};
-            an_net_set_mean(net, m);
-            rep.mean_loaded = 1;
-            an_net_set_input_scales(net, (const float[3]){(float)f.input_scale[0], (float)f.input_scale[1],
-                                                          (float)f.input_scale[2]});
-        }
-        /* Keras 1 files (Heuritech's) were trained on pixel - mean: their
-         * weights bring that convention with them, as own files bring theirs */
-        if (f.kind == AN_WEIGHTS_KERAS1) an_net_set_input_scale(net, 1.0f);
-        if (report) *report = rep;
+        commit(net, values, &facts);
+        if (report) *report = facts.rep;
     }
     for (int k = 0; k < AN_W_N_LAYERS; k++) free(values[k]);
-    wfile_close(&f);
-    an_h5_quiet_end(&q);
     return s;
 }
 
-an_status an_weights_info(const char *path, an_weights_file_info *info)
+an_status an_weights_load(an_net *net, const char *path, int by_name, an_weights_report *report)
 {
-    if (!info) return an_fail(AN_ERR_ARGUMENT, "no place for the weights file's description");
-    memset(info, 0, sizeof *info);
-    if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no weights file named");
-    an_file_kind kind;
-    an_status fs = sniff(path, &kind);
-    if (fs != AN_OK) return fs;
-    if (kind != AN_FILE_HDF5) return an_foreign_info(path, kind, info);
+    return load(net, path, by_name, report, 1);
+}
+
+an_status an_weights_load_in_process(an_net *net, const char *path, int by_name, an_weights_report *report)
+{
+    return load(net, path, by_name, report, 0);
+}
+
+/* ---------------------------------------------------------------- describing */
+
+/* Everything libhdf5 does for a description (the part that runs in the child). */
+static an_status read_for_info(const char *path, an_weights_file_info *info)
+{
     an_h5_quiet q;
     an_h5_quiet_begin(&q);
     wfile f;
@@ -957,9 +1119,146 @@ an_status an_weights_info(const char *path, an_weights_file_info *info)
     }
     wfile_close(&f);
     an_h5_quiet_end(&q);
-    if (s != AN_OK) an_weights_info_free(info);
     return s;
 }
+
+#if AN_HAVE_ISOLATION
+/* class names travel as one block of `classes` NUL-terminated strings, at most this long */
+#define MAX_NAMES_BYTES ((uint64_t)1 << 28)
+
+typedef struct {
+    const char *path;
+    an_weights_file_info *info;     /* parent: the received description */
+    int have_info;
+    char *names;                    /* parent: the received class names */
+    uint64_t names_bytes;
+} info_job;
+
+static an_status info_child(an_isolated *to_parent, void *ctx)
+{
+    const info_job *job = ctx;
+    an_weights_file_info info;
+    memset(&info, 0, sizeof info);
+    an_status s = read_for_info(job->path, &info);
+    size_t bytes = 0;
+    for (int i = 0; s == AN_OK && info.class_names && i < info.classes; i++) bytes += strlen(info.class_names[i]) + 1;
+    char *block = s == AN_OK && info.class_names && bytes <= MAX_NAMES_BYTES ? malloc(bytes) : NULL;
+    if (s == AN_OK && info.class_names && bytes > MAX_NAMES_BYTES)
+        s = an_fail(AN_ERR_FORMAT, "weights file '%s': its class names take %.0f MB, more than the %.0f MB "
+                    "allowed", job->path, bytes / 1e6, MAX_NAMES_BYTES / 1e6);
+    else if (s == AN_OK && info.class_names && !block)
+        s = an_fail(AN_ERR_MEMORY, "out of memory reading the class names of '%s'", job->path);
+    if (block) {
+        size_t at = 0;
+        for (int i = 0; i < info.classes; i++) {
+            size_t len = strlen(info.class_names[i]) + 1;
+            memcpy(block + at, info.class_names[i], len);
+            at += len;
+        }
+    }
+    if (s == AN_OK && (an_isolated_send(to_parent, REC_INFO, 0, &info, sizeof info) != 0 ||
+                       (block && an_isolated_send(to_parent, REC_CLASS_NAMES, 0, block, bytes) != 0)))
+        s = an_fail(AN_ERR_IO, "the parent process is gone");
+    free(block);
+    an_weights_info_free(&info);
+    return s;
+}
+
+static an_status info_place(void *ctx, uint32_t tag, uint32_t index, uint64_t bytes, void **dst)
+{
+    info_job *job = ctx;
+    if (tag == REC_INFO && index == 0 && bytes == sizeof *job->info && !job->have_info) {
+        job->have_info = 1;
+        *dst = job->info;
+        return AN_OK;
+    }
+    if (tag == REC_CLASS_NAMES && index == 0 && bytes > 0 && bytes <= MAX_NAMES_BYTES && !job->names) {
+        if (!(*dst = job->names = malloc(bytes)))
+            return an_fail(AN_ERR_MEMORY, "out of memory (%.0f MB) reading the class names of '%s'", bytes / 1e6,
+                           job->path);
+        job->names_bytes = bytes;
+        return AN_OK;
+    }
+    return an_fail(AN_ERR_FORMAT, "weights file '%s': the process reading it sent an unexpected record (%u, %u, "
+                   "%llu bytes)", job->path, tag, index, (unsigned long long)bytes);
+}
+
+/* The child's description must be one read_for_info can produce; its class
+ * names become the caller's (`classes` strings from the block). */
+static an_status take_info(info_job *job)
+{
+    an_weights_file_info *info = job->info;
+    int names_sent = info->class_names != NULL;     /* the child's pointer: only whether it had names */
+    info->class_names = NULL;
+    int ok = job->have_info && (info->kind == AN_WEIGHTS_OWN || info->kind == AN_WEIGHTS_KERAS1) &&
+             info->classes >= 0 && info->classes <= 1000000 && info->arch >= AN_ARCH_HEURITECH &&
+             info->arch <= AN_ARCH_TORCHVISION && (info->has_mean == 0 || info->has_mean == 1) &&
+             memchr(info->backend, '\0', sizeof info->backend) != NULL && names_sent == (job->names != NULL);
+    for (int k = 0; k < AN_W_N_LAYERS && ok; k++) ok = info->present[k] == 0 || info->present[k] == 1;
+    for (int c = 0; c < 3 && ok; c++)
+        ok = isfinite(info->mean[c]) && isfinite(info->input_scale[c]) && info->input_scale[c] > 0;
+    /* exactly `classes` strings, the last one ending the block */
+    if (ok && job->names) {
+        uint64_t ends = 0;
+        for (uint64_t i = 0; i < job->names_bytes; i++) ends += job->names[i] == '\0';
+        ok = info->classes > 0 && ends == (uint64_t)info->classes && job->names[job->names_bytes - 1] == '\0';
+    }
+    if (!ok)
+        return an_fail(AN_ERR_FORMAT, "weights file '%s': the process reading it sent an inconsistent "
+                       "description", job->path);
+    if (!job->names) return AN_OK;
+    if (!(info->class_names = calloc((size_t)info->classes, sizeof *info->class_names)))
+        return an_fail(AN_ERR_MEMORY, "out of memory reading the class names of '%s'", job->path);
+    const char *at = job->names;
+    for (int i = 0; i < info->classes; i++) {
+        if (!(info->class_names[i] = strdup(at)))
+            return an_fail(AN_ERR_MEMORY, "out of memory reading the class names of '%s'", job->path);
+        at += strlen(at) + 1;
+    }
+    return AN_OK;
+}
+
+static an_status read_isolated_for_info(const char *path, an_weights_file_info *info)
+{
+    info_job job = {path, info, 0, NULL, 0};
+    an_isolated_names names = child_names(path, NULL);
+    an_status s = an_isolated_run(&names, info_child, &job, info_place, &job);
+    if (s == AN_OK) s = take_info(&job);
+    else info->class_names = NULL;          /* whatever arrived is not ours to free */
+    free(job.names);
+    return s;
+}
+#endif
+
+static an_status info(const char *path, an_weights_file_info *info, int isolated)
+{
+    if (!info) return an_fail(AN_ERR_ARGUMENT, "no place for the weights file's description");
+    memset(info, 0, sizeof *info);
+    if (!path || !path[0]) return an_fail(AN_ERR_ARGUMENT, "no weights file named");
+    an_file_kind kind;
+    an_status fs = sniff(path, &kind);
+    if (fs != AN_OK) return fs;
+    if (kind != AN_FILE_HDF5) return an_foreign_info(path, kind, info);
+    an_status s;
+#if AN_HAVE_ISOLATION
+    if (isolated)
+        s = read_isolated_for_info(path, info);
+    else
+#endif
+        s = read_for_info(path, info);
+    (void)isolated;
+    if (s != AN_OK) {
+        an_weights_info_free(info);
+        memset(info, 0, sizeof *info);
+    }
+    return s;
+}
+
+an_status an_weights_info(const char *path, an_weights_file_info *out) { return info(path, out, 1); }
+
+an_status an_weights_info_in_process(const char *path, an_weights_file_info *out) { return info(path, out, 0); }
+
+void an_weights_set_read_timeout(double seconds) { an_isolated_set_timeout(seconds); }
 
 void an_weights_info_free(an_weights_file_info *info)
 {

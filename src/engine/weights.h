@@ -127,6 +127,27 @@ typedef struct an_weights_file_info {
 an_status an_weights_info(const char *path, an_weights_file_info *info);
 void an_weights_info_free(an_weights_file_info *info);
 
+/* HDF5 files are read in a short-lived child process (isolate.h): libhdf5
+ * 1.10 crashes or hangs inside its own code on some hostile files, and a
+ * file cannot be known to be a weights file before libhdf5 has parsed it.
+ * The child reads and checks everything and sends the layers' values back
+ * through a pipe; the net changes only in this process, after all arrived
+ * and were checked. A child that crashes, exits early, sends a malformed
+ * result or makes no progress for the read timeout (then killed) is an
+ * error naming the file ("weights file 'x.h5' is damaged: the HDF5 library
+ * crashed reading it (signal 11, SIGSEGV); nothing was loaded"); a Ctrl-C
+ * held back meanwhile (signals.c) kills the child: AN_ERR_INTERRUPTED.
+ * Torch and Caffe files are read in process (foreign.h: no libhdf5).
+ * Seconds without progress before a child is deemed hung: 60 by default;
+ * <= 0 restores it. */
+void an_weights_set_read_timeout(double seconds);
+
+/* The same reads in this process, without the child: for the fuzz harness
+ * (which must see the reading code itself) and tests. A hostile file can
+ * crash the process here. */
+an_status an_weights_load_in_process(an_net *net, const char *path, int by_name, an_weights_report *report);
+an_status an_weights_info_in_process(const char *path, an_weights_file_info *info);
+
 #ifdef __cplusplus
 }
 #endif

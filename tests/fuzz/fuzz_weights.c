@@ -3,7 +3,10 @@
  * Each input is a whole HDF5 file. It is written to /dev/shm (the reader
  * takes a path, as HDF5 itself does) and read with an_weights_info, then
  * an_weights_load into a 2-class net, by name or strictly (chosen from a
- * hash of the input).
+ * hash of the input), through their in-process entries
+ * (an_weights_info_in_process, an_weights_load_in_process): the public
+ * calls run the reader in a child process (isolate.c), where the sanitizers
+ * would not see it and a crash would only be an error.
  *
  * Why a 2-class net: the full net is 57M parameters (230 MB), far too big
  * for a corpus file. With 2 classes dense_3 is only 4096 x 2 + 2 floats, so
@@ -76,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!fuzz_write(tmp_path, data, size)) return 0;
 
     an_weights_file_info info;
-    an_status st = an_weights_info(tmp_path, &info);
+    an_status st = an_weights_info_in_process(tmp_path, &info);
     if (st != AN_OK && !strstr(an_error_message(), tmp_path))
         broken("an_weights_info's message does not name the file", an_error_message());
     if (st == AN_OK) {
@@ -93,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* mostly by name: the seeds then load dense_3 and go through every layer */
     int by_name = size > 0 ? (data[size / 2] & 3) != 0 : 1;
     an_weights_report rep;
-    st = an_weights_load(net, tmp_path, by_name, &rep);
+    st = an_weights_load_in_process(net, tmp_path, by_name, &rep);
     if (st == AN_OK) {
         if (rep.n_loaded + rep.n_kept + rep.n_missing != AN_W_N_LAYERS || rep.n_loaded < 1)
             broken("load: the report does not account for every layer", NULL);
