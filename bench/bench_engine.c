@@ -13,6 +13,7 @@
  * Usage: bench_engine [--batches 16,64] [--cases features,full] [--threads 2]
  *                     [--budget 4] [--warmup 3] [--min-reps 5] [--max-reps 200]
  *                     [--seed 42] [--layers] [--precision f32|bf16]
+ *                     [--arch heuritech|caffe|torchvision]
  * --layers also times the forward pass up to every step and prints the
  * differences (the time of each step, plus any change in the cost of
  * handing the output back in plain layout).
@@ -68,6 +69,7 @@ static double foreign_load(snapshot a, snapshot b)
 
 typedef struct {
     int threads, warmup, min_reps, max_reps, layers, bf16;
+    an_arch arch;
     double budget;
     uint64_t seed;
     char batches[256], cases[256];
@@ -76,7 +78,7 @@ typedef struct {
 static int parse(int argc, char **argv, options *o)
 {
     o->threads = 2; o->warmup = 3; o->min_reps = 5; o->max_reps = 200; o->layers = 0; o->bf16 = 0;
-    o->budget = 4.0; o->seed = 42;
+    o->budget = 4.0; o->seed = 42; o->arch = AN_ARCH_HEURITECH;
     strcpy(o->batches, "16,64");
     strcpy(o->cases, "features,full");
     for (int i = 1; i < argc; i++) {
@@ -85,6 +87,7 @@ static int parse(int argc, char **argv, options *o)
         if (strcmp(a, "--layers") == 0) o->layers = 1;
         else if (OPT("--precision") && (strcmp(v, "f32") == 0 || strcmp(v, "bf16") == 0)) o->bf16 = v[0] == 'b';
         else if (OPT("--batches")) snprintf(o->batches, sizeof o->batches, "%s", v);
+        else if (OPT("--arch") && an_arch_find(v) >= 0) o->arch = (an_arch)an_arch_find(v);
         else if (OPT("--cases")) snprintf(o->cases, sizeof o->cases, "%s", v);
         else if (OPT("--threads")) o->threads = atoi(v);
         else if (OPT("--budget")) o->budget = atof(v);
@@ -95,7 +98,8 @@ static int parse(int argc, char **argv, options *o)
         else {
             fprintf(stderr, "usage: bench_engine [--batches 16,64] [--cases features,full] "
                             "[--threads 2] [--budget 4] [--warmup 3] [--min-reps 5] "
-                            "[--max-reps 200] [--seed 42] [--layers] [--precision f32|bf16]\n");
+                            "[--max-reps 200] [--seed 42] [--layers] [--precision f32|bf16] "
+                            "[--arch heuritech|caffe|torchvision]\n");
             return 0;
         }
 #undef OPT
@@ -146,7 +150,7 @@ int main(int argc, char **argv)
         return 1;
     }
     an_net *net = NULL;
-    if (an_net_create(1000, o.seed, &net) != AN_OK) {
+    if (an_net_create_arch(o.arch, 1000, o.seed, &net) != AN_OK) {
         fprintf(stderr, "bench_engine: an_net_create: %s\n", an_error_message());
         return 1;
     }
@@ -154,8 +158,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_engine: %s\n", an_error_message());
         return 1;
     }
-    printf("engine info backend=\"%s\" threads=%d precision=%s\n", an_backend_name(), an_get_threads(),
-           o.bf16 ? "bf16" : "f32");
+    printf("engine info backend=\"%s\" threads=%d precision=%s arch=%s\n", an_backend_name(), an_get_threads(),
+           o.bf16 ? "bf16" : "f32", an_arch_name(o.arch));
     fflush(stdout);
 
     int rc = 0;

@@ -239,28 +239,27 @@ typedef struct {
 } an_pixel_summary;
 void an_pixels_summary(const an_pixel_array *a, an_pixel_summary *summary);
 
-/* The array's images at 227 x 227 convert in blocks: a channel and 16
- * columns of every image of a batch; a loader's workers share them out. */
-enum {
-    AN_PIXEL_BLOCK_WIDTH = 16,
-    AN_PIXEL_COLUMN_BLOCKS = (AN_INPUT_SIZE + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH,
-    AN_PIXEL_BLOCKS = 3 * AN_PIXEL_COLUMN_BLOCKS
-};
+/* The images of a square array already of the net's input size (227, or
+ * torchvision's 224) convert in blocks: a channel and 16 columns of every
+ * image of a batch; a loader's workers share them out. */
+enum { AN_PIXEL_BLOCK_WIDTH = 16 };
+/* the blocks of an image `side` pixels wide */
+static inline int an_pixel_blocks(int side) { return 3 * ((side + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH); }
 
-/* Block `block` of images first..first+count-1 (227 x 227) into dst, count
- * images of the net's input. */
+/* Block `block` of images first..first+count-1 of a square array into dst,
+ * count images of the net's input of the array's size. */
 void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst);
 
-/* The images of a 227 x 227 array as bytes in the net's input layout
- * (image i at i * AN_INPUT_PIXELS), made once, when every value is a whole
- * number 0..255; NULL otherwise or without the memory. A shuffled batch
- * then reads 155 KB per image, not a value from each of 155,000 cache
- * lines spread over the array (R keeps one pixel of every image together). */
+/* The images of a square array as bytes in the net's input layout (image
+ * i at i * 3 * h * w), made once, when every value is a whole number
+ * 0..255; NULL otherwise or without the memory. A shuffled batch then
+ * reads 155 KB per image, not a value from each of 155,000 cache lines
+ * spread over the array (R keeps one pixel of every image together). */
 uint8_t *an_pixels_pack(const an_pixel_array *a);
 
 /* Image `index` as the net's input (opt->size, NULL: 227): a copy where
- * both are 227 x 227, else resized as a JPEG file of the same pixels is
- * (an_resample_float). s: the caller's scratch (NULL: its own). */
+ * the image is already that size, else resized as a JPEG file of the same
+ * pixels is (an_resample_float). s: the caller's scratch (NULL: its own). */
 an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scratch *s, const an_image_options *opt,
                                 float *dst);
 

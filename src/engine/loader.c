@@ -131,7 +131,7 @@ typedef struct {
     uint64_t epoch;
     int count, cap;
     int items;              /* work items: the images, or a blocked batch's blocks */
-    int blocked;            /* an array batch of consecutive 227 x 227 images, converted in blocks */
+    int blocked;            /* an array batch of consecutive input-sized images, converted in blocks */
     int next;               /* next item to hand to a worker */
     int done;               /* items finished */
     int *indices;
@@ -144,7 +144,7 @@ struct an_loader {
     int n_paths;            /* images */
     int is_array;
     an_pixel_array array;
-    int copies;             /* 227 x 227 array images for a 227 x 227 input: copied, not resized */
+    int copies;             /* array images of the input's size: copied, not resized */
     uint8_t *bytes;         /* the array's images as bytes (an_pixels_pack), or NULL */
     float *rows;            /* a frozen prefix's rows (an_loader_freeze), or NULL */
     size_t rows_mapped;     /* their bytes when a file holds them (munmap), else 0 */
@@ -225,10 +225,10 @@ static void *worker(void *p)
             memcpy(dst, ld->rows + (size_t)index * ld->image_floats, ld->image_floats * sizeof *dst);
             *r = ld->row_results[index];
         } else if (ld->bytes) {
-            const uint8_t *src = ld->bytes + (size_t)index * AN_INPUT_PIXELS;
-            for (size_t k = 0; k < AN_INPUT_PIXELS; k++) dst[k] = src[k];
+            const uint8_t *src = ld->bytes + (size_t)index * ld->image_floats;
+            for (size_t k = 0; k < ld->image_floats; k++) dst[k] = src[k];
             r->status = AN_OK;
-            r->width = r->height = AN_INPUT_SIZE;
+            r->width = r->height = ld->opt.image.size;
             r->message[0] = 0;
         } else if (ld->is_array) {
             r->status = an_pixels_convert_one(&ld->array, index, s, &ld->opt.image, dst);
@@ -346,8 +346,8 @@ static an_status create_loader(const char *const *paths, int n_paths, const an_p
     if (array) {
         ld->is_array = 1;
         ld->array = *array;
-        /* bytes and blocks: 227 x 227 images for a 227 x 227 input */
-        ld->copies = array->h == AN_INPUT_SIZE && array->w == AN_INPUT_SIZE && opt->image.size == AN_INPUT_SIZE;
+        /* bytes and blocks: images already of the input's size (227, 224) */
+        ld->copies = array->h == opt->image.size && array->w == opt->image.size;
         if (opt->keep_bytes && ld->copies) ld->bytes = an_pixels_pack(array);
     }
     ld->paths = calloc(n_paths && paths ? (size_t)n_paths : 1, sizeof *ld->paths);
@@ -500,10 +500,10 @@ an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_
         b->blocked = 1;
         for (int j = 1; j < count && b->blocked; j++) b->blocked = indices[j] == indices[0] + j;
     }
-    b->items = b->blocked ? AN_PIXEL_BLOCKS : count;
+    b->items = b->blocked ? an_pixel_blocks(ld->array.w) : count;
     for (int j = 0; j < count && b->blocked; j++) {   /* a copy cannot fail */
         b->results[j].status = AN_OK;
-        b->results[j].width = b->results[j].height = AN_INPUT_SIZE;
+        b->results[j].width = b->results[j].height = ld->opt.image.size;
         b->results[j].message[0] = 0;
     }
     b->epoch = epoch;

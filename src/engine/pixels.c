@@ -113,18 +113,22 @@ void an_pixels_summary(const an_pixel_array *a, an_pixel_summary *out)
 
 /* ---- converting -------------------------------------------------------------- */
 
-enum { S = AN_INPUT_SIZE, PLANE = S * S, IMAGE = 3 * PLANE };
+/* A square array's images (side S = a->w = a->h) go to planes of S x S
+ * floats, 3 planes an image. */
+#define PLANE(a) ((size_t)(a)->w * (size_t)(a)->w)
+#define IMAGE(a) (3 * PLANE(a))
 
 /* Images first..first+count-1, columns x0..x0+w-1 of channel c, one value at
  * a time (any strides and types). */
 static void convert_columns_scalar(const an_pixel_array *a, int first, int count, int c, int x0, int w, float *dst)
 {
     ptrdiff_t base = (ptrdiff_t)first * a->si + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
+    const int S = a->w;
     for (int y = 0; y < S; y++)
         for (int x = 0; x < w; x++) {
             ptrdiff_t o = base + y * a->sy + x * a->sx;
-            float *d = dst + (size_t)c * PLANE + (size_t)y * S + x0 + x;
-            for (int j = 0; j < count; j++) d[(size_t)j * IMAGE] = pixel_at(a, o + j * a->si);
+            float *d = dst + (size_t)c * PLANE(a) + (size_t)y * S + x0 + x;
+            for (int j = 0; j < count; j++) d[(size_t)j * IMAGE(a)] = pixel_at(a, o + j * a->si);
         }
 }
 
@@ -154,6 +158,7 @@ __attribute__((target("avx2"))) static void convert_8x8_avx2(const an_pixel_arra
                                                              float *dst)
 {
     ptrdiff_t base = first + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
+    const int S = a->w;
     for (int y = 0; y < S; y++) {
         ptrdiff_t o = base + y * a->sy;
         __m256 r[8];
@@ -169,8 +174,8 @@ __attribute__((target("avx2"))) static void convert_8x8_avx2(const an_pixel_arra
                 r[x] = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(const void *)(v + x * a->sx)));
         }
         transpose8(r);
-        float *d = dst + (size_t)c * PLANE + (size_t)y * S + x0;
-        for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + (size_t)j * IMAGE, r[j]);
+        float *d = dst + (size_t)c * PLANE(a) + (size_t)y * S + x0;
+        for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + (size_t)j * IMAGE(a), r[j]);
     }
 }
 
@@ -187,20 +192,21 @@ static int have_avx2(void)
 
 void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst)
 {
-    int c = block / AN_PIXEL_COLUMN_BLOCKS;
-    int x0 = block % AN_PIXEL_COLUMN_BLOCKS * AN_PIXEL_BLOCK_WIDTH;
+    const int S = a->w, column_blocks = an_pixel_blocks(S) / 3;
+    int c = block / column_blocks;
+    int x0 = block % column_blocks * AN_PIXEL_BLOCK_WIDTH;
     int w = x0 + AN_PIXEL_BLOCK_WIDTH < S ? AN_PIXEL_BLOCK_WIDTH : S - x0;
     int j = 0;
 #ifdef AN_HAVE_AVX2_KERNEL
     if (a->si == 1 && have_avx2()) {
         int x8 = w / 8 * 8;
         for (; j + 8 <= count; j += 8)
-            for (int x = 0; x < x8; x += 8) convert_8x8_avx2(a, first + j, c, x0 + x, dst + (size_t)j * IMAGE);
+            for (int x = 0; x < x8; x += 8) convert_8x8_avx2(a, first + j, c, x0 + x, dst + (size_t)j * IMAGE(a));
         if (x8 < w && count >= 8)   /* the last columns of those images */
             convert_columns_scalar(a, first, j, c, x0 + x8, w - x8, dst);
     }
 #endif
-    if (j < count) convert_columns_scalar(a, first + j, count - j, c, x0, w, dst + (size_t)j * IMAGE);
+    if (j < count) convert_columns_scalar(a, first + j, count - j, c, x0, w, dst + (size_t)j * IMAGE(a));
 }
 
 /* Image `index` as h x w x 3 interleaved floats (grey copied to R, G, B). */
@@ -217,8 +223,9 @@ static void gather_rgb(const an_pixel_array *a, int index, float *rgb)
 an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scratch *s, const an_image_options *opt,
                                 float *dst)
 {
-    if (a->h == S && a->w == S && (!opt || opt->size == S)) {
-        for (int block = 0; block < AN_PIXEL_BLOCKS; block++) an_pixels_convert_block(a, index, 1, block, dst);
+    const int size = opt ? opt->size : AN_INPUT_SIZE;
+    if (a->h == size && a->w == size) {
+        for (int block = 0; block < an_pixel_blocks(size); block++) an_pixels_convert_block(a, index, 1, block, dst);
         return AN_OK;
     }
     an_image_scratch own = {0};
@@ -248,15 +255,15 @@ an_status an_image_to_input(const double *src, ptrdiff_t sy, ptrdiff_t sx, ptrdi
 
 uint8_t *an_pixels_pack(const an_pixel_array *a)
 {
-    if (a->h != S || a->w != S) return NULL;
-    uint8_t *out = malloc((size_t)a->n * IMAGE);
+    if (a->h != a->w) return NULL;
+    uint8_t *out = malloc((size_t)a->n * IMAGE(a));
     if (!out) return NULL;
     int whole = 1, groups = (a->n + 7) / 8;
     /* 8 images at a time through the blocked conversion, so that the bytes
      * are exactly the floats the net would be given */
 #pragma omp parallel num_threads(an_get_threads())
     {
-        float *tmp = malloc((size_t)8 * IMAGE * sizeof *tmp);
+        float *tmp = malloc((size_t)8 * IMAGE(a) * sizeof *tmp);
         if (!tmp) {
 #pragma omp atomic write
             whole = 0;
@@ -268,9 +275,10 @@ uint8_t *an_pixels_pack(const an_pixel_array *a)
             go = whole;
             if (!go || !tmp) continue;
             int first = g * 8, count = a->n - first < 8 ? a->n - first : 8, ok = 1;
-            for (int block = 0; block < AN_PIXEL_BLOCKS; block++) an_pixels_convert_block(a, first, count, block, tmp);
-            uint8_t *d = out + (size_t)first * IMAGE;
-            for (size_t k = 0; k < (size_t)count * IMAGE; k++) {
+            for (int block = 0; block < an_pixel_blocks(a->w); block++)
+                an_pixels_convert_block(a, first, count, block, tmp);
+            uint8_t *d = out + (size_t)first * IMAGE(a);
+            for (size_t k = 0; k < (size_t)count * IMAGE(a); k++) {
                 float v = tmp[k];
                 int in = v >= 0.0f && v <= 255.0f;   /* false for NaN */
                 uint8_t byte = in ? (uint8_t)v : 0;

@@ -1385,6 +1385,43 @@ static void test_array_loader(void)
         free(data);
     }
 
+    /* torchvision's 224 x 224 input from a 224 x 224 array: copied in blocks
+     * too (and packed as bytes for training), the pixels exactly as they are */
+    for (int k = 0; k < 4; k++) {
+        const int m = 11, side = 224, grey = k % 2;
+        void *data = r_array(m, side, side, grey ? 1 : 3, grey, 70 + k);
+        an_pixel_array a = describe(data, m, side, side, grey ? 1 : 3, grey);
+        an_loader_options opt;
+        an_loader_options_init(&opt);
+        opt.image.size = side;
+        opt.keep_bytes = k >= 2;
+        an_loader *ld = NULL;
+        const int order[] = {3, 4, 5, 6, 7, 8, 9, 10, 0, 2, 1};
+        const size_t image = (size_t)3 * side * side;
+        int same = an_loader_create_array(&a, &opt, &ld) == AN_OK;
+        for (int b0 = 0; b0 < m && same; b0 += 8) {
+            int b = m - b0 < 8 ? m - b0 : 8, failed = 0;
+            const float *px;
+            an_load_result r[8];
+            same = an_loader_fetch(ld, order + b0, b, 0, NULL, 0, 0, &px, r, &failed) == AN_OK && failed == 0;
+            for (int j = 0; j < b && same; j++)
+                for (int c = 0; c < 3 && same; c++)
+                    for (int y = 0; y < side && same; y++)
+                        for (int x = 0; x < side && same; x++) {
+                            ptrdiff_t o = order[b0 + j] * a.si + y * a.sy + x * a.sx + (grey ? 0 : c) * a.sc;
+                            float want = grey ? (float)((int *)data)[o] : (float)((double *)data)[o];
+                            same = px[(size_t)j * image + ((size_t)c * side + y) * side + x] == want &&
+                                   r[j].width == side;
+                        }
+        }
+        char name[120];
+        snprintf(name, sizeof name, "array loader: 224 x 224 %s for a 224 input, copied%s", grey ? "grey integers" : "RGB doubles",
+                 k >= 2 ? " (keep_bytes)" : "");
+        CHECK(name, same, "%s", same ? "" : "inputs differ from the array's pixels");
+        an_loader_free(ld);
+        free(data);
+    }
+
     /* bytes only for whole numbers 0..255 at 227 x 227, equal to the input */
     {
         const int m = 9;
