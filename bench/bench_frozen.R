@@ -1,11 +1,12 @@
 # bench_frozen.R: a fine-tuning stage with its frozen layers computed once
 # (alexnet_train(frozen_once = TRUE), the default) against computed every
 # epoch, at the user's call, on Fashion-MNIST images (Pullover vs Coat).
-#   Rscript bench/bench_frozen.R [images per class] [epochs]
+#   Rscript bench/bench_frozen.R [images per class] [epochs] [stages, e.g. dense_3,dense_1]
 library(alexnet)
 args <- commandArgs(trailingOnly = TRUE)
 n <- if (length(args) > 0) as.integer(args[1]) else 200L
 epochs <- if (length(args) > 1) as.integer(args[2]) else 3L
+stages <- if (length(args) > 2) strsplit(args[3], ",")[[1]] else c("dense_3", "dense_2", "dense_1", "conv_5")
 train <- fashion_mnist("train", classes = c("Pullover", "Coat"), n_per_class = n)
 test <- fashion_mnist("test", classes = c("Pullover", "Coat"), n_per_class = n %/% 2)
 cat(sprintf("machine: %s, %d threads; %d training + %d validation images, %d epochs, batch 16\n",
@@ -15,7 +16,7 @@ cat(sprintf("machine: %s, %d threads; %d training + %d validation images, %d epo
 # getOption("alexnet.frozen_memory"), by default half the free memory)
 configs <- list(every = list(once = FALSE, memory = NULL), once = list(once = TRUE, memory = NULL),
                 file = list(once = TRUE, memory = 0))
-for (from in c("dense_3", "dense_2", "dense_1", "conv_5")) {
+for (from in stages) {
   secs <- c()
   for (cf in configs) {
     op <- options(alexnet.frozen_memory = cf$memory)
