@@ -10,37 +10,22 @@
 #          [--precision f32|bf16]
 # Prints: r <case> batch=B ips=X
 suppressMessages(library(alexnet))
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  i <- match(paste0("--", name), args)
-  if (is.na(i)) default else args[[i + 1L]]
-}
+# the shared options and timing policy, beside this script
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])), "timing.R"))
 batches <- as.integer(strsplit(opt("batches", "16,32,64"), ",")[[1]])
 budget <- as.numeric(opt("budget", "4"))
 alexnet_threads(as.integer(opt("threads", "2")))
 precision <- opt("precision", "f32")
 suffix <- if (precision == "bf16") "_bf16" else ""
 
-timed <- function(f, images) {
-  for (i in 1:3) f()
-  t <- numeric()
-  start <- proc.time()[["elapsed"]]
-  while (length(t) < 3 || proc.time()[["elapsed"]] - start < budget) {
-    t0 <- proc.time()[["elapsed"]]
-    f()
-    t <- c(t, proc.time()[["elapsed"]] - t0)
-  }
-  images / stats::median(t)
-}
-
 set.seed(1)
 net <- alexnet(classes = 2, seed = 1, device = "cpu", precision = precision)
 for (b in batches) {
   n <- 4L * b
   x <- array(floor(stats::runif(n * 227 * 227 * 3, 0, 256)), c(n, 227, 227, 3))
-  ips <- timed(function() alexnet_features(net, x, layer = "convpool_5", batch_size = b), n)
+  ips <- timed(function() alexnet_features(net, x, layer = "convpool_5", batch_size = b), n, budget)
   cat(sprintf("r features%s batch=%d ips=%.2f\n", suffix, b, ips))
-  ips <- timed(function() predict(net, x, batch_size = b), n)
+  ips <- timed(function() predict(net, x, batch_size = b), n, budget)
   cat(sprintf("r full%s batch=%d ips=%.2f\n", suffix, b, ips))
 }
 n <- 128L
@@ -50,7 +35,7 @@ net <- alexnet(labels = c("a", "b"), seed = 1, scale = 1 / 255, device = "cpu", 
 opt_sgd <- sgd(lr = 1e-5, momentum = 0.9, nesterov = TRUE)
 for (b in c(16L, 64L)) {
   ips <- timed(function() alexnet_train(net, x, epochs = 1, batch_size = b, optimizer = opt_sgd,
-                                        verbose = FALSE, seed = 1), n)
+                                        verbose = FALSE, seed = 1), n, budget)
   cat(sprintf("r train%s batch=%d ips=%.2f\n", suffix, b, ips))
 }
 
@@ -72,10 +57,10 @@ for (i in seq_len(n)) {
 }
 folder <- image_folder(dir)
 net <- alexnet(classes = 2, seed = 1, device = "cpu", precision = precision)
-ips <- timed(function() alexnet_features(net, folder, layer = "convpool_5", batch_size = 32), n)
+ips <- timed(function() alexnet_features(net, folder, layer = "convpool_5", batch_size = 32), n, budget)
 cat(sprintf("r features_folder%s batch=32 ips=%.2f\n", suffix, ips))
 net <- alexnet(labels = c("a", "b"), seed = 1, scale = 1 / 255, device = "cpu", precision = precision)
 ips <- timed(function() alexnet_train(net, folder, epochs = 1, batch_size = 16, optimizer = opt_sgd,
-                                      verbose = FALSE, seed = 1), n)
+                                      verbose = FALSE, seed = 1), n, budget)
 cat(sprintf("r train_folder%s batch=16 ips=%.2f\n", suffix, ips))
 unlink(dir, recursive = TRUE)

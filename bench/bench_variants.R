@@ -7,27 +7,12 @@
 # Usage: Rscript bench/bench_variants.R [--budget 3] [--threads 2]
 # Prints: r <case>_<arch>[_bf16] batch=B ips=X
 suppressMessages(library(alexnet))
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  i <- match(paste0("--", name), args)
-  if (is.na(i)) default else args[[i + 1L]]
-}
+# the shared options and timing policy, beside this script
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])), "timing.R"))
 budget <- as.numeric(opt("budget", "3"))
 alexnet_threads(as.integer(opt("threads", "2")))
 # cpu_bf16: why bf16 would not be native here, NA when it is
 precisions <- if (is.na(alexnet_backend()$cpu_bf16)) c("f32", "bf16") else "f32"
-
-timed <- function(f, images) {
-  for (i in 1:2) f()
-  t <- numeric()
-  start <- proc.time()[["elapsed"]]
-  while (length(t) < 3 || proc.time()[["elapsed"]] - start < budget) {
-    t0 <- proc.time()[["elapsed"]]
-    f()
-    t <- c(t, proc.time()[["elapsed"]] - t0)
-  }
-  images / stats::median(t)
-}
 
 set.seed(1)
 for (arch in c("caffe", "torchvision")) {
@@ -37,12 +22,12 @@ for (arch in c("caffe", "torchvision")) {
   for (p in precisions) {
     suffix <- if (p == "bf16") "_bf16" else ""
     net <- alexnet(arch = arch, classes = 2, seed = 1, device = "cpu", precision = p)
-    ips <- timed(function() alexnet_features(net, x, layer = "convpool_5", batch_size = 32), 128)
+    ips <- timed(function() alexnet_features(net, x, layer = "convpool_5", batch_size = 32), 128, budget, warmup = 2L)
     cat(sprintf("r features_%s%s batch=32 ips=%.2f\n", arch, suffix, ips))
     net <- alexnet(arch = arch, labels = c("a", "b"), seed = 1, device = "cpu", precision = p)
     sgd_opt <- sgd(lr = 1e-5, momentum = 0.9, nesterov = TRUE)
     ips <- timed(function() alexnet_train(net, train, epochs = 1, batch_size = 16, optimizer = sgd_opt,
-                                          verbose = FALSE, seed = 1), 128)
+                                          verbose = FALSE, seed = 1), 128, budget, warmup = 2L)
     cat(sprintf("r train_%s%s batch=16 ips=%.2f\n", arch, suffix, ips))
     rm(net)
     invisible(gc())

@@ -28,14 +28,6 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
 
 #include "alexnet.h"
 #include "fixture.h"
@@ -1658,14 +1650,7 @@ static void memory_limit_child(int out_fd)
 static void test_memory_limit(void)
 {
     const char *label = "memory limit: a step that would exhaust ulimit -v is refused before allocating";
-#if defined(__SANITIZE_ADDRESS__)
-    printf("SKIP %s: built with AddressSanitizer, whose reserved shadow memory rules out RLIMIT_AS\n", label);
-    return;
-#endif
-    if (RUNNING_ON_VALGRIND) {
-        printf("SKIP %s: under valgrind, which manages the address space itself\n", label);
-        return;
-    }
+    if (address_limit_untestable(label)) return;
     int fd[2];
     if (pipe(fd) != 0) {
         CHECK(label, 0, "pipe failed");

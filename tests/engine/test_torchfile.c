@@ -22,14 +22,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
 
 #include "foreign.h"
 #include "testutil.h"
@@ -305,14 +297,7 @@ static void test_regress(void)
 static void test_real_oom(void)
 {
     const char *label = "malloc fails in the pickle: out of memory";
-#if defined(__SANITIZE_ADDRESS__)
-    printf("SKIP %s: built with AddressSanitizer, whose reserved shadow memory rules out RLIMIT_AS\n", label);
-    return;
-#endif
-    if (RUNNING_ON_VALGRIND) {
-        printf("SKIP %s: under valgrind, which manages the address space itself\n", label);
-        return;
-    }
+    if (address_limit_untestable(label)) return;
     char path[700];
     tpath(path, sizeof path, "bad_value_bomb.pth");
     int fd[2];

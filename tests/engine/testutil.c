@@ -6,6 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 #include "hashfill.h"
 #include "testutil.h"
 
@@ -253,4 +262,17 @@ conv_case conv_case_fill(const an_conv_spec *s, int c)
     hash_fill(k.b, (size_t)s->out, 16 * (uint64_t)c + 2, 0.1f);
     hash_fill(k.r, k.ny, 16 * (uint64_t)c + 3, 1.0f);
     return k;
+}
+
+int address_limit_untestable(const char *label)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    printf("SKIP %s: built with AddressSanitizer, whose reserved shadow memory rules out RLIMIT_AS\n", label);
+    return 1;
+#endif
+    if (RUNNING_ON_VALGRIND) {
+        printf("SKIP %s: under valgrind, which manages the address space itself\n", label);
+        return 1;
+    }
+    return 0;
 }

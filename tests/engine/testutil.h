@@ -27,6 +27,11 @@ void result(const char *name, double maxabs, double maxrel, int ok, const char *
 /* 1 when st is AN_OK, else a FAIL line with the engine's message */
 int status_ok(const char *name, an_status st);
 
+/* 1, after a SKIP line saying why, where a test cannot limit the address
+ * space (RLIMIT_AS): under AddressSanitizer (its reserved shadow memory)
+ * or valgrind (which manages the address space itself) */
+int address_limit_untestable(const char *label);
+
 void *xmalloc(size_t bytes);                /* exits on failure */
 float *falloc(size_t n, float value);
 float *fdup(const float *src, size_t n);
