@@ -34,6 +34,7 @@
 #include "alexnet.h"
 #include "hashfill.h"
 #include "isolate.h"
+#include "h5features.h"
 #include "testutil.h"
 #include "weights.h"
 #include "caffe_subset.pb-c.h"
@@ -1731,6 +1732,148 @@ static void test_isolation(void)
           fds0, fds1);
 }
 
+/* ---------------------------------------------------------------- features files
+ * an_h5f_read (h5features.h, R's read_features()) reads through a child
+ * process as the weights readers do: the same values as in process, and
+ * the files and children that crash or hang libhdf5 are errors naming the
+ * file, with nothing handed back and this process alive. */
+
+/* two reads give the same values, bit for bit */
+static int same_values(const an_h5f_value *a, int na, const an_h5f_value *b, int nb)
+{
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++) {
+        if (strcmp(a[i].name, b[i].name) != 0 || a[i].kind != b[i].kind || a[i].ndims != b[i].ndims ||
+            a[i].dims[0] != b[i].dims[0] || a[i].dims[1] != b[i].dims[1])
+            return 0;
+        size_t count = a[i].ndims == 0 ? 1 : a[i].ndims == 1 ? a[i].dims[0] : a[i].dims[0] * a[i].dims[1];
+        if (a[i].kind == AN_H5F_STRINGS) {
+            for (size_t k = 0; k < count; k++)
+                if (strcmp(((char **)a[i].data)[k], ((char **)b[i].data)[k]) != 0) return 0;
+        } else if (memcmp(a[i].data, b[i].data, count * (a[i].kind == AN_H5F_INTS ? sizeof(int) : sizeof(double))) != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* an_h5f_read of `path` fails with `want` in its message (NULL: any failure naming the file), within 10 s, and hands nothing back */
+static void features_read_fails(const char *label, const char *path, const char *want)
+{
+    an_h5f_value *values = (an_h5f_value *)&values;   /* junk: the reader must clear it */
+    int n = 77;
+    double t0 = seconds_now();
+    an_status st = an_h5f_read(path, NULL, 0, &values, &n);
+    double took = seconds_now() - t0;
+    const char *m = an_error_message();
+    CHECK(label, st != AN_OK && contains(m, path) && contains(m, want) &&
+          values == NULL && n == 0 && took < 10 * patience(), "status %d, %.1f s: \"%s\"", (int)st, took,
+          st != AN_OK ? m : "");
+    if (st == AN_OK) an_h5f_values_free(values, n);
+}
+
+static void test_features(void)
+{
+    char path[600], errpath[600];
+    int fds0 = count_fds();
+    CHECK("features: no child before", no_children(), NULL);
+    TPATH(path, "features_chunk.h5");
+    /* a chunk as alexnet_features_h5() writes it: strings, ints, doubles, a float matrix */
+    enum { ROWS = 300, COLS = 513 };
+    float *feat = xmalloc(ROWS * COLS * sizeof *feat);
+    for (size_t k = 0; k < ROWS * COLS; k++) feat[k] = (float)(k % 977) * 0.37f - 11.0f;
+    const char *files[3] = {"a/\xc3\xa9t\xc3\xa9.jpg", "b.png", ""};
+    int rows[3] = {1, 2, 3};
+    double score[2] = {0.25, -1e300};
+    const char *format = "alexnet_features_h5 1";
+    an_h5f_item items[] = {
+        {"format", AN_H5F_STRINGS, 0, {1, 1}, &format},
+        {"files", AN_H5F_STRINGS, 1, {3, 1}, files},
+        {"rows", AN_H5F_INTS, 1, {3, 1}, rows},
+        {"score", AN_H5F_DOUBLES, 1, {2, 1}, score},
+        {"features", AN_H5F_FLOATS, 2, {ROWS, COLS}, feat},
+    };
+    if (!status_ok("features: write a chunk file", an_h5f_write(path, items, 5))) {
+        free(feat);
+        return;
+    }
+    free(feat);
+    an_h5f_value *v1 = NULL, *v2 = NULL;
+    int n1 = 0, n2 = 0;
+    an_status s1 = an_h5f_read(path, NULL, 0, &v1, &n1), s2 = an_h5f_read_in_process(path, NULL, 0, &v2, &n2);
+    CHECK("features: read in a child as in process, bit for bit (5 values)",
+          s1 == AN_OK && s2 == AN_OK && n1 == 5 && same_values(v1, n1, v2, n2), "%d %d, %d values", (int)s1,
+          (int)s2, n1);
+    an_h5f_values_free(v1, n1);
+    an_h5f_values_free(v2, n2);
+    const char *some[2] = {"rows", "nothing"};
+    s1 = an_h5f_read(path, some, 2, &v1, &n1);
+    s2 = an_h5f_read_in_process(path, some, 2, &v2, &n2);
+    CHECK("features: some values, in a child as in process", s1 == AN_OK && s2 == AN_OK && n1 == 1 &&
+          same_values(v1, n1, v2, n2), "%d %d, %d values", (int)s1, (int)s2, n1);
+    an_h5f_values_free(v1, n1);
+    an_h5f_values_free(v2, n2);
+
+    /* children that misbehave */
+    static const struct {
+        an_isolated_fault fault;
+        const char *label, *want;
+    } faults[] = {
+        {AN_ISOLATED_CRASH, "features: the child crashes", "crashed reading it (signal 11, SIGSEGV)"},
+        {AN_ISOLATED_EXIT, "features: the child exits without a word", "exit status 3"},
+        {AN_ISOLATED_GARBAGE, "features: the child sends an unknown record", "unexpected record"},
+        {AN_ISOLATED_TRUNCATE, "features: the child sends half a record", "malformed result"},
+        {AN_ISOLATED_HANG, "features: the child hangs (timeout 1 s)", "no progress reading it for 1 s"},
+    };
+    an_isolated_set_timeout(1);
+    for (size_t i = 0; i < sizeof faults / sizeof *faults; i++) {
+        an_isolated_test_fault(faults[i].fault);
+        features_read_fails(faults[i].label, path, faults[i].want);
+    }
+    an_isolated_test_fault(AN_ISOLATED_NORMAL);
+    an_isolated_set_timeout(0);
+
+    /* files that crash or hang libhdf5 in the features reader's own calls
+     * (H5Aread of a variable-length string attribute); children may print */
+    if (under_valgrind()) {
+        CHECK("SKIP features: the files that crash libhdf5 (see test_isolation)", 1, NULL);
+    } else {
+        static const struct {
+            const char *file, *want;
+        } crashes[] = {
+            {"h5hg_deserialize_segv.h5", "crashed reading it (signal"},
+            {"h5hg_deserialize_hang.h5", "no progress reading it for 2 s"},
+            {"h5o_huge_allocation.h5", NULL},   /* a release build's libhdf5 fails cleanly on it */
+        };
+        TPATH(errpath, "children_stderr.txt");
+        fflush(stderr);
+        int saved_err = dup(2), errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(errfd, 2);
+        close(errfd);
+        an_isolated_set_timeout(2);
+        for (size_t i = 0; i < sizeof crashes / sizeof *crashes; i++) {
+            char file[700], lab[200];
+            snprintf(file, sizeof file, "%s/../../testthat/fixtures/hdf5_crashes/%s", fixture_dir, crashes[i].file);
+            /* a sanitizer may stop the child first (exit status 1) */
+            const char *want = UNDER_ASAN && crashes[i].want && strstr(crashes[i].want, "crashed") ? NULL : crashes[i].want;
+            snprintf(lab, sizeof lab, "features: %s fails naming the file, this process goes on", crashes[i].file);
+            features_read_fails(lab, file, want);
+        }
+        an_isolated_set_timeout(0);
+        fflush(stderr);
+        dup2(saved_err, 2);
+        close(saved_err);
+        remove(errpath);
+    }
+    s1 = an_h5f_read(path, NULL, 0, &v1, &n1);
+    CHECK("features: a good file reads after them", s1 == AN_OK && n1 == 5, "%d", (int)s1);
+    an_h5f_values_free(v1, n1);
+    remove(path);
+    int fds1 = count_fds();
+    CHECK("features: no child and no descriptor left behind", no_children() && fds1 == fds0, "%d -> %d fds", fds0,
+          fds1);
+}
+
 /* ---------------------------------------------------------------- main */
 
 /* ---------------------------------------------------------------- other frameworks
@@ -1998,7 +2141,8 @@ int main(int argc, char **argv)
         } groups[] = {{"keras_by_name", test_keras_by_name}, {"keras_save", test_keras_save}, {"own", test_own},
                       {"save_failures", test_save_failures}, {"bad_input", test_bad_input},
                       {"own_integrity", test_own_integrity}, {"fuzz_regressions", test_fuzz_regressions},
-                      {"repeat", test_repeat}, {"isolation", test_isolation}, {"foreign", test_foreign}};
+                      {"repeat", test_repeat}, {"isolation", test_isolation}, {"foreign", test_foreign},
+                      {"features", test_features}};
         /* argv[2]: the groups to run, comma-separated (keras_full, ...); all by default */
         const char *only = argc > 2 ? argv[2] : NULL;
         if (!only || group_listed(only, "keras_full")) test_keras_full(fx);
