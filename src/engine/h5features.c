@@ -205,6 +205,7 @@ typedef struct {
     an_h5f_value *values;
     int n, cap;
     an_status status;       /* AN_OK, or the first failure (iteration stops) */
+    int keep_floats;        /* 32-bit floats stay AN_H5F_FLOATS (half the bytes through the child's pipe) */
 } reader;
 
 static int wanted(const reader *r, const char *name)
@@ -257,6 +258,10 @@ static void read_value(reader *r, hid_t obj, int is_attr, const char *name)
         v.kind = AN_H5F_INTS;
         mt = H5Tcopy(H5T_NATIVE_INT);
         v.data = malloc(count * sizeof(int));
+    } else if (cls == H5T_FLOAT && r->keep_floats && H5Tget_size(ft) == sizeof(float)) {
+        v.kind = AN_H5F_FLOATS;
+        mt = H5Tcopy(H5T_NATIVE_FLOAT);
+        v.data = malloc(count * sizeof(float));
     } else if (cls == H5T_FLOAT) {
         v.kind = AN_H5F_DOUBLES;
         mt = H5Tcopy(H5T_NATIVE_DOUBLE);
@@ -382,14 +387,15 @@ static herr_t link_cb(hid_t loc, const char *name, const H5L_info_t *info, void 
     return r->status == AN_OK ? 0 : 1;
 }
 
-/* The read itself, in whichever process runs it; the arguments are checked. */
-static an_status read_values(const char *path, const char *const *names, int n_names, an_h5f_value **values,
-                             int *n_values)
+/* The read itself, in whichever process runs it; the arguments are checked.
+ * keep_floats: see reader. */
+static an_status read_values(const char *path, const char *const *names, int n_names, int keep_floats,
+                             an_h5f_value **values, int *n_values)
 {
     char detail[160];
     an_h5_quiet q;
     an_h5_quiet_begin(&q);
-    reader r = {path, -1, names, n_names, NULL, 0, 0, AN_OK};
+    reader r = {path, -1, names, n_names, NULL, 0, 0, AN_OK, keep_floats};
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
 #if defined(H5_VERSION_GE)
 #if (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 7) || H5_VERSION_GE(1, 12, 1)
@@ -443,8 +449,8 @@ static an_status read_values(const char *path, const char *const *names, int n_n
  * through plain reads (variable-length strings: the global heap; see
  * tests/fuzz/known_hdf5_crashes/README.md), so the read runs in a child
  * process (isolate.h). Per value it sends a head (kind, shape, data size,
- * then the name) and the data: numbers as they are, strings as one block of
- * NUL-terminated strings; at the end the number of values. The parent checks
+ * then the name) and the data: numbers as they are (32-bit floats as such,
+ * widened here), strings as one block of NUL-terminated strings; at the end the number of values. The parent checks
  * each record against the head before it, and the whole before the caller
  * gets anything. */
 
@@ -461,6 +467,7 @@ typedef struct {
 static uint64_t data_bytes(const an_h5f_value *v, size_t count)
 {
     if (v->kind == AN_H5F_INTS) return (uint64_t)count * sizeof(int);
+    if (v->kind == AN_H5F_FLOATS) return (uint64_t)count * sizeof(float);
     if (v->kind == AN_H5F_DOUBLES) return (uint64_t)count * sizeof(double);
     uint64_t bytes = 0;
     char **s = v->data;
@@ -522,7 +529,7 @@ static an_status read_child(an_isolated *to_parent, void *ctx)
     const read_job *job = ctx;
     an_h5f_value *values = NULL;
     int n = 0;
-    an_status s = read_values(job->path, job->names, job->n_names, &values, &n);
+    an_status s = read_values(job->path, job->names, job->n_names, 1, &values, &n);
     for (int i = 0; i < n && s == AN_OK; i++) s = send_value(to_parent, (uint32_t)i, &values[i]);
     int32_t count = n;
     if (s == AN_OK && an_isolated_send(to_parent, REC_COUNT, 0, &count, sizeof count) != 0)
@@ -544,6 +551,7 @@ static int take_head(read_job *job, uint64_t *want)
         return 0;
     uint64_t count = h.dims[0] * h.dims[1];
     if (h.kind == AN_H5F_INTS) *want = count * sizeof(int);
+    else if (h.kind == AN_H5F_FLOATS) *want = count * sizeof(float);
     else if (h.kind == AN_H5F_DOUBLES) *want = count * sizeof(double);
     else if (h.kind == AN_H5F_STRINGS && h.data_bytes >= count && h.data_bytes <= count * (MAX_STRING + 1)) *want = h.data_bytes;
     else return 0;
@@ -616,12 +624,25 @@ static an_status read_place(void *ctx, uint32_t tag, uint32_t index, uint64_t by
                    "%llu bytes)", job->path, tag, index, (unsigned long long)bytes);
 }
 
-/* The values complete, each string block exactly its value's strings, split. */
+/* The values complete, each string block exactly its value's strings,
+ * split; 32-bit floats widened to doubles (exactly, as libhdf5 does in
+ * process). */
 static an_status take_values(read_job *job)
 {
     int ok = job->have_count && job->count == job->n;
     for (int i = 0; i < job->n && ok; i++) {
         an_h5f_value *v = &job->values[i];
+        if (v->kind == AN_H5F_FLOATS) {
+            size_t count = value_count(v);
+            double *wide = malloc(count * sizeof *wide);
+            if (!wide) return an_fail(AN_ERR_MEMORY, "out of memory (%.0f MB) reading `%s` of '%s'",
+                                      count * sizeof *wide / 1e6, v->name, job->path);
+            const float *narrow = v->data;
+            for (size_t k = 0; k < count; k++) wide[k] = (double)narrow[k];
+            free(v->data);
+            v->data = wide;
+            v->kind = AN_H5F_DOUBLES;
+        }
         if (v->kind != AN_H5F_STRINGS) continue;
         const char *block = job->string_blocks[i];
         uint64_t bytes = job->block_bytes[i], ends = 0;
@@ -681,7 +702,7 @@ static an_status read_checked(const char *path, const char *const *names, int n_
     if (isolated) return read_isolated(path, names, n_names, values, n_values);
 #endif
     (void)isolated;
-    return read_values(path, names, n_names, values, n_values);
+    return read_values(path, names, n_names, 0, values, n_values);
 }
 
 an_status an_h5f_read(const char *path, const char *const *names, int n_names, an_h5f_value **values,

@@ -1782,6 +1782,9 @@ static void test_features(void)
     enum { ROWS = 300, COLS = 513 };
     float *feat = xmalloc(ROWS * COLS * sizeof *feat);
     for (size_t k = 0; k < ROWS * COLS; k++) feat[k] = (float)(k % 977) * 0.37f - 11.0f;
+    feat[5] = NAN;   /* a failed image's row holds NaN */
+    feat[6] = -INFINITY;
+    feat[7] = 1e-40f;   /* subnormal */
     const char *files[3] = {"a/\xc3\xa9t\xc3\xa9.jpg", "b.png", ""};
     int rows[3] = {1, 2, 3};
     double score[2] = {0.25, -1e300};
