@@ -1530,6 +1530,27 @@ static int under_valgrind(void)
 /* time limits: valgrind forks and runs a child 10-50x slower */
 static double patience(void) { return under_valgrind() ? 10 : 1; }
 
+/* The children of the files that crash libhdf5 may print (a sanitizer's
+ * report, glibc's "free(): invalid pointer"): stderr into a file of the
+ * test folder meanwhile. Returns the saved stderr for children_stderr_end. */
+static int children_stderr_begin(char *errpath, size_t size)
+{
+    snprintf(errpath, size, "%s/children_stderr.txt", dir);
+    fflush(stderr);
+    int saved_err = dup(2), errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(errfd, 2);
+    close(errfd);
+    return saved_err;
+}
+
+static void children_stderr_end(int saved_err, const char *errpath)
+{
+    fflush(stderr);
+    dup2(saved_err, 2);
+    close(saved_err);
+    remove(errpath);
+}
+
 /* load and info of `path` with the children misbehaving as `fault`: both fail with `want` in the message */
 static void faulty_child(an_net *net, const char *path, an_isolated_fault fault, const char *label, const char *want)
 {
@@ -1670,11 +1691,7 @@ static void test_isolation(void)
         CHECK("SKIP the files that crash libhdf5: under valgrind the children report libhdf5's invalid reads and "
               "run into the timeout (they pass natively and under ASan)", 1, NULL);
     } else {
-        TPATH(errpath, "children_stderr.txt");
-        fflush(stderr);
-        int saved_err = dup(2), errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(errfd, 2);
-        close(errfd);
+        int saved_err = children_stderr_begin(errpath, sizeof errpath);
         an_weights_set_read_timeout(2);
         for (size_t i = 0; i < sizeof crashes / sizeof *crashes; i++) {
             char file[700], lab[200];
@@ -1701,10 +1718,7 @@ static void test_isolation(void)
             if (st == AN_OK) an_weights_info_free(&info);
         }
         an_weights_set_read_timeout(0);
-        fflush(stderr);
-        dup2(saved_err, 2);
-        close(saved_err);
-        remove(errpath);
+        children_stderr_end(saved_err, errpath);
     }
 
     /* the isolated calls repeated: the heap does not grow in this process */
@@ -1847,11 +1861,7 @@ static void test_features(void)
             {"h5hg_deserialize_hang.h5", "no progress reading it for 2 s"},
             {"h5o_huge_allocation.h5", NULL},   /* a release build's libhdf5 fails cleanly on it */
         };
-        TPATH(errpath, "children_stderr.txt");
-        fflush(stderr);
-        int saved_err = dup(2), errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(errfd, 2);
-        close(errfd);
+        int saved_err = children_stderr_begin(errpath, sizeof errpath);
         an_isolated_set_timeout(2);
         for (size_t i = 0; i < sizeof crashes / sizeof *crashes; i++) {
             char file[700], lab[200];
@@ -1905,10 +1915,7 @@ static void test_features(void)
         }
         remove(damaged);
         an_isolated_set_timeout(0);
-        fflush(stderr);
-        dup2(saved_err, 2);
-        close(saved_err);
-        remove(errpath);
+        children_stderr_end(saved_err, errpath);
     }
 
     s1 = an_h5f_read(path, NULL, 0, &v1, &n1);
