@@ -546,7 +546,7 @@ static int take_head(read_job *job, uint64_t *want)
     memcpy(&h, job->head, sizeof h);
     size_t name_len = (size_t)(job->head_bytes - sizeof h);
     if (memchr(job->head + sizeof h, '\0', name_len) || h.ndims < 0 || h.ndims > 2 || h.dims[0] == 0 ||
-        h.dims[1] == 0 || h.dims[0] > MAX_VALUES || h.dims[1] > MAX_VALUES || h.dims[0] * h.dims[1] > MAX_VALUES ||
+        h.dims[1] == 0 || h.dims[0] > MAX_VALUES || h.dims[1] > MAX_VALUES / h.dims[0] ||
         (h.ndims < 2 && h.dims[1] != 1) || (h.ndims == 0 && h.dims[0] != 1))
         return 0;
     uint64_t count = h.dims[0] * h.dims[1];
