@@ -9,6 +9,7 @@
 /* helpers shared by the glue files (r_util.c) */
 SEXP named_list(int n, const char **names);   /* a list of n NULLs, named */
 const char *get_path(SEXP path, const char *what);   /* one file name, native encoding */
+void set_hdf5_read_timeout(void);                      /* options(alexnet.hdf5_timeout), r_weights.c */
 
 /* helpers shared by the glue files (r_alexnet.c) */
 an_net *get_net(SEXP ptr);                    /* also runs fork_guard() */

@@ -15,7 +15,9 @@
  *
  * h5f_read(path, names): the named list back (all values, or those of
  * `names` found in the file); 2-D values come back as R matrices and
- * floats of either size as doubles. */
+ * floats of either size as doubles. libhdf5 reads the file in a child
+ * process (engine/isolate.h): a damaged file that crashes or hangs it is an
+ * R error naming the file. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,6 +126,7 @@ SEXP r_an_h5f_read(SEXP path, SEXP names)
     }
     an_h5f_value *v = NULL;
     int n = 0;
+    set_hdf5_read_timeout();
     if (an_h5f_read(p, want, n_want, &v, &n) != AN_OK) Rf_error("%s", an_error_message());
     /* the values are malloc'd: copy them into R, then free them. An R
      * allocation failure here would leak them; it ends the call anyway. */

@@ -29,10 +29,10 @@ static const char *kind_name(an_weights_kind kind)
     }
 }
 
-/* HDF5 weights files are read in a child process (engine/weights.h), which
- * is stopped when it makes no progress for options(alexnet.hdf5_timeout)
- * seconds (60 when unset): set before each read. */
-static void set_read_timeout(void)
+/* HDF5 files (weights, features) are read in a child process
+ * (engine/isolate.h), which is stopped when it makes no progress for
+ * options(alexnet.hdf5_timeout) seconds (60 when unset): set before each read. */
+void set_hdf5_read_timeout(void)
 {
     SEXP v = Rf_GetOption1(Rf_install("alexnet.hdf5_timeout"));
     double seconds = 0;
@@ -111,7 +111,7 @@ SEXP weights_load(SEXP ptr, SEXP path, SEXP by_name, SEXP undo, void (*after_rea
     if (TYPEOF(undo) != LGLSXP || XLENGTH(undo) != 1 || LOGICAL(undo)[0] == NA_LOGICAL)
         Rf_error("`undo` must be TRUE or FALSE");
     int keep = LOGICAL(undo)[0];
-    set_read_timeout();
+    set_hdf5_read_timeout();
     /* the report is allocated before loading, so that the net does not
      * change and then lose its report to a failed allocation (only the
      * short shape strings of kept layers are made afterwards) */
@@ -192,7 +192,7 @@ static void info_finalize(SEXP ptr)
 SEXP r_an_weights_info(SEXP path)
 {
     const char *p = get_path(path, "file");
-    set_read_timeout();
+    set_hdf5_read_timeout();
     /* the engine's result (class names malloc'd) is held by an external
      * pointer with a finalizer, so that an R allocation failure below cannot leak it */
     SEXP holder = PROTECT(R_MakeExternalPtr(NULL, R_NilValue, R_NilValue));

@@ -13,6 +13,7 @@
 
 #include <hdf5.h>
 #include "h5io.h"
+#include "isolate.h"
 
 #include "h5features.h"
 
@@ -204,6 +205,7 @@ typedef struct {
     an_h5f_value *values;
     int n, cap;
     an_status status;       /* AN_OK, or the first failure (iteration stops) */
+    int keep_floats;        /* 32-bit floats stay AN_H5F_FLOATS (half the bytes through the child's pipe) */
 } reader;
 
 static int wanted(const reader *r, const char *name)
@@ -256,6 +258,10 @@ static void read_value(reader *r, hid_t obj, int is_attr, const char *name)
         v.kind = AN_H5F_INTS;
         mt = H5Tcopy(H5T_NATIVE_INT);
         v.data = malloc(count * sizeof(int));
+    } else if (cls == H5T_FLOAT && r->keep_floats && H5Tget_size(ft) == sizeof(float)) {
+        v.kind = AN_H5F_FLOATS;
+        mt = H5Tcopy(H5T_NATIVE_FLOAT);
+        v.data = malloc(count * sizeof(float));
     } else if (cls == H5T_FLOAT) {
         v.kind = AN_H5F_DOUBLES;
         mt = H5Tcopy(H5T_NATIVE_DOUBLE);
@@ -381,18 +387,15 @@ static herr_t link_cb(hid_t loc, const char *name, const H5L_info_t *info, void 
     return r->status == AN_OK ? 0 : 1;
 }
 
-an_status an_h5f_read(const char *path, const char *const *names, int n_names, an_h5f_value **values,
-                      int *n_values)
+/* The read itself, in whichever process runs it; the arguments are checked.
+ * keep_floats: see reader. */
+static an_status read_values(const char *path, const char *const *names, int n_names, int keep_floats,
+                             an_h5f_value **values, int *n_values)
 {
-    if (values) *values = NULL;
-    if (n_values) *n_values = 0;
-    if (!path || !path[0] || !values || !n_values) return an_fail(AN_ERR_ARGUMENT, "no file name to read");
-    an_status readable = an_h5_check_readable(path, "features file", NULL);
-    if (readable != AN_OK) return readable;
     char detail[160];
     an_h5_quiet q;
     an_h5_quiet_begin(&q);
-    reader r = {path, -1, names, n_names, NULL, 0, 0, AN_OK};
+    reader r = {path, -1, names, n_names, NULL, 0, 0, AN_OK, keep_floats};
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
 #if defined(H5_VERSION_GE)
 #if (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 7) || H5_VERSION_GE(1, 12, 1)
@@ -439,4 +442,277 @@ an_status an_h5f_read(const char *path, const char *const *names, int n_names, a
     *values = r.values;
     *n_values = r.n;
     return AN_OK;
+}
+
+/* ---------------------------------------------------------------- reading in a child
+ * libhdf5 1.10 crashes or hangs on some damaged files, in code reached
+ * through plain reads (variable-length strings: the global heap; see
+ * tests/fuzz/known_hdf5_crashes/README.md), so the read runs in a child
+ * process (isolate.h). Per value it sends a head (kind, shape, data size,
+ * then the name) and the data: numbers as they are (32-bit floats as such,
+ * widened here), strings as one block of NUL-terminated strings; at the end the number of values. The parent checks
+ * each record against the head before it, and the whole before the caller
+ * gets anything. */
+
+#if AN_HAVE_ISOLATION
+enum { REC_HEAD = 1, REC_DATA, REC_COUNT };
+
+typedef struct {
+    int32_t kind, ndims;
+    uint64_t dims[2];
+    uint64_t data_bytes;
+} value_head;   /* followed by the name, without its NUL */
+
+/* Bytes of a value's data record; for strings the block of NUL-terminated strings. */
+static uint64_t data_bytes(const an_h5f_value *v, size_t count)
+{
+    if (v->kind == AN_H5F_INTS) return (uint64_t)count * sizeof(int);
+    if (v->kind == AN_H5F_FLOATS) return (uint64_t)count * sizeof(float);
+    if (v->kind == AN_H5F_DOUBLES) return (uint64_t)count * sizeof(double);
+    uint64_t bytes = 0;
+    char **s = v->data;
+    for (size_t k = 0; k < count; k++) bytes += strlen(s[k]) + 1;
+    return bytes;
+}
+
+static size_t value_count(const an_h5f_value *v)
+{
+    return v->ndims == 0 ? 1 : v->ndims == 1 ? v->dims[0] : v->dims[0] * v->dims[1];
+}
+
+typedef struct {
+    const char *path;
+    const char *const *names;
+    int n_names;
+    /* parent: what arrived */
+    an_h5f_value *values;
+    char **string_blocks;       /* per value: its strings, still one block */
+    uint64_t *block_bytes;
+    int n, cap;
+    char *head;                 /* the head awaiting its data */
+    uint64_t head_bytes;
+    int32_t count;
+    int have_count;
+} read_job;
+
+static an_status send_value(an_isolated *to_parent, uint32_t i, const an_h5f_value *v)
+{
+    size_t count = value_count(v), name_len = strlen(v->name);
+    value_head h = {(int32_t)v->kind, v->ndims, {v->dims[0], v->dims[1]}, data_bytes(v, count)};
+    char *head = malloc(sizeof h + name_len);
+    char *block = v->kind == AN_H5F_STRINGS ? malloc(h.data_bytes) : NULL;
+    an_status s = AN_OK;
+    if (!head || (v->kind == AN_H5F_STRINGS && !block)) {
+        s = an_fail(AN_ERR_MEMORY, "out of memory sending `%s`", v->name);
+    } else {
+        memcpy(head, &h, sizeof h);
+        memcpy(head + sizeof h, v->name, name_len);
+        if (block) {
+            char **strings = v->data, *at = block;
+            for (size_t k = 0; k < count; k++) {
+                size_t len = strlen(strings[k]) + 1;
+                memcpy(at, strings[k], len);
+                at += len;
+            }
+        }
+        if (an_isolated_send(to_parent, REC_HEAD, i, head, sizeof h + name_len) != 0 ||
+            an_isolated_send(to_parent, REC_DATA, i, block ? block : v->data, h.data_bytes) != 0)
+            s = an_fail(AN_ERR_IO, "the parent process is gone");
+    }
+    free(head);
+    free(block);
+    return s;
+}
+
+static an_status read_child(an_isolated *to_parent, void *ctx)
+{
+    const read_job *job = ctx;
+    an_h5f_value *values = NULL;
+    int n = 0;
+    an_status s = read_values(job->path, job->names, job->n_names, 1, &values, &n);
+    for (int i = 0; i < n && s == AN_OK; i++) s = send_value(to_parent, (uint32_t)i, &values[i]);
+    int32_t count = n;
+    if (s == AN_OK && an_isolated_send(to_parent, REC_COUNT, 0, &count, sizeof count) != 0)
+        s = an_fail(AN_ERR_IO, "the parent process is gone");
+    an_h5f_values_free(values, n);
+    return s;
+}
+
+/* The head awaiting its data as a value (name, kind, shape) appended to the
+ * job, if it is one read_values can produce; its data record's size. */
+static int take_head(read_job *job, uint64_t *want)
+{
+    value_head h;
+    memcpy(&h, job->head, sizeof h);
+    size_t name_len = (size_t)(job->head_bytes - sizeof h);
+    if (memchr(job->head + sizeof h, '\0', name_len) || h.ndims < 0 || h.ndims > 2 || h.dims[0] == 0 ||
+        h.dims[1] == 0 || h.dims[0] > MAX_VALUES || h.dims[1] > MAX_VALUES / h.dims[0] ||
+        (h.ndims < 2 && h.dims[1] != 1) || (h.ndims == 0 && h.dims[0] != 1))
+        return 0;
+    uint64_t count = h.dims[0] * h.dims[1];
+    if (h.kind == AN_H5F_INTS) *want = count * sizeof(int);
+    else if (h.kind == AN_H5F_FLOATS) *want = count * sizeof(float);
+    else if (h.kind == AN_H5F_DOUBLES) *want = count * sizeof(double);
+    else if (h.kind == AN_H5F_STRINGS && h.data_bytes >= count && h.data_bytes <= count * (MAX_STRING + 1)) *want = h.data_bytes;
+    else return 0;
+    if (h.data_bytes != *want) return 0;
+    if (job->n == job->cap) {
+        int cap = job->cap ? 2 * job->cap : 16;
+        an_h5f_value *values = realloc(job->values, (size_t)cap * sizeof *values);
+        if (values) job->values = values;
+        char **blocks = realloc(job->string_blocks, (size_t)cap * sizeof *blocks);
+        if (blocks) job->string_blocks = blocks;
+        uint64_t *sizes = realloc(job->block_bytes, (size_t)cap * sizeof *sizes);
+        if (sizes) job->block_bytes = sizes;
+        if (!values || !blocks || !sizes) return -1;
+        job->cap = cap;
+    }
+    an_h5f_value *v = &job->values[job->n];
+    memset(v, 0, sizeof *v);
+    job->string_blocks[job->n] = NULL;
+    job->block_bytes[job->n] = 0;
+    if (!(v->name = malloc(name_len + 1))) return -1;
+    memcpy(v->name, job->head + sizeof h, name_len);
+    v->name[name_len] = '\0';
+    v->kind = (an_h5f_kind)h.kind;
+    v->ndims = h.ndims;
+    v->dims[0] = (size_t)h.dims[0];
+    v->dims[1] = (size_t)h.dims[1];
+    job->n++;
+    return 1;
+}
+
+/* Each record must follow the one before: a head, its data, ..., the count. */
+static an_status read_place(void *ctx, uint32_t tag, uint32_t index, uint64_t bytes, void **dst)
+{
+    read_job *job = ctx;
+    int next = !job->have_count && index == (uint32_t)job->n;
+    if (tag == REC_HEAD && next && !job->head && bytes > sizeof(value_head) &&
+        bytes <= sizeof(value_head) + MAX_STRING) {
+        if (!(*dst = job->head = malloc(bytes)))
+            return an_fail(AN_ERR_MEMORY, "out of memory reading '%s'", job->path);
+        job->head_bytes = bytes;
+        return AN_OK;
+    }
+    if (tag == REC_DATA && next && job->head) {
+        uint64_t want = 0;
+        int took = take_head(job, &want);
+        free(job->head);
+        job->head = NULL;
+        if (took < 0) return an_fail(AN_ERR_MEMORY, "out of memory reading '%s'", job->path);
+        if (took > 0 && bytes == want) {
+            an_h5f_value *v = &job->values[job->n - 1];
+            void *data = malloc(bytes);
+            if (!data)
+                return an_fail(AN_ERR_MEMORY, "out of memory (%.0f MB) reading `%s` of '%s'", bytes / 1e6, v->name,
+                               job->path);
+            if (v->kind == AN_H5F_STRINGS) {
+                job->string_blocks[job->n - 1] = data;
+                job->block_bytes[job->n - 1] = bytes;
+            } else {
+                v->data = data;
+            }
+            *dst = data;
+            return AN_OK;
+        }
+    } else if (tag == REC_COUNT && index == 0 && !job->have_count && !job->head && bytes == sizeof job->count) {
+        job->have_count = 1;
+        *dst = &job->count;
+        return AN_OK;
+    }
+    return an_fail(AN_ERR_FORMAT, "features file '%s': the process reading it sent an unexpected record (%u, %u, "
+                   "%llu bytes)", job->path, tag, index, (unsigned long long)bytes);
+}
+
+/* The values complete, each string block exactly its value's strings,
+ * split; 32-bit floats widened to doubles (exactly, as libhdf5 does in
+ * process). */
+static an_status take_values(read_job *job)
+{
+    int ok = job->have_count && job->count == job->n;
+    for (int i = 0; i < job->n && ok; i++) {
+        an_h5f_value *v = &job->values[i];
+        if (v->kind == AN_H5F_FLOATS) {
+            size_t count = value_count(v);
+            double *wide = malloc(count * sizeof *wide);
+            if (!wide) return an_fail(AN_ERR_MEMORY, "out of memory (%.0f MB) reading `%s` of '%s'",
+                                      count * sizeof *wide / 1e6, v->name, job->path);
+            const float *narrow = v->data;
+            for (size_t k = 0; k < count; k++) wide[k] = (double)narrow[k];
+            free(v->data);
+            v->data = wide;
+            v->kind = AN_H5F_DOUBLES;
+        }
+        if (v->kind != AN_H5F_STRINGS) continue;
+        const char *block = job->string_blocks[i];
+        uint64_t bytes = job->block_bytes[i], ends = 0;
+        size_t count = value_count(v);
+        for (uint64_t k = 0; k < bytes; k++) ends += block[k] == '\0';
+        ok = ends == count && block[bytes - 1] == '\0';
+        if (!ok) break;
+        char **strings = calloc(count, sizeof *strings);
+        if (!strings) return an_fail(AN_ERR_MEMORY, "out of memory reading '%s'", job->path);
+        v->data = strings;
+        for (size_t k = 0; k < count; k++) {
+            if (!(strings[k] = strdup(block)))
+                return an_fail(AN_ERR_MEMORY, "out of memory reading '%s'", job->path);
+            block += strlen(block) + 1;
+        }
+    }
+    if (!ok)
+        return an_fail(AN_ERR_FORMAT, "features file '%s': the process reading it sent an inconsistent result",
+                       job->path);
+    return AN_OK;
+}
+
+static an_status read_isolated(const char *path, const char *const *names, int n_names, an_h5f_value **values,
+                               int *n_values)
+{
+    read_job job;
+    memset(&job, 0, sizeof job);
+    job.path = path;
+    job.names = names;
+    job.n_names = n_names;
+    an_isolated_names wording = {"features file", path, "the HDF5 library", NULL};
+    an_status s = an_isolated_run(&wording, read_child, &job, read_place, &job);
+    if (s == AN_OK) s = take_values(&job);
+    for (int i = 0; i < job.n; i++) free(job.string_blocks ? job.string_blocks[i] : NULL);
+    free(job.string_blocks);
+    free(job.block_bytes);
+    free(job.head);
+    if (s != AN_OK) {
+        an_h5f_values_free(job.values, job.n);
+        return s;
+    }
+    *values = job.values;
+    *n_values = job.n;
+    return AN_OK;
+}
+#endif
+
+static an_status read_checked(const char *path, const char *const *names, int n_names, an_h5f_value **values,
+                              int *n_values, int isolated)
+{
+    if (values) *values = NULL;
+    if (n_values) *n_values = 0;
+    if (!path || !path[0] || !values || !n_values) return an_fail(AN_ERR_ARGUMENT, "no file name to read");
+    an_status readable = an_h5_check_readable(path, "features file", NULL);
+    if (readable != AN_OK) return readable;
+#if AN_HAVE_ISOLATION
+    if (isolated) return read_isolated(path, names, n_names, values, n_values);
+#endif
+    (void)isolated;
+    return read_values(path, names, n_names, 0, values, n_values);
+}
+
+an_status an_h5f_read(const char *path, const char *const *names, int n_names, an_h5f_value **values,
+                      int *n_values)
+{
+    return read_checked(path, names, n_names, values, n_values, 1);
+}
+
+an_status an_h5f_read_in_process(const char *path, const char *const *names, int n_names, an_h5f_value **values,
+                                 int *n_values)
+{
+    return read_checked(path, names, n_names, values, n_values, 0);
 }

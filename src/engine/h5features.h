@@ -65,6 +65,13 @@ an_status an_h5f_read(const char *path, const char *const *names, int n_names, a
                       int *n_values);
 void an_h5f_values_free(an_h5f_value *values, int n);
 
+/* an_h5f_read runs libhdf5 in a short-lived child process (isolate.h), as
+ * weights.c does: a file that crashes or hangs libhdf5 is an error naming
+ * it, and this process goes on. The same read in this process, for tests
+ * and fuzzing only. */
+an_status an_h5f_read_in_process(const char *path, const char *const *names, int n_names, an_h5f_value **values,
+                                 int *n_values);
+
 #ifdef __cplusplus
 }
 #endif

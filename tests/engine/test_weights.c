@@ -34,6 +34,7 @@
 #include "alexnet.h"
 #include "hashfill.h"
 #include "isolate.h"
+#include "h5features.h"
 #include "testutil.h"
 #include "weights.h"
 #include "caffe_subset.pb-c.h"
@@ -1529,6 +1530,27 @@ static int under_valgrind(void)
 /* time limits: valgrind forks and runs a child 10-50x slower */
 static double patience(void) { return under_valgrind() ? 10 : 1; }
 
+/* The children of the files that crash libhdf5 may print (a sanitizer's
+ * report, glibc's "free(): invalid pointer"): stderr into a file of the
+ * test folder meanwhile. Returns the saved stderr for children_stderr_end. */
+static int children_stderr_begin(char *errpath, size_t size)
+{
+    snprintf(errpath, size, "%s/children_stderr.txt", dir);
+    fflush(stderr);
+    int saved_err = dup(2), errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(errfd, 2);
+    close(errfd);
+    return saved_err;
+}
+
+static void children_stderr_end(int saved_err, const char *errpath)
+{
+    fflush(stderr);
+    dup2(saved_err, 2);
+    close(saved_err);
+    remove(errpath);
+}
+
 /* load and info of `path` with the children misbehaving as `fault`: both fail with `want` in the message */
 static void faulty_child(an_net *net, const char *path, an_isolated_fault fault, const char *label, const char *want)
 {
@@ -1669,11 +1691,7 @@ static void test_isolation(void)
         CHECK("SKIP the files that crash libhdf5: under valgrind the children report libhdf5's invalid reads and "
               "run into the timeout (they pass natively and under ASan)", 1, NULL);
     } else {
-        TPATH(errpath, "children_stderr.txt");
-        fflush(stderr);
-        int saved_err = dup(2), errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(errfd, 2);
-        close(errfd);
+        int saved_err = children_stderr_begin(errpath, sizeof errpath);
         an_weights_set_read_timeout(2);
         for (size_t i = 0; i < sizeof crashes / sizeof *crashes; i++) {
             char file[700], lab[200];
@@ -1700,10 +1718,7 @@ static void test_isolation(void)
             if (st == AN_OK) an_weights_info_free(&info);
         }
         an_weights_set_read_timeout(0);
-        fflush(stderr);
-        dup2(saved_err, 2);
-        close(saved_err);
-        remove(errpath);
+        children_stderr_end(saved_err, errpath);
     }
 
     /* the isolated calls repeated: the heap does not grow in this process */
@@ -1729,6 +1744,187 @@ static void test_isolation(void)
     int fds1 = count_fds();
     CHECK("isolation: no child and no descriptor left behind", no_children() && fds1 == fds0, "%d -> %d fds",
           fds0, fds1);
+}
+
+/* ---------------------------------------------------------------- features files
+ * an_h5f_read (h5features.h, R's read_features()) reads through a child
+ * process as the weights readers do: the same values as in process, and
+ * the files and children that crash or hang libhdf5 are errors naming the
+ * file, with nothing handed back and this process alive. */
+
+/* two reads give the same values, bit for bit */
+static int same_values(const an_h5f_value *a, int na, const an_h5f_value *b, int nb)
+{
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++) {
+        if (strcmp(a[i].name, b[i].name) != 0 || a[i].kind != b[i].kind || a[i].ndims != b[i].ndims ||
+            a[i].dims[0] != b[i].dims[0] || a[i].dims[1] != b[i].dims[1])
+            return 0;
+        size_t count = a[i].ndims == 0 ? 1 : a[i].ndims == 1 ? a[i].dims[0] : a[i].dims[0] * a[i].dims[1];
+        if (a[i].kind == AN_H5F_STRINGS) {
+            for (size_t k = 0; k < count; k++)
+                if (strcmp(((char **)a[i].data)[k], ((char **)b[i].data)[k]) != 0) return 0;
+        } else if (memcmp(a[i].data, b[i].data, count * (a[i].kind == AN_H5F_INTS ? sizeof(int) : sizeof(double))) != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* an_h5f_read of `path` fails with `want` in its message (NULL: any failure naming the file), within 10 s, and hands nothing back */
+static void features_read_fails(const char *label, const char *path, const char *want)
+{
+    an_h5f_value *values = (an_h5f_value *)&values;   /* junk: the reader must clear it */
+    int n = 77;
+    double t0 = seconds_now();
+    an_status st = an_h5f_read(path, NULL, 0, &values, &n);
+    double took = seconds_now() - t0;
+    const char *m = an_error_message();
+    CHECK(label, st != AN_OK && contains(m, path) && contains(m, want) &&
+          values == NULL && n == 0 && took < 10 * patience(), "status %d, %.1f s: \"%s\"", (int)st, took,
+          st != AN_OK ? m : "");
+    if (st == AN_OK) an_h5f_values_free(values, n);
+}
+
+static void test_features(void)
+{
+    char path[600], errpath[600];
+    int fds0 = count_fds();
+    CHECK("features: no child before", no_children(), NULL);
+    TPATH(path, "features_chunk.h5");
+    /* a chunk as alexnet_features_h5() writes it: strings, ints, doubles, a float matrix */
+    enum { ROWS = 300, COLS = 513 };
+    float *feat = xmalloc(ROWS * COLS * sizeof *feat);
+    for (size_t k = 0; k < ROWS * COLS; k++) feat[k] = (float)(k % 977) * 0.37f - 11.0f;
+    feat[5] = NAN;   /* a failed image's row holds NaN */
+    feat[6] = -INFINITY;
+    feat[7] = 1e-40f;   /* subnormal */
+    const char *files[3] = {"a/\xc3\xa9t\xc3\xa9.jpg", "b.png", ""};
+    int rows[3] = {1, 2, 3};
+    double score[2] = {0.25, -1e300};
+    const char *format = "alexnet_features_h5 1";
+    an_h5f_item items[] = {
+        {"format", AN_H5F_STRINGS, 0, {1, 1}, &format},
+        {"files", AN_H5F_STRINGS, 1, {3, 1}, files},
+        {"rows", AN_H5F_INTS, 1, {3, 1}, rows},
+        {"score", AN_H5F_DOUBLES, 1, {2, 1}, score},
+        {"features", AN_H5F_FLOATS, 2, {ROWS, COLS}, feat},
+    };
+    if (!status_ok("features: write a chunk file", an_h5f_write(path, items, 5))) {
+        free(feat);
+        return;
+    }
+    free(feat);
+    an_h5f_value *v1 = NULL, *v2 = NULL;
+    int n1 = 0, n2 = 0;
+    an_status s1 = an_h5f_read(path, NULL, 0, &v1, &n1), s2 = an_h5f_read_in_process(path, NULL, 0, &v2, &n2);
+    CHECK("features: read in a child as in process, bit for bit (5 values)",
+          s1 == AN_OK && s2 == AN_OK && n1 == 5 && same_values(v1, n1, v2, n2), "%d %d, %d values", (int)s1,
+          (int)s2, n1);
+    an_h5f_values_free(v1, n1);
+    an_h5f_values_free(v2, n2);
+    const char *some[2] = {"rows", "nothing"};
+    s1 = an_h5f_read(path, some, 2, &v1, &n1);
+    s2 = an_h5f_read_in_process(path, some, 2, &v2, &n2);
+    CHECK("features: some values, in a child as in process", s1 == AN_OK && s2 == AN_OK && n1 == 1 &&
+          same_values(v1, n1, v2, n2), "%d %d, %d values", (int)s1, (int)s2, n1);
+    an_h5f_values_free(v1, n1);
+    an_h5f_values_free(v2, n2);
+
+    /* children that misbehave */
+    static const struct {
+        an_isolated_fault fault;
+        const char *label, *want;
+    } faults[] = {
+        {AN_ISOLATED_CRASH, "features: the child crashes", "crashed reading it (signal 11, SIGSEGV)"},
+        {AN_ISOLATED_EXIT, "features: the child exits without a word", "exit status 3"},
+        {AN_ISOLATED_GARBAGE, "features: the child sends an unknown record", "unexpected record"},
+        {AN_ISOLATED_TRUNCATE, "features: the child sends half a record", "malformed result"},
+        {AN_ISOLATED_HANG, "features: the child hangs (timeout 1 s)", "no progress reading it for 1 s"},
+    };
+    an_isolated_set_timeout(1);
+    for (size_t i = 0; i < sizeof faults / sizeof *faults; i++) {
+        an_isolated_test_fault(faults[i].fault);
+        features_read_fails(faults[i].label, path, faults[i].want);
+    }
+    an_isolated_test_fault(AN_ISOLATED_NORMAL);
+    an_isolated_set_timeout(0);
+
+    /* files that crash or hang libhdf5 in the features reader's own calls
+     * (H5Aread of a variable-length string attribute); children may print */
+    if (under_valgrind()) {
+        CHECK("SKIP features: the files that crash libhdf5 (see test_isolation)", 1, NULL);
+    } else {
+        static const struct {
+            const char *file, *want;
+        } crashes[] = {
+            {"h5hg_deserialize_hang.h5", "no progress reading it for 2 s"},
+            {"h5o_huge_allocation.h5", NULL},   /* a release build's libhdf5 fails cleanly on it */
+        };
+        int saved_err = children_stderr_begin(errpath, sizeof errpath);
+        an_isolated_set_timeout(2);
+        for (size_t i = 0; i < sizeof crashes / sizeof *crashes; i++) {
+            char file[700], lab[200];
+            snprintf(file, sizeof file, "%s/../../testthat/fixtures/hdf5_crashes/%s", fixture_dir, crashes[i].file);
+            /* a sanitizer may stop the child first (exit status 1) */
+            const char *want = UNDER_ASAN && crashes[i].want && strstr(crashes[i].want, "crashed") ? NULL : crashes[i].want;
+            snprintf(lab, sizeof lab, "features: %s fails naming the file, this process goes on", crashes[i].file);
+            features_read_fails(lab, file, want);
+        }
+        /* reads out of bounds of the heap collection: a crash or, by chance
+         * (the child's heap is a copy of this process's), garbage */
+        char file[700];
+        snprintf(file, sizeof file, "%s/../../testthat/fixtures/hdf5_crashes/h5hg_deserialize_segv.h5", fixture_dir);
+        an_h5f_value *v = NULL;
+        int n = 0;
+        an_status st = an_h5f_read(file, NULL, 0, &v, &n);
+        CHECK("features: h5hg_deserialize_segv.h5 read or an error naming the file, this process goes on",
+              st == AN_OK ? n >= 0 : v == NULL && n == 0 && contains(an_error_message(), file), "status %d", (int)st);
+        an_h5f_values_free(v, n);
+        /* a features file damaged as the fuzzer damages files: the size of a
+         * variable-length string's object in the global heap overwritten with
+         * 0xFF (the first object's, at byte 24 of "GCOL": in process SIGSEGV or
+         * a malloc abort; the second's, at 56: an endless loop in H5HG_read) */
+        char damaged[600];
+        TPATH(damaged, "features_damaged.h5");
+        const char *strings[2] = {"alexnet_features", "abc"};
+        an_h5f_item manifest[2] = {{"format", AN_H5F_STRINGS, 0, {1, 1}, &strings[0]},
+                                   {"run_id", AN_H5F_STRINGS, 0, {1, 1}, &strings[1]}};
+        static const struct {
+            size_t size_field_at;
+            const char *label, *want;
+        } heap_damage[] = {
+            {24, "features: a string's heap object of size 0xFF..: the child crashes", "crashed reading it (signal"},
+            {56, "features: another of size 0xFF..: the child hangs (timeout 2 s)", "no progress reading it for 2 s"},
+        };
+        for (size_t i = 0; i < sizeof heap_damage / sizeof *heap_damage; i++) {
+            if (!status_ok("features: write a small file", an_h5f_write(damaged, manifest, 2))) break;
+            FILE *f = fopen(damaged, "r+b");
+            char bytes[8192];
+            size_t got = f ? fread(bytes, 1, sizeof bytes, f) : 0;
+            const char *gcol = NULL;   /* the global heap collection's signature */
+            for (size_t k = 0; k + 4 <= got && !gcol; k++)
+                if (memcmp(bytes + k, "GCOL", 4) == 0) gcol = bytes + k;
+            int patched = gcol && (size_t)(gcol - bytes) + heap_damage[i].size_field_at + 8 <= got &&
+                          fseek(f, (long)(gcol - bytes + heap_damage[i].size_field_at), SEEK_SET) == 0 &&
+                          fwrite("\xff\xff\xff\xff\xff\xff\xff\xff", 1, 8, f) == 8;
+            if (f) fclose(f);
+            CHECK("features: damage the file's global heap", patched, "%zu bytes", got);
+            const char *want = UNDER_ASAN && strstr(heap_damage[i].want, "crashed") ? NULL : heap_damage[i].want;
+            if (patched) features_read_fails(heap_damage[i].label, damaged, want);
+        }
+        remove(damaged);
+        an_isolated_set_timeout(0);
+        children_stderr_end(saved_err, errpath);
+    }
+
+    s1 = an_h5f_read(path, NULL, 0, &v1, &n1);
+    CHECK("features: a good file reads after them", s1 == AN_OK && n1 == 5, "%d", (int)s1);
+    an_h5f_values_free(v1, n1);
+    remove(path);
+    int fds1 = count_fds();
+    CHECK("features: no child and no descriptor left behind", no_children() && fds1 == fds0, "%d -> %d fds", fds0,
+          fds1);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -1998,7 +2194,8 @@ int main(int argc, char **argv)
         } groups[] = {{"keras_by_name", test_keras_by_name}, {"keras_save", test_keras_save}, {"own", test_own},
                       {"save_failures", test_save_failures}, {"bad_input", test_bad_input},
                       {"own_integrity", test_own_integrity}, {"fuzz_regressions", test_fuzz_regressions},
-                      {"repeat", test_repeat}, {"isolation", test_isolation}, {"foreign", test_foreign}};
+                      {"repeat", test_repeat}, {"isolation", test_isolation}, {"foreign", test_foreign},
+                      {"features", test_features}};
         /* argv[2]: the groups to run, comma-separated (keras_full, ...); all by default */
         const char *only = argc > 2 ? argv[2] : NULL;
         if (!only || group_listed(only, "keras_full")) test_keras_full(fx);

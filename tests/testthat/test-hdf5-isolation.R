@@ -68,3 +68,43 @@ test_that("a Ctrl-C while libhdf5 hangs stops the read at once; the net is uncha
   expect_true(r$unchanged)
   expect_true(r$usable)
 })
+
+# A features manifest damaged as the fuzzer damages files: the size of a
+# variable-length string's object in the global heap (the first object's at
+# byte 24 of the collection "GCOL", the second's at 56) overwritten with 0xFF.
+# Read in process, libhdf5 1.10.8 dies of SIGSEGV on the first and loops for
+# ever on the second (H5HG_read); where the heap lies decides whether the
+# crash is SIGSEGV or an abort of malloc.
+damaged_manifest <- function(path, size_field_at) {
+  alexnet:::h5f_write(path, list(format = "alexnet_features", run_id = "abc", n_images = 3L))
+  bytes <- readBin(path, "raw", file.size(path))
+  gcol <- grepRaw(charToRaw("GCOL"), bytes)
+  bytes[gcol + size_field_at + 0:7] <- as.raw(0xff)
+  writeBin(bytes, path)
+  invisible(path)
+}
+
+test_that("read_features() on files that crash or hang libhdf5: an R error naming the file; the session goes on", {
+  old <- options(alexnet.hdf5_timeout = 2)
+  on.exit(options(old))
+  out <- tempfile("features")
+  dir.create(out)
+  on.exit(unlink(out, recursive = TRUE), add = TRUE)
+  manifest <- file.path(out, "features.h5")
+  damaged_manifest(manifest, 24)
+  expect_error(read_features(out),
+               "features file '.*features\\.h5'\\s+is damaged: the HDF5 library crashed reading it \\(signal [0-9]+, SIG")
+  damaged_manifest(manifest, 56)
+  t0 <- Sys.time()
+  expect_error(read_features(out), "the HDF5 library made no progress reading it for 2 s", fixed = TRUE)
+  expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 30)
+  # the files that crash libhdf5 in the weights readers: an error too
+  for (f in c(crash_files, hang_file)) {
+    file.copy(f, manifest, overwrite = TRUE)
+    expect_error(read_features(out), basename(manifest), fixed = TRUE)
+  }
+  # the session goes on: a good file is written and read back
+  good <- file.path(out, "good.h5")
+  alexnet:::h5f_write(good, list(format = "x", features = matrix(as.double(1:6), 2)))
+  expect_identical(alexnet:::h5f_read(good), list(format = "x", features = matrix(as.double(1:6), 2)))
+})
