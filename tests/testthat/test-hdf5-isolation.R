@@ -11,8 +11,10 @@ hang_file <- file.path(crash_dir, "h5hg_deserialize_hang.h5")
 # sanitizer runtime is loaded into R (tools/sanitize.sh --r), by
 # AddressSanitizer's exit status 1 after it has caught the bad access.
 under_asan <- grepl("libasan", Sys.getenv("LD_PRELOAD"), fixed = TRUE)
-crash_words <- if (under_asan) "the process reading it (the HDF5 library) failed with exit status 1" else
-  "the HDF5 library crashed reading it (signal 11, SIGSEGV)"
+# The signal depends on the heap the child inherits: the overflow faults
+# (SIGSEGV) or glibc notices it first and aborts (SIGABRT).
+crash_words <- if (under_asan) "the process reading it \\(the HDF5 library\\) failed with exit status 1" else
+  "the HDF5 library crashed reading it \\(signal [0-9]+, SIG[A-Z]+\\)"
 
 test_that("files that crash libhdf5 are errors naming them; the session goes on", {
   net <- alexnet(classes = 2, seed = 3)
@@ -25,8 +27,8 @@ test_that("files that crash libhdf5 are errors naming them; the session goes on"
   }
   # what the crashing reads say
   expect_error(load_weights(net, crash_files[1], verbose = FALSE),
-               paste0("is damaged: ", crash_words, "; nothing was loaded"), fixed = TRUE)
-  expect_error(weights_info(crash_files[1]), crash_words, fixed = TRUE)
+               paste0("is damaged: ", crash_words, "; nothing was loaded"))
+  expect_error(weights_info(crash_files[1]), crash_words)
   expect_identical(alexnet_features(net, px, "dense_3"), before)
 })
 
