@@ -1530,27 +1530,6 @@ static int under_valgrind(void)
 /* time limits: valgrind forks and runs a child 10-50x slower */
 static double patience(void) { return under_valgrind() ? 10 : 1; }
 
-/* The children of the files that crash libhdf5 may print (a sanitizer's
- * report, glibc's "free(): invalid pointer"): stderr into a file of the
- * test folder meanwhile. Returns the saved stderr for children_stderr_end. */
-static int children_stderr_begin(char *errpath, size_t size)
-{
-    snprintf(errpath, size, "%s/children_stderr.txt", dir);
-    fflush(stderr);
-    int saved_err = dup(2), errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(errfd, 2);
-    close(errfd);
-    return saved_err;
-}
-
-static void children_stderr_end(int saved_err, const char *errpath)
-{
-    fflush(stderr);
-    dup2(saved_err, 2);
-    close(saved_err);
-    remove(errpath);
-}
-
 /* load and info of `path` with the children misbehaving as `fault`: both fail with `want` in the message */
 static void faulty_child(an_net *net, const char *path, an_isolated_fault fault, const char *label, const char *want)
 {
@@ -1608,7 +1587,7 @@ static void same_as_in_process(const char *label, const char *path, int by_name)
 
 static void test_isolation(void)
 {
-    char path[600], own[600], keras[600], errpath[600];
+    char path[600], own[600], keras[600];
     int fds0 = count_fds();
     CHECK("isolation: no child before", no_children(), NULL);
 
@@ -1691,7 +1670,6 @@ static void test_isolation(void)
         CHECK("SKIP the files that crash libhdf5: under valgrind the children report libhdf5's invalid reads and "
               "run into the timeout (they pass natively and under ASan)", 1, NULL);
     } else {
-        int saved_err = children_stderr_begin(errpath, sizeof errpath);
         an_weights_set_read_timeout(2);
         for (size_t i = 0; i < sizeof crashes / sizeof *crashes; i++) {
             char file[700], lab[200];
@@ -1718,7 +1696,6 @@ static void test_isolation(void)
             if (st == AN_OK) an_weights_info_free(&info);
         }
         an_weights_set_read_timeout(0);
-        children_stderr_end(saved_err, errpath);
     }
 
     /* the isolated calls repeated: the heap does not grow in this process */
@@ -1788,7 +1765,7 @@ static void features_read_fails(const char *label, const char *path, const char 
 
 static void test_features(void)
 {
-    char path[600], errpath[600];
+    char path[600];
     int fds0 = count_fds();
     CHECK("features: no child before", no_children(), NULL);
     TPATH(path, "features_chunk.h5");
@@ -1861,7 +1838,6 @@ static void test_features(void)
             {"h5hg_deserialize_hang.h5", "no progress reading it for 2 s"},
             {"h5o_huge_allocation.h5", NULL},   /* a release build's libhdf5 fails cleanly on it */
         };
-        int saved_err = children_stderr_begin(errpath, sizeof errpath);
         an_isolated_set_timeout(2);
         for (size_t i = 0; i < sizeof crashes / sizeof *crashes; i++) {
             char file[700], lab[200];
@@ -1915,7 +1891,6 @@ static void test_features(void)
         }
         remove(damaged);
         an_isolated_set_timeout(0);
-        children_stderr_end(saved_err, errpath);
     }
 
     s1 = an_h5f_read(path, NULL, 0, &v1, &n1);
