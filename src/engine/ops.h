@@ -197,6 +197,10 @@ struct an_backend {
  * host-to-pinned copies of input batches for a GPU */
 void an_copy_parallel(void *dst, const void *src, size_t bytes);
 
+/* whether this CPU runs AVX2 (the x86-64 kernels written for it: pixel
+ * conversion, SGD) */
+int an_cpu_has_avx2(void);
+
 /* the CPU device: one for the process, never closed */
 an_device *an_cpu_device(void);
 /* Host memory this process can still take, in bytes: the machine's free

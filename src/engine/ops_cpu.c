@@ -14,6 +14,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include <dnnl.h>
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include "ops.h"
 #include "rows.h"
 
@@ -773,13 +776,74 @@ void an_loss_forward_backward(int n, int classes, const float *logits, const flo
 
 /* -------------------------------------------------------------------- SGD */
 
+int an_cpu_has_avx2(void)
+{
+#if defined(__GNUC__) && defined(__x86_64__)
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return known;
+#else
+    return 0;
+#endif
+}
+
+/* Values lo..hi-1, all weights (decayed) or all biases, one at a time. */
+static void sgd_run_scalar(size_t lo, size_t hi, float *p, const float *g, float *v, int decayed,
+                           const an_sgd_step *s)
+{
+    const float lr = s->lr, mu = s->momentum, wd = s->weight_decay;
+    for (size_t k = lo; k < hi; k++) an_sgd_value(&p[k], g[k], &v[k], decayed, lr, mu, wd, s->nesterov);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+/* The same, eight values at a time: an_sgd_value's operations in its order
+ * and no fused multiply-add (the target has none), so every value comes out
+ * bit for bit as the scalar code makes it (test_engine: sgd). The scalar
+ * loop ran at 20 instructions a value, slower than memory; this one keeps
+ * up with it. Returns where the scalar tail starts. */
+__attribute__((target("avx2"))) static size_t sgd_run_avx2(size_t lo, size_t hi, float *p, const float *g,
+                                                           float *v, int decayed, const an_sgd_step *s)
+{
+    const __m256 lr = _mm256_set1_ps(s->lr), mu = _mm256_set1_ps(s->momentum),
+                 wd = _mm256_set1_ps(decayed ? s->weight_decay : 0.0f);
+    size_t k = lo;
+    for (; k + 8 <= hi; k += 8) {
+        __m256 pk = _mm256_loadu_ps(p + k), gk = _mm256_loadu_ps(g + k), vk = _mm256_loadu_ps(v + k);
+        /* a bias adds 0.0f as the scalar code does (-0.0 becomes +0.0 alike) */
+        __m256 grad = _mm256_add_ps(gk, decayed ? _mm256_mul_ps(wd, pk) : _mm256_setzero_ps());
+        __m256 lr_grad = _mm256_mul_ps(lr, grad);
+        __m256 vnew = _mm256_sub_ps(_mm256_mul_ps(mu, vk), lr_grad);
+        _mm256_storeu_ps(v + k, vnew);
+        __m256 delta = s->nesterov ? _mm256_sub_ps(_mm256_mul_ps(mu, vnew), lr_grad) : vnew;
+        _mm256_storeu_ps(p + k, _mm256_add_ps(pk, delta));
+    }
+    return k;
+}
+#endif
+
+static void sgd_run(size_t lo, size_t hi, float *p, const float *g, float *v, int decayed, const an_sgd_step *s)
+{
+#if defined(__GNUC__) && defined(__x86_64__)
+    if (an_cpu_has_avx2()) lo = sgd_run_avx2(lo, hi, p, g, v, decayed, s);
+#endif
+    sgd_run_scalar(lo, hi, p, g, v, decayed, s);
+}
+
 void an_sgd_apply(size_t count, size_t weight_count, float *p, const float *g, float *v,
                   const an_sgd_step *step)
 {
+    /* blocks of 64K values (256 KB of each array) split at the weights' end */
+    const size_t block = (size_t)1 << 16, blocks = (count + block - 1) / block;
 #pragma omp parallel for schedule(static)
-    for (size_t k = 0; k < count; k++)
-        an_sgd_value(&p[k], g[k], &v[k], k < weight_count, step->lr, step->momentum, step->weight_decay,
-                     step->nesterov);
+    for (size_t b = 0; b < blocks; b++) {
+        size_t lo = b * block, hi = lo + block < count ? lo + block : count;
+        size_t mid = weight_count < lo ? lo : weight_count > hi ? hi : weight_count;
+        sgd_run(lo, mid, p, g, v, 1, step);
+        sgd_run(mid, hi, p, g, v, 0, step);
+    }
 }
 
 /* ============================================================ the device

@@ -179,15 +179,6 @@ __attribute__((target("avx2"))) static void convert_8x8_avx2(const an_pixel_arra
     }
 }
 
-static int have_avx2(void)
-{
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") ? 1 : 0;
-    }
-    return known;
-}
 #endif
 
 void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst)
@@ -198,7 +189,7 @@ void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int 
     int w = x0 + AN_PIXEL_BLOCK_WIDTH < S ? AN_PIXEL_BLOCK_WIDTH : S - x0;
     int j = 0;
 #ifdef AN_HAVE_AVX2_KERNEL
-    if (a->si == 1 && have_avx2()) {
+    if (a->si == 1 && an_cpu_has_avx2()) {
         int x8 = w / 8 * 8;
         for (; j + 8 <= count; j += 8)
             for (int x = 0; x < x8; x += 8) convert_8x8_avx2(a, first + j, c, x0 + x, dst + (size_t)j * IMAGE(a));

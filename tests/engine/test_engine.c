@@ -33,6 +33,7 @@
 #include "fixture.h"
 #include "hashfill.h"
 #include "ops.h"
+#include "rows.h"
 #include "testutil.h"
 
 /* ---------------------------------------------------------------- hash */
@@ -53,6 +54,55 @@ static void test_hash(const anfx_file *f)
     }
     CHECK("hashfill matches numpy bit for bit", ok && mism == 0, ok ? "%zu mismatches" : "fixture missing", mism);
     CHECK("splitmix64(0) known value", splitmix64(0) == 0xE220A8397B1DCDAFULL, NULL);
+}
+
+/* ---------------------------------------------------------------- SGD */
+
+/* an_sgd_apply (blocked, threaded, eight values at a time where the CPU has
+ * AVX2) against an_sgd_value one value at a time: equal bit for bit, for
+ * lengths around the vector and block sizes, the weights ending anywhere,
+ * with and without Nesterov and weight decay, and values that round
+ * differently when fused (large, tiny, zeros of both signs). */
+static void test_sgd(void)
+{
+    const size_t counts[] = {1, 7, 8, 9, 65535, 65536, 65536 * 3 + 13};
+    size_t checked = 0, mismatches = 0;
+    for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+        size_t n = counts[ci];
+        size_t splits[] = {0, n, n / 2 + 3 < n ? n / 2 + 3 : n, n > 65537 ? 65537 : n};
+        float *p = malloc(n * sizeof *p), *g = malloc(n * sizeof *g), *v = malloc(n * sizeof *v);
+        float *p2 = malloc(n * sizeof *p2), *v2 = malloc(n * sizeof *v2);
+        if (!p || !g || !v || !p2 || !v2) {
+            CHECK("sgd: test memory", 0, "out of memory");
+            return;
+        }
+        for (int split = 0; split < 4; split++)
+            for (int variant = 0; variant < 4; variant++) {
+                an_sgd_step st = {variant & 1 ? 0.0123f : 1e-3f, 0.9f, variant & 2 ? 5e-4f : 0.0f, variant & 1};
+                for (size_t k = 0; k < n; k++) {
+                    float u = hash_uniform(11 + variant, k) - 0.5f;
+                    p[k] = k % 97 == 0 ? (k % 2 ? -0.0f : 0.0f) : u * (k % 5 == 0 ? 3e4f : 1.0f);
+                    g[k] = k % 89 == 0 ? -0.0f : (hash_uniform(29, k) - 0.5f) * (k % 7 == 0 ? 1e-7f : 1e-2f);
+                    v[k] = k % 83 == 0 ? 0.0f : (hash_uniform(31, k) - 0.5f) * 1e-3f;
+                }
+                memcpy(p2, p, n * sizeof *p);
+                memcpy(v2, v, n * sizeof *v);
+                an_sgd_apply(n, splits[split], p, g, v, &st);
+                for (size_t k = 0; k < n; k++)
+                    an_sgd_value(&p2[k], g[k], &v2[k], k < splits[split], st.lr, st.momentum, st.weight_decay,
+                                 st.nesterov);
+                mismatches += memcmp(p, p2, n * sizeof *p) != 0;
+                mismatches += memcmp(v, v2, n * sizeof *v) != 0;
+                checked++;
+            }
+        free(p);
+        free(g);
+        free(v);
+        free(p2);
+        free(v2);
+    }
+    CHECK("sgd: an_sgd_apply equals an_sgd_value bit for bit", mismatches == 0,
+          "%zu of %zu cases differ (avx2: %d)", mismatches, 2 * checked, an_cpu_has_avx2());
 }
 
 /* ---------------------------------------------------------------- per-op */
@@ -1694,6 +1744,7 @@ int main(int argc, char **argv)
     printf("backend: %s\n", an_backend_name());
     if (only) printf("groups: %s\n", only);
     if (want("ops")) test_ops();
+    if (want("sgd")) test_sgd();
     if (want("rank_gpu")) test_rank_gpu();
     if (want("output_names")) test_output_names();
     if (want("create_errors")) test_create_errors();
