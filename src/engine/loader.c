@@ -226,7 +226,9 @@ static void *worker(void *p)
             *r = ld->row_results[index];
         } else if (ld->bytes) {
             const uint8_t *src = ld->bytes + (size_t)index * ld->image_floats;
-            for (size_t k = 0; k < ld->image_floats; k++) dst[k] = src[k];
+            const size_t count = ld->image_floats;
+#pragma omp simd
+            for (size_t k = 0; k < count; k++) dst[k] = src[k];
             r->status = AN_OK;
             r->width = r->height = ld->opt.image.size;
             r->message[0] = 0;
