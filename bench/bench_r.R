@@ -7,7 +7,7 @@
 # With --precision bf16 the nets are alexnet(precision = "bf16") and the cases
 # carry "_bf16".
 # Usage: Rscript bench/bench_r.R [--batches 16,32,64] [--budget 4] [--threads 2]
-#          [--precision f32|bf16]
+#          [--precision f32|bf16] [--cases arrays,train,folders]
 # Prints: r <case> batch=B ips=X
 suppressMessages(library(alexnet))
 # the shared options and timing policy, beside this script
@@ -17,10 +17,11 @@ budget <- as.numeric(opt("budget", "4"))
 alexnet_threads(as.integer(opt("threads", "2")))
 precision <- opt("precision", "f32")
 suffix <- if (precision == "bf16") "_bf16" else ""
+cases <- strsplit(opt("cases", "arrays,train,folders"), ",")[[1]]
 
 set.seed(1)
 net <- alexnet(classes = 2, seed = 1, device = "cpu", precision = precision)
-for (b in batches) {
+for (b in if ("arrays" %in% cases) batches) {
   n <- 4L * b
   x <- array(floor(stats::runif(n * 227 * 227 * 3, 0, 256)), c(n, 227, 227, 3))
   ips <- timed(function() alexnet_features(net, x, layer = "convpool_5", batch_size = b), n, budget)
@@ -33,12 +34,13 @@ x <- image_array(array(floor(stats::runif(n * 227 * 227 * 3, 0, 256)), c(n, 227,
                  labels = rep(c("a", "b"), length.out = n))
 net <- alexnet(labels = c("a", "b"), seed = 1, scale = 1 / 255, device = "cpu", precision = precision)
 opt_sgd <- sgd(lr = 1e-5, momentum = 0.9, nesterov = TRUE)
-for (b in c(16L, 64L)) {
+for (b in if ("train" %in% cases) c(16L, 64L)) {
   ips <- timed(function() alexnet_train(net, x, epochs = 1, batch_size = b, optimizer = opt_sgd,
                                         verbose = FALSE, seed = 1), n, budget)
   cat(sprintf("r train%s batch=%d ips=%.2f\n", suffix, b, ips))
 }
 
+if (!"folders" %in% cases) quit(save = "no")
 # a folder of JPEGs like photos (500 x 375, smooth with some noise, quality 90)
 dir <- file.path(tempdir(), "bench-photos")
 for (cl in c("a", "b")) dir.create(file.path(dir, cl), recursive = TRUE, showWarnings = FALSE)

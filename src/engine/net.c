@@ -530,6 +530,27 @@ static an_status plan_ops(const an_net *net, an_plan *p)
     return s;
 }
 
+/* bytes of step i's output (and of its gradient) in the plan's layout */
+static size_t step_bytes(const an_net *net, const an_plan *p, int i)
+{
+    return p->layout[i] ? net->dev->ops->layout_bytes(p->layout[i]) : sizeof(float) * p->n * an_output_size(net, i);
+}
+
+/* A convolution at step i writes its input gradient to the start of one
+ * gradient buffer and reads its output gradient from the start of the
+ * other (the first one has no input gradient): the rest of each, and all of
+ * both while the net runs forward, is free when it runs. Its converted
+ * copies (bf16's) go there. */
+static void lend_gradient_ends(const an_net *net, an_plan *p, int i, size_t largest)
+{
+    char *dy = (char *)p->grad[i], *dx = (char *)(p->grad[i] == p->grad_buf[0] ? p->grad_buf[1] : p->grad_buf[0]);
+    size_t used[2] = {i > 0 ? (step_bytes(net, p, i - 1) + 63) & ~(size_t)63 : 0,
+                      (step_bytes(net, p, i) + 63) & ~(size_t)63};
+    for (int k = 0; k < 2; k++)
+        if (used[k] > largest) used[k] = largest;
+    net->dev->ops->conv_lend(p->op[i].conv, dx + used[0], largest - used[0], dy + used[1], largest - used[1]);
+}
+
 static an_status plan_create(const an_net *net, int n, int training, an_plan **out)
 {
     *out = NULL;
@@ -550,7 +571,7 @@ static an_status plan_create(const an_net *net, int n, int training, an_plan **o
             p->act[i] = p->act[i - 1];
             continue;
         }
-        size_t bytes = p->layout[i] ? B->layout_bytes(p->layout[i]) : sizeof(float) * n * an_output_size(net, i);
+        size_t bytes = step_bytes(net, p, i);
         if (bytes > largest) largest = bytes;
         s = alloc_floats(dev, &p->act[i], bytes);
         if (s == AN_OK && training && net->arch->steps[i].dropout)
@@ -563,6 +584,8 @@ static an_status plan_create(const an_net *net, int n, int training, an_plan **o
     for (int i = AN_N_OUTPUTS - 1; i > 0 && training; i--)
         p->grad[i - 1] = p->kind[i] == AN_STEP_NONE ? p->grad[i]
                          : p->grad_buf[p->grad[i] == p->grad_buf[0] ? 1 : 0];
+    for (int i = 0; i < AN_N_OUTPUTS && s == AN_OK && training; i++)
+        if (p->kind[i] == AN_STEP_CONV) lend_gradient_ends(net, p, i, largest);
     if (s != AN_OK) { plan_free(dev, p); return s; }
     *out = p;
     return AN_OK;

@@ -57,6 +57,13 @@ an_status an_conv_forward(an_conv *op, const float *x, const float *w, const flo
  * are overwritten; both NULL: the input gradient alone. */
 an_status an_conv_backward(an_conv *op, const float *x, const float *w, const float *y,
                            float *dy, float *dx, float *dw, float *db);
+/* Two regions of memory the convolution may use for its converted copies
+ * of the input and of the output gradient (bf16's), when they have room,
+ * instead of the scratch all convolutions share: a training plan lends the
+ * free ends of its two gradient buffers, so that the copies take no memory
+ * of their own. The lender keeps both regions unused whenever the op runs;
+ * NULL (or 0 bytes): none. */
+void an_conv_lend(an_conv *op, void *a, size_t a_bytes, void *b, size_t b_bytes);
 
 /* ---- max pooling, no padding ---- */
 typedef struct { int n, c, h, w, k, stride; } an_pool_spec;
@@ -165,6 +172,7 @@ struct an_backend {
                               uint64_t w_version, float *y);
     an_status (*conv_backward)(an_conv *op, const float *x, const float *w, const float *y,
                                float *dy, float *dx, float *dw, float *db);
+    void (*conv_lend)(an_conv *op, void *a, size_t a_bytes, void *b, size_t b_bytes);
     an_status (*pool_create)(an_device *dev, const an_pool_spec *spec, int training, const an_layout *in,
                              int plain_out, an_pool **out);
     const an_layout *(*pool_out_layout)(const an_pool *op);
@@ -217,6 +225,9 @@ an_status an_cuda_device_open(int ordinal, an_device **out);
 
 /* For tests: the CPU answers as if it had no AVX512_BF16 (1) or as it is (0). */
 void an_cpu_test_hide_bf16(int hide);
+/* For tests: convolutions refuse lent memory (1) or take it (0); returns
+ * how many copies went to lent memory so far. */
+long an_cpu_test_lent(int refuse);
 
 /* For tests: the n-th allocation on the forward and training paths from
  * now fails as if memory ran out (0: none fails); an_test_allocations()

@@ -267,6 +267,7 @@ struct an_conv {
     dnnl_primitive_t fwd, bwd_data, bwd_w;
     buffer w_cache, dst_tmp, dsrc_tmp, dw_tmp;
     uint64_t w_version;                         /* of w_cache; 0 = none */
+    buffer lent[2];                             /* an_conv_lend's regions (not ours to free) */
 };
 
 
@@ -389,6 +390,40 @@ void an_conv_free(an_conv *op)
  * as a GPU device shares its workspace. */
 static buffer conv_src_scratch, conv_dd_scratch;
 
+void an_conv_lend(an_conv *op, void *a, size_t a_bytes, void *b, size_t b_bytes)
+{
+    op->lent[0] = a ? (buffer){a, a_bytes} : (buffer){NULL, 0};
+    op->lent[1] = b ? (buffer){b, b_bytes} : (buffer){NULL, 0};
+}
+
+static int lent_refused_for_tests;
+static long lent_copies;
+
+long an_cpu_test_lent(int refuse)
+{
+    lent_refused_for_tests = refuse;
+    return lent_copies;
+}
+
+/* as_layout for a convolution's input or output gradient within one call
+ * (`used`: what the call took of the lent regions so far): the copy goes
+ * to the first lent region with room, else to the shared scratch `own` */
+static an_status conv_layout(an_conv *op, size_t used[2], buffer *own, const dnnl_memory_desc_t *have,
+                             const void *data, const dnnl_memory_desc_t *want, const void **out)
+{
+    if (dnnl_memory_desc_equal(have, want)) { *out = data; return AN_OK; }
+    const size_t need = (dnnl_memory_desc_get_size(want) + 63) & ~(size_t)63;
+    for (int r = 0; r < 2 && !lent_refused_for_tests; r++)
+        if (op->lent[r].bytes >= used[r] && op->lent[r].bytes - used[r] >= need) {
+            void *dst = (char *)op->lent[r].data + used[r];
+            used[r] += need;
+            lent_copies++;
+            *out = dst;
+            return reorder(have, data, want, dst);
+        }
+    return as_layout(have, data, want, own, out);
+}
+
 an_status an_conv_forward(an_conv *op, const float *x, const float *w, const float *b,
                           uint64_t w_version, float *y)
 {
@@ -397,7 +432,8 @@ an_status an_conv_forward(an_conv *op, const float *x, const float *w, const flo
     const dnnl_memory_desc_t *dst_md = query(op->fwd_pd, dnnl_query_dst_md);
     const void *src, *wt = w;
     an_status s = backend_ready();
-    if (s == AN_OK) s = as_layout(&op->in.md, x, src_md, &conv_src_scratch, &src);
+    size_t used[2] = {0, 0};
+    if (s == AN_OK) s = conv_layout(op, used, &conv_src_scratch, &op->in.md, x, src_md, &src);
     /* Reordered weights are cached while the parameters keep their version. */
     if (s == AN_OK && !dnnl_memory_desc_equal(&op->w_plain, w_md)) {
         if (w_version == 0 || w_version != op->w_version) {
@@ -432,6 +468,7 @@ an_status an_conv_backward(an_conv *op, const float *x, const float *w, const fl
     if (s != AN_OK) return s;
     if (op->s.relu) relu_mask(an_layout_bytes(&op->out) / sizeof(float), y, dy);
     argset args = {0};
+    size_t used[2] = {0, 0};   /* of the lent regions, by this call's copies */
     const dnnl_memory_desc_t *w_dd_md = query(op->bwd_w_pd, dnnl_query_diff_dst_md);
     const void *w_dd = NULL;   /* dy as the weight gradient took it */
     /* gradient wrt the weights and bias (dw NULL: the input gradient alone) */
@@ -443,8 +480,8 @@ an_status an_conv_backward(an_conv *op, const float *x, const float *w, const fl
         const void *src = NULL, *dd = NULL;
         void *dwt = dw;
         int dw_direct = dnnl_memory_desc_equal(dw_md, &op->w_plain);
-        s = as_layout(&op->in.md, x, src_md, &conv_src_scratch, &src);
-        if (s == AN_OK) s = as_layout(&op->out.md, dy, dd_md, &conv_dd_scratch, &dd);
+        s = conv_layout(op, used, &conv_src_scratch, &op->in.md, x, src_md, &src);
+        if (s == AN_OK) s = conv_layout(op, used, &conv_dd_scratch, &op->out.md, dy, dd_md, &dd);
         if (s == AN_OK && !dw_direct) {
             s = buffer_fit(&op->dw_tmp, dnnl_memory_desc_get_size(dw_md));
             dwt = op->dw_tmp.data;
@@ -468,7 +505,7 @@ an_status an_conv_backward(an_conv *op, const float *x, const float *w, const fl
         void *ds = dx;
         /* dy converted once when both gradients take it the same way */
         if (w_dd && dnnl_memory_desc_equal(dd_md, w_dd_md)) dd = w_dd;
-        else s = as_layout(&op->out.md, dy, dd_md, &conv_dd_scratch, &dd);
+        else s = conv_layout(op, used, &conv_dd_scratch, &op->out.md, dy, dd_md, &dd);
         if (s == AN_OK) s = as_layout(&op->w_plain, w, w_md, &w_tmp, &wt);
         if (s == AN_OK && !ds_direct) {
             s = buffer_fit(&op->dsrc_tmp, dnnl_memory_desc_get_size(ds_md));
@@ -1025,7 +1062,7 @@ static const an_backend cpu_backend = {
     "cpu", cpu_close,
     cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero, cpu_memory, cpu_bf16_missing,
     an_layout_bytes, cpu_download_plain,
-    cpu_conv_create, an_conv_out_layout, an_conv_free, an_conv_forward, an_conv_backward,
+    cpu_conv_create, an_conv_out_layout, an_conv_free, an_conv_forward, an_conv_backward, an_conv_lend,
     cpu_pool_create, an_pool_out_layout, an_pool_free, an_pool_forward, cpu_pool_backward,
     cpu_lrn_create, an_lrn_free, an_lrn_forward, cpu_lrn_backward,
     cpu_dense_forward, cpu_dense_backward, cpu_softmax,

@@ -1028,11 +1028,17 @@ static void cuda_close(an_device *dev)
     free(d);
 }
 
+/* cuDNN converts nothing outside its workspace: no use for lent memory */
+static void cuda_conv_lend(an_conv *op, void *a, size_t a_bytes, void *b, size_t b_bytes)
+{
+    (void)op, (void)a, (void)a_bytes, (void)b, (void)b_bytes;
+}
+
 static const an_backend cuda_backend = {
     "cuda", cuda_close,
     cuda_alloc, cuda_release, cuda_upload, cuda_download, cuda_zero, cuda_memory, cuda_bf16_missing,
     cuda_layout_bytes, cuda_download_plain,
-    cuda_conv_create, cuda_conv_out_layout, conv_free, cuda_conv_forward, cuda_conv_backward,
+    cuda_conv_create, cuda_conv_out_layout, conv_free, cuda_conv_forward, cuda_conv_backward, cuda_conv_lend,
     cuda_pool_create, cuda_pool_out_layout, pool_free, cuda_pool_forward, cuda_pool_backward,
     cuda_lrn_create, lrn_free, cuda_lrn_forward, cuda_lrn_backward,
     cuda_dense_forward, cuda_dense_backward, cuda_softmax,

@@ -255,6 +255,25 @@ static void test_train(const anfx_file *bf)
         snprintf(lab, sizeof lab, "bf16 train: %s weight gradient near f32's", L->name);
         check_norm(lab, gb + L->weight_offset, ga + L->weight_offset, L->weight_count, bound);
     }
+    /* the converted copies made in the gradient buffers' free ends (lent
+     * to the convolutions) give what copies of their own give */
+    an_net *c = NULL;
+    long lent_before = an_cpu_test_lent(1);
+    if (status_ok("bf16 train: net without lent memory", an_net_create(CLASSES, 7, &c))) {
+        hash_fill_net(c);
+        an_net_set_dropout(c, 0);
+        double loss_c = 0;
+        int cc = 0;
+        if (status_ok("bf16 train: precision", an_net_set_precision(c, AN_PRECISION_BF16)) &&
+            status_ok("bf16 train: backward without lent memory",
+                      an_net_backward(c, images, labels, N, AN_LOSS_CROSS_ENTROPY, &loss_c, &cc)))
+            CHECK("bf16 train: copies in lent memory give the same gradients bit for bit",
+                  lent_before > 0 && an_cpu_test_lent(1) == lent_before &&
+                      memcmp(an_net_grads(c), gb, an_net_param_count(c) * sizeof(float)) == 0 && loss_c == loss_b,
+                  "%ld copies lent before, %ld after", lent_before, an_cpu_test_lent(1));
+        an_net_free(c);
+    }
+    an_cpu_test_lent(0);
     if (!status_ok("bf16 train: SGD step", an_net_sgd_update(b, &sgd))) goto done;
     if (!status_ok("bf16 train: fresh net", an_net_create(CLASSES, 7, &fresh)) ||
         !status_ok("bf16 train: fresh net", an_net_set_precision(fresh, AN_PRECISION_BF16)))
