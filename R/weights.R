@@ -165,16 +165,19 @@ save_weights <- function(net, file, format = c("alexnet", "keras1"), verbose = i
 load_weights <- function(net, file, by_name = TRUE, verbose = interactive()) {
   check_net(net)
   res <- load_weights_into(net, file, by_name, verbose)
-  if (!is.null(res$class_names)) {
-    net$labels <- res$class_names
+  # the file's class names, where its dense_3 was loaded and it has them
+  if (attr(res$report, "kind") == "alexnet" && res$report$status[res$report$layer == "dense_3"] == "loaded") {
+    info <- tryCatch(.Call(C_weights_info, enc2native(path.expand(file))), error = function(e) NULL)
+    if (!is.null(info$class_names) && length(info$class_names) == net$classes) {
+      net$labels <- info$class_names
+    }
   }
   attr(net, "weights_report") <- res$report
   invisible(net)
 }
 
 # The work of load_weights(), without changing net$labels: returns
-# list(report, class_names), class_names being the file's when its dense_3
-# was loaded and it has them (else NULL).
+# list(report).
 #
 # An interrupt (Ctrl-C) during the read leaves `net` as it was: with `undo`
 # (a net someone holds), the glue copies the parameters first and puts them
@@ -200,17 +203,10 @@ load_weights_into <- function(net, file, by_name, verbose, undo = TRUE, call = c
   attr(report, "file") <- file
   attr(report, "kind") <- res$kind
   attr(report, "mean_loaded") <- res$mean_loaded
-  class_names <- NULL
-  if (res$kind == "alexnet" && report$status[report$layer == "dense_3"] == "loaded") {
-    info <- tryCatch(.Call(C_weights_info, path), error = function(e) NULL)
-    if (!is.null(info$class_names) && length(info$class_names) == net$classes) {
-      class_names <- info$class_names
-    }
-  }
   if (verbose) {
     inform_loaded(net, report, file, mean = if (res$mean_loaded) .Call(C_net_get_mean, net$ptr))
   }
-  list(report = report, class_names = class_names)
+  list(report = report)
 }
 
 inform_loaded <- function(net, report, file, mean = NULL) {
