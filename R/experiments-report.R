@@ -96,9 +96,11 @@ print.alexnet_experiments <- function(x, ...) {
   }
   cat("The seed reports one number for its features (83%): a small 256-unit classifier on convpool_5 (an SVM being its alternative).\n")
   if (!identical(x$settings$loss, "mse") || x$settings$scale != 1) {
-    cat(sprintf("Optimiser: %s loss, input scale %s, lr %g from scratch, fine-tuning lr %g then %g\n(the seed: MSE, scale 1, lr 0.01, fine-tuning 0.01 then 0.001; from scratch those stay at chance here).\n",
-                x$settings$loss, fmt_scale(x$settings$scale), x$settings$scratch_lr,
-                x$settings$finetune_lr[1L], x$settings$finetune_lr[min(2L, length(x$settings$finetune_lr))]))
+    rates <- rle(x$settings$finetune_lr)
+    rates <- paste(sprintf("%g%s", rates$values, ifelse(rates$lengths > 1L, sprintf(" x%d", rates$lengths), "")),
+                   collapse = ", ")
+    cat(sprintf("Optimiser: %s loss, input scale %s, lr %g from scratch, fine-tuning lr %s by stage\n(the seed: MSE, scale 1, lr 0.01, fine-tuning 0.01 then 0.001; from scratch those stay at chance here).\n",
+                x$settings$loss, fmt_scale(x$settings$scale), x$settings$scratch_lr, rates))
   }
   invisible(x)
 }
