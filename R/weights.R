@@ -167,7 +167,7 @@ load_weights <- function(net, file, by_name = TRUE, verbose = interactive()) {
   res <- load_weights_into(net, file, by_name, verbose)
   # the file's class names, where its dense_3 was loaded and it has them
   if (attr(res$report, "kind") == "alexnet" && res$report$status[res$report$layer == "dense_3"] == "loaded") {
-    info <- tryCatch(.Call(C_weights_info, enc2native(path.expand(file))), error = function(e) NULL)
+    info <- tryCatch(weights_file_info(file), error = function(e) NULL)
     if (!is.null(info$class_names) && length(info$class_names) == net$classes) {
       net$labels <- info$class_names
     }

@@ -414,7 +414,7 @@ static an_status conv_layout(an_conv *op, size_t used[2], buffer *own, const dnn
     if (dnnl_memory_desc_equal(have, want)) { *out = data; return AN_OK; }
     const size_t need = (dnnl_memory_desc_get_size(want) + 63) & ~(size_t)63;
     for (int r = 0; r < 2 && !lent_refused_for_tests; r++)
-        if (op->lent[r].bytes >= used[r] && op->lent[r].bytes - used[r] >= need) {
+        if (op->lent[r].bytes - used[r] >= need) {   /* used[r] never passes bytes */
             void *dst = (char *)op->lent[r].data + used[r];
             used[r] += need;
             lent_copies++;
