@@ -52,7 +52,7 @@ alexnet_features <- function(net, x, layer = "convpool_5", batch_size = 32) {
   check_net(net)
   layer <- check_layer(layer, net)
   batch_size <- check_count(batch_size)
-  images <- as_source(x)
+  images <- as_source(x, scan = FALSE)   # values checked as they are converted
   out <- forward(net, images, layer, batch_size)
   if (!is.null(images$labels)) {
     attr(out, "labels") <- images$labels

@@ -393,6 +393,8 @@ evaluate_source <- function(src, net, labels, loss, batch_size, call = caller_en
 
 # forward() over an image_array or image_folder: the n x size matrix, in
 # image order; a folder's images that could not be read give NA rows.
+# Pixels that as_source() left unscanned are checked from the range the
+# engine saw while converting them (one pass over the array, not two).
 source_forward <- function(net, x, until, batch_size, call = caller_env()) {
   src <- new.env(parent = emptyenv())
   on.exit(close_sources(src))
@@ -400,6 +402,9 @@ source_forward <- function(net, x, until, batch_size, call = caller_env()) {
   res <- engine(.Call(C_loader_forward, src$ptr, net$ptr, seq_len(n_images(x)), until,
                       as.integer(batch_size), src$skip), call = call)
   note_failures(src, res, call)
+  if (!is.null(x$unscanned)) {   # the values, as the engine converted them
+    check_pixel_values(x$pixels, .Call(C_loader_pixel_range, src$ptr), x$unscanned, call)
+  }
   failed <- unique(src$failed)
   if (length(failed) > 0L) {
     cli::cli_warn(c("{length(failed)} image file{?s} could not be read: {?its row is/their rows are} NA.",

@@ -69,8 +69,10 @@ print.image_array <- function(x, ...) {
   structure(list(pixels = px, labels = lab), class = "image_array")
 }
 
-# Validate a pixel array (double or integer: the engine reads both as they are).
-check_pixels <- function(x, arg = caller_arg(x), call = caller_env()) {
+# Validate a pixel array (double or integer: the engine reads both as they
+# are). With `scan` FALSE only its type and shape: a run over every image
+# (source_forward()) checks the values as the engine converts them.
+check_pixels <- function(x, arg = caller_arg(x), call = caller_env(), scan = TRUE) {
   layout <- "an array with {.code dim = c(n, height, width, channels)} (channels 1 or 3) or {.code c(n, height, width)} (grey)"
   if (is.data.frame(x) || !is.numeric(x)) {
     type <- if (is.data.frame(x)) "a data frame" else paste0("of type ", typeof(x))
@@ -103,8 +105,17 @@ check_pixels <- function(x, arg = caller_arg(x), call = caller_env()) {
             i = "The layout is {.code dim = c(n, height, width, channels)}.", hint),
           call = call)
   }
-  values <- .Call(C_check_pixels, x)   # first non-finite (1-based, 0: none), min, max
+  if (scan) check_pixel_values(x, .Call(C_check_pixels, x), arg, call)
+  x
+}
+
+# The values' verdict: `values` is c(first non-finite (1-based, 0: none),
+# min, max), or c(NA, min, max) where a conversion saw a non-finite value
+# without its place (the scan then finds it).
+check_pixel_values <- function(x, values, arg, call) {
+  if (is.na(values[1L])) values <- .Call(C_check_pixels, x)
   if (values[1L] > 0) {
+    d <- dim(x)
     bad <- values[1L]
     image <- (bad - 1) %% d[1L] + 1
     v <- x[bad]
@@ -121,24 +132,26 @@ check_pixels <- function(x, arg = caller_arg(x), call = caller_env()) {
                     i = "The network expects 0..255: multiply by 255 ({.code x * 255})."),
                   call = call)
   }
-  x
+  invisible()
 }
 
 # What forward() reads: an image_folder as it is, JPEG paths as
-# image_files() makes them, or the pixels and labels of an array.
-as_source <- function(x, arg = caller_arg(x), call = caller_env()) {
+# image_files() makes them, or the pixels and labels of an array. `scan`
+# FALSE: the pixels' values are left to source_forward() (they then carry
+# `arg`, the argument they came from).
+as_source <- function(x, arg = caller_arg(x), call = caller_env(), scan = TRUE) {
   if (inherits(x, "image_folder")) return(x)
   if (is.character(x) && is.null(dim(x))) {   # a character array is misused pixels
     if (length(x) == 0L) abort("{.arg {arg}} is an empty vector of file names: there are no images.", call = call)
     return(image_files(x))
   }
-  as_images(x, arg = arg, call = call)
+  as_images(x, arg = arg, call = call, scan = scan)
 }
 
 # Pixels and labels of an image_array or a plain array.
-as_images <- function(x, arg = caller_arg(x), call = caller_env()) {
-  if (inherits(x, "image_array")) {
-    return(list(pixels = check_pixels(x$pixels, arg = arg, call = call), labels = x$labels))
-  }
-  list(pixels = check_pixels(x, arg = arg, call = call), labels = NULL)
+as_images <- function(x, arg = caller_arg(x), call = caller_env(), scan = TRUE) {
+  labels <- if (inherits(x, "image_array")) x$labels
+  if (inherits(x, "image_array")) x <- x$pixels
+  list(pixels = check_pixels(x, arg = arg, call = call, scan = scan), labels = labels,
+       unscanned = if (!scan) arg)
 }

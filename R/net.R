@@ -619,7 +619,7 @@ predict.alexnet <- function(object, newdata, type = c("prob", "class"), batch_si
   }
   type <- type[1L]
   batch_size <- check_count(batch_size)
-  images <- as_source(newdata, arg = "newdata")
+  images <- as_source(newdata, arg = "newdata", scan = FALSE)
   prob <- forward(object, images, "softmax", batch_size)
   if (type == "class") {
     return(factor(object$labels[max.col(prob, ties.method = "first")], levels = object$labels))

@@ -32,7 +32,7 @@ int main(int argc, char **argv)
         double best = 1e9, best_copy = 1e9;
         for (int rep = 0; rep < 7; rep++) {
             double t0 = now();
-            for (int block = 0; block < an_pixel_blocks(a.w); block++) an_pixels_convert_block(&a, b, b, block, dst);
+            for (int block = 0; block < an_pixel_blocks(a.w); block++) an_pixels_convert_block(&a, b, b, block, dst, NULL, NULL);
             double t1 = now();
             const double *src = x + (size_t)b * image;
             for (size_t i = 0; i < (size_t)b * image; i++) dst[i] = (float)src[i];

@@ -64,6 +64,7 @@ static const R_CallMethodDef call_methods[] = {
     /* JPEG folders (r_images.c) */
     CALLDEF(loader_create, 6),
     CALLDEF(loader_free, 1),
+    CALLDEF(loader_pixel_range, 1),
     CALLDEF(loader_create_array, 3),
     CALLDEF(loader_forward, 6),
     CALLDEF(loader_gradcam, 7),

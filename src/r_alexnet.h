@@ -45,6 +45,7 @@ SEXP r_an_loader_create(SEXP paths, SEXP size, SEXP resize, SEXP augment, SEXP s
                         SEXP threads);
 SEXP r_an_loader_create_array(SEXP x, SEXP keep_bytes, SEXP size);
 SEXP r_an_loader_free(SEXP ptr);
+SEXP r_an_loader_pixel_range(SEXP lptr);
 SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP until, SEXP batch_size, SEXP skip);
 SEXP r_an_loader_gradcam(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SEXP classes, SEXP batch_size, SEXP skip);
 SEXP r_an_loader_train_batch(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP epoch,

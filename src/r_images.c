@@ -142,6 +142,21 @@ SEXP r_an_loader_create_array(SEXP x, SEXP keep_bytes, SEXP size)
     return new_loader(create_from_array, &a, &opt, x);
 }
 
+/* c(NA where a value was missing or infinite else 0, min, max) of the
+ * array values the loader has converted (R's check_pixel_values()). */
+SEXP r_an_loader_pixel_range(SEXP lptr)
+{
+    an_pixel_range range;
+    an_status st = an_loader_pixel_range(get_loader(lptr), &range);
+    if (st != AN_OK) engine_error(st);
+    SEXP v = PROTECT(Rf_allocVector(REALSXP, 3));
+    REAL(v)[0] = range.nonfinite ? NA_REAL : 0;
+    REAL(v)[1] = range.min;
+    REAL(v)[2] = range.max;
+    UNPROTECT(1);
+    return v;
+}
+
 SEXP r_an_loader_free(SEXP ptr)
 {
     if (TYPEOF(ptr) == EXTPTRSXP && R_ExternalPtrTag(ptr) == loader_tag()) loader_finalize(ptr);

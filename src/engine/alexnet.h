@@ -200,6 +200,15 @@ int an_net_frozen_start(const an_net *net);
  * inference's; no dropout), for n images. */
 an_status an_net_frozen_rows(an_net *net, const float *images, int n, int at, float *out);
 an_status an_net_forward_from(an_net *net, int at, const float *x, int n, int until, float *out);
+/* A forward pass whose n images `fill` writes into the net's own input,
+ * already preprocessed by norm ((x - mean) * scale per channel, the net's):
+ * on the CPU a batch converted there needs no buffer or pass of its own.
+ * AN_ERR_ARGUMENT on a GPU. */
+typedef struct {
+    float mean[3], scale[3];
+} an_input_norm;
+typedef an_status (*an_input_fill)(void *ctx, const an_input_norm *norm, float *input);
+an_status an_net_forward_filled(an_net *net, int n, int until, an_input_fill fill, void *ctx, float *out);
 /* The memory a batch of `n` images needs on the net's device for its
  * activations (every step's output and the input, with room for blocked
  * layouts; training doubles it for the gradients), in bytes: the estimate

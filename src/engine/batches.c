@@ -75,9 +75,11 @@ static an_status run_batch(an_loader *ld, const int *indices, int n, int i0, int
                            failed);
 }
 
-static an_status check_run(an_loader *ld, const an_net *net, const int *indices, int n, int batch)
+/* A run's arguments checked, and the loader set up for the net's device. */
+static an_status start_run(an_loader *ld, const an_net *net, const int *indices, int n, int batch)
 {
     if (!ld || !net) return an_fail(AN_ERR_ARGUMENT, "no loader or no net");
+    an_loader_convert_inline(ld, an_net_device(net) == AN_DEVICE_CPU);
     const int side = an_net_input_size(net);
     if (an_loader_stage(ld) == -1 && an_loader_item_floats(ld) != (size_t)AN_INPUT_CHANNELS * side * side)
         return an_fail(AN_ERR_ARGUMENT, "the loader makes images of %zu values, but a %s net takes 3 x %d x %d",
@@ -91,11 +93,33 @@ static an_status check_run(an_loader *ld, const an_net *net, const int *indices,
 }
 
 /* What a run of rows computes for one batch: `b` images at px, the first
- * of them image i0 of the run, into b rows. */
+ * of them image i0 of the run, into b rows. `filled` (NULL: none): the
+ * same for a batch the loader converts straight into the net's input
+ * (an_loader_fills) on the CPU. */
 typedef struct {
     an_status (*compute)(void *ctx, an_net *net, const float *px, int b, int i0, float *rows);
+    an_status (*filled)(void *ctx, an_net *net, an_loader *ld, const int *indices, int b, float *rows);
     void *ctx;
 } rows_job;
+
+/* Batch [i0, i0 + b) straight into the net's input where the job and the
+ * loader can (1 returned, its images all loaded), else 0. */
+static int run_filled(an_loader *ld, an_net *net, const int *indices, int n, int i0, int b, const rows_job *job,
+                      an_load_result *results, float *rows, an_status *st)
+{
+    if (!job->filled || an_net_device(net) != AN_DEVICE_CPU || !an_loader_fills(ld, indices + i0, b)) return 0;
+    if (i0 > 0 && an_interrupt_pending()) {
+        *st = an_fail(AN_ERR_INTERRUPTED, "interrupted after %d of %d images", i0, n);
+        return 1;
+    }
+    for (int j = 0; j < b; j++) {   /* a copy cannot fail */
+        results[i0 + j].status = AN_OK;
+        results[i0 + j].width = results[i0 + j].height = an_net_input_size(net);
+        results[i0 + j].message[0] = 0;
+    }
+    *st = job->filled(job->ctx, net, ld, indices + i0, b, rows);
+    return 1;
+}
 
 /* A run whose every batch gives one row of `size` floats per image, written
  * into `out` (forward passes, Grad-CAM maps). */
@@ -113,10 +137,14 @@ static an_status rows_run(an_loader *ld, an_net *net, const int *indices, int n,
     an_signals_hold(&held);
     for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
         const float *px;
-        int b, failed = 0;
-        if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
-        *n_failed += failed;
-        if ((st = job->compute(job->ctx, net, px, b, i0, rows)) != AN_OK) break;
+        int b = n - i0 < batch ? n - i0 : batch, failed = 0;
+        if (run_filled(ld, net, indices, n, i0, b, job, results, rows, &st)) {
+            if (st != AN_OK) break;
+        } else {
+            if ((st = run_batch(ld, indices, n, i0, batch, &b, &px, results, &failed)) != AN_OK) break;
+            *n_failed += failed;
+            if ((st = job->compute(job->ctx, net, px, b, i0, rows)) != AN_OK) break;
+        }
         write_rows(out, i0, b, size, rows, results + i0);
         if (failed && stop_on_failure) break;
     }
@@ -137,17 +165,37 @@ static an_status forward_batch(void *ctx, an_net *net, const float *px, int b, i
                             : an_net_forward_from(net, f->stage, px, b, f->until, rows);
 }
 
+typedef struct {
+    an_loader *ld;
+    const int *indices;
+    int count;
+} fill_job;
+
+static an_status fill_from_loader(void *ctx, const an_input_norm *norm, float *input)
+{
+    const fill_job *f = ctx;
+    return an_loader_fill(f->ld, f->indices, f->count, norm, input);
+}
+
+static an_status forward_filled(void *ctx, an_net *net, an_loader *ld, const int *indices, int b, float *rows)
+{
+    const forward_job *f = ctx;
+    fill_job fill = {ld, indices, b};
+    return an_net_forward_filled(net, b, f->until, fill_from_loader, &fill, rows);
+}
+
 an_status an_loader_forward(an_loader *ld, an_net *net, const int *indices, int n, int until, int batch,
                             int stop_on_failure, const an_rows_out *out, an_load_result *results, int *n_failed)
 {
     *n_failed = 0;
-    an_status st = check_run(ld, net, indices, n, batch);
+    an_status st = start_run(ld, net, indices, n, batch);
     if (st != AN_OK) return st;
     if (until < 0 || until >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output %d", until);
     if (out && out->training_rows && an_loader_stage(ld) != -1)
         return an_fail(AN_ERR_ARGUMENT, "training rows are made from images");
     forward_job f = {until, an_loader_stage(ld), out && out->training_rows};
-    rows_job job = {forward_batch, &f};
+    /* images (not rows) in inference mode can be converted into the input */
+    rows_job job = {forward_batch, f.stage == -1 && !f.training_rows ? forward_filled : NULL, &f};
     return rows_run(ld, net, indices, n, batch, an_output_size(net, until), stop_on_failure, out, results,
                     n_failed, &job);
 }
@@ -170,13 +218,13 @@ an_status an_loader_gradcam(an_loader *ld, an_net *net, const int *indices, int 
                             int *n_failed)
 {
     *n_failed = 0;
-    an_status st = check_run(ld, net, indices, n, batch);
+    an_status st = start_run(ld, net, indices, n, batch);
     if (st != AN_OK) return st;
     if (an_loader_stage(ld) != -1) return an_fail(AN_ERR_ARGUMENT, "Grad-CAM needs images, not rows");
     if (layer < 0 || layer >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output %d", layer);
     an_output_info o = an_net_output(net, layer);
     gradcam_job g = {layer, classes, results};
-    rows_job job = {gradcam_batch, &g};
+    rows_job job = {gradcam_batch, NULL, &g};
     return rows_run(ld, net, indices, n, batch, (size_t)o.h * o.w, stop_on_failure, out, results, n_failed, &job);
 }
 
@@ -188,7 +236,7 @@ an_status an_loader_evaluate(an_loader *ld, an_net *net, const int *indices, con
     *loss_sum = 0;
     *correct = 0;
     *used = 0;
-    an_status st = check_run(ld, net, indices, n, batch);
+    an_status st = start_run(ld, net, indices, n, batch);
     if (st != AN_OK) return st;
     if (!labels) return an_fail(AN_ERR_ARGUMENT, "evaluation needs labels");
     if (batch > n) batch = n;
@@ -232,7 +280,7 @@ an_status an_loader_train_step(an_loader *ld, an_net *net, const int *indices, c
     if (count == 0 && reducer)   /* a rank without rows in a small last batch still takes part */
         return an_net_train_step_shared(net, NULL, NULL, 0, row_offset, global_rows, loss, opt, reducer, loss_sum,
                                         correct);
-    an_status st = check_run(ld, net, indices, count, count);   /* the next batch: an_loader_submit checks it */
+    an_status st = start_run(ld, net, indices, count, count);   /* the next batch: an_loader_submit checks it */
     if (st != AN_OK) return st;
     if (!labels) return an_fail(AN_ERR_ARGUMENT, "training needs labels");
     if (reducer && an_loader_stage(ld) >= 0)

@@ -239,6 +239,17 @@ typedef struct {
 } an_pixel_summary;
 void an_pixels_summary(const an_pixel_array *a, an_pixel_summary *summary);
 
+/* The range of values a conversion read, counted as it reads them (a
+ * caller that converts every image needs no an_pixels_summary pass):
+ * nonfinite when one was missing (NA, NaN) or infinite; min and max of
+ * the others. */
+typedef struct {
+    double min, max;
+    int nonfinite;
+} an_pixel_range;
+void an_pixel_range_init(an_pixel_range *r);
+void an_pixel_range_merge(an_pixel_range *into, const an_pixel_range *r);
+
 /* The images of a square array already of the net's input size (227, or
  * torchvision's 224) convert in blocks: a channel and 16 columns of every
  * image of a batch; a loader's workers share them out. */
@@ -247,8 +258,12 @@ enum { AN_PIXEL_BLOCK_WIDTH = 16 };
 static inline int an_pixel_blocks(int side) { return 3 * ((side + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH); }
 
 /* Block `block` of images first..first+count-1 of a square array into dst,
- * count images of the net's input of the array's size. */
-void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst);
+ * count images of the net's input of the array's size; the values read are
+ * counted into range (NULL: not counted). With norm, the values written are
+ * the net's preprocessed input, (x - mean) * scale per channel, bit for bit
+ * as an_preprocess makes them; NULL: the pixels. */
+void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst,
+                             an_pixel_range *range, const an_input_norm *norm);
 
 /* The images of a square array as bytes in the net's input layout (image
  * i at i * 3 * h * w), made once, when every value is a whole number
@@ -261,7 +276,7 @@ uint8_t *an_pixels_pack(const an_pixel_array *a);
  * the image is already that size, else resized as a JPEG file of the same
  * pixels is (an_resample_float). s: the caller's scratch (NULL: its own). */
 an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scratch *s, const an_image_options *opt,
-                                float *dst);
+                                float *dst, an_pixel_range *range);
 
 /* A loader whose images are the array's, made opt->image.size square (the
  * net's input: 227, or torchvision's 224; augmentation and the JPEG options
@@ -271,6 +286,29 @@ an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scr
  * an_resample_float otherwise. */
 an_status an_loader_create_array(const an_pixel_array *pixels, const an_loader_options *opt,
                                  an_loader **out);
+/* The range of every array value the loader's workers have converted so
+ * far (an_pixel_range): a run over all the images checks them on the way
+ * instead of in a pass of its own. AN_ERR_ARGUMENT for a loader of JPEG
+ * files, of rows, or of an array kept as bytes (keep_bytes). */
+an_status an_loader_pixel_range(an_loader *loader, an_pixel_range *range);
+
+/* Whether a batch of consecutive images of an array already of the input's
+ * size is converted by the caller, split over the engine's threads, when it
+ * is fetched (on) or by the workers ahead of time (off, the default). The
+ * batch runs (batches.c) turn it on for a net that computes on the CPU:
+ * there its threads take every core, so converting beside them only takes
+ * turns with them (measured on 2 cores: no faster than converting in
+ * between, while the waiting threads spin). A GPU computes while the
+ * workers convert. */
+void an_loader_convert_inline(an_loader *loader, int on);
+
+/* A batch that the caller's threads can convert straight into the net's
+ * input: consecutive images (count >= 2) of an array already of the
+ * input's size, not kept as bytes. an_loader_fill converts it into
+ * `input` (n x 3 x side x side floats), preprocessed by norm, counting its
+ * range as the workers do: a forward on the CPU then reads no copy. */
+int an_loader_fills(const an_loader *loader, const int *indices, int count);
+an_status an_loader_fill(an_loader *loader, const int *indices, int count, const an_input_norm *norm, float *input);
 
 /* Batch (indices, count, epoch) as the net's input, with batch `next`
  * (ncount images, NULL for none) submitted behind it so that it is prepared

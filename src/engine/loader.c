@@ -145,6 +145,7 @@ struct an_loader {
     int is_array;
     an_pixel_array array;
     int copies;             /* array images of the input's size: copied, not resized */
+    int inline_blocks;      /* blocked batches converted by the submitter (an_loader_convert_inline) */
     uint8_t *bytes;         /* the array's images as bytes (an_pixels_pack), or NULL */
     float *rows;            /* a frozen prefix's rows (an_loader_freeze), or NULL */
     size_t rows_mapped;     /* their bytes when a file holds them (munmap), else 0 */
@@ -152,6 +153,7 @@ struct an_loader {
     int stage;              /* the step the rows are the output of; -1: images */
     an_loader_options opt;
     size_t image_floats;
+    an_pixel_range range;   /* of the array values converted (under mu) */
 
     pthread_mutex_t mu;
     pthread_cond_t work;    /* workers: an image to decode, or shutdown */
@@ -209,8 +211,11 @@ static void *worker(void *p)
             int block = b->next++, first = b->indices[0], count = b->count;
             float *pixels = b->pixels;
             pthread_mutex_unlock(&ld->mu);
-            an_pixels_convert_block(&ld->array, first, count, block, pixels);
+            an_pixel_range range;
+            an_pixel_range_init(&range);
+            an_pixels_convert_block(&ld->array, first, count, block, pixels, &range, NULL);
             pthread_mutex_lock(&ld->mu);
+            an_pixel_range_merge(&ld->range, &range);
             if (++b->done == b->items) pthread_cond_broadcast(&ld->done);
             continue;
         }
@@ -220,6 +225,8 @@ static void *worker(void *p)
         float *dst = b->pixels + (size_t)j * ld->image_floats;
         an_load_result *r = &b->results[j];
         pthread_mutex_unlock(&ld->mu);
+        an_pixel_range range;
+        an_pixel_range_init(&range);
 
         if (ld->rows) {
             memcpy(dst, ld->rows + (size_t)index * ld->image_floats, ld->image_floats * sizeof *dst);
@@ -233,7 +240,7 @@ static void *worker(void *p)
             r->width = r->height = ld->opt.image.size;
             r->message[0] = 0;
         } else if (ld->is_array) {
-            r->status = an_pixels_convert_one(&ld->array, index, s, &ld->opt.image, dst);
+            r->status = an_pixels_convert_one(&ld->array, index, s, &ld->opt.image, dst, &range);
             r->width = ld->array.w;
             r->height = ld->array.h;
             snprintf(r->message, sizeof r->message, "%s", r->status == AN_OK ? "" : an_error_message());
@@ -246,6 +253,7 @@ static void *worker(void *p)
         }
 
         pthread_mutex_lock(&ld->mu);
+        an_pixel_range_merge(&ld->range, &range);
         if (++b->done == b->items) pthread_cond_broadcast(&ld->done);
     }
     pthread_mutex_unlock(&ld->mu);
@@ -316,6 +324,17 @@ an_status an_loader_create_array(const an_pixel_array *a, const an_loader_option
     return create_loader(NULL, a->n, a, opt, out);
 }
 
+an_status an_loader_pixel_range(an_loader *ld, an_pixel_range *range)
+{
+    if (!ld || !range) return an_fail(AN_ERR_ARGUMENT, "an_loader_pixel_range: no loader or no range");
+    if (!ld->is_array || ld->bytes || ld->rows)
+        return an_fail(AN_ERR_ARGUMENT, "an_loader_pixel_range: the loader converts no array values");
+    pthread_mutex_lock(&ld->mu);
+    *range = ld->range;
+    pthread_mutex_unlock(&ld->mu);
+    return AN_OK;
+}
+
 static an_status create_loader(const char *const *paths, int n_paths, const an_pixel_array *array,
                                const an_loader_options *opt, an_loader **out)
 {
@@ -348,6 +367,7 @@ static an_status create_loader(const char *const *paths, int n_paths, const an_p
     if (array) {
         ld->is_array = 1;
         ld->array = *array;
+        an_pixel_range_init(&ld->range);
         /* bytes and blocks: images already of the input's size (227, 224) */
         ld->copies = array->h == opt->image.size && array->w == opt->image.size;
         if (opt->keep_bytes && ld->copies) ld->bytes = an_pixels_pack(array);
@@ -456,6 +476,57 @@ const char *an_loader_path(const an_loader *ld, int index)
     return ld && !ld->is_array && index >= 0 && index < ld->n_paths ? ld->paths[index] : NULL;
 }
 
+/* A batch of consecutive images of an array already of the input's size,
+ * converted in blocks (of all its images at once) rather than image by
+ * image. */
+static int blocked_batch(const an_loader *ld, const int *indices, int count)
+{
+    if (!ld->is_array || ld->bytes || !ld->copies || count < 2) return 0;
+    for (int j = 1; j < count; j++)
+        if (indices[j] != indices[0] + j) return 0;
+    return 1;
+}
+
+/* Images first..first + count - 1 of the array converted into dst, block
+ * by block over the caller's OpenMP team; their range merged into the
+ * loader's. */
+static void convert_blocks_here(an_loader *ld, int first, int count, float *dst, const an_input_norm *norm)
+{
+    an_pixel_range all;
+    an_pixel_range_init(&all);
+#pragma omp parallel num_threads(an_get_threads())
+    {
+        an_pixel_range range;
+        an_pixel_range_init(&range);
+#pragma omp for schedule(dynamic)
+        for (int block = 0; block < an_pixel_blocks(ld->array.w); block++)
+            an_pixels_convert_block(&ld->array, first, count, block, dst, &range, norm);
+#pragma omp critical
+        an_pixel_range_merge(&all, &range);
+    }
+    pthread_mutex_lock(&ld->mu);
+    an_pixel_range_merge(&ld->range, &all);
+    pthread_mutex_unlock(&ld->mu);
+}
+
+int an_loader_fills(const an_loader *ld, const int *indices, int count)
+{
+    return ld && indices && blocked_batch(ld, indices, count);
+}
+
+an_status an_loader_fill(an_loader *ld, const int *indices, int count, const an_input_norm *norm, float *input)
+{
+    if (!an_loader_fills(ld, indices, count) || !input)
+        return an_fail(AN_ERR_ARGUMENT, "an_loader_fill: not a batch of consecutive images of the input's size");
+    convert_blocks_here(ld, indices[0], count, input, norm);
+    return AN_OK;
+}
+
+void an_loader_convert_inline(an_loader *ld, int on)
+{
+    if (ld) ld->inline_blocks = on != 0;
+}
+
 an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_t epoch)
 {
     if (!ld) return an_fail(AN_ERR_ARGUMENT, "an_loader_submit: loader is NULL");
@@ -497,11 +568,7 @@ an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_
     if (count) memcpy(b->indices, indices, (size_t)count * sizeof *indices);
     pthread_mutex_lock(&ld->mu);
     b->count = count;
-    b->blocked = 0;
-    if (ld->is_array && !ld->bytes && ld->copies && count > 1) {
-        b->blocked = 1;
-        for (int j = 1; j < count && b->blocked; j++) b->blocked = indices[j] == indices[0] + j;
-    }
+    b->blocked = blocked_batch(ld, indices, count);
     b->items = b->blocked ? an_pixel_blocks(ld->array.w) : count;
     for (int j = 0; j < count && b->blocked; j++) {   /* a copy cannot fail */
         b->results[j].status = AN_OK;
@@ -512,6 +579,13 @@ an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_
     b->next = 0;
     b->done = 0;
     b->serial = ld->next_serial++;
+    if (b->blocked && ld->inline_blocks) {
+        /* the slot is not yet pending: no worker takes its blocks */
+        pthread_mutex_unlock(&ld->mu);
+        convert_blocks_here(ld, indices[0], count, b->pixels, NULL);
+        pthread_mutex_lock(&ld->mu);
+        b->next = b->done = b->items;
+    }
     b->state = SLOT_PENDING;
     pthread_cond_broadcast(&ld->work);
     pthread_mutex_unlock(&ld->mu);
@@ -650,8 +724,9 @@ an_status an_loader_fetch(an_loader *ld, const int *indices, int count, uint64_t
         }
     }
     if (outstanding(ld) == 0 && (st = an_loader_submit(ld, indices, count, epoch)) != AN_OK) return st;
-    if (ncount > 0 && next && outstanding(ld) < 2 && (st = an_loader_submit(ld, next, ncount, next_epoch)) != AN_OK)
-        return st;
+    /* a batch converted inline is made when it is fetched, not ahead */
+    int ahead = ncount > 0 && next && !(ld->inline_blocks && blocked_batch(ld, next, ncount));
+    if (ahead && outstanding(ld) < 2 && (st = an_loader_submit(ld, next, ncount, next_epoch)) != AN_OK) return st;
     if ((st = wait_interruptible(ld)) != AN_OK) return st;
     return an_loader_wait_buffer(ld, pixels, results, n_failed);
 }

@@ -754,6 +754,26 @@ an_status an_net_forward_from(an_net *net, int at, const float *x, int n, int un
     return s;
 }
 
+an_status an_net_forward_filled(an_net *net, int n, int until, an_input_fill fill, void *ctx, float *out)
+{
+    if (!net || !fill || !out) return an_fail(AN_ERR_ARGUMENT, "forward called with a NULL pointer");
+    if (net->device != AN_DEVICE_CPU) return an_fail(AN_ERR_ARGUMENT, "a filled input is for a net on the CPU");
+    if (n < 1) return an_fail(AN_ERR_ARGUMENT, "batch of %d images: at least 1 is needed", n);
+    if (until < 0 || until >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output index %d", until);
+    sigset_t old;
+    an_signals_hold(&old);
+    an_plan *p;
+    an_input_norm norm;
+    memcpy(norm.mean, net->mean, sizeof norm.mean);
+    memcpy(norm.scale, net->input_scale, sizeof norm.scale);
+    an_status s = an_plan_for(net, n, 0, &p);
+    if (s == AN_OK) s = fill(ctx, &norm, p->input);
+    if (s == AN_OK) s = an_plan_forward_from(net, p, 0, until);
+    if (s == AN_OK) s = an_plan_download(net, p, until, p->act[until], out);
+    an_signals_release(&old);
+    return s;
+}
+
 static an_status net_forward(an_net *net, int at, const float *x, int n, int until, float *out)
 {
     if (!net || !x || !out) return an_fail(AN_ERR_ARGUMENT, "forward called with a NULL pointer");

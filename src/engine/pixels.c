@@ -20,10 +20,35 @@
 #define AN_HAVE_AVX2_KERNEL 1
 #endif
 
-static inline float pixel_at(const an_pixel_array *a, ptrdiff_t offset)
+/* The value at `offset`, as R has it (double; R's NA_integer_ as NaN),
+ * counted into r. */
+static inline double pixel_at(const an_pixel_array *a, ptrdiff_t offset, an_pixel_range *r)
 {
-    return a->type == AN_PIXELS_F64 ? (float)((const double *)a->data)[offset]
-                                    : (float)((const int *)a->data)[offset];
+    double v;
+    if (a->type == AN_PIXELS_F64) {
+        v = ((const double *)a->data)[offset];
+    } else {
+        int i = ((const int *)a->data)[offset];
+        v = i == INT32_MIN ? NAN : (double)i;
+    }
+    r->nonfinite |= !isfinite(v);
+    r->min = v < r->min ? v : r->min;
+    r->max = v > r->max ? v : r->max;
+    return v;
+}
+
+void an_pixel_range_init(an_pixel_range *r)
+{
+    r->min = INFINITY;
+    r->max = -INFINITY;
+    r->nonfinite = 0;
+}
+
+void an_pixel_range_merge(an_pixel_range *into, const an_pixel_range *r)
+{
+    into->nonfinite |= r->nonfinite;
+    if (r->min < into->min) into->min = r->min;
+    if (r->max > into->max) into->max = r->max;
 }
 
 /* ---- checking ---------------------------------------------------------------- */
@@ -120,15 +145,20 @@ void an_pixels_summary(const an_pixel_array *a, an_pixel_summary *out)
 
 /* Images first..first+count-1, columns x0..x0+w-1 of channel c, one value at
  * a time (any strides and types). */
-static void convert_columns_scalar(const an_pixel_array *a, int first, int count, int c, int x0, int w, float *dst)
+static void convert_columns_scalar(const an_pixel_array *a, int first, int count, int c, int x0, int w, float *dst,
+                                   an_pixel_range *r, const an_input_norm *norm)
 {
+    const float m = norm ? norm->mean[c] : 0.0f, k = norm ? norm->scale[c] : 1.0f;
     ptrdiff_t base = (ptrdiff_t)first * a->si + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
     const int S = a->w;
     for (int y = 0; y < S; y++)
         for (int x = 0; x < w; x++) {
             ptrdiff_t o = base + y * a->sy + x * a->sx;
             float *d = dst + (size_t)c * PLANE(a) + (size_t)y * S + x0 + x;
-            for (int j = 0; j < count; j++) d[(size_t)j * IMAGE(a)] = pixel_at(a, o + j * a->si);
+            for (int j = 0; j < count; j++) {
+                float v = (float)pixel_at(a, o + j * a->si, r);
+                d[(size_t)j * IMAGE(a)] = norm ? (v - m) * k : v;
+            }
         }
 }
 
@@ -153,36 +183,121 @@ __attribute__((target("avx2"))) static inline void transpose8(__m256 *r)
     r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/* 8 images (adjacent: si 1) x 8 columns of channel c, every row. */
-__attribute__((target("avx2"))) static void convert_8x8_avx2(const an_pixel_array *a, int first, int c, int x0,
-                                                             float *dst)
+__attribute__((target("avx2"))) static inline double reduce_min_pd(__m256d v)
 {
-    ptrdiff_t base = first + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
+    __m128d m = _mm_min_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_min_sd(m, _mm_unpackhi_pd(m, m)));
+}
+
+__attribute__((target("avx2"))) static inline double reduce_max_pd(__m256d v)
+{
+    __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
+}
+
+/* Images first..first + 8 groups - 1 (adjacent: si 1) x columns x0..x0 +
+ * 8 xgroups - 1 of channel c, 8 images x 8 columns at a time, row by row:
+ * a row's values of every image are read together (adjacent in R's
+ * layout), and counted into range on the way (no second pass over the
+ * array). The 16 vectors of doubles of 8 x 8 are reduced as a tree, so
+ * that the running min and max wait on one operation, not sixteen. */
+__attribute__((target("avx2"))) static void convert_8x8_f64(const an_pixel_array *a, int first, int groups, int c,
+                                                            int x0, int xgroups, float *dst, an_pixel_range *range,
+                                                            const an_input_norm *norm)
+{
+    const __m256 m = _mm256_set1_ps(norm ? norm->mean[c] : 0.0f), k = _mm256_set1_ps(norm ? norm->scale[c] : 1.0f);
+    const double *base = (const double *)a->data + first + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
     const int S = a->w;
-    for (int y = 0; y < S; y++) {
-        ptrdiff_t o = base + y * a->sy;
-        __m256 r[8];
-        if (a->type == AN_PIXELS_F64) {
-            const double *v = (const double *)a->data + o;
-            for (int x = 0; x < 8; x++) {
-                const double *p = v + x * a->sx;
-                r[x] = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(p + 4)), _mm256_cvtpd_ps(_mm256_loadu_pd(p)));
+    __m256d mn = _mm256_set1_pd(INFINITY), mx = _mm256_set1_pd(-INFINITY), bad = _mm256_setzero_pd();
+    for (int y = 0; y < S; y++)
+        for (int xg = 0; xg < xgroups; xg++)
+            for (int g = 0; g < groups; g++) {
+                const double *v = base + y * a->sy + 8 * g + 8 * xg * a->sx;
+                __m256 r[8];
+                __m256d lo[4], hi[4], nan[4];
+#pragma GCC unroll 8
+                for (int x = 0; x < 8; x++) {
+                    const double *p = v + x * a->sx;
+                    __m256d p0 = _mm256_loadu_pd(p), p1 = _mm256_loadu_pd(p + 4);
+                    r[x] = _mm256_set_m128(_mm256_cvtpd_ps(p1), _mm256_cvtpd_ps(p0));
+                    __m256d l = _mm256_min_pd(p0, p1), h = _mm256_max_pd(p0, p1), n = _mm256_cmp_pd(p0, p1, _CMP_UNORD_Q);
+                    if (x < 4) {
+                        lo[x] = l;
+                        hi[x] = h;
+                        nan[x] = n;
+                    } else {
+                        lo[x - 4] = _mm256_min_pd(lo[x - 4], l);
+                        hi[x - 4] = _mm256_max_pd(hi[x - 4], h);
+                        nan[x - 4] = _mm256_or_pd(nan[x - 4], n);
+                    }
+                }
+                mn = _mm256_min_pd(mn, _mm256_min_pd(_mm256_min_pd(lo[0], lo[1]), _mm256_min_pd(lo[2], lo[3])));
+                mx = _mm256_max_pd(mx, _mm256_max_pd(_mm256_max_pd(hi[0], hi[1]), _mm256_max_pd(hi[2], hi[3])));
+                bad = _mm256_or_pd(bad, _mm256_or_pd(_mm256_or_pd(nan[0], nan[1]), _mm256_or_pd(nan[2], nan[3])));
+                transpose8(r);
+                if (norm)   /* as an_preprocess: (x - mean) * scale, two roundings */
+                    for (int j = 0; j < 8; j++) r[j] = _mm256_mul_ps(_mm256_sub_ps(r[j], m), k);
+                float *d = dst + (size_t)8 * g * IMAGE(a) + (size_t)c * PLANE(a) + (size_t)y * S + x0 + 8 * xg;
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + (size_t)j * IMAGE(a), r[j]);
             }
-        } else {
-            const int *v = (const int *)a->data + o;
-            for (int x = 0; x < 8; x++)
-                r[x] = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(const void *)(v + x * a->sx)));
-        }
-        transpose8(r);
-        float *d = dst + (size_t)c * PLANE(a) + (size_t)y * S + x0;
-        for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + (size_t)j * IMAGE(a), r[j]);
+    an_pixel_range own;
+    own.min = reduce_min_pd(mn);
+    own.max = reduce_max_pd(mx);
+    own.nonfinite = _mm256_movemask_pd(bad) != 0 || !isfinite(own.min) || !isfinite(own.max);
+    an_pixel_range_merge(range, &own);
+}
+
+/* The same for R's integers (NA_integer_ is INT32_MIN: found as the min). */
+__attribute__((target("avx2"))) static void convert_8x8_i32(const an_pixel_array *a, int first, int groups, int c,
+                                                            int x0, int xgroups, float *dst, an_pixel_range *range,
+                                                            const an_input_norm *norm)
+{
+    const __m256 m = _mm256_set1_ps(norm ? norm->mean[c] : 0.0f), k = _mm256_set1_ps(norm ? norm->scale[c] : 1.0f);
+    const int *base = (const int *)a->data + first + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
+    const int S = a->w;
+    __m256i mn = _mm256_set1_epi32(INT32_MAX), mx = _mm256_set1_epi32(INT32_MIN);
+    for (int y = 0; y < S; y++)
+        for (int xg = 0; xg < xgroups; xg++)
+            for (int g = 0; g < groups; g++) {
+                const int *v = base + y * a->sy + 8 * g + 8 * xg * a->sx;
+                __m256 r[8];
+#pragma GCC unroll 8
+                for (int x = 0; x < 8; x++) {
+                    __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(v + x * a->sx));
+                    mn = _mm256_min_epi32(mn, q);
+                    mx = _mm256_max_epi32(mx, q);
+                    r[x] = _mm256_cvtepi32_ps(q);
+                }
+                transpose8(r);
+                if (norm)   /* as an_preprocess: (x - mean) * scale, two roundings */
+                    for (int j = 0; j < 8; j++) r[j] = _mm256_mul_ps(_mm256_sub_ps(r[j], m), k);
+                float *d = dst + (size_t)8 * g * IMAGE(a) + (size_t)c * PLANE(a) + (size_t)y * S + x0 + 8 * xg;
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + (size_t)j * IMAGE(a), r[j]);
+            }
+    int lo[8], hi[8];
+    _mm256_storeu_si256((__m256i *)(void *)lo, mn);
+    _mm256_storeu_si256((__m256i *)(void *)hi, mx);
+    an_pixel_range own = {INFINITY, -INFINITY, 0};
+    for (int k = 0; k < 8; k++) {
+        own.min = lo[k] < own.min ? lo[k] : own.min;
+        own.max = hi[k] > own.max ? hi[k] : own.max;
     }
+    own.nonfinite = own.min == (double)INT32_MIN;
+    an_pixel_range_merge(range, &own);
 }
 
 #endif
 
-void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst)
+void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst,
+                             an_pixel_range *range, const an_input_norm *norm)
 {
+    an_pixel_range ignored;
+    if (!range) {
+        an_pixel_range_init(&ignored);
+        range = &ignored;
+    }
     const int S = a->w, column_blocks = an_pixel_blocks(S) / 3;
     int c = block / column_blocks;
     int x0 = block % column_blocks * AN_PIXEL_BLOCK_WIDTH;
@@ -191,33 +306,42 @@ void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int 
 #ifdef AN_HAVE_AVX2_KERNEL
     if (a->si == 1 && an_cpu_has_avx2()) {
         int x8 = w / 8 * 8;
-        for (; j + 8 <= count; j += 8)
-            for (int x = 0; x < x8; x += 8) convert_8x8_avx2(a, first + j, c, x0 + x, dst + (size_t)j * IMAGE(a));
+        j = count / 8 * 8;
+        if (j && x8)
+            (a->type == AN_PIXELS_F64 ? convert_8x8_f64 : convert_8x8_i32)(a, first, j / 8, c, x0, x8 / 8, dst, range,
+                                                                           norm);
         if (x8 < w && count >= 8)   /* the last columns of those images */
-            convert_columns_scalar(a, first, j, c, x0 + x8, w - x8, dst);
+            convert_columns_scalar(a, first, j, c, x0 + x8, w - x8, dst, range, norm);
     }
 #endif
-    if (j < count) convert_columns_scalar(a, first + j, count - j, c, x0, w, dst + (size_t)j * IMAGE(a));
+    if (j < count)
+        convert_columns_scalar(a, first + j, count - j, c, x0, w, dst + (size_t)j * IMAGE(a), range, norm);
 }
 
 /* Image `index` as h x w x 3 interleaved floats (grey copied to R, G, B). */
-static void gather_rgb(const an_pixel_array *a, int index, float *rgb)
+static void gather_rgb(const an_pixel_array *a, int index, float *rgb, an_pixel_range *r)
 {
     for (int y = 0; y < a->h; y++)
         for (int x = 0; x < a->w; x++) {
             ptrdiff_t o = (ptrdiff_t)index * a->si + y * a->sy + x * a->sx;
             float *d = rgb + ((size_t)y * a->w + x) * 3;
-            for (int c = 0; c < 3; c++) d[c] = pixel_at(a, o + (a->channels == 1 ? 0 : c) * a->sc);
+            for (int c = 0; c < 3; c++) d[c] = (float)pixel_at(a, o + (a->channels == 1 ? 0 : c) * a->sc, r);
         }
 }
 
 an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scratch *s, const an_image_options *opt,
-                                float *dst)
+                                float *dst, an_pixel_range *range)
 {
     const int size = opt ? opt->size : AN_INPUT_SIZE;
     if (a->h == size && a->w == size) {
-        for (int block = 0; block < an_pixel_blocks(size); block++) an_pixels_convert_block(a, index, 1, block, dst);
+        for (int block = 0; block < an_pixel_blocks(size); block++)
+            an_pixels_convert_block(a, index, 1, block, dst, range, NULL);
         return AN_OK;
+    }
+    an_pixel_range ignored;
+    if (!range) {
+        an_pixel_range_init(&ignored);
+        range = &ignored;
     }
     an_image_scratch own = {0};
     if (!s) s = &own;
@@ -226,7 +350,7 @@ an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scr
     if (!rgb) {
         st = an_fail(AN_ERR_MEMORY, "out of memory converting an image of %d x %d pixels", a->h, a->w);
     } else {
-        gather_rgb(a, index, rgb);
+        gather_rgb(a, index, rgb, range);
         st = an_resample_float(s, rgb, a->w, a->h, opt, dst);
     }
     an_image_scratch_free(&own);
@@ -241,7 +365,7 @@ an_status an_image_to_input(const double *src, ptrdiff_t sy, ptrdiff_t sx, ptrdi
     if (channels != 1 && channels != 3)
         return an_fail(AN_ERR_ARGUMENT, "image has %d channels: 1 (grey) or 3 (RGB) expected", channels);
     an_pixel_array a = {src, AN_PIXELS_F64, 1, h, w, channels, 0, sy, sx, sc};
-    return an_pixels_convert_one(&a, 0, NULL, NULL, dst);
+    return an_pixels_convert_one(&a, 0, NULL, NULL, dst, NULL);
 }
 
 uint8_t *an_pixels_pack(const an_pixel_array *a)
@@ -267,7 +391,7 @@ uint8_t *an_pixels_pack(const an_pixel_array *a)
             if (!go || !tmp) continue;
             int first = g * 8, count = a->n - first < 8 ? a->n - first : 8, ok = 1;
             for (int block = 0; block < an_pixel_blocks(a->w); block++)
-                an_pixels_convert_block(a, first, count, block, tmp);
+                an_pixels_convert_block(a, first, count, block, tmp, NULL, NULL);
             uint8_t *d = out + (size_t)first * IMAGE(a);
             for (size_t k = 0; k < (size_t)count * IMAGE(a); k++) {
                 float v = tmp[k];

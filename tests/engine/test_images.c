@@ -1495,6 +1495,69 @@ static void test_array_loader(void)
         free(iv);
     }
 
+    /* the range a loader's conversion sees = the summary's, by every path:
+     * one batch of every image (blocks: 8 images at a time and a scalar
+     * tail), single shuffled images, resampled ones; a missing or infinite
+     * value, or one just past 255, is seen wherever it is */
+    {
+        static const struct { int h, w, ch, ints; } rc[] = {{227, 227, 3, 0}, {227, 227, 1, 1}, {28, 28, 1, 0}, {40, 30, 3, 1}};
+        const int every[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, shuffled[] = {3, 0, 10, 2, 9, 1, 8, 7, 4, 6, 5};
+        int ok = 1;
+        for (int k = 0; k < 4 && ok; k++) {
+            void *data = r_array(n, rc[k].h, rc[k].w, rc[k].ch, rc[k].ints, 90 + k);
+            an_pixel_array a = describe(data, n, rc[k].h, rc[k].w, rc[k].ch, rc[k].ints);
+            size_t total = (size_t)n * rc[k].h * rc[k].w * rc[k].ch;
+            /* poisons 1..8: NaN (NA) at 8 neighbouring places, each in turn
+             * (any lane of a vector); 9: -Inf; 10: just past 255 */
+            for (int poison = 0; poison < 11 && ok; poison++) {
+                size_t at = (size_t)((poison < 9 ? poison : 1) * 7919 + k * 104729) % total + (poison < 9 ? 0 : 1);
+                if (poison > 1 && poison < 9) at = (size_t)(7919 + k * 104729) % total + poison - 1;
+                if (poison >= 1 && poison <= 8)
+                    rc[k].ints ? (((int *)data)[at] = INT32_MIN) : (((double *)data)[at] = NAN);
+                if (poison == 9 && !rc[k].ints) ((double *)data)[at] = -INFINITY;
+                if (poison == 10) rc[k].ints ? (((int *)data)[at] = 256) : (((double *)data)[at] = 255.0000001);
+                an_pixel_summary want;
+                an_pixels_summary(&a, &want);
+                for (int route = 0; route < 2 && ok; route++) {
+                    an_loader *ld = NULL;
+                    const float *px;
+                    an_load_result r[11];
+                    int failed = 0;
+                    an_pixel_range got;
+                    ok = an_loader_create_array(&a, NULL, &ld) == AN_OK;
+                    for (int j = 0; j < (route ? n : 1) && ok; j++)
+                        ok = an_loader_fetch(ld, route ? shuffled + j : every, route ? 1 : n, 0, NULL, 0, 0, &px, r,
+                                             &failed) == AN_OK;
+                    ok = ok && an_loader_pixel_range(ld, &got) == AN_OK;
+                    ok = ok && (want.first_nonfinite >= 0
+                                    ? got.nonfinite
+                                    : !got.nonfinite && got.min == want.min && got.max == want.max);
+                    if (!ok)
+                        printf("  %d x %d x %d %s, poison %d, %s: range %g..%g nonfinite %d, want %g..%g at %td\n",
+                               rc[k].h, rc[k].w, rc[k].ch, rc[k].ints ? "ints" : "doubles", poison,
+                               route ? "one by one" : "one batch", got.min, got.max, got.nonfinite, want.min,
+                               want.max, want.first_nonfinite);
+                    an_loader_free(ld);
+                }
+                if (poison >= 1 && poison <= 9) rc[k].ints ? (((int *)data)[at] = 1) : (((double *)data)[at] = 1);
+            }
+            free(data);
+        }
+        an_loader *bytes = NULL;
+        an_loader_options opt;
+        an_loader_options_init(&opt);
+        opt.keep_bytes = 1;
+        int *iv = r_array(n, 227, 227, 1, 1, 5);
+        an_pixel_array ai = describe(iv, n, 227, 227, 1, 1);
+        an_pixel_range unused;
+        ok = ok && an_loader_create_array(&ai, &opt, &bytes) == AN_OK &&
+             an_loader_pixel_range(bytes, &unused) == AN_ERR_ARGUMENT;
+        an_loader_free(bytes);
+        free(iv);
+        CHECK("pixel range while converting: the summary's, by every route, NA/Inf/255+ seen", ok, "%s",
+              ok ? "" : "see above");
+    }
+
     /* forward, evaluation and SGD over the loader = the net's own calls on the same inputs.
      * Not under valgrind (the Makefile's valgrind target sets AN_IMAGES_NO_NET): whole
      * AlexNet passes take minutes there, and oneDNN's JIT sgemm reads past its own
@@ -1531,6 +1594,45 @@ static void test_array_loader(void)
     /* batches of 4 against one of 11: oneDNN may sum in another order */
     CHECK("batch path forward: rows in the caller's order and layout", ok && err <= 1e-4 * 100, "max |diff| %.3g; %s",
           err, st == AN_OK ? "" : an_error_message());
+
+    /* consecutive images, on the CPU: each batch is converted straight into
+     * the net's input, preprocessed there (an_loader_fills); the rows are
+     * bit for bit those of the net's own forward on the same batch, for
+     * doubles and integers (8 images: the vector kernels; then 3), and the
+     * pixels' range is counted */
+    {
+        const int seq[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+        int same = an_loader_fills(ld, seq, 4) && an_loader_fills(ld, order, 4) && !an_loader_fills(ld, order + 3, 4) &&
+                   !an_loader_fills(ld, seq, 1);
+        float *seq_inputs = malloc((size_t)n * AN_INPUT_PIXELS * sizeof *seq_inputs);
+        float *seq_rows = malloc((size_t)n * size * sizeof *seq_rows);
+        for (int ints = 0; ints < 2 && same; ints++) {
+            void *px = r_array(n, 227, 227, ints ? 1 : 3, ints, 78 + ints);
+            an_pixel_array pa = describe(px, n, 227, 227, ints ? 1 : 3, ints);
+            an_loader *seq_ld = NULL;
+            same = an_loader_create_array(&pa, NULL, &seq_ld) == AN_OK;
+            for (int j = 0; j < n && same; j++) reference_input(&pa, j, seq_inputs + (size_t)j * AN_INPUT_PIXELS);
+            an_rows_out rows = {NULL, 0, 0, 0, seq_rows, 0};
+            same = same && an_loader_forward(seq_ld, net, seq, n, AN_DENSE_3, 8, 1, &rows, results, &failed) == AN_OK;
+            float *own = malloc((size_t)8 * size * sizeof *own);
+            for (int i0 = 0; i0 < n && same; i0 += 8) {
+                int b = n - i0 < 8 ? n - i0 : 8;
+                same = an_net_forward(net, seq_inputs + (size_t)i0 * AN_INPUT_PIXELS, b, AN_DENSE_3, own) == AN_OK &&
+                       memcmp(own, seq_rows + (size_t)i0 * size, (size_t)b * size * sizeof *own) == 0;
+            }
+            if (!same) printf("  %s: rows differ from the net's forward (last error: %s)\n", ints ? "integers" : "doubles",
+                              an_error_message());
+            an_pixel_range range;
+            same = same && an_loader_pixel_range(seq_ld, &range) == AN_OK && !range.nonfinite && range.max > 250;
+            free(own);
+            an_loader_free(seq_ld);
+            free(px);
+        }
+        free(seq_inputs);
+        free(seq_rows);
+        CHECK("batch path forward: consecutive images converted into the input = the net's forward, bit for bit",
+              same, "%s", same ? "" : "see above");
+    }
 
     double l1 = 0, l2 = 0;
     int c1 = 0, c2 = 0, used = 0;

@@ -31,6 +31,18 @@ test_that("bad pixel arrays give clear errors", {
   yi <- array(1L, c(2, 4, 4))
   yi[2, 1, 1] <- NA
   expect_error(alexnet_features(net, yi), "in image 2", class = "alexnet_error")
+  # at the input's size the values are checked as the engine copies them
+  # (in blocks of 8 images): the same errors, found anywhere
+  big <- array(100, c(11, 227, 227, 3))
+  big[10, 200, 3, 2] <- NaN
+  expect_error(alexnet_features(net, big, batch_size = 11), "non-finite pixel \\(NaN\\) in image 10",
+               class = "alexnet_error")
+  big[10, 200, 3, 2] <- 255.0001
+  expect_error(predict(net, big), "from 100 to 255.0001: they must lie in 0..255", class = "alexnet_error")
+  storage.mode(big) <- "integer"
+  big[4, 1, 227, 3] <- NA
+  expect_error(alexnet_features(net, big), "missing or non-finite pixel \\(NA\\) in image 4",
+               class = "alexnet_error")
   # inputs that would be misread: one RGB image without its image dimension,
   # pixels outside 0..255, pixels on the 0..1 scale
   one_rgb <- array(stats::runif(30 * 40 * 3, 0, 255), c(30, 40, 3))
