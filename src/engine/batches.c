@@ -133,8 +133,8 @@ static an_status rows_run(an_loader *ld, an_net *net, const int *indices, int n,
     if (!rows) return an_fail(AN_ERR_MEMORY, "out of memory for a batch of %d outputs (%.0f MB)", batch,
                               batch * size * 4 / 1e6);
     an_status st = AN_OK;
-    sigset_t held;
-    an_signals_hold(&held);
+    an_call held;
+    an_call_enter(&held);
     for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
         const float *px;
         int b = n - i0 < batch ? n - i0 : batch, failed = 0;
@@ -148,7 +148,7 @@ static an_status rows_run(an_loader *ld, an_net *net, const int *indices, int n,
         write_rows(out, i0, b, size, rows, results + i0);
         if (failed && stop_on_failure) break;
     }
-    an_signals_release(&held);
+    an_call_leave(&held);
     free(rows);
     return st;
 }
@@ -243,8 +243,8 @@ an_status an_loader_evaluate(an_loader *ld, an_net *net, const int *indices, con
     float *in = NULL;
     int *lab = malloc((size_t)batch * sizeof *lab);
     if (!lab) return an_fail(AN_ERR_MEMORY, "out of memory for %d labels", batch);
-    sigset_t held;
-    an_signals_hold(&held);
+    an_call held;
+    an_call_enter(&held);
     for (int i0 = 0; i0 < n && st == AN_OK; i0 += batch) {
         const float *px;
         int b, failed = 0;
@@ -262,7 +262,7 @@ an_status an_loader_evaluate(an_loader *ld, an_net *net, const int *indices, con
         *used += m;
         if (failed && stop_on_failure) break;
     }
-    an_signals_release(&held);
+    an_call_leave(&held);
     free(in);
     free(lab);
     return st;
@@ -285,8 +285,8 @@ an_status an_loader_train_step(an_loader *ld, an_net *net, const int *indices, c
     if (!labels) return an_fail(AN_ERR_ARGUMENT, "training needs labels");
     if (reducer && an_loader_stage(ld) >= 0)
         return an_fail(AN_ERR_ARGUMENT, "ranks that share a batch train from images, not from frozen rows");
-    sigset_t held;
-    an_signals_hold(&held);
+    an_call held;
+    an_call_enter(&held);
     const float *px;
     float *in = NULL;
     int *lab = NULL;
@@ -308,7 +308,7 @@ an_status an_loader_train_step(an_loader *ld, an_net *net, const int *indices, c
             st = an_net_train_step_from(net, an_loader_stage(ld), x, klab, m, loss, opt, loss_sum, correct);
         *used = m;
     }
-    an_signals_release(&held);
+    an_call_leave(&held);
     free(in);
     free(lab);
     return st;

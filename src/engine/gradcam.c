@@ -92,9 +92,9 @@ static an_status gradcam(an_net *net, const float *images, int n, int layer, int
 
 an_status an_net_gradcam(an_net *net, const float *images, int n, int layer, int *classes, float *maps)
 {
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     an_status s = gradcam(net, images, n, layer, classes, maps);
-    an_signals_release(&old);
+    an_call_leave(&old);
     return s;
 }

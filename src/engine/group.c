@@ -127,10 +127,10 @@ typedef an_status (*sum_fn)(void *ctx, float *values, size_t count, double *scal
 
 static an_status held_sum(sum_fn sum, void *ctx, float *values, size_t count, double *scalars, int n_scalars)
 {
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     an_status s = sum(ctx, values, count, scalars, n_scalars);
-    an_signals_release(&old);
+    an_call_leave(&old);
     return s;
 }
 
@@ -147,8 +147,8 @@ static an_status nccl_group_sum(void *ctx, float *values, size_t count, double *
 /* signals held for the whole call too */
 an_status an_group_broadcast_params(an_group *g, an_net *net)
 {
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     an_status s = AN_OK;
     float *p = an_net_params(net);
     size_t count = an_net_param_count(net);
@@ -160,7 +160,7 @@ an_status an_group_broadcast_params(an_group *g, an_net *net)
     }
     (void)g;
     if (s == AN_OK) an_net_params_changed(net);
-    an_signals_release(&old);
+    an_call_leave(&old);
     return s;
 }
 

@@ -339,8 +339,8 @@ an_status an_isolated_run(const an_isolated_names *n, an_isolated_work work, voi
                        strerror(errno));
     /* held in the child too (it inherits the mask): a Ctrl-C at the
      * terminal, sent to both, is the parent's to act on */
-    sigset_t held;
-    an_signals_hold(&held);
+    an_call held;
+    an_call_enter(&held);
 #ifdef F_SETPIPE_SZ
     fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);   /* fewer round trips for hundreds of MB */
 #endif
@@ -361,7 +361,7 @@ an_status an_isolated_run(const an_isolated_names *n, an_isolated_work work, voi
         s = collect(n, fds[0], pid, place, place_ctx);
     }
     close(fds[0]);
-    an_signals_release(&held);
+    an_call_leave(&held);
     return s;
 }
 

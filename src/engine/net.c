@@ -706,10 +706,10 @@ static an_status frozen_rows(an_net *net, const float *images, int n, int at, fl
 
 an_status an_net_frozen_rows(an_net *net, const float *images, int n, int at, float *out)
 {
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     an_status s = frozen_rows(net, images, n, at, out);
-    an_signals_release(&old);
+    an_call_leave(&old);
     return s;
 }
 
@@ -747,10 +747,10 @@ an_status an_net_forward(an_net *net, const float *images, int n, int until, flo
 
 an_status an_net_forward_from(an_net *net, int at, const float *x, int n, int until, float *out)
 {
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     an_status s = net_forward(net, at, x, n, until, out);
-    an_signals_release(&old);
+    an_call_leave(&old);
     return s;
 }
 
@@ -760,8 +760,8 @@ an_status an_net_forward_filled(an_net *net, int n, int until, an_input_fill fil
     if (net->device != AN_DEVICE_CPU) return an_fail(AN_ERR_ARGUMENT, "a filled input is for a net on the CPU");
     if (n < 1) return an_fail(AN_ERR_ARGUMENT, "batch of %d images: at least 1 is needed", n);
     if (until < 0 || until >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output index %d", until);
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     an_plan *p;
     an_input_norm norm;
     memcpy(norm.mean, net->mean, sizeof norm.mean);
@@ -770,7 +770,7 @@ an_status an_net_forward_filled(an_net *net, int n, int until, an_input_fill fil
     if (s == AN_OK) s = fill(ctx, &norm, p->input);
     if (s == AN_OK) s = an_plan_forward_from(net, p, 0, until);
     if (s == AN_OK) s = an_plan_download(net, p, until, p->act[until], out);
-    an_signals_release(&old);
+    an_call_leave(&old);
     return s;
 }
 

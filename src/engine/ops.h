@@ -127,12 +127,21 @@ typedef struct { float lr, momentum, weight_decay; int nesterov; } an_sgd_step;
 void an_sgd_apply(size_t count, size_t weight_count, float *p, const float *g, float *v,
                   const an_sgd_step *step);
 
-/* ---- signals (signals.c) ----
- * Hold back asynchronous signals in the calling thread (all but the
- * synchronous faults) while the engine computes, and release them: threads
- * that run oneDNN's sgemm must not run a signal handler meanwhile. */
-void an_signals_hold(sigset_t *old);
-void an_signals_release(const sigset_t *old);
+/* ---- an engine call's scope (signals.c) ----
+ * Entered by every public call that computes, left before it returns
+ * (nested calls: the outermost sets and restores):
+ * - asynchronous signals (all but the synchronous faults) are held back in
+ *   the calling thread: threads that run oneDNN's sgemm must not run a
+ *   signal handler meanwhile;
+ * - the caller's thread and OpenMP's threads flush denormal floats to zero
+ *   (x86's FTZ and DAZ), restored on leaving, so that other code on those
+ *   threads (R's own, other packages' OpenMP) keeps its floating point. */
+typedef struct {
+    sigset_t signals;
+    int outermost, threads;
+} an_call;
+void an_call_enter(an_call *call);
+void an_call_leave(const an_call *call);
 int an_interrupt_pending(void);   /* a held-back SIGINT waits (signals.c) */
 
 /* ================================================================ backends

@@ -71,8 +71,8 @@ void an_start_threads(void)
 {
     /* OpenMP's threads inherit the mask they are started with: none of them
      * ever runs a signal handler (see signals.c) */
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     int n = an_get_threads(), started = 0;
 #pragma omp parallel num_threads(n)
     {
@@ -80,7 +80,7 @@ void an_start_threads(void)
         started++;
     }
     (void)started;
-    an_signals_release(&old);
+    an_call_leave(&old);
 }
 
 const char *an_backend_name(void)

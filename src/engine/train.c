@@ -155,10 +155,10 @@ static an_status net_backward(an_net *net, int at, const float *x, const int *la
 an_status an_net_backward(an_net *net, const float *images, const int *labels, int n,
                           an_loss_kind loss, double *loss_sum, int *correct)
 {
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     an_status s = net_backward(net, -1, images, labels, n, loss, loss_sum, correct);
-    an_signals_release(&old);
+    an_call_leave(&old);
     return s;
 }
 
@@ -245,10 +245,10 @@ static an_status sgd_update(an_net *net, const an_sgd *opt);
 
 an_status an_net_sgd_update(an_net *net, const an_sgd *opt)
 {
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     an_status s = sgd_update(net, opt);
-    an_signals_release(&old);
+    an_call_leave(&old);
     return s;
 }
 
@@ -350,8 +350,8 @@ static an_status check_training_room(const an_net *net)
 an_status an_net_train_step_from(an_net *net, int at, const float *x, const int *labels, int n,
                                  an_loss_kind loss, const an_sgd *opt, double *loss_sum, int *correct)
 {
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     double batch_loss = 0;
     train_state_mark mark = mark_training_state(net);
     an_status s = check_training_room(net);
@@ -360,7 +360,7 @@ an_status an_net_train_step_from(an_net *net, int at, const float *x, const int 
     if (s == AN_OK) s = check_loss(batch_loss, n);
     if (s == AN_OK) s = sgd_update(net, opt);
     drop_new_training_state(net, mark, s);
-    an_signals_release(&old);
+    an_call_leave(&old);
     return s;
 }
 
@@ -372,14 +372,14 @@ an_status an_net_train_step_shared(an_net *net, const float *images, const int *
                                    int global_rows, an_loss_kind loss, const an_sgd *opt, const an_reducer *reducer,
                                    double *loss_sum, int *correct)
 {
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     train_state_mark mark = mark_training_state(net);
     an_status s = check_training_room(net);
     if (s == AN_OK) s = train_step_shared(net, images, labels, n, row_offset, global_rows, loss, opt, reducer, loss_sum,
                                     correct);
     drop_new_training_state(net, mark, s);
-    an_signals_release(&old);
+    an_call_leave(&old);
     return s;
 }
 
@@ -454,14 +454,14 @@ an_status an_net_evaluate_from(an_net *net, int at, const float *x, const int *l
     float *buf = malloc(sizeof(float) * 3 * k);
     if (!buf) return an_fail(AN_ERR_MEMORY, "out of memory evaluating a batch");
     float *logits = buf, *prob = buf + k, *dlogits = buf + 2 * k;
-    sigset_t old;
-    an_signals_hold(&old);
+    an_call old;
+    an_call_enter(&old);
     s = an_net_forward_from(net, at, x, n, AN_DENSE_3, logits);
     if (s == AN_OK) {
         an_softmax_forward(n, net->classes, logits, prob);
         an_loss_forward_backward(n, net->classes, logits, prob, labels, loss, dlogits, loss_sum, correct);
     }
-    an_signals_release(&old);
+    an_call_leave(&old);
     free(buf);
     return s;
 }

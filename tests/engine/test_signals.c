@@ -1,4 +1,5 @@
-/* test_signals.c: signals arriving while the engine computes.
+/* test_signals.c: an engine call's scope (signals.c): signals arriving
+ * while the engine computes, and the floating-point mode it computes in.
  *
  * oneDNN 2.6's sgemm corrupts the heap when a signal handler runs on a
  * thread inside it (a Ctrl-C in R, a profiler's SIGPROF, a child's
@@ -16,7 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 #include "hashfill.h"
+#include "ops.h"
 #include "testutil.h"
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 static volatile sig_atomic_t handled;
 static volatile int stop;
@@ -71,8 +76,61 @@ static float *train(int with_signals, int *sent_ok)
     return p;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* The threads of a parallel region of the engine's size whose MXCSR has
+ * FTZ and DAZ set (bits 15 and 6). */
+static int threads_flushing(void)
+{
+    int flushing = 0;
+#pragma omp parallel num_threads(an_get_threads())
+    {
+        int on = (_mm_getcsr() & 0x8040u) == 0x8040u;
+#pragma omp atomic
+        flushing += on;
+    }
+    return flushing;
+}
+
+/* Inside a call (nested or not) every thread flushes denormals; after the
+ * outermost call, none does and the caller's other bits are its own again;
+ * a public call leaves R's doubles as they were (2^-1074 stays > 0). */
+static void test_denormal_scope(void)
+{
+    unsigned before = _mm_getcsr();
+    _mm_setcsr(before | 0x6000u);   /* the caller's own rounding mode (toward zero), kept */
+    unsigned mine = _mm_getcsr();
+    int n = an_get_threads();
+    an_call outer, inner;
+    an_call_enter(&outer);
+    int in_outer = threads_flushing();
+    an_call_enter(&inner);
+    an_call_leave(&inner);
+    int after_inner = threads_flushing();
+    an_call_leave(&outer);
+    int after = threads_flushing();
+    unsigned restored = _mm_getcsr();
+    _mm_setcsr(before);
+    CHECK("call scope: every thread flushes denormals inside, nested calls keep it, none after", in_outer == n &&
+          after_inner == n && after == 0 && restored == mine, "%d/%d inside, %d after the nested call, %d after; "
+          "MXCSR %#x, was %#x", in_outer, n, after_inner, after, restored, mine);
+    an_net *net;
+    float *x = xmalloc(sizeof(float) * AN_INPUT_PIXELS), *out = xmalloc(sizeof(float) * 9216);
+    hash_fill_image(x, AN_INPUT_PIXELS, 7);
+    int ok = an_net_create(2, 5, &net) == AN_OK && an_net_forward(net, x, 1, AN_CONVPOOL_5, out) == AN_OK;
+    volatile double tiny = 4.9406564584124654e-324, two = 2;
+    CHECK("after a forward pass: no thread flushes, denormal doubles survive", ok && threads_flushing() == 0 &&
+          tiny * two > tiny, "%s", ok ? "" : an_error_message());
+    an_net_free(net);
+    free(x);
+    free(out);
+}
+#else
+static void test_denormal_scope(void) { printf("SKIP call scope: denormals are flushed on x86 only\n"); }
+#endif
+
 int main(void)
 {
+    test_denormal_scope();
     signal(SIGINT, on_signal);
     int ok_quiet = 0, ok_signals = 0;
     float *quiet = train(0, &ok_quiet);

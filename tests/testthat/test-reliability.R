@@ -197,3 +197,16 @@ test_that("forked workers (mclapply) use nets without hanging, on one thread", {
   expect_true(r$parent_features)
   expect_equal(r$parent_threads_after, r$parent_threads)
 })
+
+test_that("the engine's calls leave R's floating point as it was (denormals kept)", {
+  # the engine flushes denormal floats while it computes (signals.c), on R's
+  # thread too: R's own arithmetic must get them back afterwards
+  net <- shared_net()
+  x <- image_array(random_pixels(2), labels = c("a", "b"))
+  tiny <- 2^-1074
+  expect_gt(tiny * 2, 0)
+  f <- alexnet_features(net, x$pixels, "dense_3")
+  expect_gt(tiny * 2, 0)
+  expect_identical(tiny * 2, 2^-1073)
+  expect_gt(.Machine$double.xmin / 4, 0)
+})
