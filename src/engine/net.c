@@ -738,7 +738,10 @@ an_status an_plan_load(an_net *net, an_plan *p, int at, const float *x)
     return net->dev->ops->upload(net->dev, p->act[at], x, sizeof(float) * p->n * an_output_size(net, at));
 }
 
-static an_status net_forward(an_net *net, int at, const float *x, int n, int until, float *out);
+/* The forward pass from `at`: its input is x, or, with fill, what fill
+ * writes into the plan's input (images only, on the CPU). */
+static an_status net_forward(an_net *net, int at, const float *x, an_input_fill fill, void *ctx, int n, int until,
+                             float *out);
 
 an_status an_net_forward(an_net *net, const float *images, int n, int until, float *out)
 {
@@ -749,34 +752,27 @@ an_status an_net_forward_from(an_net *net, int at, const float *x, int n, int un
 {
     an_call old;
     an_call_enter(&old);
-    an_status s = net_forward(net, at, x, n, until, out);
+    an_status s = net_forward(net, at, x, NULL, NULL, n, until, out);
     an_call_leave(&old);
     return s;
 }
 
 an_status an_net_forward_filled(an_net *net, int n, int until, an_input_fill fill, void *ctx, float *out)
 {
-    if (!net || !fill || !out) return an_fail(AN_ERR_ARGUMENT, "forward called with a NULL pointer");
-    if (net->device != AN_DEVICE_CPU) return an_fail(AN_ERR_ARGUMENT, "a filled input is for a net on the CPU");
-    if (n < 1) return an_fail(AN_ERR_ARGUMENT, "batch of %d images: at least 1 is needed", n);
-    if (until < 0 || until >= AN_N_OUTPUTS) return an_fail(AN_ERR_ARGUMENT, "unknown output index %d", until);
+    if (!fill) return an_fail(AN_ERR_ARGUMENT, "forward called with a NULL pointer");
     an_call old;
     an_call_enter(&old);
-    an_plan *p;
-    an_input_norm norm;
-    memcpy(norm.mean, net->mean, sizeof norm.mean);
-    memcpy(norm.scale, net->input_scale, sizeof norm.scale);
-    an_status s = an_plan_for(net, n, 0, &p);
-    if (s == AN_OK) s = fill(ctx, &norm, p->input);
-    if (s == AN_OK) s = an_plan_forward_from(net, p, 0, until);
-    if (s == AN_OK) s = an_plan_download(net, p, until, p->act[until], out);
+    an_status s = net_forward(net, -1, NULL, fill, ctx, n, until, out);
     an_call_leave(&old);
     return s;
 }
 
-static an_status net_forward(an_net *net, int at, const float *x, int n, int until, float *out)
+static an_status net_forward(an_net *net, int at, const float *x, an_input_fill fill, void *ctx, int n, int until,
+                             float *out)
 {
-    if (!net || !x || !out) return an_fail(AN_ERR_ARGUMENT, "forward called with a NULL pointer");
+    if (!net || !(x || fill) || !out) return an_fail(AN_ERR_ARGUMENT, "forward called with a NULL pointer");
+    if (fill && net->device != AN_DEVICE_CPU)
+        return an_fail(AN_ERR_ARGUMENT, "a filled input is for a net on the CPU");
     if (n < 1) return an_fail(AN_ERR_ARGUMENT, "batch of %d images: at least 1 is needed", n);
     if (until < 0 || until >= AN_N_OUTPUTS)
         return an_fail(AN_ERR_ARGUMENT, "unknown output index %d", until);
@@ -784,7 +780,14 @@ static an_status net_forward(an_net *net, int at, const float *x, int n, int unt
     an_plan *p;
     an_status s = an_plan_for(net, n, 0, &p);
     if (s != AN_OK) return s;
-    s = an_plan_load(net, p, at, x);
+    if (fill) {
+        an_input_norm norm;
+        memcpy(norm.mean, net->mean, sizeof norm.mean);
+        memcpy(norm.scale, net->input_scale, sizeof norm.scale);
+        s = fill(ctx, &norm, p->input);
+    } else {
+        s = an_plan_load(net, p, at, x);
+    }
     if (s == AN_OK) s = an_plan_forward_from(net, p, at + 1, until);
     if (s == AN_OK) s = an_plan_download(net, p, until, p->act[until], out);
     return s;
