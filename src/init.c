@@ -89,7 +89,6 @@ void R_init_alexnet(DllInfo *dll)
     R_registerRoutines(dll, NULL, call_methods, NULL, NULL);
     R_useDynamicSymbols(dll, FALSE);
     R_forceSymbols(dll, TRUE);
-    fork_guard_init();
     /* the engine's threads start now, with asynchronous signals blocked for
      * good (src/engine/signals.c), before any other code may start them */
     an_start_threads();

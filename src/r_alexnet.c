@@ -12,12 +12,7 @@
 #include <string.h>
 #include <math.h>
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define R_NO_REMAP
 #include <R.h>
@@ -46,61 +41,6 @@ static int live_nets = 0;
  * engine calls, as a pending R interrupt; an engine call that ends early on
  * one (AN_ERR_INTERRUPTED) raises it (engine_error). */
 
-/* ----------------------------------------------------------- forks -- */
-
-/* A process forked from R (parallel::mclapply, mcparallel) inherits the
- * engine but not its threads. GNU libgomp's thread pool, once started in the
- * parent, is gone in the child, and a parallel region there with more than
- * one thread waits forever for it; oneDNN primitives keep the thread count
- * they were created with. So, in a forked child:
- *  - the engine runs on one thread (fork_guard(), before any work);
- *  - a net made in another process (the parent) while the engine ran on
- *    more than one thread is rebuilt on first use (rehome(): a new engine
- *    net with the same parameters, means, scale, frozen layers, optimiser
- *    state), because its cached oneDNN primitives would start threads.
- * Each net's external pointer keeps the id of the process it belongs to in
- * its protected slot. */
-static volatile int forked = 0;
-static int fork_handled = 0;
-static int threads_at_fork = 1;
-
-static void atfork_prepare(void) { threads_at_fork = an_get_threads(); }
-static void atfork_child(void) { forked = 1; fork_handled = 0; }
-
-void fork_guard_init(void)
-{
-    pthread_atfork(atfork_prepare, NULL, atfork_child);
-}
-
-int in_forked_child(void) { return forked; }
-
-void fork_guard(void)
-{
-    if (!forked || fork_handled) return;
-    fork_handled = 1;
-    an_set_threads(1);
-#ifdef _OPENMP
-    omp_set_num_threads(1);
-#endif
-}
-
-static an_net *rehome(SEXP ptr, an_net *old)
-{
-    an_net *net = NULL;
-    an_status st = an_net_clone(old, &net);
-    if (st != AN_OK) engine_error(st);
-    R_SetExternalPtrAddr(ptr, net);
-    R_SetExternalPtrProtected(ptr, Rf_ScalarInteger((int) getpid()));
-    an_net_free(old);
-    return net;
-}
-
-static int home_pid(SEXP ptr)
-{
-    SEXP p = R_ExternalPtrProtected(ptr);
-    return TYPEOF(p) == INTSXP && XLENGTH(p) == 1 ? INTEGER(p)[0] : 0;
-}
-
 static void net_finalize(SEXP ptr)
 {
     an_net *net = (an_net *) R_ExternalPtrAddr(ptr);
@@ -113,20 +53,12 @@ static void net_finalize(SEXP ptr)
 
 an_net *get_net(SEXP ptr)
 {
-    fork_guard();
     if (TYPEOF(ptr) != EXTPTRSXP || R_ExternalPtrTag(ptr) != net_tag())
         Rf_error("not an alexnet network (expected the external pointer of an alexnet object)");
     an_net *net = (an_net *) R_ExternalPtrAddr(ptr);
     if (net == NULL)
         Rf_error("this alexnet object is no longer valid (saved and reloaded?); "
                  "create it again with alexnet()");
-    if (forked) {
-        fork_guard();
-        if (home_pid(ptr) != (int) getpid()) {
-            if (threads_at_fork > 1) net = rehome(ptr, net);
-            else R_SetExternalPtrProtected(ptr, Rf_ScalarInteger((int) getpid()));
-        }
-    }
     return net;
 }
 
@@ -177,11 +109,9 @@ SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean, SEXP arch, SEXP fill)
     if (!R_FINITE(s) || s < 0 || s > 9007199254740992.0 || s != floor(s))
         Rf_error("`seed` must be a whole number between 0 and 2^53");
 
-    fork_guard();
     if (live_nets > 0) R_gc();
     /* Make the pointer first, so that an allocation failure cannot leak the net. */
-    SEXP home = PROTECT(Rf_ScalarInteger((int) getpid()));
-    SEXP ptr = PROTECT(R_MakeExternalPtr(NULL, net_tag(), home));
+    SEXP ptr = PROTECT(R_MakeExternalPtr(NULL, net_tag(), R_NilValue));
     R_RegisterCFinalizerEx(ptr, net_finalize, TRUE);
     an_net *net = NULL;
     an_status st = Rf_asLogical(fill) == FALSE ? an_net_create_unfilled((an_arch) variant, k, (uint64_t) s, &net)
@@ -193,7 +123,7 @@ SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean, SEXP arch, SEXP fill)
     R_SetExternalPtrAddr(ptr, net);
     live_nets++;
     set_mean(net, mean);
-    UNPROTECT(2);
+    UNPROTECT(1);
     return ptr;
 }
 
@@ -264,7 +194,7 @@ SEXP r_an_live_nets(void)
 {
     SEXP res = PROTECT(Rf_allocVector(INTSXP, 2));
     INTEGER(res)[0] = live_nets;
-    INTEGER(res)[1] = forked;
+    INTEGER(res)[1] = an_forked_child();
     UNPROTECT(1);
     return res;
 }
@@ -489,7 +419,6 @@ SEXP r_an_net_set_params(SEXP ptr, SEXP values)
  * channels), described for the engine in R's column-major layout. */
 an_pixel_array get_pixel_array(SEXP x)
 {
-    fork_guard();   /* the engine reads arrays on its threads */
     an_pixel_array a;
     if (TYPEOF(x) != REALSXP && TYPEOF(x) != INTSXP) Rf_error("`x` must be a double or integer array of pixels");
     SEXP dim = Rf_getAttrib(x, R_DimSymbol);
@@ -600,25 +529,13 @@ SEXP r_an_backend_name(void)
     return Rf_mkString(name ? name : "unknown");
 }
 
-SEXP r_an_get_threads(void)
-{
-    fork_guard();
-    return Rf_ScalarInteger(an_get_threads());
-}
+SEXP r_an_get_threads(void) { return Rf_ScalarInteger(an_get_threads()); }
 
 SEXP r_an_set_threads(SEXP threads)
 {
     int t = scalar_int(threads, "threads");
     if (t < 1) Rf_error("`threads` must be at least 1");
-    if (t > an_max_threads())
-        Rf_error("`threads` is %d: at most %d (4 for each of this machine's cores) are allowed", t,
-                 an_max_threads());
-    fork_guard();
-    if (forked && t > 1)
-        Rf_error("this is a forked process (parallel::mclapply or mcparallel): the engine runs on "
-                 "one thread here, because OpenMP cannot start threads after a fork. For several "
-                 "threads per worker use a cluster of new R processes (parallel::makePSOCKcluster "
-                 "with parLapply, or future::plan(multisession))");
-    an_set_threads(t);
+    an_status st = an_set_threads(t);
+    if (st != AN_OK) engine_error(st);
     return Rf_ScalarInteger(an_get_threads());
 }

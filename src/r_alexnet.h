@@ -12,11 +12,7 @@ const char *get_path(SEXP path, const char *what);   /* one file name, native en
 void set_hdf5_read_timeout(void);                      /* options(alexnet.hdf5_timeout), r_weights.c */
 
 /* helpers shared by the glue files (r_alexnet.c) */
-an_net *get_net(SEXP ptr);                    /* also runs fork_guard() */
-/* forked children (parallel::mclapply) run the engine on one thread */
-void fork_guard_init(void);
-void fork_guard(void);
-int in_forked_child(void);
+an_net *get_net(SEXP ptr);
 void engine_error(an_status status);          /* raises an R error */
 int scalar_int(SEXP x, const char *what);
 an_pixel_array get_pixel_array(SEXP x);       /* dim c(n, h, w[, channels]) */

@@ -163,9 +163,13 @@ an_status an_net_set_input_scale(an_net *net, float scale);
 an_status an_net_set_input_scales(an_net *net, const float scale[3]);
 void an_net_get_input_scales(const an_net *net, float scale[3]);
 
-/* Threads used by the CPU backend (both cores by default: all available). */
-void an_set_threads(int threads);
+/* Threads used by the CPU backend (both cores by default: all available;
+ * 0 goes back to that default). A forked child runs on one (backend.c). */
+an_status an_set_threads(int threads);
 int an_get_threads(void);
+/* whether this process was forked from the one that started the engine's
+ * threads (an_start_threads watches for forks) */
+int an_forked_child(void);
 /* The most threads an_set_threads is given by the package: 4 per core
  * (more only thrash; a huge count exhausts the stack or OpenMP). */
 int an_max_threads(void);

@@ -594,6 +594,10 @@ static an_status plan_create(const an_net *net, int n, int training, an_plan **o
 /* The plan for `n` images, reusing one of the cached ones when it fits. */
 an_status an_plan_for(an_net *net, int n, int training, an_plan **out)
 {
+    if (net->plans_pid != getpid()) {   /* made before a fork: see backend.c */
+        free_plans(net);
+        net->plans_pid = getpid();
+    }
     for (int i = 0; i < N_PLANS; i++) {
         an_plan *p = net->plans[i];
         if (p && p->n == n && p->training == training) {

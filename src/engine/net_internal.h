@@ -3,6 +3,7 @@
 #ifndef AN_NET_INTERNAL_H
 #define AN_NET_INTERNAL_H
 
+#include <sys/types.h>
 #include "alexnet.h"
 #include "ops.h"
 #include "rng.h"
@@ -97,6 +98,7 @@ struct an_net {
     float *params;
     uint64_t params_version;            /* bumped on every write: invalidates cached reorders */
     an_plan *plans[N_PLANS];            /* most recently used first */
+    pid_t plans_pid;                    /* the process that made them (a fork's child remakes them) */
 };
 
 

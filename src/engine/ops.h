@@ -143,6 +143,7 @@ typedef struct {
 void an_call_enter(an_call *call);
 void an_call_leave(const an_call *call);
 int an_interrupt_pending(void);   /* a held-back SIGINT waits (signals.c) */
+void an_watch_forks(void);        /* a forked child runs on one thread (backend.c) */
 
 /* ================================================================ backends
  * A device is one backend instance: the CPU, or one GPU with its handles,

@@ -71,6 +71,7 @@ void an_start_threads(void)
 {
     /* OpenMP's threads inherit the mask they are started with: none of them
      * ever runs a signal handler (see signals.c) */
+    an_watch_forks();
     an_call old;
     an_call_enter(&old);
     int n = an_get_threads(), started = 0;
