@@ -33,8 +33,6 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(net_set_params, 2),
     CALLDEF(net_layer_weights, 2),
     CALLDEF(check_pixels, 1),
-    CALLDEF(image_to_input, 2),
-    CALLDEF(forward_input, 3),
     CALLDEF(backend_name, 0),
     CALLDEF(cuda_info, 0),
     CALLDEF(net_set_device, 2),
@@ -81,6 +79,8 @@ static const R_CallMethodDef call_methods[] = {
     CALLDEF(test_weights_load_interrupted, 4),
     CALLDEF(test_write_jpeg, 3),
     CALLDEF(test_hide_bf16, 1),
+    CALLDEF(test_image_to_input, 2),
+    CALLDEF(test_forward_input, 3),
     {NULL, NULL, 0}
 };
 

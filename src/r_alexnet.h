@@ -58,6 +58,8 @@ SEXP r_an_test_weights_digest(SEXP ptr);
 SEXP r_an_test_weights_load_interrupted(SEXP ptr, SEXP path, SEXP by_name, SEXP undo);
 SEXP r_an_test_write_jpeg(SEXP path, SEXP x, SEXP quality);
 SEXP r_an_test_hide_bf16(SEXP hide);
+SEXP r_an_test_image_to_input(SEXP x, SEXP index);
+SEXP r_an_test_forward_input(SEXP ptr, SEXP input, SEXP until);
 
 SEXP r_an_net_create(SEXP classes, SEXP seed, SEXP mean, SEXP arch, SEXP fill);
 SEXP r_an_net_init_layers(SEXP ptr, SEXP seed, SEXP which);
@@ -77,8 +79,6 @@ SEXP r_an_net_get_params(SEXP ptr);
 SEXP r_an_net_set_params(SEXP ptr, SEXP values);
 SEXP r_an_net_layer_weights(SEXP ptr, SEXP layer);
 SEXP r_an_check_pixels(SEXP x);
-SEXP r_an_image_to_input(SEXP x, SEXP index);
-SEXP r_an_forward_input(SEXP ptr, SEXP input, SEXP until);
 SEXP r_an_backend_name(void);
 SEXP r_an_get_threads(void);
 SEXP r_an_set_threads(SEXP threads);

@@ -13,11 +13,15 @@
  *                               an integer array as a baseline JPEG (libjpeg),
  *                               since the R package jpeg may not be installed
  *   test_hide_bf16(hide)        the CPU answers as if it had no AVX512_BF16
+ *   test_image_to_input(x, i)   image i of an array as the net's input
+ *   test_forward_input(net, input, until)
+ *                               a forward pass from input in the engine's layout
  */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <limits.h>
 
 #define R_NO_REMAP
 #include <R.h>
@@ -26,6 +30,7 @@
 #include <jpeglib.h>
 
 #include "alexnet.h"
+#include "images.h"
 #include "ops.h"
 #include "weights.h"
 #include "r_alexnet.h"
@@ -143,4 +148,61 @@ SEXP r_an_test_write_jpeg(SEXP path, SEXP x, SEXP quality)
     jpeg_destroy_compress(&cinfo);
     fclose(f);
     return R_NilValue;
+}
+
+/* ------------------------------------------------------- the net's input -- */
+
+/* Image `index` of x as the net's input, made as every batch is (an array
+ * loader). */
+SEXP r_an_test_image_to_input(SEXP x, SEXP index)
+{
+    an_pixel_array a = get_pixel_array(x);
+    int i = scalar_int(index, "index") - 1;
+    if (i < 0 || i >= a.n) Rf_error("`index` must be between 1 and %d", a.n);
+    an_loader_options opt;
+    an_loader_options_init(&opt);
+    opt.threads = 1;
+    an_loader *ld = NULL;
+    an_status st = an_loader_create_array(&a, &opt, &ld);
+    const float *px = NULL;
+    an_load_result r;
+    int failed = 0;
+    if (st == AN_OK) st = an_loader_fetch(ld, &i, 1, 0, NULL, 0, 0, &px, &r, &failed);
+    if (st != AN_OK) {
+        an_loader_free(ld);
+        engine_error(st);
+    }
+    SEXP res = PROTECT(Rf_allocVector(REALSXP, AN_INPUT_PIXELS));
+    for (int k = 0; k < AN_INPUT_PIXELS; k++) REAL(res)[k] = px[k];
+    an_loader_free(ld);
+    UNPROTECT(1);
+    return res;
+}
+
+/* Forward from input already in the engine's layout: `input` holds n images
+ * of 3 x side x side (the net's input side; row-major, RGB 0..255). */
+SEXP r_an_test_forward_input(SEXP ptr, SEXP input, SEXP until)
+{
+    an_net *net = get_net(ptr);
+    int u = scalar_int(until, "layer");
+    if (u < 0 || u >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", u);
+    const R_xlen_t pixels = (R_xlen_t) AN_INPUT_CHANNELS * an_net_input_size(net) * an_net_input_size(net);
+    if (TYPEOF(input) != REALSXP || XLENGTH(input) == 0 || XLENGTH(input) % pixels != 0)
+        Rf_error("`input` must be a double vector of n x 3 x %d x %d values", an_net_input_size(net),
+                 an_net_input_size(net));
+    R_xlen_t n = XLENGTH(input) / pixels;
+    if (n > INT_MAX) Rf_error("`input` is too long");
+    size_t size = an_output_size(net, u);
+    SEXP res = PROTECT(Rf_allocMatrix(REALSXP, (int) n, (int) size));
+    float *in = (float *) R_alloc((size_t) XLENGTH(input), sizeof(float));
+    float *out = (float *) R_alloc((size_t) n * size, sizeof(float));
+    const double *v = REAL(input);
+    for (R_xlen_t k = 0; k < XLENGTH(input); k++) in[k] = (float) v[k];
+    an_status st = an_net_forward(net, in, (int) n, u, out);
+    if (st != AN_OK) engine_error(st);
+    double *d = REAL(res);
+    for (R_xlen_t j = 0; j < n; j++)
+        for (size_t k = 0; k < size; k++) d[j + (R_xlen_t) k * n] = (double) out[(size_t) j * size + k];
+    UNPROTECT(1);
+    return res;
 }

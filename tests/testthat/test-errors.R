@@ -154,7 +154,7 @@ test_that("bad labels and other arguments are refused", {
   expect_error(alexnet_threads(0), "`threads`", class = "alexnet_error")
   expect_error(alexnet_threads("a"), "`threads`", class = "alexnet_error")
   # a huge count used to overflow the C stack at the next computation
-  expect_error(alexnet_threads(1e5), "`threads` is 100000: at most", class = "alexnet_error")
+  expect_error(alexnet_threads(1e5), "threads is 100000: at most", class = "alexnet_error")
   expect_error(alexnet_threads(1e9), "`threads`", class = "alexnet_error")
 })
 
@@ -199,8 +199,8 @@ test_that("the C entry points defend themselves", {
   expect_error(fwd(index = 3L), "outside 1..2")
   expect_error(fwd(index = c(1, 2)), "integer vector")
   expect_identical(dim(fwd()$value), c(2L, 96L * 55L * 55L))
-  expect_error(.Call(C("C_forward_input"), net$ptr, c(1, 2, 3), FALSE), "227")
-  expect_error(.Call(C("C_image_to_input"), random_pixels(2), 3L), "between 1 and 2")
+  expect_error(.Call(C("C_test_forward_input"), net$ptr, c(1, 2, 3), FALSE), "227")
+  expect_error(.Call(C("C_test_image_to_input"), random_pixels(2), 3L), "between 1 and 2")
   expect_error(.Call(C("C_net_set_params"), net$ptr, 1:3), "double")
   expect_error(.Call(C("C_net_create"), 0L, 1, c(0, 0, 0), "heuritech", TRUE), "at least 1")
   expect_error(.Call(C("C_net_create"), 2L, -1, c(0, 0, 0), "heuritech", TRUE), "seed")

@@ -76,15 +76,15 @@ test_that("integer pixels are accepted", {
 
 test_that("any image size is resized to 227 x 227", {
   x <- random_pixels(1, h = 50, w = 300, channels = 3)
-  v <- .Call(alexnet:::C_image_to_input, x, 1L)
+  v <- .Call(alexnet:::C_test_image_to_input, x, 1L)
   expect_length(v, 3 * 227 * 227)
   expect_true(all(v >= 0 & v <= 255))
   # a constant image stays constant
   flat <- array(rep(c(10, 20, 30), each = 40 * 60), dim = c(1, 40, 60, 3))
-  v <- .Call(alexnet:::C_image_to_input, flat, 1L)
+  v <- .Call(alexnet:::C_test_image_to_input, flat, 1L)
   expect_equal(v, rep(c(10, 20, 30), each = 227 * 227), tolerance = 1e-6)
   # a 1 x 1 image too
-  v <- .Call(alexnet:::C_image_to_input, array(77, dim = c(1, 1, 1)), 1L)
+  v <- .Call(alexnet:::C_test_image_to_input, array(77, dim = c(1, 1, 1)), 1L)
   expect_equal(v, rep(77, 3 * 227 * 227))
 })
 
@@ -94,13 +94,13 @@ test_that("a 227 x 227 input is not resized and gives what the engine gives", {
   # the engine's input layout: per image, channel, row, column (row-major)
   engine_input <- function(img) as.vector(aperm(img, c(2, 1, 3)))   # img[y, x, c]
   for (i in 1:2) {
-    v <- .Call(alexnet:::C_image_to_input, x, i)
+    v <- .Call(alexnet:::C_test_image_to_input, x, i)
     expect_equal(v, engine_input(x[i, , , ]), tolerance = 1e-6)
   }
   input <- c(engine_input(x[1, , , ]), engine_input(x[2, , , ]))
   for (layer in c("conv_1", "convpool_5", "softmax")) {
     until <- .Call(alexnet:::C_output_find, net$ptr, layer)
-    direct <- .Call(alexnet:::C_forward_input, net$ptr, input, until)
+    direct <- .Call(alexnet:::C_test_forward_input, net$ptr, input, until)
     expect_equal(alexnet_features(net, x, layer), direct, tolerance = 1e-6, label = layer)
   }
 })
