@@ -22,18 +22,13 @@ SEXP r_an_cuda_info(void)
         if (an_cuda_describe(i, desc, sizeof desc) != AN_OK) snprintf(desc, sizeof desc, "%s", an_error_message());
         SET_STRING_ELT(devices, i, Rf_mkCharCE(desc, CE_UTF8));
     }
-    SEXP res = PROTECT(Rf_allocVector(VECSXP, 4));
-    SEXP names = PROTECT(Rf_allocVector(STRSXP, 4));
+    static const char *fields[] = {"built", "tf32", "devices", "why"};
+    SEXP res = PROTECT(named_list(4, fields));
     SET_VECTOR_ELT(res, 0, Rf_ScalarLogical(an_cuda_built()));
     SET_VECTOR_ELT(res, 1, Rf_ScalarLogical(an_cuda_tf32()));
     SET_VECTOR_ELT(res, 2, devices);
     SET_VECTOR_ELT(res, 3, Rf_ScalarString(Rf_mkCharCE(n > 0 ? "" : why, CE_UTF8)));
-    SET_STRING_ELT(names, 0, Rf_mkChar("built"));
-    SET_STRING_ELT(names, 1, Rf_mkChar("tf32"));
-    SET_STRING_ELT(names, 2, Rf_mkChar("devices"));
-    SET_STRING_ELT(names, 3, Rf_mkChar("why"));
-    Rf_setAttrib(res, R_NamesSymbol, names);
-    UNPROTECT(3);
+    UNPROTECT(2);
     return res;
 }
 

@@ -33,16 +33,11 @@ SEXP r_an_mpi_group(void)
     if (st != AN_OK) engine_error(st);
     SEXP ptr = PROTECT(R_MakeExternalPtr(g, R_NilValue, R_NilValue));
     R_RegisterCFinalizerEx(ptr, group_finalizer, TRUE);
-    const char *fields[] = {"ptr", "rank", "size", "local_rank", "gpu"};
+    static const char *fields[] = {"ptr", "rank", "size", "local_rank", "gpu"};
     const int values[] = {0, an_group_rank(g), an_group_size(g), an_group_local_rank(g), an_group_gpu(g)};
-    SEXP res = PROTECT(Rf_allocVector(VECSXP, 5));
-    SEXP names = PROTECT(Rf_allocVector(STRSXP, 5));
-    for (int i = 0; i < 5; i++) {
-        SET_VECTOR_ELT(res, i, i == 0 ? ptr : Rf_ScalarInteger(values[i]));
-        SET_STRING_ELT(names, i, Rf_mkChar(fields[i]));
-    }
-    Rf_setAttrib(res, R_NamesSymbol, names);
-    UNPROTECT(3);
+    SEXP res = PROTECT(named_list(5, fields));
+    for (int i = 0; i < 5; i++) SET_VECTOR_ELT(res, i, i == 0 ? ptr : Rf_ScalarInteger(values[i]));
+    UNPROTECT(2);
     return res;
 }
 

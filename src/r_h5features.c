@@ -60,16 +60,7 @@ SEXP r_an_h5f_write(SEXP path, SEXP values)
         }
         it->dims[0] = rows;
         it->dims[1] = cols;
-        /* R is column-major, the file row-major: matrices are transposed */
-#define TRANSPOSED(type, src, conv)                                                 \
-    do {                                                                            \
-        type *buf = (type *)R_alloc(rows * cols, sizeof(type));                     \
-        for (size_t r = 0; r < rows; r++)                                           \
-            for (size_t c = 0; c < cols; c++) buf[r * cols + c] = conv((src)[c * rows + r]); \
-        it->data = buf;                                                             \
-    } while (0)
-#define SAME(v) (v)
-#define TO_FLOAT(v) ((float)(v))
+        it->flags = AN_H5F_COLUMN_MAJOR;   /* R's layout; the engine stores matrices row-major */
         switch (TYPEOF(x)) {
         case STRSXP: {
             const char **s = (const char **)R_alloc((size_t)len, sizeof(char *));
@@ -79,33 +70,23 @@ SEXP r_an_h5f_write(SEXP path, SEXP values)
                 s[k] = Rf_translateCharUTF8(e);
             }
             it->kind = AN_H5F_STRINGS;
-            if (it->ndims == 2) TRANSPOSED(const char *, s, SAME);
-            else it->data = s;
+            it->data = s;
             break;
         }
         case LGLSXP:
-        case INTSXP: {
-            const int *v = TYPEOF(x) == LGLSXP ? LOGICAL(x) : INTEGER(x);
+        case INTSXP:
             it->kind = AN_H5F_INTS;
-            if (it->ndims == 2) TRANSPOSED(int, v, SAME);
-            else it->data = v;
+            it->data = TYPEOF(x) == LGLSXP ? LOGICAL(x) : INTEGER(x);
             break;
-        }
         case REALSXP:
-            if (it->ndims == 2) {
-                it->kind = AN_H5F_FLOATS;
-                TRANSPOSED(float, REAL(x), TO_FLOAT);
-            } else {
-                it->kind = AN_H5F_DOUBLES;
-                it->data = REAL(x);
-            }
+            /* feature matrices as 32-bit floats, other doubles as they are */
+            it->kind = it->ndims == 2 ? AN_H5F_FLOATS : AN_H5F_DOUBLES;
+            if (it->ndims == 2) it->flags |= AN_H5F_FROM_DOUBLES;
+            it->data = REAL(x);
             break;
         default:
             Rf_error("`%s` must be character, integer, logical or double", it->name);
         }
-#undef TRANSPOSED
-#undef SAME
-#undef TO_FLOAT
         m++;
     }
     if (an_h5f_write(p, items, m) != AN_OK) Rf_error("%s", an_error_message());
@@ -127,7 +108,7 @@ SEXP r_an_h5f_read(SEXP path, SEXP names)
     an_h5f_value *v = NULL;
     int n = 0;
     set_hdf5_read_timeout();
-    if (an_h5f_read(p, want, n_want, &v, &n) != AN_OK) Rf_error("%s", an_error_message());
+    if (an_h5f_read(p, want, n_want, AN_H5F_COLUMN_MAJOR, &v, &n) != AN_OK) Rf_error("%s", an_error_message());
     /* the values are malloc'd: copy them into R, then free them. An R
      * allocation failure here would leak them; it ends the call anyway. */
     SEXP res = PROTECT(Rf_allocVector(VECSXP, n));
@@ -136,40 +117,17 @@ SEXP r_an_h5f_read(SEXP path, SEXP names)
         size_t rows = v[i].ndims == 0 ? 1 : v[i].dims[0];
         size_t cols = v[i].ndims == 2 ? v[i].dims[1] : 1;
         size_t count = rows * cols;
-        SEXP x;
-        switch (v[i].kind) {
-        case AN_H5F_STRINGS: {
-            x = PROTECT(Rf_allocVector(STRSXP, (R_xlen_t)count));
-            char **s = v[i].data;
-            for (size_t r = 0; r < rows; r++)
-                for (size_t c = 0; c < cols; c++)
-                    SET_STRING_ELT(x, (R_xlen_t)(c * rows + r), Rf_mkCharCE(s[r * cols + c], CE_UTF8));
-            break;
-        }
-        case AN_H5F_INTS: {
-            x = PROTECT(Rf_allocVector(INTSXP, (R_xlen_t)count));
-            const int *s = v[i].data;
-            int *d = INTEGER(x);
-            for (size_t r = 0; r < rows; r++)
-                for (size_t c = 0; c < cols; c++) d[c * rows + r] = s[r * cols + c];
-            break;
-        }
-        default: {
-            x = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)count));
-            const double *s = v[i].data;
-            double *d = REAL(x);
-            for (size_t r = 0; r < rows; r++)
-                for (size_t c = 0; c < cols; c++) d[c * rows + r] = s[r * cols + c];
-            break;
-        }
-        }
-        if (v[i].ndims == 2) {
-            SEXP dim = PROTECT(Rf_allocVector(INTSXP, 2));
-            INTEGER(dim)[0] = (int)rows;
-            INTEGER(dim)[1] = (int)cols;
-            Rf_setAttrib(x, R_DimSymbol, dim);
-            UNPROTECT(1);
-        }
+        SEXPTYPE type = v[i].kind == AN_H5F_STRINGS ? STRSXP : v[i].kind == AN_H5F_INTS ? INTSXP : REALSXP;
+        SEXP x = PROTECT(v[i].ndims == 2 ? Rf_allocMatrix(type, (int)rows, (int)cols)
+                                         : Rf_allocVector(type, (R_xlen_t)count));
+        /* column-major, as R keeps matrices */
+        if (type == STRSXP)
+            for (size_t k = 0; k < count; k++)
+                SET_STRING_ELT(x, (R_xlen_t)k, Rf_mkCharCE(((char **)v[i].data)[k], CE_UTF8));
+        else if (type == INTSXP)
+            memcpy(INTEGER(x), v[i].data, count * sizeof(int));
+        else
+            memcpy(REAL(x), v[i].data, count * sizeof(double));
         SET_VECTOR_ELT(res, i, x);
         SET_STRING_ELT(nms, i, Rf_mkCharCE(v[i].name, CE_UTF8));
         UNPROTECT(1);

@@ -189,13 +189,12 @@ static an_load_result *results_for(int count)
 
 static SEXP failures(const an_load_result *r, const int *idx, int count, int n_failed)
 {
-    const char *names[] = {"index", "message"};
-    SEXP res = PROTECT(Rf_allocVector(VECSXP, 2));
-    SEXP nm = PROTECT(Rf_allocVector(STRSXP, 2));
-    for (int i = 0; i < 2; i++) SET_STRING_ELT(nm, i, Rf_mkChar(names[i]));
-    Rf_setAttrib(res, R_NamesSymbol, nm);
-    SEXP ix = PROTECT(Rf_allocVector(INTSXP, n_failed));
-    SEXP msg = PROTECT(Rf_allocVector(STRSXP, n_failed));
+    static const char *names[] = {"index", "message"};
+    SEXP res = PROTECT(named_list(2, names));
+    SEXP ix = Rf_allocVector(INTSXP, n_failed);
+    SET_VECTOR_ELT(res, 0, ix);
+    SEXP msg = Rf_allocVector(STRSXP, n_failed);
+    SET_VECTOR_ELT(res, 1, msg);
     int k = 0;
     for (int j = 0; j < count && k < n_failed; j++) {
         if (r[j].status == AN_OK) continue;
@@ -204,24 +203,19 @@ static SEXP failures(const an_load_result *r, const int *idx, int count, int n_f
                                            CE_UTF8));
         k++;
     }
-    SET_VECTOR_ELT(res, 0, ix);
-    SET_VECTOR_ELT(res, 1, msg);
-    UNPROTECT(4);
+    UNPROTECT(1);
     return res;
 }
 
 /* list(value, failed) */
 static SEXP batch_result(SEXP value, const an_load_result *r, const int *idx, int count, int n_failed)
 {
+    static const char *names[] = {"value", "failed"};
     PROTECT(value);
-    SEXP res = PROTECT(Rf_allocVector(VECSXP, 2));
-    SEXP nm = PROTECT(Rf_allocVector(STRSXP, 2));
-    SET_STRING_ELT(nm, 0, Rf_mkChar("value"));
-    SET_STRING_ELT(nm, 1, Rf_mkChar("failed"));
-    Rf_setAttrib(res, R_NamesSymbol, nm);
+    SEXP res = PROTECT(named_list(2, names));
     SET_VECTOR_ELT(res, 0, value);
     SET_VECTOR_ELT(res, 1, failures(r, idx, count, n_failed));
-    UNPROTECT(3);
+    UNPROTECT(2);
     return res;
 }
 

@@ -32,12 +32,74 @@ static void reclaim_vlen(hid_t mt, hid_t sp, void *buf)
 #endif
 }
 
+/* ---------------------------------------------------------------- layouts */
+
+/* Bytes of one value of `kind` in memory (32-bit floats only on the way to the file). */
+static size_t value_size(an_h5f_kind kind)
+{
+    return kind == AN_H5F_STRINGS ? sizeof(char *) : kind == AN_H5F_INTS ? sizeof(int)
+           : kind == AN_H5F_FLOATS ? sizeof(float) : sizeof(double);
+}
+
+/* dst = the transpose of src, a row-major rows x cols matrix of values of
+ * `size` bytes (a column-major matrix is the row-major one of its
+ * transpose). The fixed sizes let the compiler copy each value in one move. */
+static void transpose(void *dst, const void *src, size_t rows, size_t cols, size_t size)
+{
+    char *d = dst;
+    const char *s = src;
+#define TRANSPOSE(SIZE)                                                                                    \
+    for (size_t r = 0; r < rows; r++)                                                                      \
+        for (size_t c = 0; c < cols; c++) memcpy(d + (c * rows + r) * (SIZE), s + (r * cols + c) * (SIZE), (SIZE))
+    if (size == 4) TRANSPOSE(4);
+    else if (size == 8) TRANSPOSE(8);
+    else TRANSPOSE(size);
+#undef TRANSPOSE
+}
+
+/* A matrix whose layouts differ: neither one row nor one column. */
+static int is_matrix(int ndims, const size_t dims[2])
+{
+    return ndims == 2 && dims[0] > 1 && dims[1] > 1;
+}
+
 /* ---------------------------------------------------------------- writing */
 
 static size_t item_count(const an_h5f_item *it)
 {
     if (it->ndims == 0) return 1;
     return it->ndims == 1 ? it->dims[0] : it->dims[0] * it->dims[1];
+}
+
+/* The item as the file holds it (row-major, of its kind's own type, flags
+ * 0): where it is not, it->data becomes a malloc'd copy. -1: out of memory
+ * (the item unchanged). */
+static int to_stored_form(an_h5f_item *it)
+{
+    int transposed = (it->flags & AN_H5F_COLUMN_MAJOR) && is_matrix(it->ndims, it->dims);
+    int narrowed = (it->flags & AN_H5F_FROM_DOUBLES) != 0;
+    if (!transposed && !narrowed) {
+        it->flags = 0;
+        return 0;
+    }
+    size_t count = item_count(it), rows = it->dims[0], cols = it->dims[1];
+    void *buf = malloc(count * value_size(it->kind));
+    if (!buf) return -1;
+    if (narrowed) {
+        const double *d = it->data;
+        float *f = buf;
+        if (transposed) {
+            for (size_t r = 0; r < rows; r++)
+                for (size_t c = 0; c < cols; c++) f[r * cols + c] = (float)d[c * rows + r];
+        } else {
+            for (size_t k = 0; k < count; k++) f[k] = (float)d[k];
+        }
+    } else {
+        transpose(buf, it->data, cols, rows, value_size(it->kind));
+    }
+    it->data = buf;
+    it->flags = 0;
+    return 0;
 }
 
 static hid_t file_type(an_h5f_kind kind)
@@ -128,10 +190,17 @@ static an_status build_image(const char *path, const char *mem_name, const an_h5
         return an_fail(AN_ERR_MEMORY, "cannot write '%s': HDF5 cannot create the file in memory: %s", path,
                        an_h5_detail(detail));
     an_status s = AN_OK;
-    for (int i = 0; i < n && s == AN_OK; i++)
-        if (write_item(file, &items[i]) < 0)
+    for (int i = 0; i < n && s == AN_OK; i++) {
+        /* one item's copy at a time, if it needs one */
+        an_h5f_item it = items[i];
+        if (to_stored_form(&it) != 0)
+            s = an_fail(AN_ERR_MEMORY, "cannot write '%s': out of memory (%.0f MB) for `%s`", path,
+                        item_count(&it) * (double)value_size(it.kind) / 1e6, it.name);
+        else if (write_item(file, &it) < 0)
             s = an_fail(AN_ERR_MEMORY, "cannot write '%s': HDF5 failed writing `%s` (out of memory?): %s", path,
-                        items[i].name, an_h5_detail(detail));
+                        it.name, an_h5_detail(detail));
+        if (it.data != items[i].data) free((void *)it.data);
+    }
     if (H5Fclose(file) < 0 && s == AN_OK)
         s = an_fail(AN_ERR_MEMORY, "cannot write '%s': HDF5 cannot finish the file: %s", path,
                     an_h5_detail(detail));
@@ -163,7 +232,8 @@ an_status an_h5f_write(const char *path, const an_h5f_item *items, int n)
         const an_h5f_item *it = &items[i];
         if (!it->name || !it->name[0] || strchr(it->name, '/') || !it->data || it->ndims < 0 || it->ndims > 2 ||
             it->kind < AN_H5F_STRINGS || it->kind > AN_H5F_FLOATS || item_count(it) == 0 ||
-            item_count(it) > MAX_VALUES)
+            item_count(it) > MAX_VALUES || (it->flags & ~(AN_H5F_COLUMN_MAJOR | AN_H5F_FROM_DOUBLES)) ||
+            ((it->flags & AN_H5F_FROM_DOUBLES) && it->kind != AN_H5F_FLOATS))
             return an_fail(AN_ERR_ARGUMENT, "cannot write '%s': value %d (`%s`) is malformed", path, i + 1,
                            it->name ? it->name : "");
         for (int j = 0; j < i; j++)
@@ -466,9 +536,7 @@ typedef struct {
 /* Bytes of a value's data record; for strings the block of NUL-terminated strings. */
 static uint64_t data_bytes(const an_h5f_value *v, size_t count)
 {
-    if (v->kind == AN_H5F_INTS) return (uint64_t)count * sizeof(int);
-    if (v->kind == AN_H5F_FLOATS) return (uint64_t)count * sizeof(float);
-    if (v->kind == AN_H5F_DOUBLES) return (uint64_t)count * sizeof(double);
+    if (v->kind != AN_H5F_STRINGS) return (uint64_t)count * value_size(v->kind);
     uint64_t bytes = 0;
     char **s = v->data;
     for (size_t k = 0; k < count; k++) bytes += strlen(s[k]) + 1;
@@ -690,29 +758,57 @@ static an_status read_isolated(const char *path, const char *const *names, int n
 }
 #endif
 
-static an_status read_checked(const char *path, const char *const *names, int n_names, an_h5f_value **values,
-                              int *n_values, int isolated)
+/* The values' matrices column-major (AN_H5F_COLUMN_MAJOR), in this
+ * process whichever process read them. */
+static an_status to_column_major(const char *path, an_h5f_value *values, int n)
+{
+    for (int i = 0; i < n; i++) {
+        an_h5f_value *v = &values[i];
+        if (!is_matrix(v->ndims, v->dims)) continue;
+        size_t size = value_size(v->kind);
+        void *t = malloc(v->dims[0] * v->dims[1] * size);
+        if (!t)
+            return an_fail(AN_ERR_MEMORY, "out of memory (%.0f MB) reading `%s` of '%s'",
+                           v->dims[0] * v->dims[1] * (double)size / 1e6, v->name, path);
+        transpose(t, v->data, v->dims[0], v->dims[1], size);
+        free(v->data);
+        v->data = t;
+    }
+    return AN_OK;
+}
+
+static an_status read_checked(const char *path, const char *const *names, int n_names, int flags,
+                              an_h5f_value **values, int *n_values, int isolated)
 {
     if (values) *values = NULL;
     if (n_values) *n_values = 0;
     if (!path || !path[0] || !values || !n_values) return an_fail(AN_ERR_ARGUMENT, "no file name to read");
-    an_status readable = an_h5_check_readable(path, "features file", NULL);
-    if (readable != AN_OK) return readable;
+    if (flags & ~AN_H5F_COLUMN_MAJOR) return an_fail(AN_ERR_ARGUMENT, "cannot read '%s': unknown flags", path);
+    an_status s = an_h5_check_readable(path, "features file", NULL);
+    if (s != AN_OK) return s;
 #if AN_HAVE_ISOLATION
-    if (isolated) return read_isolated(path, names, n_names, values, n_values);
-#endif
+    s = isolated ? read_isolated(path, names, n_names, values, n_values)
+                 : read_values(path, names, n_names, 0, values, n_values);
+#else
     (void)isolated;
-    return read_values(path, names, n_names, 0, values, n_values);
+    s = read_values(path, names, n_names, 0, values, n_values);
+#endif
+    if (s == AN_OK && (flags & AN_H5F_COLUMN_MAJOR) && (s = to_column_major(path, *values, *n_values)) != AN_OK) {
+        an_h5f_values_free(*values, *n_values);
+        *values = NULL;
+        *n_values = 0;
+    }
+    return s;
 }
 
-an_status an_h5f_read(const char *path, const char *const *names, int n_names, an_h5f_value **values,
+an_status an_h5f_read(const char *path, const char *const *names, int n_names, int flags, an_h5f_value **values,
                       int *n_values)
 {
-    return read_checked(path, names, n_names, values, n_values, 1);
+    return read_checked(path, names, n_names, flags, values, n_values, 1);
 }
 
-an_status an_h5f_read_in_process(const char *path, const char *const *names, int n_names, an_h5f_value **values,
-                                 int *n_values)
+an_status an_h5f_read_in_process(const char *path, const char *const *names, int n_names, int flags,
+                                 an_h5f_value **values, int *n_values)
 {
-    return read_checked(path, names, n_names, values, n_values, 0);
+    return read_checked(path, names, n_names, flags, values, n_values, 0);
 }

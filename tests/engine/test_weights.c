@@ -1754,7 +1754,7 @@ static void features_read_fails(const char *label, const char *path, const char 
     an_h5f_value *values = (an_h5f_value *)&values;   /* junk: the reader must clear it */
     int n = 77;
     double t0 = seconds_now();
-    an_status st = an_h5f_read(path, NULL, 0, &values, &n);
+    an_status st = an_h5f_read(path, NULL, 0, 0, &values, &n);
     double took = seconds_now() - t0;
     const char *m = an_error_message();
     CHECK(label, st != AN_OK && contains(m, path) && contains(m, want) &&
@@ -1781,11 +1781,11 @@ static void test_features(void)
     double score[2] = {0.25, -1e300};
     const char *format = "alexnet_features_h5 1";
     an_h5f_item items[] = {
-        {"format", AN_H5F_STRINGS, 0, {1, 1}, &format},
-        {"files", AN_H5F_STRINGS, 1, {3, 1}, files},
-        {"rows", AN_H5F_INTS, 1, {3, 1}, rows},
-        {"score", AN_H5F_DOUBLES, 1, {2, 1}, score},
-        {"features", AN_H5F_FLOATS, 2, {ROWS, COLS}, feat},
+        {"format", AN_H5F_STRINGS, 0, {1, 1}, &format, 0},
+        {"files", AN_H5F_STRINGS, 1, {3, 1}, files, 0},
+        {"rows", AN_H5F_INTS, 1, {3, 1}, rows, 0},
+        {"score", AN_H5F_DOUBLES, 1, {2, 1}, score, 0},
+        {"features", AN_H5F_FLOATS, 2, {ROWS, COLS}, feat, 0},
     };
     if (!status_ok("features: write a chunk file", an_h5f_write(path, items, 5))) {
         free(feat);
@@ -1794,15 +1794,15 @@ static void test_features(void)
     free(feat);
     an_h5f_value *v1 = NULL, *v2 = NULL;
     int n1 = 0, n2 = 0;
-    an_status s1 = an_h5f_read(path, NULL, 0, &v1, &n1), s2 = an_h5f_read_in_process(path, NULL, 0, &v2, &n2);
+    an_status s1 = an_h5f_read(path, NULL, 0, 0, &v1, &n1), s2 = an_h5f_read_in_process(path, NULL, 0, 0, &v2, &n2);
     CHECK("features: read in a child as in process, bit for bit (5 values)",
           s1 == AN_OK && s2 == AN_OK && n1 == 5 && same_values(v1, n1, v2, n2), "%d %d, %d values", (int)s1,
           (int)s2, n1);
     an_h5f_values_free(v1, n1);
     an_h5f_values_free(v2, n2);
     const char *some[2] = {"rows", "nothing"};
-    s1 = an_h5f_read(path, some, 2, &v1, &n1);
-    s2 = an_h5f_read_in_process(path, some, 2, &v2, &n2);
+    s1 = an_h5f_read(path, some, 2, 0, &v1, &n1);
+    s2 = an_h5f_read_in_process(path, some, 2, 0, &v2, &n2);
     CHECK("features: some values, in a child as in process", s1 == AN_OK && s2 == AN_OK && n1 == 1 &&
           same_values(v1, n1, v2, n2), "%d %d, %d values", (int)s1, (int)s2, n1);
     an_h5f_values_free(v1, n1);
@@ -1853,7 +1853,7 @@ static void test_features(void)
         snprintf(file, sizeof file, "%s/../../testthat/fixtures/hdf5_crashes/h5hg_deserialize_segv.h5", fixture_dir);
         an_h5f_value *v = NULL;
         int n = 0;
-        an_status st = an_h5f_read(file, NULL, 0, &v, &n);
+        an_status st = an_h5f_read(file, NULL, 0, 0, &v, &n);
         CHECK("features: h5hg_deserialize_segv.h5 read or an error naming the file, this process goes on",
               st == AN_OK ? n >= 0 : v == NULL && n == 0 && contains(an_error_message(), file), "status %d", (int)st);
         an_h5f_values_free(v, n);
@@ -1864,8 +1864,8 @@ static void test_features(void)
         char damaged[600];
         TPATH(damaged, "features_damaged.h5");
         const char *strings[2] = {"alexnet_features", "abc"};
-        an_h5f_item manifest[2] = {{"format", AN_H5F_STRINGS, 0, {1, 1}, &strings[0]},
-                                   {"run_id", AN_H5F_STRINGS, 0, {1, 1}, &strings[1]}};
+        an_h5f_item manifest[2] = {{"format", AN_H5F_STRINGS, 0, {1, 1}, &strings[0], 0},
+                                   {"run_id", AN_H5F_STRINGS, 0, {1, 1}, &strings[1], 0}};
         static const struct {
             size_t size_field_at;
             const char *label, *want;
@@ -1893,13 +1893,117 @@ static void test_features(void)
         an_isolated_set_timeout(0);
     }
 
-    s1 = an_h5f_read(path, NULL, 0, &v1, &n1);
+    s1 = an_h5f_read(path, NULL, 0, 0, &v1, &n1);
     CHECK("features: a good file reads after them", s1 == AN_OK && n1 == 5, "%d", (int)s1);
     an_h5f_values_free(v1, n1);
     remove(path);
     int fds1 = count_fds();
     CHECK("features: no child and no descriptor left behind", no_children() && fds1 == fds0, "%d -> %d fds", fds0,
           fds1);
+}
+
+/* Matrices held column-major, as R and Fortran keep them (AN_H5F_COLUMN_MAJOR),
+ * doubles stored as 32-bit floats (AN_H5F_FROM_DOUBLES): the file holds
+ * them row-major, so a plain read gives the transpose of the caller's
+ * layout and a column-major read gives it back; in a child as in process. */
+
+/* `v` is `name`, of kind, shape rows x cols (ndims 2) and values `want` (count of them, of the value's type) */
+static int value_is(const an_h5f_value *v, const char *name, an_h5f_kind kind, size_t rows, size_t cols,
+                    const void *want)
+{
+    if (strcmp(v->name, name) != 0 || v->kind != kind || v->ndims != 2 || v->dims[0] != rows || v->dims[1] != cols)
+        return 0;
+    for (size_t k = 0; k < rows * cols; k++) {
+        int same = kind == AN_H5F_STRINGS ? strcmp(((char **)v->data)[k], ((const char *const *)want)[k]) == 0
+                   : kind == AN_H5F_INTS  ? ((int *)v->data)[k] == ((const int *)want)[k]
+                                          : ((double *)v->data)[k] == ((const double *)want)[k];
+        if (!same) return 0;
+    }
+    return 1;
+}
+
+static void test_features_layout(void)
+{
+    char path[600];
+    TPATH(path, "features_layout.h5");
+    enum { R = 3, C = 5 };
+    /* each matrix column-major (element (r, c) at [c * R + r]) and row-major ([r * C + c]) */
+    int ints_col[R * C], ints_row[R * C];
+    double doubles_col[R * C], doubles_row[R * C], narrow_col[R * C], narrow_row[R * C];
+    const char *strings_col[R * C], *strings_row[R * C];
+    static const char *words[R * C] = {"a", "bb", "c\xc3\xa9", "", "e", "f", "g", "h", "i", "j", "k", "l", "m",
+                                       "n", "o"};
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            int k = r * C + c;
+            ints_col[c * R + r] = ints_row[k] = 100 * r + c - 7;
+            doubles_col[c * R + r] = doubles_row[k] = (r + 1) * 1e300 / (c + 3);
+            /* not a float: stored as one, read back as the float's value */
+            double third = (k + 1) / 3.0;
+            narrow_col[c * R + r] = third;
+            narrow_row[k] = (double)(float)third;
+            strings_col[c * R + r] = strings_row[k] = words[k];
+        }
+    double narrow_col_stored[R * C];   /* narrow_col as the file's floats give it back */
+    for (int k = 0; k < R * C; k++) narrow_col_stored[k] = (double)(float)narrow_col[k];
+    double vec[4] = {0.1, -1.0 / 3, 1e300, 2.5}, vec_stored[4];
+    for (int k = 0; k < 4; k++) vec_stored[k] = (double)(float)vec[k];
+    an_h5f_item items[] = {
+        {"ints", AN_H5F_INTS, 2, {R, C}, ints_col, AN_H5F_COLUMN_MAJOR},
+        {"doubles", AN_H5F_DOUBLES, 2, {R, C}, doubles_col, AN_H5F_COLUMN_MAJOR},
+        {"narrow", AN_H5F_FLOATS, 2, {R, C}, narrow_col, AN_H5F_COLUMN_MAJOR | AN_H5F_FROM_DOUBLES},
+        {"strings", AN_H5F_STRINGS, 2, {R, C}, strings_col, AN_H5F_COLUMN_MAJOR},
+        /* one row: the same in either layout */
+        {"row", AN_H5F_INTS, 2, {1, C}, ints_row, AN_H5F_COLUMN_MAJOR},
+        /* a vector of doubles as floats, no matrix */
+        {"vector", AN_H5F_FLOATS, 1, {4, 1}, vec, AN_H5F_FROM_DOUBLES},
+    };
+    if (!status_ok("features layout: write column-major matrices", an_h5f_write(path, items, 6))) return;
+    for (int in_child = 0; in_child < 2; in_child++)
+        for (int col = 0; col < 2; col++) {
+            an_h5f_value *v = NULL;
+            int n = 0;
+            int flags = col ? AN_H5F_COLUMN_MAJOR : 0;
+            an_status st = in_child ? an_h5f_read(path, NULL, 0, flags, &v, &n)
+                                    : an_h5f_read_in_process(path, NULL, 0, flags, &v, &n);
+            /* values come back in name order: doubles, ints, narrow, row, strings, vector */
+            int ok = st == AN_OK && n == 6;
+            const struct {
+                const char *what;
+                int same;
+            } checks[] = {
+                {"double matrix",
+                 ok && value_is(&v[0], "doubles", AN_H5F_DOUBLES, R, C, col ? doubles_col : doubles_row)},
+                {"int matrix", ok && value_is(&v[1], "ints", AN_H5F_INTS, R, C, col ? ints_col : ints_row)},
+                {"double matrix stored as float32",
+                 ok && value_is(&v[2], "narrow", AN_H5F_DOUBLES, R, C, col ? narrow_col_stored : narrow_row)},
+                {"one-row matrix", ok && value_is(&v[3], "row", AN_H5F_INTS, 1, C, ints_row)},
+                {"string matrix",
+                 ok && value_is(&v[4], "strings", AN_H5F_STRINGS, R, C, col ? strings_col : strings_row)},
+                {"double vector stored as float32",
+                 ok && strcmp(v[5].name, "vector") == 0 && v[5].kind == AN_H5F_DOUBLES && v[5].ndims == 1 &&
+                     v[5].dims[0] == 4 && memcmp(v[5].data, vec_stored, sizeof vec_stored) == 0},
+            };
+            for (size_t i = 0; i < sizeof checks / sizeof *checks; i++) {
+                char lab[200];
+                snprintf(lab, sizeof lab, "features layout: %s %s, %s", checks[i].what,
+                         in_child ? "in a child" : "in process", col ? "column-major read: the input"
+                                                                    : "row-major read: the transpose");
+                CHECK(lab, checks[i].same, "status %d, %d values", (int)st, n);
+            }
+            an_h5f_values_free(v, n);
+        }
+    /* flags that do not fit are the caller's error */
+    an_h5f_item bad = {"ints", AN_H5F_INTS, 2, {R, C}, ints_col, AN_H5F_FROM_DOUBLES};
+    an_status st = an_h5f_write(path, &bad, 1);
+    CHECK("features layout: doubles as floats for an int item is malformed",
+          st == AN_ERR_ARGUMENT && contains(an_error_message(), "malformed"), "status %d", (int)st);
+    an_h5f_value *v = NULL;
+    int n = 0;
+    st = an_h5f_read(path, NULL, 0, AN_H5F_FROM_DOUBLES, &v, &n);
+    CHECK("features layout: a read with a writer's flag fails", st == AN_ERR_ARGUMENT && !v && n == 0,
+          "status %d", (int)st);
+    remove(path);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -2170,7 +2274,7 @@ int main(int argc, char **argv)
                       {"save_failures", test_save_failures}, {"bad_input", test_bad_input},
                       {"own_integrity", test_own_integrity}, {"fuzz_regressions", test_fuzz_regressions},
                       {"repeat", test_repeat}, {"isolation", test_isolation}, {"foreign", test_foreign},
-                      {"features", test_features}};
+                      {"features", test_features}, {"features_layout", test_features_layout}};
         /* argv[2]: the groups to run, comma-separated (keras_full, ...); all by default */
         const char *only = argc > 2 ? argv[2] : NULL;
         if (!only || group_listed(only, "keras_full")) test_keras_full(fx);
