@@ -1697,10 +1697,12 @@ static void memory_limit_child(int out_fd)
     (void)w;
 }
 
-static void test_memory_limit(void)
+/* Run child(fd, ctx) in a forked process that writes its report to fd:
+ * "1 message" passes, "0 message" fails. A hang ends the child after 120 s
+ * (an alarm would wait: the engine holds asynchronous signals back while
+ * it computes). */
+static void check_in_child(const char *label, void (*child)(int fd, void *ctx), void *ctx)
 {
-    const char *label = "memory limit: a step that would exhaust ulimit -v is refused before allocating";
-    if (address_limit_untestable(label)) return;
     int fd[2];
     if (pipe(fd) != 0) {
         CHECK(label, 0, "pipe failed");
@@ -1710,15 +1712,10 @@ static void test_memory_limit(void)
     pid_t pid = fork();
     if (pid == 0) {
         close(fd[0]);
-        char fd_text[16];
-        snprintf(fd_text, sizeof fd_text, "%d", fd[1]);
-        setenv("AN_MEMORY_LIMIT_CHILD_FD", fd_text, 1);
-        execl("/proc/self/exe", "test_engine", fixture_dir, "memory_limit", (char *)NULL);
-        _exit(127);
+        child(fd[1], ctx);
+        _exit(0);
     }
     close(fd[1]);
-    /* a hang ends the child after 120 s (an alarm would wait: the engine
-     * holds asynchronous signals back while it computes) */
     char buf[720] = "";
     ssize_t got = 0, r = 1;
     struct pollfd pfd = {fd[0], POLLIN, 0};
@@ -1732,69 +1729,75 @@ static void test_memory_limit(void)
           got > 2 ? buf + 2 : r > 0 ? "no report in 120 s: killed" : "no report", status);
 }
 
+/* a fresh test_engine runs memory_limit_child() (the limit needs a clean process) */
+static void exec_memory_limit_child(int fd, void *ctx)
+{
+    (void)ctx;
+    char fd_text[16];
+    snprintf(fd_text, sizeof fd_text, "%d", fd);
+    setenv("AN_MEMORY_LIMIT_CHILD_FD", fd_text, 1);
+    execl("/proc/self/exe", "test_engine", fixture_dir, "memory_limit", (char *)NULL);
+    _exit(127);
+}
+
+static void test_memory_limit(void)
+{
+    const char *label = "memory limit: a step that would exhaust ulimit -v is refused before allocating";
+    if (address_limit_untestable(label)) return;
+    check_in_child(label, exec_memory_limit_child, NULL);
+}
+
+typedef struct {
+    an_net *net;
+    const float *images, *ref;
+    int n;
+    size_t k;
+} fork_case;
+
+static void fork_child(int fd, void *ctx)
+{
+    const fork_case *f = ctx;
+    float *out = falloc(f->k, 0);
+    int refused = an_set_threads(2) != AN_OK;
+    an_status st = an_net_forward(f->net, f->images, f->n, AN_DENSE_1, out);
+    double worst = 0;
+    for (size_t i = 0; st == AN_OK && i < f->k; i++) {
+        double d = fabs((double)out[i] - f->ref[i]) / (1e-3 + fabs((double)f->ref[i]));
+        if (d > worst) worst = d;
+    }
+    int good = an_forked_child() && an_get_threads() == 1 && refused && st == AN_OK && worst < 1e-4;
+    char msg[300];
+    int len = snprintf(msg, sizeof msg, "%d forked %d, threads %d, 2 threads refused %d, forward %s, worst %.2g", good,
+                       an_forked_child(), an_get_threads(), refused, st == AN_OK ? "ok" : an_error_message(), worst);
+    ssize_t w = write(fd, msg, (size_t)len);
+    (void)w;
+}
+
 /* A process forked after the net computed on two threads (R's mclapply):
  * the child runs on one thread, refuses more, and computes with the net it
  * inherited (its cached primitives would wait forever for the parent's
  * OpenMP pool) the same outputs. */
 static void test_fork(void)
 {
-    const char *label = "fork: the child computes on one thread with the parent's net";
     enum { N = 2 };
-    an_net *net = NULL;
-    float *images = xmalloc((size_t)N * AN_INPUT_PIXELS * sizeof(float));
+    fork_case f = {NULL, NULL, NULL, N, 1};
+    float *images = xmalloc((size_t)N * AN_INPUT_PIXELS * sizeof(float)), *ref = NULL;
     hash_fill_image(images, (size_t)N * AN_INPUT_PIXELS, 4100);
     int old = an_get_threads();
-    int ok = status_ok("fork: two threads", an_set_threads(2)) && status_ok("fork: create", an_net_create(3, 5, &net));
-    size_t k = ok ? (size_t)N * an_output_size(net, AN_DENSE_1) : 1;
-    float *ref = falloc(k, 0), *out = falloc(k, 0);
-    ok = ok && status_ok("fork: parent forward", an_net_forward(net, images, N, AN_DENSE_1, ref));
-    int fd[2];
-    if (!ok || pipe(fd) != 0) {
-        CHECK(label, 0, "setup failed");
-        goto done;
-    }
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fd[0]);
-        char msg[300];
-        int refused = an_set_threads(2) != AN_OK;
-        an_status st = an_net_forward(net, images, N, AN_DENSE_1, out);
-        double worst = 0;
-        for (size_t i = 0; st == AN_OK && i < k; i++) {
-            double d = fabs((double)out[i] - ref[i]) / (1e-3 + fabs((double)ref[i]));
-            if (d > worst) worst = d;
-        }
-        int good = an_forked_child() && an_get_threads() == 1 && refused && st == AN_OK && worst < 1e-4;
-        int len = snprintf(msg, sizeof msg, "%d forked %d, threads %d, 2 threads refused %d, forward %s, worst %.2g",
-                           good, an_forked_child(), an_get_threads(), refused,
-                           st == AN_OK ? "ok" : an_error_message(), worst);
-        ssize_t w = write(fd[1], msg, (size_t)len);
-        (void)w;
-        _exit(0);
-    }
-    close(fd[1]);
-    /* a hang is the failure this guards against: 120 s, then the child is killed */
-    char buf[300] = "";
-    ssize_t got = 0, r = 1;
-    struct pollfd pfd = {fd[0], POLLIN, 0};
-    while (r > 0 && poll(&pfd, 1, 120000) > 0 && (r = read(fd[0], buf + got, sizeof buf - 1 - (size_t)got)) > 0)
-        got += r;
-    if (r > 0) kill(pid, SIGKILL);
-    close(fd[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    CHECK(label, WIFEXITED(status) && buf[0] == '1', "%s (child status %d)",
-          got > 2 ? buf + 2 : r > 0 ? "no report in 120 s: killed" : "no report", status);
+    int ok = status_ok("fork: two threads", an_set_threads(2)) && status_ok("fork: create", an_net_create(3, 5, &f.net));
+    if (ok) f.k = (size_t)N * an_output_size(f.net, AN_DENSE_1);
+    ref = falloc(f.k, 0);
+    ok = ok && status_ok("fork: parent forward", an_net_forward(f.net, images, N, AN_DENSE_1, ref));
+    f.images = images;
+    f.ref = ref;
+    if (ok) check_in_child("fork: the child computes on one thread with the parent's net", fork_child, &f);
     CHECK("fork: the parent is not a forked child and keeps its threads",
           !an_forked_child() && an_get_threads() == 2, "forked %d, threads %d", an_forked_child(), an_get_threads());
     CHECK("fork: more threads than allowed are refused", an_set_threads(an_max_threads() + 1) != AN_OK, NULL);
-done:
     an_set_threads(old);
-    an_net_free(net);
+    an_net_free(f.net);
     free(images);
     free(ref);
-    free(out);
 }
 
 int main(int argc, char **argv)
