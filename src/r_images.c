@@ -229,26 +229,29 @@ static SEXP sums3(double loss_sum, int correct, int used)
     return v;
 }
 
-/* The arguments of a run of rows over a loader: images `index` (1-based),
- * output `layer` (an engine index), in batches of `batch_size`. */
+/* The arguments of a run over a loader: images `index` (1-based) in
+ * batches of `batch_size`, a result for each, and (rows) output `layer`
+ * (an engine index; -1: none). */
 typedef struct {
     an_loader *ld;
     an_net *net;
-    int layer, batch, n;
+    int layer, batch, n, n_failed, stop;
     int *idx;
-} rows_call;
+    an_load_result *r;
+} run_call;
 
-static rows_call rows_call_args(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SEXP batch_size)
+static run_call run_args(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SEXP batch_size, SEXP skip)
 {
-    rows_call c;
-    c.ld = get_loader(lptr);
-    c.net = get_net(nptr);
-    c.layer = scalar_int(layer, "layer");
-    if (c.layer < 0 || c.layer >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", c.layer);
-    c.batch = scalar_int(batch_size, "batch_size");
+    run_call c = {get_loader(lptr), get_net(nptr), -1, scalar_int(batch_size, "batch_size"), 0, 0,
+                  !Rf_asLogical(skip), NULL, NULL};
+    if (!Rf_isNull(layer)) {
+        c.layer = scalar_int(layer, "layer");
+        if (c.layer < 0 || c.layer >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", c.layer);
+    }
     if (c.batch < 1) Rf_error("`batch_size` must be at least 1");
     c.idx = get_indices(c.ld, index, &c.n, "index");
     if (c.n < 1) Rf_error("no images to compute");
+    c.r = results_for(c.n);
     return c;
 }
 
@@ -256,15 +259,12 @@ static rows_call rows_call_args(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SE
  * n x size matrix in `index` order (rows of failed images NA). */
 SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP until, SEXP batch_size, SEXP skip)
 {
-    rows_call c = rows_call_args(lptr, nptr, index, until, batch_size);
+    run_call c = run_args(lptr, nptr, index, until, batch_size, skip);
     SEXP m = PROTECT(Rf_allocMatrix(REALSXP, c.n, (int) an_output_size(c.net, c.layer)));
     an_rows_out out = {REAL(m), 1, c.n, NA_REAL, NULL, 0};
-    an_load_result *r = results_for(c.n);
-    int n_failed = 0;
-    an_status st = an_loader_forward(c.ld, c.net, c.idx, c.n, c.layer, c.batch, !Rf_asLogical(skip), &out, r,
-                                     &n_failed);
+    an_status st = an_loader_forward(c.ld, c.net, c.idx, c.n, c.layer, c.batch, c.stop, &out, c.r, &c.n_failed);
     if (st != AN_OK) engine_error(st);
-    SEXP res = batch_result(m, r, c.idx, c.n, n_failed);
+    SEXP res = batch_result(m, c.r, c.idx, c.n, c.n_failed);
     UNPROTECT(1);
     return res;
 }
@@ -275,22 +275,20 @@ SEXP r_an_loader_forward(SEXP lptr, SEXP nptr, SEXP index, SEXP until, SEXP batc
  * class per image, -1 for the predicted one. */
 SEXP r_an_loader_gradcam(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SEXP classes, SEXP batch_size, SEXP skip)
 {
-    rows_call c = rows_call_args(lptr, nptr, index, layer, batch_size);
+    run_call c = run_args(lptr, nptr, index, layer, batch_size, skip);
     if (TYPEOF(classes) != INTSXP || Rf_length(classes) != c.n)
         Rf_error("`classes` must be an integer vector with one class per image (%d)", c.n);
     an_output_info o = an_net_output(c.net, c.layer);
     SEXP m = PROTECT(Rf_allocMatrix(REALSXP, c.n, o.h * o.w));
     SEXP used = PROTECT(Rf_duplicate(classes));
     an_rows_out out = {REAL(m), 1, c.n, NA_REAL, NULL, 0};
-    an_load_result *r = results_for(c.n);
-    int n_failed = 0;
-    an_status st = an_loader_gradcam(c.ld, c.net, c.idx, c.n, c.layer, INTEGER(used), c.batch, !Rf_asLogical(skip),
-                                     &out, r, &n_failed);
+    an_status st = an_loader_gradcam(c.ld, c.net, c.idx, c.n, c.layer, INTEGER(used), c.batch, c.stop, &out, c.r,
+                                     &c.n_failed);
     if (st != AN_OK) engine_error(st);
     for (int i = 0; i < c.n; i++)
         if (INTEGER(used)[i] < 0) INTEGER(used)[i] = NA_INTEGER;
     Rf_setAttrib(m, Rf_install("classes"), used);
-    SEXP res = batch_result(m, r, c.idx, c.n, n_failed);
+    SEXP res = batch_result(m, c.r, c.idx, c.n, c.n_failed);
     UNPROTECT(2);
     return res;
 }
@@ -300,22 +298,13 @@ SEXP r_an_loader_gradcam(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SEXP clas
 SEXP r_an_loader_evaluate(SEXP lptr, SEXP nptr, SEXP index, SEXP labels, SEXP loss, SEXP batch_size,
                           SEXP skip)
 {
-    an_loader *ld = get_loader(lptr);
-    an_net *net = get_net(nptr);
-    an_loss_kind kind = get_loss(loss);
-    int batch = scalar_int(batch_size, "batch_size");
-    if (batch < 1) Rf_error("`batch_size` must be at least 1");
-    int n;
-    int *idx = get_indices(ld, index, &n, "index");
-    if (n < 1) Rf_error("no images to evaluate");
-    const int *lab = get_labels(labels, n);
-    an_load_result *r = results_for(n);
+    run_call c = run_args(lptr, nptr, index, R_NilValue, batch_size, skip);
     double loss_sum = 0;
-    int correct = 0, used = 0, n_failed = 0;
-    an_status st = an_loader_evaluate(ld, net, idx, lab, n, batch, kind, !Rf_asLogical(skip), &loss_sum, &correct,
-                                      &used, r, &n_failed);
+    int correct = 0, used = 0;
+    an_status st = an_loader_evaluate(c.ld, c.net, c.idx, get_labels(labels, c.n), c.n, c.batch, get_loss(loss),
+                                      c.stop, &loss_sum, &correct, &used, c.r, &c.n_failed);
     if (st != AN_OK) engine_error(st);
-    return batch_result(sums3(loss_sum, correct, used), r, idx, n, n_failed);
+    return batch_result(sums3(loss_sum, correct, used), c.r, c.idx, c.n, c.n_failed);
 }
 
 /* One SGD step on batch `index` of epoch `epoch` (augmented when the loader

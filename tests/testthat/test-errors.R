@@ -155,7 +155,7 @@ test_that("bad labels and other arguments are refused", {
   expect_error(alexnet_threads("a"), "`threads`", class = "alexnet_error")
   # a huge count used to overflow the C stack at the next computation
   expect_error(alexnet_threads(1e5), "threads is 100000: at most", class = "alexnet_error")
-  expect_error(alexnet_threads(1e9), "`threads`", class = "alexnet_error")
+  expect_error(alexnet_threads(1e9), "threads is 1000000000: at most", class = "alexnet_error")
 })
 
 test_that("a FIFO named like a weights file or a JPEG is refused at once", {
