@@ -296,9 +296,14 @@ alexnet_to <- function(net, device) {
 #' AVX512_BF16 instructions (Intel Cooper Lake and Sapphire Rapids, AMD Zen
 #' 4), where the convolutions run about twice as fast; elsewhere asking for
 #' it gives one message and the network stays in `"f32"` (never a slow
-#' emulation). The GPU backend computes in `"f32"` only for now. Features
-#' differ from `"f32"` by about 0.5% of their largest value, as PyTorch's
-#' bfloat16 autocast does.
+#' emulation). On a GPU it needs bfloat16 tensor cores (Ampere or newer),
+#' where cuDNN multiplies the same bfloat16 operands and rounds each
+#' convolution's output to bfloat16 before widening it again; those
+#' kernels have not yet been run on a GPU against the CPU, so they are used
+#' only where the environment variable `AN_CUDA_BF16` is `"1"` (the
+#' package's GPU check sets it), and otherwise the network computes in
+#' `"f32"` there, with a message saying so. Features differ from `"f32"` by
+#' about 0.5% of their largest value, as PyTorch's bfloat16 autocast does.
 #'
 #' Like [alexnet_to()], this changes the network **in place**.
 #'

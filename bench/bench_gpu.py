@@ -2,11 +2,13 @@
 on a CUDA GPU, timed as bench_gpu.c times the engine: images come from host
 memory every step, features go back to the host, a training step ends when
 its loss is on the host (loss.item()). cuDNN autotuning on (benchmark=True),
-PyTorch's default math (TF32 in convolutions, FP32 matmuls).
+PyTorch's default math (TF32 in convolutions, FP32 matmuls); with
+--precision bf16, its autocast to bfloat16 (cases named <case>_bf16).
 
-Usage: python3 bench_gpu.py [--batches 16,128] [--steps 30] [--warmup 5]
+Usage: python3 bench_gpu.py [--batches 16,128] [--steps 30] [--warmup 5] [--precision f32|bf16]
 Output: torch_gpu <case> batch=B ips=X ms=Y   (median over steps)"""
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -31,7 +33,14 @@ def main():
     ap.add_argument("--batches", default="16,128")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16"])
     a = ap.parse_args()
+    bf16 = a.precision == "bf16"
+    suffix = "_bf16" if bf16 else ""
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
     if not torch.cuda.is_available():
         print("torch_gpu skipped: torch.cuda.is_available() is False")
         return 3
@@ -46,31 +55,33 @@ def main():
         feat_net = AlexNet(2, features_only=True).to(dev).eval()
 
         def features():
-            with torch.inference_mode():
-                feat_net(x.to(dev)).cpu()
+            with torch.inference_mode(), autocast():
+                feat_net(x.to(dev)).float().cpu()
 
         ms = timed(features, a.steps, a.warmup) * 1e3
-        print(f"torch_gpu features batch={n} ips={n / ms * 1e3:.1f} ms={ms:.3f}", flush=True)
+        print(f"torch_gpu features{suffix} batch={n} ips={n / ms * 1e3:.1f} ms={ms:.3f}", flush=True)
         full_net = AlexNet(2).to(dev).eval()
 
         def inference():
-            with torch.inference_mode():
-                full_net(x.to(dev)).cpu()
+            with torch.inference_mode(), autocast():
+                full_net(x.to(dev)).float().cpu()
 
         ms = timed(inference, a.steps, a.warmup) * 1e3
-        print(f"torch_gpu inference batch={n} ips={n / ms * 1e3:.1f} ms={ms:.3f}", flush=True)
+        print(f"torch_gpu inference{suffix} batch={n} ips={n / ms * 1e3:.1f} ms={ms:.3f}", flush=True)
         net = AlexNet(2).to(dev).train()
         opt = torch.optim.SGD(net.parameters(), lr=1e-5, momentum=0.9, nesterov=True)
 
         def train():
             opt.zero_grad(set_to_none=True)
-            loss = F.nll_loss(torch.log(net(x.to(dev))), y.to(dev))
+            with autocast():
+                prob = net(x.to(dev))
+            loss = F.nll_loss(torch.log(prob.float()), y.to(dev))
             loss.backward()
             opt.step()
             loss.item()
 
         ms = timed(train, a.steps, a.warmup) * 1e3
-        print(f"torch_gpu train batch={n} ips={n / ms * 1e3:.1f} ms={ms:.3f}", flush=True)
+        print(f"torch_gpu train{suffix} batch={n} ips={n / ms * 1e3:.1f} ms={ms:.3f}", flush=True)
         del feat_net, full_net, net, opt
         torch.cuda.empty_cache()
 

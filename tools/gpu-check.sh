@@ -8,7 +8,8 @@
 #   3. runs the loading tests (tests/engine/test_cuda_loader.c) and the
 #      CPU-against-GPU tests (tests/engine/test_cuda.c);
 #   4. runs the GPU benchmark against PyTorch in the same run (batch 16 and
-#      128: features, full inference, training) and prints the ratios.
+#      128: features, full inference, training; in f32, then in bf16 against
+#      PyTorch's bf16 autocast) and prints the ratios.
 # It writes everything it prints to the results file too ($GPU_CHECK_RESULTS,
 # else $OUT/gpu-check.txt where $OUT is set, else bench/results/gpu-check.txt).
 #
@@ -162,27 +163,30 @@ if [ "$bench" = 1 ] && [ "$gpu_visible" = 0 ]; then
 elif [ "$bench" = 1 ]; then
   echo "== GPU benchmark: engine against PyTorch, median of $steps steps after 5 warm-up ($(elapsed))"
   bench_log=$(mktemp)
-  if [ -x "$bench_gpu" ]; then
-    run_program "$bench_log.engine" timeout 240 env OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}" "$bench_gpu" \
-      --batches 16,128 --steps "$steps"
-    rc=$?
-    [ "$rc" -ne 0 ] && { [ "$gpu_visible" = 1 ] || [ "$rc" -ne 3 ]; } && fail "engine benchmark (exit status $rc)"
-  else
-    fail "no bench_gpu program to run"
-  fi
-  (cd bench && timeout 300 "$PY" bench_gpu.py --batches 16,128 --steps "$steps") 2>&1 | tee "$bench_log.torch"
-  rc=${PIPESTATUS[0]}
-  [ "$rc" -ne 0 ] && { [ "$gpu_visible" = 1 ] || [ "$rc" -ne 3 ]; } && fail "PyTorch benchmark (exit status $rc)"
+  for precision in f32 bf16; do
+    if [ -x "$bench_gpu" ]; then
+      run_program "$bench_log.engine.$precision" timeout 240 env OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}" "$bench_gpu" \
+        --batches 16,128 --steps "$steps" --precision $precision
+      rc=$?
+      [ "$rc" -ne 0 ] && { [ "$gpu_visible" = 1 ] || [ "$rc" -ne 3 ]; } && fail "engine benchmark, $precision (exit status $rc)"
+    else
+      fail "no bench_gpu program to run"
+    fi
+    (cd bench && timeout 300 "$PY" bench_gpu.py --batches 16,128 --steps "$steps" --precision $precision) 2>&1 |
+      tee "$bench_log.torch.$precision"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -ne 0 ] && { [ "$gpu_visible" = 1 ] || [ "$rc" -ne 3 ]; } && fail "PyTorch benchmark, $precision (exit status $rc)"
+  done
   echo "== engine / PyTorch (images per second; above 1: the engine is faster)"
-  cat "$bench_log.engine" "$bench_log.torch" 2>/dev/null | awk '
-    /^(engine|torch)_gpu (features|inference|train) / {
+  cat "$bench_log".engine.* "$bench_log".torch.* 2>/dev/null | awk '
+    /^(engine|torch)_gpu (features|inference|train)(_bf16)? / {
       split($3, b, "="); split($4, r, "="); key = $2 " batch " b[2]
       if ($1 == "engine_gpu") e[key] = r[2]; else t[key] = r[2]; if (!(key in seen)) { seen[key] = 1; order[++n] = key } }
     END { for (i = 1; i <= n; i++) { k = order[i]
             if ((k in e) && (k in t) && t[k] > 0) printf "%-22s engine %8.1f  torch %8.1f  ratio %.2f\n", k, e[k], t[k], e[k] / t[k]
             else printf "%-22s missing: %s\n", k, (k in e) ? "torch" : "engine" } }' | tee "$bench_log.ratios"
   cases=$(grep -c ' ratio ' "$bench_log.ratios")
-  if [ "$gpu_visible" = 1 ] && [ "$cases" -ne 6 ]; then fail "benchmark: $cases of 6 cases measured on both"; fi
+  if [ "$gpu_visible" = 1 ] && [ "$cases" -ne 12 ]; then fail "benchmark: $cases of 12 cases measured on both"; fi
 fi
 
 echo "== done in $(elapsed)"

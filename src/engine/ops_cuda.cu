@@ -16,6 +16,7 @@
  * nothing but its entry, an_cuda_backend_entry (built -fvisibility=hidden,
  * linked -z defs so that no engine symbol is left to resolve). */
 #include <cuda_runtime.h>
+#include <cuda_bf16.h>
 #include <cudnn.h>
 #include <cublas_v2.h>
 #ifdef AN_HAVE_NCCL
@@ -49,6 +50,11 @@ typedef struct {
     cublasHandle_t cublas;
     void *workspace;                /* shared by all convolutions of the device */
     size_t workspace_bytes;
+    /* bf16 convolutions' operands (inputs, outputs or output gradients,
+     * input and weight gradients), converted within one call: shared by
+     * all of them, as the workspace */
+    __nv_bfloat16 *bf16_scratch;
+    size_t bf16_scratch_bytes;
     staging_slot staging[STAGING_SLOTS];
     int next_slot;
     /* input batches: host -> pinned -> device on their own stream, so the
@@ -163,6 +169,17 @@ __global__ void bias_act_kernel(float *y, const float *b, size_t count, int inne
         float v = y[i] + b[(i / inner) % channels];
         y[i] = relu && !(v > 0) ? 0.0f : v;
     }
+}
+
+/* bf16 <-> f32: round to nearest even, as oneDNN and PyTorch round */
+__global__ void to_bf16_kernel(const float *x, __nv_bfloat16 *y, size_t count)
+{
+    GRID_STRIDE(i, count) y[i] = __float2bfloat16_rn(x[i]);
+}
+
+__global__ void from_bf16_kernel(const __nv_bfloat16 *x, float *y, size_t count)
+{
+    GRID_STRIDE(i, count) y[i] = __bfloat162float(x[i]);
 }
 
 __global__ void relu_mask_kernel(const float *y, float *dy, size_t count)
@@ -340,6 +357,14 @@ struct an_conv {
     int training, oh, ow;
     cudnnTensorDescriptor_t x_desc, y_desc, b_desc;
     cudnnFilterDescriptor_t w_desc;
+    /* bf16 (s.bf16): cuDNN multiplies bf16 inputs, weights and output
+     * gradients on tensor cores and sums in f32 (its PSEUDO_BFLOAT16
+     * configuration); these describe them, and w16 caches the weights in
+     * bf16 while the parameters keep version w16_version */
+    cudnnTensorDescriptor_t x16_desc, y16_desc;
+    cudnnFilterDescriptor_t w16_desc;
+    __nv_bfloat16 *w16;
+    uint64_t w16_version;
     /* one per direction: each carries the math type of its chosen algorithm */
     cudnnConvolutionDescriptor_t fwd_desc, bwd_data_desc, bwd_filter_desc;
     cudnnConvolutionFwdAlgo_t fwd_algo;
@@ -355,6 +380,10 @@ static void conv_free(an_conv *op)
     if (op->y_desc) cudnnDestroyTensorDescriptor(op->y_desc);
     if (op->b_desc) cudnnDestroyTensorDescriptor(op->b_desc);
     if (op->w_desc) cudnnDestroyFilterDescriptor(op->w_desc);
+    if (op->x16_desc) cudnnDestroyTensorDescriptor(op->x16_desc);
+    if (op->y16_desc) cudnnDestroyTensorDescriptor(op->y16_desc);
+    if (op->w16_desc) cudnnDestroyFilterDescriptor(op->w16_desc);
+    if (op->w16) cudaFree(op->w16);
     if (op->fwd_desc) cudnnDestroyConvolutionDescriptor(op->fwd_desc);
     if (op->bwd_data_desc) cudnnDestroyConvolutionDescriptor(op->bwd_data_desc);
     if (op->bwd_filter_desc) cudnnDestroyConvolutionDescriptor(op->bwd_filter_desc);
@@ -409,7 +438,7 @@ static int lossy(cudnnConvolutionBwdFilterAlgo_t a)
  * succeeded, is deterministic (a seed gives the same training history),
  * fits the workspace limit and uses a math the user allows (TF32 and the
  * lossy algorithms only where allowed; never FP16 conversion). */
-#define CHOOSE_ALGO(perf, count, chosen)                                                   \
+#define CHOOSE_ALGO(perf, count, bf16, chosen)                                             \
     do {                                                                                   \
         chosen = -1;                                                                       \
         for (int i_ = 0; i_ < (count) && chosen < 0; i_++) {                               \
@@ -417,18 +446,72 @@ static int lossy(cudnnConvolutionBwdFilterAlgo_t a)
             if (perf[i_].determinism != CUDNN_DETERMINISTIC) continue;                     \
             if (perf[i_].memory > WORKSPACE_LIMIT) continue;                               \
             if (perf[i_].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;      \
-            if (!engine->tf32() && (perf[i_].mathType == CUDNN_TENSOR_OP_MATH ||           \
-                                    lossy(perf[i_].algo))) continue;                       \
+            if (!engine->tf32() && lossy(perf[i_].algo)) continue;                         \
+            /* f32's tensor-op math is TF32; bf16's is the point */                        \
+            if (!engine->tf32() && !(bf16) && perf[i_].mathType == CUDNN_TENSOR_OP_MATH) continue; \
             chosen = i_;                                                                   \
         }                                                                                  \
     } while (0)
 
-/* The math a chosen algorithm runs with: its own where TF32 is allowed; FMA
- * (true FP32) otherwise, since cuDNN's DEFAULT_MATH may use TF32 on Ampere
- * and newer GPUs. */
-static cudnnMathType_t kept_math(cudnnMathType_t reported)
+/* The math a chosen algorithm runs with: its own where TF32 is allowed or
+ * the operands are bf16; FMA (true FP32) otherwise, since cuDNN's
+ * DEFAULT_MATH may use TF32 on Ampere and newer GPUs. */
+static cudnnMathType_t kept_math(const an_conv *op, cudnnMathType_t reported)
 {
-    return engine->tf32() ? reported : CUDNN_FMA_MATH;
+    return engine->tf32() || op->s.bf16 ? reported : CUDNN_FMA_MATH;
+}
+
+/* The bf16 scratch grows as the workspace does (before the old one is freed). */
+static an_status grow_bf16_scratch(cuda_device *d, size_t bytes)
+{
+    if (bytes <= d->bf16_scratch_bytes) return AN_OK;
+    void *larger = NULL;
+    an_status s = cuda_alloc(&d->base, bytes, &larger);
+    if (s != AN_OK) return s;
+    cudaFree(d->bf16_scratch);
+    d->bf16_scratch = (__nv_bfloat16 *)larger;
+    d->bf16_scratch_bytes = bytes;
+    return AN_OK;
+}
+
+static size_t conv_in_count(const an_conv *op) { return (size_t)op->s.n * op->s.in * op->s.h * op->s.w; }
+static size_t conv_out_count(const an_conv *op) { return (size_t)op->s.n * op->s.out * op->oh * op->ow; }
+static size_t conv_weight_count(const an_conv *op)
+{
+    return (size_t)op->s.out * (op->s.in / op->s.groups) * op->s.k * op->s.k;
+}
+
+/* scratch for one call: input, output (gradient), input gradient, weight gradient */
+static size_t bf16_scratch_need(const an_conv *op)
+{
+    return (2 * conv_in_count(op) + conv_out_count(op) + conv_weight_count(op)) * sizeof(__nv_bfloat16) + 4 * 256;
+}
+
+/* the scratch's four regions, each 256-byte aligned */
+static void bf16_regions(const an_conv *op, __nv_bfloat16 **x16, __nv_bfloat16 **y16, __nv_bfloat16 **dx16,
+                         __nv_bfloat16 **dw16)
+{
+    const size_t counts[4] = {conv_in_count(op), conv_out_count(op), conv_in_count(op), conv_weight_count(op)};
+    __nv_bfloat16 **out[4] = {x16, y16, dx16, dw16};
+    char *p = (char *)op->dev->bf16_scratch;
+    for (int i = 0; i < 4; i++) {
+        *out[i] = (__nv_bfloat16 *)p;
+        p += (counts[i] * sizeof(__nv_bfloat16) + 255) & ~(size_t)255;
+    }
+}
+
+static an_status to_bf16(cuda_device *d, const float *x, __nv_bfloat16 *y, size_t count)
+{
+    to_bf16_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(x, y, count);
+    LAUNCHED("the bf16 conversion kernel");
+    return AN_OK;
+}
+
+static an_status from_bf16(cuda_device *d, const __nv_bfloat16 *x, float *y, size_t count)
+{
+    from_bf16_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(x, y, count);
+    LAUNCHED("the bf16 conversion kernel");
+    return AN_OK;
 }
 
 static an_status conv_setup(an_conv *op)
@@ -447,8 +530,25 @@ static an_status conv_setup(an_conv *op)
               "describing a bias");
     CUDNN_TRY(cudnnSetFilter4dDescriptor(op->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s->out, s->in / s->groups,
                                          s->k, s->k), "describing convolution weights");
+    /* the descriptors the convolution itself takes: bf16 ones in bf16 */
+    cudnnTensorDescriptor_t xd = op->x_desc, yd = op->y_desc;
+    cudnnFilterDescriptor_t wd = op->w_desc;
+    if (s->bf16) {
+        CUDNN_TRY(cudnnCreateTensorDescriptor(&op->x16_desc), "creating a tensor descriptor");
+        CUDNN_TRY(cudnnCreateTensorDescriptor(&op->y16_desc), "creating a tensor descriptor");
+        CUDNN_TRY(cudnnCreateFilterDescriptor(&op->w16_desc), "creating a filter descriptor");
+        CUDNN_TRY(cudnnSetTensor4dDescriptor(op->x16_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_BFLOAT16, s->n, s->in, s->h,
+                                             s->w), "describing a bf16 convolution's input");
+        CUDNN_TRY(cudnnSetTensor4dDescriptor(op->y16_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_BFLOAT16, s->n, s->out,
+                                             op->oh, op->ow), "describing a bf16 convolution's output");
+        CUDNN_TRY(cudnnSetFilter4dDescriptor(op->w16_desc, CUDNN_DATA_BFLOAT16, CUDNN_TENSOR_NCHW, s->out,
+                                             s->in / s->groups, s->k, s->k), "describing bf16 convolution weights");
+        xd = op->x16_desc;
+        yd = op->y16_desc;
+        wd = op->w16_desc;
+    }
     cudnnConvolutionDescriptor_t *descs[3] = {&op->fwd_desc, &op->bwd_data_desc, &op->bwd_filter_desc};
-    cudnnMathType_t math = engine->tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    cudnnMathType_t math = s->bf16 ? CUDNN_TENSOR_OP_MATH : engine->tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
     for (int i = 0; i < 3; i++) {
         CUDNN_TRY(cudnnCreateConvolutionDescriptor(descs[i]), "creating a convolution descriptor");
         /* cross-correlation, as PyTorch and the engine's weights mean it */
@@ -461,42 +561,57 @@ static an_status conv_setup(an_conv *op)
     int n_out = 0, chosen;
     enum { MAX_ALGOS = 16 };
     cudnnConvolutionFwdAlgoPerf_t fwd[MAX_ALGOS];
-    CUDNN_TRY(cudnnFindConvolutionForwardAlgorithm(h, op->x_desc, op->w_desc, op->fwd_desc, op->y_desc, MAX_ALGOS,
-                                                   &n_out, fwd), "finding a forward convolution algorithm");
-    CHOOSE_ALGO(fwd, n_out, chosen);
+    CUDNN_TRY(cudnnFindConvolutionForwardAlgorithm(h, xd, wd, op->fwd_desc, yd, MAX_ALGOS, &n_out, fwd),
+              "finding a forward convolution algorithm");
+    CHOOSE_ALGO(fwd, n_out, s->bf16, chosen);
     if (chosen < 0) return fail(AN_ERR_BACKEND, "cuDNN offers no usable forward algorithm for a %dx%d "
                                 "convolution of %d channels", s->k, s->k, s->in);
     op->fwd_algo = fwd[chosen].algo;
     op->workspace_bytes = fwd[chosen].memory;
-    CUDNN_TRY(cudnnSetConvolutionMathType(op->fwd_desc, kept_math(fwd[chosen].mathType)), "setting convolution math");
+    CUDNN_TRY(cudnnSetConvolutionMathType(op->fwd_desc, kept_math(op, fwd[chosen].mathType)),
+              "setting convolution math");
     if (op->training) {
         cudnnConvolutionBwdDataAlgoPerf_t bd[MAX_ALGOS];
-        CUDNN_TRY(cudnnFindConvolutionBackwardDataAlgorithm(h, op->w_desc, op->y_desc, op->bwd_data_desc,
-                                                            op->x_desc, MAX_ALGOS, &n_out, bd),
+        CUDNN_TRY(cudnnFindConvolutionBackwardDataAlgorithm(h, wd, yd, op->bwd_data_desc, xd, MAX_ALGOS, &n_out, bd),
                   "finding a backward-data convolution algorithm");
-        CHOOSE_ALGO(bd, n_out, chosen);
+        CHOOSE_ALGO(bd, n_out, s->bf16, chosen);
         if (chosen < 0) return fail(AN_ERR_BACKEND, "cuDNN offers no usable backward-data algorithm");
         op->bwd_data_algo = bd[chosen].algo;
         if (bd[chosen].memory > op->workspace_bytes) op->workspace_bytes = bd[chosen].memory;
-        CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_data_desc, kept_math(bd[chosen].mathType)), "setting convolution math");
+        CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_data_desc, kept_math(op, bd[chosen].mathType)),
+                  "setting convolution math");
         cudnnConvolutionBwdFilterAlgoPerf_t bf[MAX_ALGOS];
-        CUDNN_TRY(cudnnFindConvolutionBackwardFilterAlgorithm(h, op->x_desc, op->y_desc, op->bwd_filter_desc,
-                                                              op->w_desc, MAX_ALGOS, &n_out, bf),
-                  "finding a backward-filter convolution algorithm");
-        CHOOSE_ALGO(bf, n_out, chosen);
+        CUDNN_TRY(cudnnFindConvolutionBackwardFilterAlgorithm(h, xd, yd, op->bwd_filter_desc, wd, MAX_ALGOS, &n_out,
+                                                              bf), "finding a backward-filter convolution algorithm");
+        CHOOSE_ALGO(bf, n_out, s->bf16, chosen);
         if (chosen < 0) return fail(AN_ERR_BACKEND, "cuDNN offers no usable backward-filter algorithm");
         op->bwd_filter_algo = bf[chosen].algo;
         if (bf[chosen].memory > op->workspace_bytes) op->workspace_bytes = bf[chosen].memory;
-        CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_filter_desc, kept_math(bf[chosen].mathType)), "setting convolution math");
+        CUDNN_TRY(cudnnSetConvolutionMathType(op->bwd_filter_desc, kept_math(op, bf[chosen].mathType)),
+                  "setting convolution math");
     }
-    return grow_workspace(op->dev, op->workspace_bytes);
+    an_status st = grow_workspace(op->dev, op->workspace_bytes);
+    if (st == AN_OK && s->bf16) st = grow_bf16_scratch(op->dev, bf16_scratch_need(op));
+    if (st == AN_OK && s->bf16) st = cuda_alloc(&op->dev->base, conv_weight_count(op) * sizeof(__nv_bfloat16),
+                                                (void **)&op->w16);
+    return st;
 }
 
-/* bf16 on the GPU (cuDNN tensor cores) is not written yet: the net keeps f32 here */
+/* bf16 tensor cores came with Ampere (compute capability 8.0). The bf16
+ * convolutions below were written and compiled without a GPU at hand: until
+ * the GPU check (tools/gpu-check.sh: test_cuda sets AN_CUDA_BF16=1) has run them
+ * against the CPU, a net on a GPU computes in f32 unless AN_CUDA_BF16=1. */
 static const char *cuda_bf16_missing(an_device *dev)
 {
-    (void)dev;
-    return "the GPU backend computes in f32 only (its bf16 kernels are not written yet)";
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, as_cuda(dev)->ordinal) != cudaSuccess ||
+        major < 8)
+        return "this GPU has no bf16 tensor cores (they came with compute capability 8.0, Ampere)";
+    const char *enabled = getenv("AN_CUDA_BF16");
+    if (!enabled || strcmp(enabled, "1") != 0)
+        return "the GPU's bf16 convolutions have not yet been checked on a GPU against the CPU "
+               "(set the environment variable AN_CUDA_BF16=1 to use them)";
+    return NULL;
 }
 
 static an_status cuda_conv_create(an_device *dev, const an_conv_spec *spec, int training, const an_layout *in,
@@ -505,7 +620,8 @@ static an_status cuda_conv_create(an_device *dev, const an_conv_spec *spec, int 
     (void)in; (void)plain_out;   /* always plain here */
     *out = NULL;
     const an_conv_spec *s = spec;
-    if (s->bf16) return fail(AN_ERR_ARGUMENT, "%s", cuda_bf16_missing(dev));
+    const char *no_bf16 = s->bf16 ? cuda_bf16_missing(dev) : NULL;
+    if (no_bf16) return fail(AN_ERR_ARGUMENT, "bf16 is not available: %s", no_bf16);
     if (s->n < 1 || s->in < 1 || s->out < 1 || s->k < 1 || s->stride < 1 || s->pad < 0 || s->groups < 1 ||
         s->in % s->groups || s->out % s->groups || s->h + 2 * s->pad < s->k || s->w + 2 * s->pad < s->k)
         return fail(AN_ERR_ARGUMENT, "invalid convolution shape (n %d, in %d, %dx%d, out %d, k %d, groups %d)",
@@ -534,22 +650,80 @@ static an_status cuda_conv_create(an_device *dev, const an_conv_spec *spec, int 
 
 static const an_layout *cuda_conv_out_layout(const an_conv *op) { (void)op; return NULL; }
 
+/* The weights in bf16, converted again only when the parameters changed
+ * (version 0: always). */
+static an_status conv_weights16(an_conv *op, const float *w, uint64_t w_version)
+{
+    if (w_version != 0 && w_version == op->w16_version) return AN_OK;
+    op->w16_version = 0;
+    an_status s = to_bf16(op->dev, w, op->w16, conv_weight_count(op));
+    if (s == AN_OK) op->w16_version = w_version;
+    return s;
+}
+
+/* f32 (s.bf16 0): the weights are used as they are, no copy to cache. bf16:
+ * the input and weights are rounded to bf16, and the output (bf16 in
+ * cuDNN's configuration) widened back to f32 before the bias. */
 static an_status cuda_conv_forward(an_conv *op, const float *x, const float *w, const float *b, uint64_t w_version,
                                    float *y)
 {
-    (void)w_version;   /* the weights are used as they are: no reorder to cache */
     cuda_device *d = op->dev;
     an_status s = use(d);
     if (s != AN_OK) return s;
     const float one = 1.0f, zero = 0.0f;
-    CUDNN_TRY(cudnnConvolutionForward(d->cudnn, &one, op->x_desc, x, op->w_desc, w, op->fwd_desc, op->fwd_algo,
-                                      d->workspace, d->workspace_bytes, &zero, op->y_desc, y),
-              "a forward convolution");
-    size_t count = (size_t)op->s.n * op->s.out * op->oh * op->ow;
+    size_t count = conv_out_count(op);
+    if (op->s.bf16) {
+        __nv_bfloat16 *x16, *y16, *dx16, *dw16;
+        bf16_regions(op, &x16, &y16, &dx16, &dw16);
+        if ((s = to_bf16(d, x, x16, conv_in_count(op))) != AN_OK || (s = conv_weights16(op, w, w_version)) != AN_OK)
+            return s;
+        CUDNN_TRY(cudnnConvolutionForward(d->cudnn, &one, op->x16_desc, x16, op->w16_desc, op->w16, op->fwd_desc,
+                                          op->fwd_algo, d->workspace, d->workspace_bytes, &zero, op->y16_desc, y16),
+                  "a bf16 forward convolution");
+        if ((s = from_bf16(d, y16, y, count)) != AN_OK) return s;
+    } else {
+        CUDNN_TRY(cudnnConvolutionForward(d->cudnn, &one, op->x_desc, x, op->w_desc, w, op->fwd_desc, op->fwd_algo,
+                                          d->workspace, d->workspace_bytes, &zero, op->y_desc, y),
+                  "a forward convolution");
+    }
     bias_act_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(y, b, count, op->oh * op->ow, op->s.out,
                                                                    op->s.relu);
     LAUNCHED("the convolution bias kernel");
     return AN_OK;
+}
+
+/* The backward of a bf16 convolution (dy already masked by the ReLU):
+ * the output gradient, the input and the weights (as the forward cached
+ * them, the same version) are rounded to bf16; the bias gradient sums the
+ * f32 dy; the input and weight gradients come out of cuDNN in bf16 and are
+ * widened to f32 for the layers below and for SGD. */
+static an_status conv_backward16(an_conv *op, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                                 float *db)
+{
+    cuda_device *d = op->dev;
+    const float one = 1.0f, zero = 0.0f;
+    __nv_bfloat16 *x16, *dy16, *dx16, *dw16;
+    bf16_regions(op, &x16, &dy16, &dx16, &dw16);
+    an_status s = to_bf16(d, dy, dy16, conv_out_count(op));
+    if (s == AN_OK && op->w16_version == 0) s = conv_weights16(op, w, 0);   /* no forward cached them */
+    if (s != AN_OK) return s;
+    if (dw) {   /* NULL: the input gradient alone (Grad-CAM) */
+        CUDNN_TRY(cudnnConvolutionBackwardBias(d->cudnn, &one, op->y_desc, dy, &zero, op->b_desc, db),
+                  "a convolution's bias gradient");
+        if ((s = to_bf16(d, x, x16, conv_in_count(op))) != AN_OK) return s;
+        CUDNN_TRY(cudnnConvolutionBackwardFilter(d->cudnn, &one, op->x16_desc, x16, op->y16_desc, dy16,
+                                                 op->bwd_filter_desc, op->bwd_filter_algo, d->workspace,
+                                                 d->workspace_bytes, &zero, op->w16_desc, dw16),
+                  "a bf16 convolution's weight gradient");
+        if ((s = from_bf16(d, dw16, dw, conv_weight_count(op))) != AN_OK) return s;
+    }
+    if (dx) {
+        CUDNN_TRY(cudnnConvolutionBackwardData(d->cudnn, &one, op->w16_desc, op->w16, op->y16_desc, dy16,
+                                               op->bwd_data_desc, op->bwd_data_algo, d->workspace, d->workspace_bytes,
+                                               &zero, op->x16_desc, dx16), "a bf16 convolution's input gradient");
+        s = from_bf16(d, dx16, dx, conv_in_count(op));
+    }
+    return s;
 }
 
 static an_status cuda_conv_backward(an_conv *op, const float *x, const float *w, const float *y, float *dy,
@@ -560,11 +734,12 @@ static an_status cuda_conv_backward(an_conv *op, const float *x, const float *w,
     an_status s = use(d);
     if (s != AN_OK) return s;
     const float one = 1.0f, zero = 0.0f;
-    size_t count = (size_t)op->s.n * op->s.out * op->oh * op->ow;
+    size_t count = conv_out_count(op);
     if (op->s.relu) {
         relu_mask_kernel<<<blocks_for(count), THREADS, 0, d->stream>>>(y, dy, count);
         LAUNCHED("the ReLU mask kernel");
     }
+    if (op->s.bf16) return conv_backward16(op, x, w, dy, dx, dw, db);
     if (dw) {   /* NULL: the input gradient alone (Grad-CAM) */
         CUDNN_TRY(cudnnConvolutionBackwardBias(d->cudnn, &one, op->y_desc, dy, &zero, op->b_desc, db),
                   "a convolution's bias gradient");
@@ -1019,6 +1194,7 @@ static void cuda_close(an_device *dev)
     if (d->images_consumed) cudaEventDestroy(d->images_consumed);
     if (d->copy_stream) cudaStreamDestroy(d->copy_stream);
     cudaFree(d->workspace);
+    cudaFree(d->bf16_scratch);
     cudaFree(d->labels);
     cudaFree(d->row_loss);
     cudaFree(d->row_correct);

@@ -31,25 +31,6 @@
 #define BF16_TOL_OP 1e-2
 #define BF16_MARGIN 1.25
 
-static float bf16_round(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    if ((u & 0x7f800000u) != 0x7f800000u) {     /* finite: round to nearest even */
-        u += 0x7fffu + ((u >> 16) & 1u);
-        u &= 0xffff0000u;
-    }
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
-static float *rounded(const float *x, size_t n)
-{
-    float *r = falloc(n, 0);
-    for (size_t i = 0; i < n; i++) r[i] = bf16_round(x[i]);
-    return r;
-}
-
 /* max |got - ref| / max |ref| */
 static double rel_error(const float *got, const float *ref, size_t n)
 {
@@ -95,7 +76,7 @@ static void test_conv(const anfx_file *f, const char *name)
     conv_case cc = conv_case_fill(&s, c);
     size_t nx = cc.nx, nw = cc.nw, ny = cc.ny;
     float *x = cc.x, *w = cc.w, *b = cc.b, *r = cc.r;
-    float *xr = rounded(x, nx), *wr = rounded(w, nw);
+    float *xr = bf16_rounded(x, nx), *wr = bf16_rounded(w, nw);
     float *y = falloc(ny, NAN), *y32 = falloc(ny, NAN);
     float *dx = falloc(nx, NAN), *dw = falloc(nw, NAN), *db = falloc((size_t)s.out, NAN);
     float *dx32 = falloc(nx, NAN), *dw32 = falloc(nw, NAN), *db32 = falloc((size_t)s.out, NAN);

@@ -71,6 +71,25 @@ float *fdup(const float *src, size_t n)
     return p;
 }
 
+float bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) != 0x7f800000u) {     /* finite: round to nearest even */
+        u += 0x7fffu + ((u >> 16) & 1u);
+        u &= 0xffff0000u;
+    }
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+float *bf16_rounded(const float *x, size_t n)
+{
+    float *r = falloc(n, 0);
+    for (size_t i = 0; i < n; i++) r[i] = bf16_round(x[i]);
+    return r;
+}
+
 anfx_file *load(const char *file)
 {
     char path[1024];

@@ -35,6 +35,9 @@ int address_limit_untestable(const char *label);
 void *xmalloc(size_t bytes);                /* exits on failure */
 float *falloc(size_t n, float value);
 float *fdup(const float *src, size_t n);
+/* x rounded to bf16 (to nearest even, as oneDNN, cuDNN and PyTorch round) */
+float bf16_round(float x);
+float *bf16_rounded(const float *x, size_t n);   /* a rounded copy (falloc) */
 
 /* fixture_dir/file, or NULL after a FAIL line */
 anfx_file *load(const char *file);
