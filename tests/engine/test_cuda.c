@@ -137,14 +137,32 @@ static conv_out run_conv(an_device *d, const an_conv_spec *s, const float *x, co
     return o;
 }
 
-static void test_conv(const char *name, an_conv_spec s, uint64_t stream)
+/* a convolution's operands, hashed from `stream` */
+typedef struct {
+    size_t nx, ny, nw;
+    float *x, *w, *b, *dy;
+} conv_operands;
+
+static conv_operands conv_operands_for(const an_conv_spec *s, uint64_t stream)
 {
     int oh, ow;
-    an_conv_output_hw(&s, &oh, &ow);
-    size_t nx = (size_t)s.n * s.in * s.h * s.w, ny = (size_t)s.n * s.out * oh * ow;
-    size_t nw = (size_t)s.out * (s.in / s.groups) * s.k * s.k;
-    float *x = hashed(nx, stream, 1), *w = hashed(nw, stream + 1, (float)sqrt(6.0 / (nw / s.out)));
-    float *b = hashed(s.out, stream + 2, 0.1f), *dy = hashed(ny, stream + 3, 1);
+    an_conv_output_hw(s, &oh, &ow);
+    conv_operands o;
+    o.nx = (size_t)s->n * s->in * s->h * s->w;
+    o.ny = (size_t)s->n * s->out * oh * ow;
+    o.nw = (size_t)s->out * (s->in / s->groups) * s->k * s->k;
+    o.x = hashed(o.nx, stream, 1);
+    o.w = hashed(o.nw, stream + 1, (float)sqrt(6.0 / (o.nw / s->out)));
+    o.b = hashed(s->out, stream + 2, 0.1f);
+    o.dy = hashed(o.ny, stream + 3, 1);
+    return o;
+}
+
+static void test_conv(const char *name, an_conv_spec s, uint64_t stream)
+{
+    conv_operands o = conv_operands_for(&s, stream);
+    size_t nx = o.nx, ny = o.ny, nw = o.nw;
+    float *x = o.x, *w = o.w, *b = o.b, *dy = o.dy;
     conv_out c = run_conv(cpu, &s, x, w, b, dy, NULL), g = run_conv(gpu, &s, x, w, b, dy, c.y);
     char label[96];
     if (c.y && g.y) {
@@ -163,12 +181,9 @@ static void test_conv(const char *name, an_conv_spec s, uint64_t stream)
  * bias gradient sums the f32 output gradients. */
 static void test_conv_bf16(const char *name, an_conv_spec s, uint64_t stream)
 {
-    int oh, ow;
-    an_conv_output_hw(&s, &oh, &ow);
-    size_t nx = (size_t)s.n * s.in * s.h * s.w, ny = (size_t)s.n * s.out * oh * ow;
-    size_t nw = (size_t)s.out * (s.in / s.groups) * s.k * s.k;
-    float *x = hashed(nx, stream, 1), *w = hashed(nw, stream + 1, (float)sqrt(6.0 / (nw / s.out)));
-    float *b = hashed(s.out, stream + 2, 0.1f), *dy = hashed(ny, stream + 3, 1);
+    conv_operands o = conv_operands_for(&s, stream);
+    size_t nx = o.nx, ny = o.ny, nw = o.nw;
+    float *x = o.x, *w = o.w, *b = o.b, *dy = o.dy;
     float *xr = bf16_rounded(x, nx), *wr = bf16_rounded(w, nw), *dyr = bf16_rounded(dy, ny);
     an_conv_spec s16 = s;
     s16.bf16 = 1;
