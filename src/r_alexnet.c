@@ -81,6 +81,14 @@ int scalar_int(SEXP x, const char *what)
     return v;
 }
 
+/* an engine output index (AN_CONV_1 ...), checked */
+int get_output_index(SEXP layer)
+{
+    int u = scalar_int(layer, "layer");
+    if (u < 0 || u >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", u);
+    return u;
+}
+
 static void set_mean(an_net *net, SEXP mean)
 {
     if (TYPEOF(mean) != REALSXP || XLENGTH(mean) != 3)

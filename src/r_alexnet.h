@@ -15,6 +15,7 @@ void set_hdf5_read_timeout(void);                      /* options(alexnet.hdf5_t
 an_net *get_net(SEXP ptr);
 void engine_error(an_status status);          /* raises an R error */
 int scalar_int(SEXP x, const char *what);
+int get_output_index(SEXP layer);             /* an engine output index, checked */
 an_pixel_array get_pixel_array(SEXP x);       /* dim c(n, h, w[, channels]) */
 /* (r_train.c) the loss code and the 0-based labels of a batch, checked */
 an_loss_kind get_loss(SEXP loss);

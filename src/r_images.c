@@ -244,10 +244,7 @@ static run_call run_args(SEXP lptr, SEXP nptr, SEXP index, SEXP layer, SEXP batc
 {
     run_call c = {get_loader(lptr), get_net(nptr), -1, scalar_int(batch_size, "batch_size"), 0, 0,
                   !Rf_asLogical(skip), NULL, NULL};
-    if (!Rf_isNull(layer)) {
-        c.layer = scalar_int(layer, "layer");
-        if (c.layer < 0 || c.layer >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", c.layer);
-    }
+    if (!Rf_isNull(layer)) c.layer = get_output_index(layer);
     if (c.batch < 1) Rf_error("`batch_size` must be at least 1");
     c.idx = get_indices(c.ld, index, &c.n, "index");
     if (c.n < 1) Rf_error("no images to compute");

@@ -184,8 +184,7 @@ SEXP r_an_test_image_to_input(SEXP x, SEXP index)
 SEXP r_an_test_forward_input(SEXP ptr, SEXP input, SEXP until)
 {
     an_net *net = get_net(ptr);
-    int u = scalar_int(until, "layer");
-    if (u < 0 || u >= AN_N_OUTPUTS) Rf_error("unknown layer index %d", u);
+    int u = get_output_index(until);
     const R_xlen_t pixels = (R_xlen_t) AN_INPUT_CHANNELS * an_net_input_size(net) * an_net_input_size(net);
     if (TYPEOF(input) != REALSXP || XLENGTH(input) == 0 || XLENGTH(input) % pixels != 0)
         Rf_error("`input` must be a double vector of n x 3 x %d x %d values", an_net_input_size(net),

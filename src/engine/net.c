@@ -763,7 +763,6 @@ an_status an_net_forward_from(an_net *net, int at, const float *x, int n, int un
 
 an_status an_net_forward_filled(an_net *net, int n, int until, an_input_fill fill, void *ctx, float *out)
 {
-    if (!fill) return an_fail(AN_ERR_ARGUMENT, "forward called with a NULL pointer");
     an_call old;
     an_call_enter(&old);
     an_status s = net_forward(net, -1, NULL, fill, ctx, n, until, out);

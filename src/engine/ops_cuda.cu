@@ -53,7 +53,7 @@ typedef struct {
     /* bf16 convolutions' operands (inputs, outputs or output gradients,
      * input and weight gradients), converted within one call: shared by
      * all of them, as the workspace */
-    __nv_bfloat16 *bf16_scratch;
+    void *bf16_scratch;
     size_t bf16_scratch_bytes;
     staging_slot staging[STAGING_SLOTS];
     int next_slot;
@@ -390,18 +390,25 @@ static void conv_free(an_conv *op)
     free(op);
 }
 
-/* The larger workspace is allocated before the old one is freed: when it
- * does not fit, the old one stays, and the shapes that ran before still run. */
-static an_status grow_workspace(cuda_device *d, size_t bytes)
+/* A buffer shared by a device's convolutions (the workspace, the bf16
+ * scratch) grown to `bytes`: the larger one is allocated before the old one
+ * is freed, so that when it does not fit the old one stays, and the shapes
+ * that ran before still run. */
+static an_status grow_shared(cuda_device *d, void **buf, size_t *have, size_t bytes)
 {
-    if (bytes <= d->workspace_bytes) return AN_OK;
+    if (bytes <= *have) return AN_OK;
     void *larger = NULL;
     an_status s = cuda_alloc(&d->base, bytes, &larger);
     if (s != AN_OK) return s;
-    cudaFree(d->workspace);   /* waits for the work that used it */
-    d->workspace = larger;
-    d->workspace_bytes = bytes;
+    cudaFree(*buf);   /* waits for the work that used it */
+    *buf = larger;
+    *have = bytes;
     return AN_OK;
+}
+
+static an_status grow_workspace(cuda_device *d, size_t bytes)
+{
+    return grow_shared(d, &d->workspace, &d->workspace_bytes, bytes);
 }
 
 static size_t cuda_test_workspace_bytes(an_device *dev) { return as_cuda(dev)->workspace_bytes; }
@@ -461,18 +468,6 @@ static cudnnMathType_t kept_math(const an_conv *op, cudnnMathType_t reported)
     return engine->tf32() || op->s.bf16 ? reported : CUDNN_FMA_MATH;
 }
 
-/* The bf16 scratch grows as the workspace does (before the old one is freed). */
-static an_status grow_bf16_scratch(cuda_device *d, size_t bytes)
-{
-    if (bytes <= d->bf16_scratch_bytes) return AN_OK;
-    void *larger = NULL;
-    an_status s = cuda_alloc(&d->base, bytes, &larger);
-    if (s != AN_OK) return s;
-    cudaFree(d->bf16_scratch);
-    d->bf16_scratch = (__nv_bfloat16 *)larger;
-    d->bf16_scratch_bytes = bytes;
-    return AN_OK;
-}
 
 static size_t conv_in_count(const an_conv *op) { return (size_t)op->s.n * op->s.in * op->s.h * op->s.w; }
 static size_t conv_out_count(const an_conv *op) { return (size_t)op->s.n * op->s.out * op->oh * op->ow; }
@@ -591,7 +586,8 @@ static an_status conv_setup(an_conv *op)
                   "setting convolution math");
     }
     an_status st = grow_workspace(op->dev, op->workspace_bytes);
-    if (st == AN_OK && s->bf16) st = grow_bf16_scratch(op->dev, bf16_scratch_need(op));
+    if (st == AN_OK && s->bf16)
+        st = grow_shared(op->dev, &op->dev->bf16_scratch, &op->dev->bf16_scratch_bytes, bf16_scratch_need(op));
     if (st == AN_OK && s->bf16) st = cuda_alloc(&op->dev->base, conv_weight_count(op) * sizeof(__nv_bfloat16),
                                                 (void **)&op->w16);
     return st;
@@ -1204,7 +1200,8 @@ static void cuda_close(an_device *dev)
     free(d);
 }
 
-/* cuDNN converts nothing outside its workspace: no use for lent memory */
+/* cuDNN converts nothing outside its workspace, and bf16's copies go to the
+ * device's shared scratch (conv_setup grows it): no use for lent memory */
 static void cuda_conv_lend(an_conv *op, void *a, size_t a_bytes, void *b, size_t b_bytes)
 {
     (void)op, (void)a, (void)a_bytes, (void)b, (void)b_bytes;

@@ -195,17 +195,20 @@ __attribute__((target("avx2"))) static inline double reduce_max_pd(__m256d v)
     return _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
 }
 
-/* 8 rows of 8 images' values (one column each) transposed into 8 rows of
- * 8 columns and stored into their images (`image` floats apart), with norm
- * as an_preprocess applies it: (x - mean) * scale, two roundings. */
+/* 8 rows of 8 images' values (one column each: images 8 g.., columns x..
+ * x + 7 of row y, channel c) transposed into 8 rows of 8 columns and stored
+ * into their images, with norm as an_preprocess applies it: (x - mean) *
+ * scale, two roundings. */
 __attribute__((target("avx2"), always_inline)) static inline void store_8x8(__m256 *r, const an_input_norm *norm,
-                                                                           __m256 m, __m256 k, float *d, size_t image)
+                                                                           __m256 m, __m256 k, const an_pixel_array *a,
+                                                                           float *dst, int g, int c, int y, int x)
 {
     transpose8(r);
     if (norm)
         for (int j = 0; j < 8; j++) r[j] = _mm256_mul_ps(_mm256_sub_ps(r[j], m), k);
+    float *d = dst + (size_t)8 * g * IMAGE(a) + (size_t)c * PLANE(a) + (size_t)y * a->w + x;
 #pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + (size_t)j * image, r[j]);
+    for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + (size_t)j * IMAGE(a), r[j]);
 }
 
 /* Images first..first + 8 groups - 1 (adjacent: si 1) x columns x0..x0 +
@@ -247,8 +250,7 @@ __attribute__((target("avx2"))) static void convert_8x8_f64(const an_pixel_array
                 mn = _mm256_min_pd(mn, _mm256_min_pd(_mm256_min_pd(lo[0], lo[1]), _mm256_min_pd(lo[2], lo[3])));
                 mx = _mm256_max_pd(mx, _mm256_max_pd(_mm256_max_pd(hi[0], hi[1]), _mm256_max_pd(hi[2], hi[3])));
                 bad = _mm256_or_pd(bad, _mm256_or_pd(_mm256_or_pd(nan[0], nan[1]), _mm256_or_pd(nan[2], nan[3])));
-                store_8x8(r, norm, m, k, dst + (size_t)8 * g * IMAGE(a) + (size_t)c * PLANE(a) + (size_t)y * S + x0 + 8 * xg,
-                          IMAGE(a));
+                store_8x8(r, norm, m, k, a, dst, g, c, y, x0 + 8 * xg);
             }
     an_pixel_range own;
     own.min = reduce_min_pd(mn);
@@ -278,8 +280,7 @@ __attribute__((target("avx2"))) static void convert_8x8_i32(const an_pixel_array
                     mx = _mm256_max_epi32(mx, q);
                     r[x] = _mm256_cvtepi32_ps(q);
                 }
-                store_8x8(r, norm, m, k, dst + (size_t)8 * g * IMAGE(a) + (size_t)c * PLANE(a) + (size_t)y * S + x0 + 8 * xg,
-                          IMAGE(a));
+                store_8x8(r, norm, m, k, a, dst, g, c, y, x0 + 8 * xg);
             }
     int lo[8], hi[8];
     _mm256_storeu_si256((__m256i *)(void *)lo, mn);
