@@ -62,7 +62,8 @@ int main(int argc, char **argv)
             double t1 = now();
             for (int i = 0; i < N && st == AN_OK; i += b) st = an_net_forward(net, in, b, AN_CONVPOOL_5, feat);
             double t2 = now();
-            for (int i = 0; i + b <= N && st == AN_OK; i += b) st = an_loader_fill(ld, idx + i, b, &norm, in);
+            for (int i = 0; i + b <= N && st == AN_OK; i += b)
+                st = an_loader_fill(ld, idx + i, b, &norm, bf16 ? AN_INPUT_PIXELS_BF16 : AN_INPUT_PIXELS_F32, in);
             double t3 = now();
             if (st != AN_OK) { fprintf(stderr, "bench_array_path: %s\n", an_error_message()); return 1; }
             if (r < 0) continue;

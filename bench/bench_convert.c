@@ -29,19 +29,23 @@ int main(int argc, char **argv)
         if (!x || !dst) return 1;
         for (size_t i = 0; i < total; i++) x[i] = (double)(i % 251);
         an_pixel_array a = {x, AN_PIXELS_F64, n, S, S, 3, 1, n, (ptrdiff_t)n * S, (ptrdiff_t)n * S * S};
-        double best = 1e9, best_copy = 1e9;
-        for (int rep = 0; rep < 7; rep++) {
-            double t0 = now();
-            for (int block = 0; block < an_pixel_blocks(a.w); block++) an_pixels_convert_block(&a, b, b, block, dst, NULL, NULL);
-            double t1 = now();
-            const double *src = x + (size_t)b * image;
-            for (size_t i = 0; i < (size_t)b * image; i++) dst[i] = (float)src[i];
-            double t2 = now();
-            if (t1 - t0 < best) best = t1 - t0;
-            if (t2 - t1 < best_copy) best_copy = t2 - t1;
+        static const char *names[] = {"planes", "pixels_f32", "pixels_bf16"};
+        for (int layout = AN_INPUT_PLANES; layout <= AN_INPUT_PIXELS_BF16; layout++) {
+            double best = 1e9, best_copy = 1e9;
+            for (int rep = 0; rep < 7; rep++) {
+                double t0 = now();
+                for (int block = 0; block < an_pixel_blocks(a.w, layout); block++)
+                    an_pixels_convert_block(&a, b, b, block, layout, dst, NULL, NULL);
+                double t1 = now();
+                const double *src = x + (size_t)b * image;
+                for (size_t i = 0; i < (size_t)b * image; i++) dst[i] = (float)src[i];
+                double t2 = now();
+                if (t1 - t0 < best) best = t1 - t0;
+                if (t2 - t1 < best_copy) best_copy = t2 - t1;
+            }
+            printf("convert batch=%d layout=%s ms_per_image=%.3f copy_ms_per_image=%.3f\n", b, names[layout],
+                   best / b * 1e3, best_copy / b * 1e3);
         }
-        printf("convert batch=%d ms_per_image=%.3f copy_ms_per_image=%.3f\n", b, best / b * 1e3,
-               best_copy / b * 1e3);
         free(x);
         free(dst);
         if (argc > 1) break;

@@ -205,13 +205,19 @@ int an_net_frozen_start(const an_net *net);
 an_status an_net_frozen_rows(an_net *net, const float *images, int n, int at, float *out);
 an_status an_net_forward_from(an_net *net, int at, const float *x, int n, int until, float *out);
 /* A forward pass whose n images `fill` writes into the net's own input,
- * already preprocessed by norm ((x - mean) * scale per channel, the net's):
- * on the CPU a batch converted there needs no buffer or pass of its own.
+ * already preprocessed by norm ((x - mean) * scale per channel, the net's),
+ * in the layout and type its first convolution computes from: on the CPU
+ * a batch converted there needs no buffer, reorder or pass of its own.
  * AN_ERR_ARGUMENT on a GPU. */
 typedef struct {
     float mean[3], scale[3];
 } an_input_norm;
-typedef an_status (*an_input_fill)(void *ctx, const an_input_norm *norm, float *input);
+/* The layouts of a batch of n images, side x side: the planes of each
+ * image (n x 3 x side x side floats, the engine's public layout), or its
+ * pixels (n x side x side x 3, channels adjacent) as floats or as bf16
+ * (round to nearest even: what a bf16 convolution converts planes to). */
+typedef enum { AN_INPUT_PLANES = 0, AN_INPUT_PIXELS_F32 = 1, AN_INPUT_PIXELS_BF16 = 2 } an_input_layout;
+typedef an_status (*an_input_fill)(void *ctx, const an_input_norm *norm, an_input_layout layout, void *input);
 an_status an_net_forward_filled(an_net *net, int n, int until, an_input_fill fill, void *ctx, float *out);
 /* The memory a batch of `n` images needs on the net's device for its
  * activations (every step's output and the input, with room for blocked

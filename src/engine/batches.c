@@ -171,10 +171,10 @@ typedef struct {
     int count;
 } fill_job;
 
-static an_status fill_from_loader(void *ctx, const an_input_norm *norm, float *input)
+static an_status fill_from_loader(void *ctx, const an_input_norm *norm, an_input_layout layout, void *input)
 {
     const fill_job *f = ctx;
-    return an_loader_fill(f->ld, f->indices, f->count, norm, input);
+    return an_loader_fill(f->ld, f->indices, f->count, norm, layout, input);
 }
 
 static an_status forward_filled(void *ctx, an_net *net, an_loader *ld, const int *indices, int b, float *rows)

@@ -19,7 +19,7 @@
 extern "C" {
 #endif
 
-#define AN_CUDA_ABI 2   /* 2: an_backend gained conv_lend */
+#define AN_CUDA_ABI 3   /* 2: an_backend gained conv_lend; 3: conv_input_layout, preprocess's layout */
 #define AN_CUDA_BACKEND_FILE "alexnet_cuda.so"
 #define AN_CUDA_BACKEND_ENTRY "an_cuda_backend_entry"
 

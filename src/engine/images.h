@@ -251,19 +251,30 @@ void an_pixel_range_init(an_pixel_range *r);
 void an_pixel_range_merge(an_pixel_range *into, const an_pixel_range *r);
 
 /* The images of a square array already of the net's input size (227, or
- * torchvision's 224) convert in blocks: a channel and 16 columns of every
- * image of a batch; a loader's workers share them out. */
-enum { AN_PIXEL_BLOCK_WIDTH = 16 };
-/* the blocks of an image `side` pixels wide */
-static inline int an_pixel_blocks(int side) { return 3 * ((side + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH); }
+ * torchvision's 224) convert in blocks of 16 columns of every image of a
+ * batch (for planes, of one channel; for pixels, of all three, whose
+ * values are adjacent there); a loader's workers share them out. */
+enum { AN_PIXEL_BLOCK_WIDTH = 16, AN_PIXEL_BLOCK_WIDTH_PIXELS = 16 };
+/* a block's columns in a layout */
+static inline int an_pixel_block_width(an_input_layout layout)
+{
+    return layout == AN_INPUT_PLANES ? AN_PIXEL_BLOCK_WIDTH : AN_PIXEL_BLOCK_WIDTH_PIXELS;
+}
+/* the blocks of an image `side` pixels wide in a layout */
+static inline int an_pixel_blocks(int side, an_input_layout layout)
+{
+    int columns = (side + an_pixel_block_width(layout) - 1) / an_pixel_block_width(layout);
+    return layout == AN_INPUT_PLANES ? 3 * columns : columns;
+}
 
 /* Block `block` of images first..first+count-1 of a square array into dst,
- * count images of the net's input of the array's size; the values read are
- * counted into range (NULL: not counted). With norm, the values written are
- * the net's preprocessed input, (x - mean) * scale per channel, bit for bit
- * as an_preprocess makes them; NULL: the pixels. */
-void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst,
-                             an_pixel_range *range, const an_input_norm *norm);
+ * count images of the net's input of the array's size in `layout`; the
+ * values read are counted into range (NULL: not counted). With norm, the
+ * values written are the net's preprocessed input, (x - mean) * scale per
+ * channel, bit for bit as an_preprocess makes them (and, in bf16, as a
+ * convolution then rounds them); NULL: the pixels. */
+void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, an_input_layout layout,
+                             void *dst, an_pixel_range *range, const an_input_norm *norm);
 
 /* The images of a square array as bytes in the net's input layout (image
  * i at i * 3 * h * w), made once, when every value is a whole number
@@ -305,10 +316,11 @@ void an_loader_convert_inline(an_loader *loader, int on);
 /* A batch that the caller's threads can convert straight into the net's
  * input: consecutive images (count >= 2) of an array already of the
  * input's size, not kept as bytes. an_loader_fill converts it into
- * `input` (n x 3 x side x side floats), preprocessed by norm, counting its
+ * `input` (in `layout`), preprocessed by norm, counting its
  * range as the workers do: a forward on the CPU then reads no copy. */
 int an_loader_fills(const an_loader *loader, const int *indices, int count);
-an_status an_loader_fill(an_loader *loader, const int *indices, int count, const an_input_norm *norm, float *input);
+an_status an_loader_fill(an_loader *loader, const int *indices, int count, const an_input_norm *norm,
+                         an_input_layout layout, void *input);
 
 /* Batch (indices, count, epoch) as the net's input, with batch `next`
  * (ncount images, NULL for none) submitted behind it so that it is prepared

@@ -213,7 +213,7 @@ static void *worker(void *p)
             pthread_mutex_unlock(&ld->mu);
             an_pixel_range range;
             an_pixel_range_init(&range);
-            an_pixels_convert_block(&ld->array, first, count, block, pixels, &range, NULL);
+            an_pixels_convert_block(&ld->array, first, count, block, AN_INPUT_PLANES, pixels, &range, NULL);
             pthread_mutex_lock(&ld->mu);
             an_pixel_range_merge(&ld->range, &range);
             if (++b->done == b->items) pthread_cond_broadcast(&ld->done);
@@ -487,10 +487,11 @@ static int blocked_batch(const an_loader *ld, const int *indices, int count)
     return 1;
 }
 
-/* Images first..first + count - 1 of the array converted into dst, block
- * by block over the caller's OpenMP team; their range merged into the
- * loader's. */
-static void convert_blocks_here(an_loader *ld, int first, int count, float *dst, const an_input_norm *norm)
+/* Images first..first + count - 1 of the array converted into dst (in
+ * `layout`), block by block over the caller's OpenMP team; their range
+ * merged into the loader's. */
+static void convert_blocks_here(an_loader *ld, int first, int count, an_input_layout layout, void *dst,
+                                const an_input_norm *norm)
 {
     an_pixel_range all;
     an_pixel_range_init(&all);
@@ -499,8 +500,8 @@ static void convert_blocks_here(an_loader *ld, int first, int count, float *dst,
         an_pixel_range range;
         an_pixel_range_init(&range);
 #pragma omp for schedule(dynamic)
-        for (int block = 0; block < an_pixel_blocks(ld->array.w); block++)
-            an_pixels_convert_block(&ld->array, first, count, block, dst, &range, norm);
+        for (int block = 0; block < an_pixel_blocks(ld->array.w, layout); block++)
+            an_pixels_convert_block(&ld->array, first, count, block, layout, dst, &range, norm);
 #pragma omp critical
         an_pixel_range_merge(&all, &range);
     }
@@ -514,11 +515,12 @@ int an_loader_fills(const an_loader *ld, const int *indices, int count)
     return ld && indices && blocked_batch(ld, indices, count);
 }
 
-an_status an_loader_fill(an_loader *ld, const int *indices, int count, const an_input_norm *norm, float *input)
+an_status an_loader_fill(an_loader *ld, const int *indices, int count, const an_input_norm *norm,
+                         an_input_layout layout, void *input)
 {
     if (!an_loader_fills(ld, indices, count) || !input)
         return an_fail(AN_ERR_ARGUMENT, "an_loader_fill: not a batch of consecutive images of the input's size");
-    convert_blocks_here(ld, indices[0], count, input, norm);
+    convert_blocks_here(ld, indices[0], count, layout, input, norm);
     return AN_OK;
 }
 
@@ -569,7 +571,7 @@ an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_
     pthread_mutex_lock(&ld->mu);
     b->count = count;
     b->blocked = blocked_batch(ld, indices, count);
-    b->items = b->blocked ? an_pixel_blocks(ld->array.w) : count;
+    b->items = b->blocked ? an_pixel_blocks(ld->array.w, AN_INPUT_PLANES) : count;
     for (int j = 0; j < count && b->blocked; j++) {   /* a copy cannot fail */
         b->results[j].status = AN_OK;
         b->results[j].width = b->results[j].height = ld->opt.image.size;
@@ -582,7 +584,7 @@ an_status an_loader_submit(an_loader *ld, const int *indices, int count, uint64_
     if (b->blocked && ld->inline_blocks) {
         /* the slot is not yet pending: no worker takes its blocks */
         pthread_mutex_unlock(&ld->mu);
-        convert_blocks_here(ld, indices[0], count, b->pixels, NULL);
+        convert_blocks_here(ld, indices[0], count, AN_INPUT_PLANES, b->pixels, NULL);
         pthread_mutex_lock(&ld->mu);
         b->next = b->done = b->items;
     }

@@ -508,9 +508,10 @@ static an_status plan_ops(const an_net *net, an_plan *p)
         if (st->kind == AN_STEP_CONV) {
             const an_param_layer *l = &net->layers[st->param];
             an_conv_spec cs = {n, in.c, in.h, in.w, l->out, l->kh, l->stride, l->pad, l->groups, l->relu,
-                               net->precision == AN_PRECISION_BF16};
+                               net->precision == AN_PRECISION_BF16, i == 0};
             s = B->conv_create(dev, &cs, training, prev, 0, &p->op[i].conv);
             if (s == AN_OK) prev = B->conv_out_layout(p->op[i].conv);
+            if (s == AN_OK && i == 0) p->input_layout = B->conv_input_layout(p->op[0].conv);
         } else if (st->kind == AN_STEP_POOL) {
             /* before a dense layer the output is plain: the dense layers read it as a matrix */
             int plain = i + 1 < AN_N_OUTPUTS && steps[i + 1].kind == AN_STEP_DENSE;
@@ -735,7 +736,7 @@ an_status an_plan_load(an_net *net, an_plan *p, int at, const float *x)
 {
     if (at == -1)
         return net->dev->ops->preprocess(net->dev, p->n, net->arch->input_size, x, net->mean, net->input_scale,
-                                         p->input);
+                                         p->input_layout, p->input);
     an_status s = an_start_check(at);
     if (s != AN_OK) return s;
     if (p->layout[at]) return an_fail(AN_ERR_ARGUMENT, "step %d's output is not plain rows on this device", at);
@@ -787,7 +788,7 @@ static an_status net_forward(an_net *net, int at, const float *x, an_input_fill 
         an_input_norm norm;
         memcpy(norm.mean, net->mean, sizeof norm.mean);
         memcpy(norm.scale, net->input_scale, sizeof norm.scale);
-        s = fill(ctx, &norm, p->input);
+        s = fill(ctx, &norm, p->input_layout, p->input);
     } else {
         s = an_plan_load(net, p, at, x);
     }

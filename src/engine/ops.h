@@ -34,6 +34,9 @@ typedef struct {
     int relu;               /* apply ReLU to the output */
     int bf16;               /* multiply in bf16 (inputs, weights and output
                              * gradients rounded), accumulate and store in f32 */
+    int own_input;          /* the input comes in the layout the convolution
+                             * computes from (an_conv_input_layout), not in
+                             * planes: a first layer's, written by its caller */
 } an_conv_spec;
 
 typedef struct an_conv an_conv;
@@ -52,6 +55,12 @@ void an_conv_free(an_conv *op);
  * primitive are kept while `w_version` stays the same non-zero number. */
 an_status an_conv_forward(an_conv *op, const float *x, const float *w, const float *b,
                           uint64_t w_version, float *y);
+/* The layout its input comes in: for a 3-channel input created with
+ * own_input, the one it computes from (oneDNN's pick: on AVX-512 CPUs
+ * pixels, in the convolution's type), so that the caller writes the input
+ * there rather than into planes the convolution would reorder at every
+ * forward and backward pass; otherwise planes. */
+an_input_layout an_conv_input_layout(const an_conv *op);
 /* dy is the gradient with respect to the (post-ReLU) output y; the ReLU
  * mask is applied from y inside. dx may be NULL (first layer). dw and db
  * are overwritten; both NULL: the input gradient alone. */
@@ -115,9 +124,11 @@ void an_loss_forward_backward(int n, int classes, const float *logits, const flo
                               double *loss_sum, int *correct);
 
 /* ---- tensor helpers ---- */
-/* the input's preprocessing: n images of 3 x side x side,
- * y = (x - mean[channel]) * scale[channel] */
-void an_preprocess(int n, int side, const float *x, const float mean[3], const float scale[3], float *y);
+/* the input's preprocessing (pixels.c): n images of 3 x side x side
+ * planes, y = (x - mean[channel]) * scale[channel] in `layout` (for bf16,
+ * then rounded as a bf16 convolution rounds its input) */
+void an_preprocess(int n, int side, const float *x, const float mean[3], const float scale[3],
+                   an_input_layout layout, void *y);
 
 /* ---- Keras' SGD on one layer's parameters (weights then bias) ----
  * v = momentum v - lr (g + weight_decay w); p += v, or with Nesterov
@@ -183,6 +194,7 @@ struct an_backend {
     an_status (*conv_backward)(an_conv *op, const float *x, const float *w, const float *y,
                                float *dy, float *dx, float *dw, float *db);
     void (*conv_lend)(an_conv *op, void *a, size_t a_bytes, void *b, size_t b_bytes);
+    an_input_layout (*conv_input_layout)(const an_conv *op);
     an_status (*pool_create)(an_device *dev, const an_pool_spec *spec, int training, const an_layout *in,
                              int plain_out, an_pool **out);
     const an_layout *(*pool_out_layout)(const an_pool *op);
@@ -204,8 +216,9 @@ struct an_backend {
     an_status (*dropout_backward)(an_device *dev, size_t count, float rate, const uint8_t *keep, float *dy);
     an_status (*loss)(an_device *dev, int n, int classes, const float *logits, const float *prob,
                       const int *host_labels, an_loss_kind kind, float *dlogits, double *loss_sum, int *correct);
+    /* planar images (host memory) into a first convolution's input, in its layout */
     an_status (*preprocess)(an_device *dev, int n, int side, const float *host_images, const float mean[3],
-                            const float scale[3], float *y);
+                            const float scale[3], an_input_layout layout, void *y);
     an_status (*sgd)(an_device *dev, size_t count, size_t weight_count, float *p, const float *g, float *v,
                      const an_sgd_step *step);
     an_status (*scale)(an_device *dev, float *x, size_t count, float factor);   /* x *= factor */

@@ -268,6 +268,7 @@ struct an_conv {
     dnnl_primitive_t fwd, bwd_data, bwd_w;
     buffer w_cache, dst_tmp, dsrc_tmp, dw_tmp;
     uint64_t w_version;                         /* of w_cache; 0 = none */
+    an_input_layout input_layout;               /* of `in` (an_conv_input_layout) */
     buffer lent[2];                             /* an_conv_lend's regions (not ours to free) */
 };
 
@@ -291,6 +292,19 @@ static dnnl_memory_desc_t conv_weights_md(const an_conv_spec *s, int any)
     dnnl_dims_t d4 = {s->out, s->in, s->k, s->k};
     if (any) return typed_any_md(g > 1 ? 5 : 4, g > 1 ? d5 : d4, s->bf16 ? dnnl_bf16 : dnnl_f32);
     return g > 1 ? plain_md(5, d5) : plain_md(4, d4);
+}
+
+/* pixels where the forward primitive computes from them (in f32 or bf16) */
+static an_input_layout computed_input_layout(const an_conv *op)
+{
+    const dnnl_memory_desc_t *src_md = query(op->fwd_pd, dnnl_query_src_md);
+    dnnl_dims_t dims = {op->s.n, op->s.in, op->s.h, op->s.w};
+    dnnl_memory_desc_t pixels;
+    for (int bf16 = 0; bf16 < 2 && op->s.in == 3; bf16++) {
+        dnnl_memory_desc_init_by_tag(&pixels, 4, dims, bf16 ? dnnl_bf16 : dnnl_f32, dnnl_nhwc);
+        if (dnnl_memory_desc_equal(src_md, &pixels)) return bf16 ? AN_INPUT_PIXELS_BF16 : AN_INPUT_PIXELS_F32;
+    }
+    return AN_INPUT_PLANES;
 }
 
 an_status an_conv_create(const an_conv_spec *spec, int training, const an_layout *in,
@@ -343,6 +357,10 @@ an_status an_conv_create(const an_conv_spec *spec, int training, const an_layout
     if (s == AN_OK) {
         op->out.md = *query(op->fwd_pd, dnnl_query_dst_md);
         if (plain_out) op->out.md = nchw_md(spec->n, spec->out, oh, ow);
+        /* an input its caller writes comes as the primitive reads it: no
+         * reorder before each forward and backward pass */
+        op->input_layout = spec->own_input && !in ? computed_input_layout(op) : AN_INPUT_PLANES;
+        if (op->input_layout != AN_INPUT_PLANES) op->in.md = *query(op->fwd_pd, dnnl_query_src_md);
     }
     if (s == AN_OK && training) {
         /* the input gradient in the forward input's layout (f32) */
@@ -460,6 +478,8 @@ an_status an_conv_forward(an_conv *op, const float *x, const float *w, const flo
     if (s == AN_OK && !direct) s = reorder(dst_md, dst, &op->out.md, y);
     return s;
 }
+
+an_input_layout an_conv_input_layout(const an_conv *op) { return op->input_layout; }
 
 an_status an_conv_backward(an_conv *op, const float *x, const float *w, const float *y,
                            float *dy, float *dx, float *dw, float *db)
@@ -768,19 +788,6 @@ void an_softmax_forward(int n, int classes, const float *logits, float *prob)
     for (int i = 0; i < n; i++) an_softmax_row(logits + (size_t)i * classes, prob + (size_t)i * classes, classes);
 }
 
-void an_preprocess(int n, int side, const float *x, const float mean[3], const float scale[3], float *y)
-{
-    const size_t plane = (size_t)side * side;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int i = 0; i < n; i++)
-        for (int c = 0; c < AN_INPUT_CHANNELS; c++) {
-            const size_t off = ((size_t)i * AN_INPUT_CHANNELS + c) * plane;
-            const float m = mean[c], s = scale[c];
-#pragma omp simd
-            for (size_t k = 0; k < plane; k++) y[off + k] = (x[off + k] - m) * s;
-        }
-}
-
 /* ---------------------------------------------------------------- dropout */
 
 void an_dropout_forward(size_t count, float rate, an_rng *rng, float *x, uint8_t *keep)
@@ -1037,10 +1044,10 @@ static an_status cpu_loss(an_device *dev, int n, int classes, const float *logit
     return AN_OK;
 }
 static an_status cpu_preprocess(an_device *dev, int n, int side, const float *images, const float mean[3],
-                                const float scale[3], float *y)
+                                const float scale[3], an_input_layout layout, void *y)
 {
     (void)dev;
-    an_preprocess(n, side, images, mean, scale, y);
+    an_preprocess(n, side, images, mean, scale, layout, y);
     return AN_OK;
 }
 static an_status cpu_sgd(an_device *dev, size_t count, size_t weight_count, float *p, const float *g, float *v,
@@ -1064,6 +1071,7 @@ static const an_backend cpu_backend = {
     cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero, cpu_memory, cpu_bf16_missing,
     an_layout_bytes, cpu_download_plain,
     cpu_conv_create, an_conv_out_layout, an_conv_free, an_conv_forward, an_conv_backward, an_conv_lend,
+    an_conv_input_layout,
     cpu_pool_create, an_pool_out_layout, an_pool_free, an_pool_forward, cpu_pool_backward,
     cpu_lrn_create, an_lrn_free, an_lrn_forward, cpu_lrn_backward,
     cpu_dense_forward, cpu_dense_backward, cpu_softmax,

@@ -1051,8 +1051,10 @@ static an_status images_buffers(cuda_device *d, size_t bytes)
 }
 
 static an_status cuda_preprocess(an_device *dev, int n, int side, const float *host_images, const float mean[3],
-                                 const float scale[3], float *y)
+                                 const float scale[3], an_input_layout layout, void *input)
 {
+    if (layout != AN_INPUT_PLANES) return fail(AN_ERR_ARGUMENT, "a GPU's input is planes");
+    float *y = (float *)input;
     cuda_device *d = as_cuda(dev);
     const size_t plane = (size_t)side * side, count = (size_t)n * AN_INPUT_CHANNELS * plane;
     const size_t bytes = count * sizeof(float);
@@ -1207,11 +1209,19 @@ static void cuda_conv_lend(an_conv *op, void *a, size_t a_bytes, void *b, size_t
     (void)op, (void)a, (void)a_bytes, (void)b, (void)b_bytes;
 }
 
+/* cuDNN's convolutions take planes, the layout the GPU's input comes in */
+static an_input_layout cuda_conv_input_layout(const an_conv *op)
+{
+    (void)op;
+    return AN_INPUT_PLANES;
+}
+
 static const an_backend cuda_backend = {
     "cuda", cuda_close,
     cuda_alloc, cuda_release, cuda_upload, cuda_download, cuda_zero, cuda_memory, cuda_bf16_missing,
     cuda_layout_bytes, cuda_download_plain,
     cuda_conv_create, cuda_conv_out_layout, conv_free, cuda_conv_forward, cuda_conv_backward, cuda_conv_lend,
+    cuda_conv_input_layout,
     cuda_pool_create, cuda_pool_out_layout, pool_free, cuda_pool_forward, cuda_pool_backward,
     cuda_lrn_create, lrn_free, cuda_lrn_forward, cuda_lrn_backward,
     cuda_dense_forward, cuda_dense_backward, cuda_softmax,

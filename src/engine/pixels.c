@@ -139,31 +139,58 @@ void an_pixels_summary(const an_pixel_array *a, an_pixel_summary *out)
 /* ---- converting -------------------------------------------------------------- */
 
 /* A square array's images (side S = a->w = a->h) go to planes of S x S
- * floats, 3 planes an image. */
+ * floats, 3 planes an image, or to S x S pixels of 3 adjacent values. */
 #define PLANE(a) ((size_t)(a)->w * (size_t)(a)->w)
 #define IMAGE(a) (3 * PLANE(a))
 
-/* Images first..first+count-1, columns x0..x0+w-1 of channel c, one value at
- * a time (any strides and types). */
-static void convert_columns_scalar(const an_pixel_array *a, int first, int count, int c, int x0, int w, float *dst,
-                                   an_pixel_range *r, const an_input_norm *norm)
+/* where image j's channel c at (y, x) goes in a layout */
+static inline size_t input_at(an_input_layout layout, int S, int j, int c, int y, int x)
 {
-    const float m = norm ? norm->mean[c] : 0.0f, k = norm ? norm->scale[c] : 1.0f;
-    ptrdiff_t base = (ptrdiff_t)first * a->si + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
+    if (layout == AN_INPUT_PLANES) return (((size_t)j * 3 + c) * S + y) * S + x;
+    return (((size_t)j * S + y) * S + x) * 3 + c;
+}
+
+/* f32 to bf16 as AVX512_BF16's VCVTNEPS2BF16 rounds (and so as a bf16
+ * convolution converts its input): to nearest even; a denormal to a zero
+ * of its sign; a NaN stays a quiet NaN. */
+static inline uint16_t bf16_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+/* Images first..first+count-1, columns x0..x0+w-1 of channels c0..c1-1,
+ * one value at a time (any strides, types and layouts); dst is image
+ * first's. */
+static void convert_columns_scalar(const an_pixel_array *a, int first, int count, int c0, int c1, int x0, int w,
+                                   an_input_layout layout, void *dst, an_pixel_range *r, const an_input_norm *norm)
+{
     const int S = a->w;
-    for (int y = 0; y < S; y++)
-        for (int x = 0; x < w; x++) {
-            ptrdiff_t o = base + y * a->sy + x * a->sx;
-            float *d = dst + (size_t)c * PLANE(a) + (size_t)y * S + x0 + x;
-            for (int j = 0; j < count; j++) {
-                float v = (float)pixel_at(a, o + j * a->si, r);
-                d[(size_t)j * IMAGE(a)] = norm ? (v - m) * k : v;
+    for (int c = c0; c < c1; c++) {
+        const float m = norm ? norm->mean[c] : 0.0f, k = norm ? norm->scale[c] : 1.0f;
+        ptrdiff_t base = (ptrdiff_t)first * a->si + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < w; x++) {
+                ptrdiff_t o = base + y * a->sy + x * a->sx;
+                for (int j = 0; j < count; j++) {
+                    float v = (float)pixel_at(a, o + j * a->si, r);
+                    if (norm) v = (v - m) * k;
+                    size_t at = input_at(layout, S, j, c, y, x0 + x);
+                    if (layout == AN_INPUT_PIXELS_BF16) ((uint16_t *)dst)[at] = bf16_bits(v);
+                    else ((float *)dst)[at] = v;
+                }
             }
-        }
+    }
 }
 
 #ifdef AN_HAVE_AVX2_KERNEL
-__attribute__((target("avx2"))) static inline void transpose8(__m256 *r)
+#define AVX2 __attribute__((target("avx2")))
+#define AVX2_INLINE __attribute__((target("avx2"), always_inline)) static inline
+
+AVX2_INLINE void transpose8(__m256 *r)
 {
     __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
     __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
@@ -183,145 +210,332 @@ __attribute__((target("avx2"))) static inline void transpose8(__m256 *r)
     r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-__attribute__((target("avx2"))) static inline double reduce_min_pd(__m256d v)
+/* The running range of a kernel's values: doubles (min, max and any NaN
+ * as vectors) or R's integers (NA_integer_ is INT32_MIN: found as the
+ * min). */
+typedef struct {
+    __m256d mn, mx, bad;
+    __m256i imn, imx;
+} tile_range;
+
+AVX2_INLINE void tile_range_init(tile_range *t)
 {
-    __m128d m = _mm_min_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-    return _mm_cvtsd_f64(_mm_min_sd(m, _mm_unpackhi_pd(m, m)));
+    t->mn = _mm256_set1_pd(INFINITY);
+    t->mx = _mm256_set1_pd(-INFINITY);
+    t->bad = _mm256_setzero_pd();
+    t->imn = _mm256_set1_epi32(INT32_MAX);
+    t->imx = _mm256_set1_epi32(INT32_MIN);
 }
 
-__attribute__((target("avx2"))) static inline double reduce_max_pd(__m256d v)
+/* 8 images' values (adjacent, from v) in each of 8 columns (sx apart) as
+ * floats, r[column] with the images in its lanes, counted into t. The 16
+ * vectors of doubles are reduced as a tree, so that the running min and
+ * max wait on one operation, not sixteen. */
+AVX2_INLINE void load_8x8(const an_pixel_array *a, int ints, ptrdiff_t at, __m256 *r, tile_range *t)
 {
-    __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-    return _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
-}
-
-/* 8 rows of 8 images' values (one column each: images 8 g.., columns x..
- * x + 7 of row y, channel c) transposed into 8 rows of 8 columns and stored
- * into their images, with norm as an_preprocess applies it: (x - mean) *
- * scale, two roundings. */
-__attribute__((target("avx2"), always_inline)) static inline void store_8x8(__m256 *r, const an_input_norm *norm,
-                                                                           __m256 m, __m256 k, const an_pixel_array *a,
-                                                                           float *dst, int g, int c, int y, int x)
-{
-    transpose8(r);
-    if (norm)
-        for (int j = 0; j < 8; j++) r[j] = _mm256_mul_ps(_mm256_sub_ps(r[j], m), k);
-    float *d = dst + (size_t)8 * g * IMAGE(a) + (size_t)c * PLANE(a) + (size_t)y * a->w + x;
+    if (ints) {
+        const int *v = (const int *)a->data + at;
 #pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + (size_t)j * IMAGE(a), r[j]);
+        for (int x = 0; x < 8; x++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(v + x * a->sx));
+            t->imn = _mm256_min_epi32(t->imn, q);
+            t->imx = _mm256_max_epi32(t->imx, q);
+            r[x] = _mm256_cvtepi32_ps(q);
+        }
+        return;
+    }
+    const double *v = (const double *)a->data + at;
+    __m256d lo[4], hi[4], nan[4];
+#pragma GCC unroll 8
+    for (int x = 0; x < 8; x++) {
+        const double *p = v + x * a->sx;
+        __m256d p0 = _mm256_loadu_pd(p), p1 = _mm256_loadu_pd(p + 4);
+        r[x] = _mm256_set_m128(_mm256_cvtpd_ps(p1), _mm256_cvtpd_ps(p0));
+        __m256d l = _mm256_min_pd(p0, p1), h = _mm256_max_pd(p0, p1), n = _mm256_cmp_pd(p0, p1, _CMP_UNORD_Q);
+        if (x < 4) {
+            lo[x] = l;
+            hi[x] = h;
+            nan[x] = n;
+        } else {
+            lo[x - 4] = _mm256_min_pd(lo[x - 4], l);
+            hi[x - 4] = _mm256_max_pd(hi[x - 4], h);
+            nan[x - 4] = _mm256_or_pd(nan[x - 4], n);
+        }
+    }
+    t->mn = _mm256_min_pd(t->mn, _mm256_min_pd(_mm256_min_pd(lo[0], lo[1]), _mm256_min_pd(lo[2], lo[3])));
+    t->mx = _mm256_max_pd(t->mx, _mm256_max_pd(_mm256_max_pd(hi[0], hi[1]), _mm256_max_pd(hi[2], hi[3])));
+    t->bad = _mm256_or_pd(t->bad, _mm256_or_pd(_mm256_or_pd(nan[0], nan[1]), _mm256_or_pd(nan[2], nan[3])));
+}
+
+AVX2 static void tile_range_merge(an_pixel_range *range, const tile_range *t, int ints)
+{
+    an_pixel_range own = {INFINITY, -INFINITY, 0};
+    if (ints) {
+        int lo[8], hi[8];
+        _mm256_storeu_si256((__m256i *)(void *)lo, t->imn);
+        _mm256_storeu_si256((__m256i *)(void *)hi, t->imx);
+        for (int k = 0; k < 8; k++) {
+            own.min = lo[k] < own.min ? lo[k] : own.min;
+            own.max = hi[k] > own.max ? hi[k] : own.max;
+        }
+        own.nonfinite = own.min == (double)INT32_MIN;
+    } else {
+        double lo[4], hi[4];
+        _mm256_storeu_pd(lo, t->mn);
+        _mm256_storeu_pd(hi, t->mx);
+        for (int k = 0; k < 4; k++) {
+            own.min = lo[k] < own.min ? lo[k] : own.min;
+            own.max = hi[k] > own.max ? hi[k] : own.max;
+        }
+        own.nonfinite = _mm256_movemask_pd(t->bad) != 0 || !isfinite(own.min) || !isfinite(own.max);
+    }
+    an_pixel_range_merge(range, &own);
 }
 
 /* Images first..first + 8 groups - 1 (adjacent: si 1) x columns x0..x0 +
- * 8 xgroups - 1 of channel c, 8 images x 8 columns at a time, row by row:
- * a row's values of every image are read together (adjacent in R's
- * layout), and counted into range on the way (no second pass over the
- * array). The 16 vectors of doubles of 8 x 8 are reduced as a tree, so
- * that the running min and max wait on one operation, not sixteen. */
-__attribute__((target("avx2"))) static void convert_8x8_f64(const an_pixel_array *a, int first, int groups, int c,
-                                                            int x0, int xgroups, float *dst, an_pixel_range *range,
-                                                            const an_input_norm *norm)
+ * 8 xgroups - 1 of channel c into planes, 8 images x 8 columns at a time,
+ * row by row: a row's values of every image are read together (adjacent
+ * in R's layout), transposed into 8 rows of 8 columns and stored into
+ * their images with norm as an_preprocess applies it: (x - mean) * scale,
+ * two roundings. */
+AVX2_INLINE void convert_planes_8x8(const an_pixel_array *a, int ints, int first, int groups, int c, int x0,
+                                    int xgroups, float *dst, an_pixel_range *range, const an_input_norm *norm)
 {
     const __m256 m = _mm256_set1_ps(norm ? norm->mean[c] : 0.0f), k = _mm256_set1_ps(norm ? norm->scale[c] : 1.0f);
-    const double *base = (const double *)a->data + first + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
+    const ptrdiff_t base = first + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
     const int S = a->w;
-    __m256d mn = _mm256_set1_pd(INFINITY), mx = _mm256_set1_pd(-INFINITY), bad = _mm256_setzero_pd();
+    tile_range t;
+    tile_range_init(&t);
     for (int y = 0; y < S; y++)
         for (int xg = 0; xg < xgroups; xg++)
             for (int g = 0; g < groups; g++) {
-                const double *v = base + y * a->sy + 8 * g + 8 * xg * a->sx;
                 __m256 r[8];
-                __m256d lo[4], hi[4], nan[4];
+                load_8x8(a, ints, base + y * a->sy + 8 * g + 8 * xg * a->sx, r, &t);
+                transpose8(r);
+                if (norm)
+                    for (int j = 0; j < 8; j++) r[j] = _mm256_mul_ps(_mm256_sub_ps(r[j], m), k);
+                float *d = dst + (size_t)8 * g * IMAGE(a) + (size_t)c * PLANE(a) + (size_t)y * S + x0 + 8 * xg;
 #pragma GCC unroll 8
-                for (int x = 0; x < 8; x++) {
-                    const double *p = v + x * a->sx;
-                    __m256d p0 = _mm256_loadu_pd(p), p1 = _mm256_loadu_pd(p + 4);
-                    r[x] = _mm256_set_m128(_mm256_cvtpd_ps(p1), _mm256_cvtpd_ps(p0));
-                    __m256d l = _mm256_min_pd(p0, p1), h = _mm256_max_pd(p0, p1), n = _mm256_cmp_pd(p0, p1, _CMP_UNORD_Q);
-                    if (x < 4) {
-                        lo[x] = l;
-                        hi[x] = h;
-                        nan[x] = n;
-                    } else {
-                        lo[x - 4] = _mm256_min_pd(lo[x - 4], l);
-                        hi[x - 4] = _mm256_max_pd(hi[x - 4], h);
-                        nan[x - 4] = _mm256_or_pd(nan[x - 4], n);
-                    }
-                }
-                mn = _mm256_min_pd(mn, _mm256_min_pd(_mm256_min_pd(lo[0], lo[1]), _mm256_min_pd(lo[2], lo[3])));
-                mx = _mm256_max_pd(mx, _mm256_max_pd(_mm256_max_pd(hi[0], hi[1]), _mm256_max_pd(hi[2], hi[3])));
-                bad = _mm256_or_pd(bad, _mm256_or_pd(_mm256_or_pd(nan[0], nan[1]), _mm256_or_pd(nan[2], nan[3])));
-                store_8x8(r, norm, m, k, a, dst, g, c, y, x0 + 8 * xg);
+                for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + (size_t)j * IMAGE(a), r[j]);
             }
-    an_pixel_range own;
-    own.min = reduce_min_pd(mn);
-    own.max = reduce_max_pd(mx);
-    own.nonfinite = _mm256_movemask_pd(bad) != 0 || !isfinite(own.min) || !isfinite(own.max);
-    an_pixel_range_merge(range, &own);
+    tile_range_merge(range, &t, ints);
 }
 
-/* The same for R's integers (NA_integer_ is INT32_MIN: found as the min). */
-__attribute__((target("avx2"))) static void convert_8x8_i32(const an_pixel_array *a, int first, int groups, int c,
-                                                            int x0, int xgroups, float *dst, an_pixel_range *range,
-                                                            const an_input_norm *norm)
+AVX2 static void convert_planes_f64(const an_pixel_array *a, int first, int groups, int c, int x0, int xgroups,
+                                    float *dst, an_pixel_range *range, const an_input_norm *norm)
 {
-    const __m256 m = _mm256_set1_ps(norm ? norm->mean[c] : 0.0f), k = _mm256_set1_ps(norm ? norm->scale[c] : 1.0f);
-    const int *base = (const int *)a->data + first + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
-    const int S = a->w;
-    __m256i mn = _mm256_set1_epi32(INT32_MAX), mx = _mm256_set1_epi32(INT32_MIN);
-    for (int y = 0; y < S; y++)
-        for (int xg = 0; xg < xgroups; xg++)
-            for (int g = 0; g < groups; g++) {
-                const int *v = base + y * a->sy + 8 * g + 8 * xg * a->sx;
-                __m256 r[8];
-#pragma GCC unroll 8
-                for (int x = 0; x < 8; x++) {
-                    __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(v + x * a->sx));
-                    mn = _mm256_min_epi32(mn, q);
-                    mx = _mm256_max_epi32(mx, q);
-                    r[x] = _mm256_cvtepi32_ps(q);
-                }
-                store_8x8(r, norm, m, k, a, dst, g, c, y, x0 + 8 * xg);
-            }
-    int lo[8], hi[8];
-    _mm256_storeu_si256((__m256i *)(void *)lo, mn);
-    _mm256_storeu_si256((__m256i *)(void *)hi, mx);
-    an_pixel_range own = {INFINITY, -INFINITY, 0};
-    for (int k = 0; k < 8; k++) {
-        own.min = lo[k] < own.min ? lo[k] : own.min;
-        own.max = hi[k] > own.max ? hi[k] : own.max;
+    convert_planes_8x8(a, 0, first, groups, c, x0, xgroups, dst, range, norm);
+}
+
+AVX2 static void convert_planes_i32(const an_pixel_array *a, int first, int groups, int c, int x0, int xgroups,
+                                    float *dst, an_pixel_range *range, const an_input_norm *norm)
+{
+    convert_planes_8x8(a, 1, first, groups, c, x0, xgroups, dst, range, norm);
+}
+
+/* ---- the same into pixels (AVX-512: a pixel's 3 values are interleaved
+ * by one permute of two registers) ---- */
+#define AVX512_INLINE __attribute__((target("avx2,avx512f,avx512vl"), always_inline)) static inline
+#define AVX512 __attribute__((target("avx2,avx512f,avx512vl")))
+
+/* 16 floats as bf16 (bf16_bits, 16 at a time) */
+AVX512_INLINE __m256i bf16_16(__m512 f)
+{
+    const __m512i u = _mm512_castps_si512(f), one = _mm512_set1_epi32(1);
+    __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                                           _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+    __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+    __mmask16 tiny = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000));
+    rounded = _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x400000));
+    rounded = _mm512_mask_and_epi32(rounded, tiny, u, _mm512_set1_epi32((int)0x80000000u));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
+}
+
+/* Where a pixel run's values come from: value k (pixel k / 3's channel
+ * k % 3) is lane 8 (k % 3) + k / 3 of the registers [R | G] and B. */
+typedef struct {
+    __m512i lo, hi;
+} pixel_lanes;
+
+AVX512_INLINE pixel_lanes pixel_lanes_make(void)
+{
+    int lo[16], hi[16] = {0};
+    for (int k = 0; k < 24; k++) (k < 16 ? lo : hi)[k % 16] = 8 * (k % 3) + k / 3;
+    return (pixel_lanes){_mm512_loadu_si512(lo), _mm512_loadu_si512(hi)};
+}
+
+/* 8 pixels' channels (one register each) as 24 adjacent values at dst +
+ * at (values of f32, or of bf16 with `bf16`) */
+AVX512_INLINE void store_pixels_8(__m256 r, __m256 g, __m256 b, const pixel_lanes *lanes, int bf16, void *dst,
+                                  size_t at)
+{
+    __m512 rg = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(r)), _mm256_castps_pd(g), 1));
+    __m512 bz = _mm512_castps256_ps512(b);
+    __m512 p0 = _mm512_permutex2var_ps(rg, lanes->lo, bz), p1 = _mm512_permutex2var_ps(rg, lanes->hi, bz);
+    if (bf16) {
+        uint16_t *d = (uint16_t *)dst + at;
+        _mm256_storeu_si256((__m256i *)(void *)d, bf16_16(p0));
+        _mm_storeu_si128((__m128i *)(void *)(d + 16), _mm256_castsi256_si128(bf16_16(p1)));
+    } else {
+        float *d = (float *)dst + at;
+        _mm512_storeu_ps(d, p0);
+        _mm256_storeu_ps(d + 16, _mm512_castps512_ps256(p1));
     }
-    own.nonfinite = own.min == (double)INT32_MIN;
-    an_pixel_range_merge(range, &own);
 }
 
+/* Images first..first + 8 groups - 1 (adjacent) x columns x0..x0 + 8
+ * xgroups - 1, all 3 channels, into pixels (f32, or bf16 with `bf16`):
+ * each channel's 8 x 8 tile as the planes' kernel makes it, then each
+ * image's 8 pixels of 3 values (24 adjacent values) by two permutes. */
+AVX512_INLINE void convert_pixels_8x8(const an_pixel_array *a, int ints, int bf16, int first, int groups, int x0,
+                                      int xgroups, void *dst, an_pixel_range *range, const an_input_norm *norm)
+{
+    const pixel_lanes lanes = pixel_lanes_make();
+    const int S = a->w, channels = a->channels == 1 ? 1 : 3;
+    __m256 m[3], k[3];
+    for (int c = 0; c < 3; c++) {
+        m[c] = _mm256_set1_ps(norm ? norm->mean[c] : 0.0f);
+        k[c] = _mm256_set1_ps(norm ? norm->scale[c] : 1.0f);
+    }
+    const ptrdiff_t base = first + (ptrdiff_t)x0 * a->sx;
+    tile_range t;
+    tile_range_init(&t);
+    for (int y = 0; y < S; y++)
+        for (int xg = 0; xg < xgroups; xg++)
+            for (int g = 0; g < groups; g++) {
+                __m256 r[3][8];
+                for (int c = 0; c < channels; c++) {
+                    load_8x8(a, ints, base + c * a->sc + y * a->sy + 8 * g + 8 * xg * a->sx, r[c], &t);
+                    transpose8(r[c]);
+                }
+                for (int c = channels; c < 3; c++) memcpy(r[c], r[0], sizeof r[0]);   /* grey */
+                if (norm)
+                    for (int c = 0; c < 3; c++)
+                        for (int j = 0; j < 8; j++) r[c][j] = _mm256_mul_ps(_mm256_sub_ps(r[c][j], m[c]), k[c]);
+                for (int j = 0; j < 8; j++)
+                    store_pixels_8(r[0][j], r[1][j], r[2][j], &lanes, bf16, dst,
+                                   input_at(AN_INPUT_PIXELS_F32, S, 8 * g + j, 0, y, x0 + 8 * xg));
+            }
+    tile_range_merge(range, &t, ints);
+}
+
+AVX512 static void convert_pixels_f64(const an_pixel_array *a, int bf16, int first, int groups, int x0, int xgroups,
+                                      void *dst, an_pixel_range *range, const an_input_norm *norm)
+{
+    if (bf16) convert_pixels_8x8(a, 0, 1, first, groups, x0, xgroups, dst, range, norm);
+    else convert_pixels_8x8(a, 0, 0, first, groups, x0, xgroups, dst, range, norm);
+}
+
+AVX512 static void convert_pixels_i32(const an_pixel_array *a, int bf16, int first, int groups, int x0, int xgroups,
+                                      void *dst, an_pixel_range *range, const an_input_norm *norm)
+{
+    if (bf16) convert_pixels_8x8(a, 1, 1, first, groups, x0, xgroups, dst, range, norm);
+    else convert_pixels_8x8(a, 1, 0, first, groups, x0, xgroups, dst, range, norm);
+}
+
+/* Row y of image i's planes into pixels with norm, 8 columns at a time
+ * (the columns past a multiple of 8 are the caller's) */
+AVX512 static void preprocess_row_pixels(const float *planes, int S, int y, const float mean[3], const float scale[3],
+                                         int bf16, void *dst, size_t at)
+{
+    const pixel_lanes lanes = pixel_lanes_make();
+    const size_t plane = (size_t)S * S;
+    __m256 m[3], k[3];
+    for (int c = 0; c < 3; c++) {
+        m[c] = _mm256_set1_ps(mean[c]);
+        k[c] = _mm256_set1_ps(scale[c]);
+    }
+    for (int x = 0; x + 8 <= S; x += 8) {
+        __m256 v[3];
+        for (int c = 0; c < 3; c++)
+            v[c] = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(planes + c * plane + (size_t)y * S + x), m[c]), k[c]);
+        store_pixels_8(v[0], v[1], v[2], &lanes, bf16, dst, at + (size_t)3 * x);
+    }
+}
+
+static int cpu_has_avx512(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    }
+    return known;
+}
 #endif
 
-void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, float *dst,
-                             an_pixel_range *range, const an_input_norm *norm)
+void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, an_input_layout layout,
+                             void *dst, an_pixel_range *range, const an_input_norm *norm)
 {
     an_pixel_range ignored;
     if (!range) {
         an_pixel_range_init(&ignored);
         range = &ignored;
     }
-    const int S = a->w, column_blocks = an_pixel_blocks(S) / 3;
-    int c = block / column_blocks;
-    int x0 = block % column_blocks * AN_PIXEL_BLOCK_WIDTH;
-    int w = x0 + AN_PIXEL_BLOCK_WIDTH < S ? AN_PIXEL_BLOCK_WIDTH : S - x0;
+    const int S = a->w, planes = layout == AN_INPUT_PLANES, width = an_pixel_block_width(layout);
+    const int column_blocks = (S + width - 1) / width;
+    const int c0 = planes ? block / column_blocks : 0, c1 = planes ? c0 + 1 : 3;
+    const int x0 = block % column_blocks * width, w = x0 + width < S ? width : S - x0;
+    const size_t value_bytes = layout == AN_INPUT_PIXELS_BF16 ? 2 : 4;
     int j = 0;
 #ifdef AN_HAVE_AVX2_KERNEL
-    if (a->si == 1 && an_cpu_has_avx2()) {
-        int x8 = w / 8 * 8;
+    if (a->si == 1 && (planes ? an_cpu_has_avx2() : cpu_has_avx512())) {
+        int x8 = w / 8 * 8, ints = a->type == AN_PIXELS_I32, bf16 = layout == AN_INPUT_PIXELS_BF16;
         j = count / 8 * 8;
-        if (j && x8)
-            (a->type == AN_PIXELS_F64 ? convert_8x8_f64 : convert_8x8_i32)(a, first, j / 8, c, x0, x8 / 8, dst, range,
-                                                                           norm);
+        if (j && x8) {
+            if (planes) (ints ? convert_planes_i32 : convert_planes_f64)(a, first, j / 8, c0, x0, x8 / 8, dst, range, norm);
+            else (ints ? convert_pixels_i32 : convert_pixels_f64)(a, bf16, first, j / 8, x0, x8 / 8, dst, range, norm);
+        }
         if (x8 < w && count >= 8)   /* the last columns of those images */
-            convert_columns_scalar(a, first, j, c, x0 + x8, w - x8, dst, range, norm);
+            convert_columns_scalar(a, first, j, c0, c1, x0 + x8, w - x8, layout, dst, range, norm);
     }
 #endif
     if (j < count)
-        convert_columns_scalar(a, first + j, count - j, c, x0, w, dst + (size_t)j * IMAGE(a), range, norm);
+        convert_columns_scalar(a, first + j, count - j, c0, c1, x0, w, layout,
+                               (char *)dst + (size_t)j * IMAGE(a) * value_bytes, range, norm);
+}
+
+void an_preprocess(int n, int side, const float *x, const float mean[3], const float scale[3],
+                   an_input_layout layout, void *y)
+{
+    const size_t plane = (size_t)side * side;
+    if (layout == AN_INPUT_PLANES) {
+        float *out = y;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(an_get_threads())
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < AN_INPUT_CHANNELS; c++) {
+                const size_t off = ((size_t)i * AN_INPUT_CHANNELS + c) * plane;
+                const float m = mean[c], s = scale[c];
+#pragma omp simd
+                for (size_t k = 0; k < plane; k++) out[off + k] = (x[off + k] - m) * s;
+            }
+        return;
+    }
+    const int bf16 = layout == AN_INPUT_PIXELS_BF16;
+    int vector = 0;
+#ifdef AN_HAVE_AVX2_KERNEL
+    vector = cpu_has_avx512();
+#endif
+#pragma omp parallel for collapse(2) schedule(static) num_threads(an_get_threads())
+    for (int i = 0; i < n; i++)
+        for (int row = 0; row < side; row++) {
+            const float *planes = x + (size_t)i * AN_INPUT_CHANNELS * plane;
+            int done = 0;
+#ifdef AN_HAVE_AVX2_KERNEL
+            if (vector) {
+                preprocess_row_pixels(planes, side, row, mean, scale, bf16, y,
+                                      input_at(layout, side, i, 0, row, 0));
+                done = side / 8 * 8;
+            }
+#endif
+            for (int col = done; col < side; col++)
+                for (int c = 0; c < AN_INPUT_CHANNELS; c++) {
+                    float v = (planes[c * plane + (size_t)row * side + col] - mean[c]) * scale[c];
+                    size_t at = input_at(layout, side, i, c, row, col);
+                    if (bf16) ((uint16_t *)y)[at] = bf16_bits(v);
+                    else ((float *)y)[at] = v;
+                }
+        }
 }
 
 /* Image `index` as h x w x 3 interleaved floats (grey copied to R, G, B). */
@@ -340,8 +554,8 @@ an_status an_pixels_convert_one(const an_pixel_array *a, int index, an_image_scr
 {
     const int size = opt ? opt->size : AN_INPUT_SIZE;
     if (a->h == size && a->w == size) {
-        for (int block = 0; block < an_pixel_blocks(size); block++)
-            an_pixels_convert_block(a, index, 1, block, dst, range, NULL);
+        for (int block = 0; block < an_pixel_blocks(size, AN_INPUT_PLANES); block++)
+            an_pixels_convert_block(a, index, 1, block, AN_INPUT_PLANES, dst, range, NULL);
         return AN_OK;
     }
     an_pixel_range ignored;
@@ -396,8 +610,8 @@ uint8_t *an_pixels_pack(const an_pixel_array *a)
             go = whole;
             if (!go || !tmp) continue;
             int first = g * 8, count = a->n - first < 8 ? a->n - first : 8, ok = 1;
-            for (int block = 0; block < an_pixel_blocks(a->w); block++)
-                an_pixels_convert_block(a, first, count, block, tmp, NULL, NULL);
+            for (int block = 0; block < an_pixel_blocks(a->w, AN_INPUT_PLANES); block++)
+                an_pixels_convert_block(a, first, count, block, AN_INPUT_PLANES, tmp, NULL, NULL);
             uint8_t *d = out + (size_t)first * IMAGE(a);
             for (size_t k = 0; k < (size_t)count * IMAGE(a); k++) {
                 float v = tmp[k];

@@ -68,7 +68,7 @@ static void test_conv(const anfx_file *f, const char *name)
     const int32_t *p = ispec(f, name, 11);
     if (!p) return;
     int c = p[0];
-    an_conv_spec s = {p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], 0};
+    an_conv_spec s = {p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], 0, 0};
     an_conv_spec sb = s;
     sb.bf16 = 1;
     int oh, ow;
@@ -302,6 +302,59 @@ static void test_api(void)
     an_net_free(net);
 }
 
+/* ------------------------------------------------- the first layer's input */
+
+/* A first convolution created with own_input takes its input in the
+ * layout it computes from, written by an_preprocess: its output and
+ * gradients are bit for bit those of the same convolution fed planes that
+ * oneDNN converts itself, so an_preprocess lays the values out, and rounds
+ * them to bf16, as oneDNN does. f32 and bf16, for inference and training
+ * (oneDNN picks the layouts: at least one must be pixels, or the check
+ * would not see them). */
+static void test_own_input(void)
+{
+    static const char *layouts[] = {"planes", "pixels f32", "pixels bf16"};
+    int pixels_seen = 0;
+    for (int k = 0; k < 4; k++) {
+        int bf16 = k / 2, training = k % 2;
+        an_conv_spec s = {4, 3, 227, 227, 96, 11, 4, 0, 1, 1, bf16, 0}, own = s;
+        own.own_input = 1;
+        conv_case cc = conv_case_fill(&s, 700 + k);
+        for (size_t i = 0; i < cc.nx; i++) cc.x[i] *= 60.0f;   /* pixels' scale: values to ~100 */
+        char name[96];
+        snprintf(name, sizeof name, "first layer's own input, %s, %s", bf16 ? "bf16" : "f32",
+                 training ? "training" : "inference");
+        float *y = falloc(cc.ny, NAN), *y_own = falloc(cc.ny, NAN), *input = falloc(cc.nx, NAN);
+        float *dw = falloc(cc.nw, NAN), *dw_own = falloc(cc.nw, NAN), *db = falloc((size_t)s.out, NAN),
+              *db_own = falloc((size_t)s.out, NAN);
+        float *dy = fdup(cc.r, cc.ny), *dy_own = fdup(cc.r, cc.ny);
+        an_conv *op = NULL, *op_own = NULL;
+        const float zero[3] = {0, 0, 0}, one[3] = {1, 1, 1};
+        int ok = status_ok(name, an_conv_create(&s, training, NULL, 1, &op)) &&
+                 status_ok(name, an_conv_create(&own, training, NULL, 1, &op_own));
+        an_input_layout layout = ok ? an_conv_input_layout(op_own) : AN_INPUT_PLANES;
+        pixels_seen += layout != AN_INPUT_PLANES;
+        if (ok) an_preprocess(s.n, s.h, cc.x, zero, one, layout, input);
+        ok = ok && status_ok(name, an_conv_forward(op, cc.x, cc.w, cc.b, 1, y)) &&
+             status_ok(name, an_conv_forward(op_own, input, cc.w, cc.b, 1, y_own));
+        int same = ok && memcmp(y, y_own, cc.ny * sizeof *y) == 0;
+        if (training) {
+            ok = ok && status_ok(name, an_conv_backward(op, cc.x, cc.w, y, dy, NULL, dw, db)) &&
+                 status_ok(name, an_conv_backward(op_own, input, cc.w, y_own, dy_own, NULL, dw_own, db_own));
+            same = same && ok && memcmp(dw, dw_own, cc.nw * sizeof *dw) == 0 &&
+                   memcmp(db, db_own, (size_t)s.out * sizeof *db) == 0;
+        }
+        result(name, -1, -1, same, "input in %s: y%s %s", layouts[layout], training ? ", dw and db" : "",
+               same ? "bit for bit" : "differ");
+        an_conv_free(op);
+        an_conv_free(op_own);
+        free(cc.x); free(cc.w); free(cc.b); free(cc.r);
+        free(y); free(y_own); free(input); free(dw); free(dw_own); free(db); free(db_own); free(dy); free(dy_own);
+    }
+    result("first layer's own input: oneDNN computes from pixels somewhere", -1, -1, pixels_seen > 0,
+           "%d of 4 cases", pixels_seen);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) fixture_dir = argv[1];
@@ -324,6 +377,7 @@ int main(int argc, char **argv)
     test_train(bf);
     anfx_free(bf);
     test_api();
+    test_own_input();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

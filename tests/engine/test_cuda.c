@@ -384,7 +384,7 @@ static void test_elementwise(void)
     for (int k = 0; k < 2; k++) {
         an_device *d = devs[k];
         float *Y = put(d, NULL, npx);
-        if (status_ok("preprocess", d->ops->preprocess(d, ni, AN_INPUT_SIZE, img, mean, scale, Y)))
+        if (status_ok("preprocess", d->ops->preprocess(d, ni, AN_INPUT_SIZE, img, mean, scale, AN_INPUT_PLANES, Y)))
             pre[k] = get(d, Y, npx);
         d->ops->release(d, Y);
     }
@@ -583,7 +583,7 @@ static void test_devices(void)
  * before keep running, with the same results. */
 static void test_workspace_growth(void)
 {
-    an_conv_spec spec = {4, 96, 27, 27, 256, 5, 1, 2, 2, 1, 0};
+    an_conv_spec spec = {4, 96, 27, 27, 256, 5, 1, 2, 2, 1, 0, 0};
     int oh, ow;
     an_conv_output_hw(&spec, &oh, &ow);
     size_t nx = (size_t)spec.n * spec.in * spec.h * spec.w, ny = (size_t)spec.n * spec.out * oh * ow;
@@ -630,10 +630,10 @@ static void test_bf16(void)
     why = an_bf16_missing(0);
     CHECK("bf16 on the GPU: offered with AN_CUDA_BF16=1", why == NULL, "%s", why ? why : "");
     if (why) return;
-    test_conv_bf16("conv_1", (an_conv_spec){4, 3, 227, 227, 96, 11, 4, 0, 1, 1, 0}, 500);
-    test_conv_bf16("conv_2", (an_conv_spec){4, 96, 27, 27, 256, 5, 1, 2, 2, 1, 0}, 510);
-    test_conv_bf16("conv_4", (an_conv_spec){4, 384, 13, 13, 384, 3, 1, 1, 2, 1, 0}, 530);
-    test_conv_bf16("conv without ReLU", (an_conv_spec){2, 8, 9, 9, 6, 3, 2, 1, 2, 0, 0}, 550);
+    test_conv_bf16("conv_1", (an_conv_spec){4, 3, 227, 227, 96, 11, 4, 0, 1, 1, 0, 0}, 500);
+    test_conv_bf16("conv_2", (an_conv_spec){4, 96, 27, 27, 256, 5, 1, 2, 2, 1, 0, 0}, 510);
+    test_conv_bf16("conv_4", (an_conv_spec){4, 384, 13, 13, 384, 3, 1, 1, 2, 1, 0, 0}, 530);
+    test_conv_bf16("conv without ReLU", (an_conv_spec){2, 8, 9, 9, 6, 3, 2, 1, 2, 0, 0, 0}, 550);
     test_net_forward(AN_ARCH_HEURITECH, "bf16", BF16_NET_TOL, AN_PRECISION_BF16);
     test_net_train(AN_LOSS_CROSS_ENTROPY, 0, "bf16 SGD cross-entropy", AN_PRECISION_BF16);
     /* a bf16 net moved to the GPU stays bf16 there (where the CPU has bf16 too) */
@@ -674,18 +674,18 @@ int main(void)
     if (!status_ok("open GPU 0", an_cuda_device_open(0, &gpu))) { printf("%d passed, %d failed\n", n_pass, n_fail); return 1; }
 
     an_cuda_set_tf32(0);   /* FP32 everywhere for the tight checks */
-    test_conv("conv_1", (an_conv_spec){4, 3, 227, 227, 96, 11, 4, 0, 1, 1, 0}, 100);
-    test_conv("conv_2", (an_conv_spec){4, 96, 27, 27, 256, 5, 1, 2, 2, 1, 0}, 110);
-    test_conv("conv_3", (an_conv_spec){4, 256, 13, 13, 384, 3, 1, 1, 1, 1, 0}, 120);
-    test_conv("conv_4", (an_conv_spec){4, 384, 13, 13, 384, 3, 1, 1, 2, 1, 0}, 130);
-    test_conv("conv_5", (an_conv_spec){4, 384, 13, 13, 256, 3, 1, 1, 2, 1, 0}, 140);
-    test_conv("conv without ReLU", (an_conv_spec){2, 8, 9, 9, 6, 3, 2, 1, 2, 0, 0}, 150);
+    test_conv("conv_1", (an_conv_spec){4, 3, 227, 227, 96, 11, 4, 0, 1, 1, 0, 0}, 100);
+    test_conv("conv_2", (an_conv_spec){4, 96, 27, 27, 256, 5, 1, 2, 2, 1, 0, 0}, 110);
+    test_conv("conv_3", (an_conv_spec){4, 256, 13, 13, 384, 3, 1, 1, 1, 1, 0, 0}, 120);
+    test_conv("conv_4", (an_conv_spec){4, 384, 13, 13, 384, 3, 1, 1, 2, 1, 0, 0}, 130);
+    test_conv("conv_5", (an_conv_spec){4, 384, 13, 13, 256, 3, 1, 1, 2, 1, 0, 0}, 140);
+    test_conv("conv without ReLU", (an_conv_spec){2, 8, 9, 9, 6, 3, 2, 1, 2, 0, 0, 0}, 150);
     test_pool("pool_1", (an_pool_spec){4, 96, 55, 55, 3, 2}, 200);
     test_pool("convpool_5", (an_pool_spec){4, 256, 13, 13, 3, 2}, 210);
     test_lrn("convpool_1 (LRN)", (an_lrn_spec){4, 96, 27, 27, 5, 1e-4f, 0.75f, 2.0f}, 300);
     test_lrn("lrn_2", (an_lrn_spec){4, 256, 13, 13, 5, 1e-4f, 0.75f, 2.0f}, 310);
     test_lrn("Caffe's lrn_1", (an_lrn_spec){4, 96, 55, 55, 5, 1e-4f / 5, 0.75f, 1.0f}, 320);
-    test_conv("torchvision's conv_1", (an_conv_spec){4, 3, 224, 224, 64, 11, 4, 2, 1, 1, 0}, 160);
+    test_conv("torchvision's conv_1", (an_conv_spec){4, 3, 224, 224, 64, 11, 4, 2, 1, 1, 0, 0}, 160);
     test_dense("dense_1", 4, 9216, 4096, 1, 400);
     test_dense("dense_3", 4, 4096, 10, 0, 410);
     test_elementwise();

@@ -112,7 +112,7 @@ static void test_conv(const anfx_file *f, const char *name)
     const int32_t *p = ispec(f, name, 11);
     if (!p) return;
     int c = p[0];
-    an_conv_spec s = {p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], 0};
+    an_conv_spec s = {p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], 0, 0};
     int oh = -1, ow = -1;
     an_conv_output_hw(&s, &oh, &ow);
     char lab[128], key[128];

@@ -30,6 +30,7 @@
 
 #include "alexnet.h"
 #include "images.h"
+#include "ops.h"
 
 static int n_pass, n_fail;
 static const char *fixture_dir = "fixtures";
@@ -1315,6 +1316,103 @@ static void reference_input(const an_pixel_array *a, int i, float *dst)
     free(img);
 }
 
+/* bf16's bits of a finite x: the 16 high bits, rounded to nearest even by
+ * looking at the 16 low ones */
+static uint16_t bf16_reference_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    uint32_t high = u >> 16, low = u & 0xffffu;
+    if (low > 0x8000u || (low == 0x8000u && (high & 1u))) high++;
+    return (uint16_t)high;
+}
+
+/* Values of n images in planes against the same in `layout` (pixels: the
+ * planes' bits, bf16: rounded to nearest even); the number that differ. */
+static size_t layout_mismatches(const float *planes, an_input_layout layout, const void *values, int n, int S)
+{
+    size_t wrong = 0;
+    for (int j = 0; j < n; j++)
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++) {
+                    float want = planes[(((size_t)j * 3 + c) * S + y) * S + x];
+                    size_t at = (((size_t)j * S + y) * S + x) * 3 + c;
+                    if (layout == AN_INPUT_PIXELS_BF16) wrong += ((const uint16_t *)values)[at] != bf16_reference_bits(want);
+                    else wrong += memcmp(&want, (const float *)values + at, sizeof want) != 0;
+                }
+    return wrong;
+}
+
+/* The first convolution's input layouts (an_input_layout): an array's
+ * blocks and an_preprocess write in pixels, f32 and bf16, the values they
+ * write in planes, by the vector kernels (8 images, 8 columns at a time)
+ * and one value at a time (the last 3 of 11 images and of 227 columns; an
+ * array whose images are not adjacent), from doubles, grey integers and
+ * doubles stored image by image. */
+static void test_input_layouts(void)
+{
+    const int n = 11, S = 227;
+    const size_t values = (size_t)n * 3 * S * S;
+    const an_input_norm norm = {{123.68f, 116.779f, 103.939f}, {1.0f, 0.5f, 2.0f}};
+    float *planes = malloc(values * sizeof *planes), *raw = malloc(values * sizeof *raw);
+    float *pixels = malloc(values * sizeof *pixels);
+    static const char *names[] = {"doubles", "grey integers", "doubles image by image"};
+    for (int variant = 0; variant < 3; variant++) {
+        int ints = variant == 1, ch = ints ? 1 : 3;
+        void *data = r_array(n, S, S, ch, ints, 90 + variant);
+        an_pixel_array a = describe(data, n, S, S, ch, ints);
+        if (variant == 2) {   /* c(h, w, n, 3): no vector kernel */
+            a.sy = 1;
+            a.sx = S;
+            a.si = (ptrdiff_t)S * S;
+        }
+        for (int block = 0; block < an_pixel_blocks(S, AN_INPUT_PLANES); block++) {
+            an_pixels_convert_block(&a, 0, n, block, AN_INPUT_PLANES, planes, NULL, &norm);
+            an_pixels_convert_block(&a, 0, n, block, AN_INPUT_PLANES, raw, NULL, NULL);
+        }
+        for (an_input_layout layout = AN_INPUT_PIXELS_F32; layout <= AN_INPUT_PIXELS_BF16; layout++) {
+            const char *lname = layout == AN_INPUT_PIXELS_F32 ? "pixels f32" : "pixels bf16";
+            memset(pixels, 0xff, values * sizeof *pixels);
+            for (int block = 0; block < an_pixel_blocks(S, layout); block++)
+                an_pixels_convert_block(&a, 0, n, block, layout, pixels, NULL, &norm);
+            size_t wrong = layout_mismatches(planes, layout, pixels, n, S);
+            char name[160];
+            snprintf(name, sizeof name, "input layouts: %s from %s = planes", lname, names[variant]);
+            CHECK(name, wrong == 0, "%zu of %zu values differ", wrong, values);
+            memset(pixels, 0xff, values * sizeof *pixels);
+            an_preprocess(n, S, raw, norm.mean, norm.scale, layout, pixels);
+            wrong = layout_mismatches(planes, layout, pixels, n, S);
+            snprintf(name, sizeof name, "input layouts: an_preprocess into %s (%s) = the array's planes", lname,
+                     names[variant]);
+            CHECK(name, wrong == 0, "%zu of %zu values differ", wrong, values);
+        }
+        an_preprocess(n, S, raw, norm.mean, norm.scale, AN_INPUT_PLANES, pixels);
+        CHECK("input layouts: an_preprocess into planes = the array's planes",
+              memcmp(pixels, planes, values * sizeof *planes) == 0, NULL);
+        free(data);
+    }
+    /* bf16 ties round to even: 1 + 2^-8 to 1 (0x3f80), 1 + 3 x 2^-8 to 1 + 2^-6 (0x3f82), by the
+     * vector kernel (columns 0..7) and the scalar one (column 8) */
+    {
+        enum { T = 9 };
+        float tie[3 * T * T];
+        uint16_t out[3 * T * T];
+        for (int k = 0; k < 3 * T * T; k++) tie[k] = k % 2 ? 1.0f + 3.0f / 256 : -(1.0f + 1.0f / 256);
+        const float zero[3] = {0, 0, 0}, one[3] = {1, 1, 1};
+        an_preprocess(1, T, tie, zero, one, AN_INPUT_PIXELS_BF16, out);
+        size_t wrong = 0;
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < T * T; p++)
+                wrong += out[p * 3 + c] != ((c * T * T + p) % 2 ? 0x3f82 : 0xbf80);
+        CHECK("input layouts: bf16 ties round to even, vector and scalar", wrong == 0, "%zu of %d differ", wrong,
+              3 * T * T);
+    }
+    free(planes);
+    free(raw);
+    free(pixels);
+}
+
 static void test_array_loader(void)
 {
     const int n = 11;
@@ -1606,7 +1704,13 @@ static void test_array_loader(void)
                    !an_loader_fills(ld, seq, 1);
         float *seq_inputs = malloc((size_t)n * AN_INPUT_PIXELS * sizeof *seq_inputs);
         float *seq_rows = malloc((size_t)n * size * sizeof *seq_rows);
-        for (int ints = 0; ints < 2 && same; ints++) {
+        for (int run = 0; run < 4 && same; run++) {
+            /* f32, then bf16 where the CPU computes it (the input then bf16 pixels) */
+            int ints = run % 2, bf16 = run / 2;
+            if (bf16 && an_net_set_precision(net, AN_PRECISION_BF16) != AN_OK) {
+                printf("SKIP batch path forward in bf16: %s\n", an_error_message());
+                break;
+            }
             void *px = r_array(n, 227, 227, ints ? 1 : 3, ints, 78 + ints);
             an_pixel_array pa = describe(px, n, 227, 227, ints ? 1 : 3, ints);
             an_loader *seq_ld = NULL;
@@ -1620,8 +1724,8 @@ static void test_array_loader(void)
                 same = an_net_forward(net, seq_inputs + (size_t)i0 * AN_INPUT_PIXELS, b, AN_DENSE_3, own) == AN_OK &&
                        memcmp(own, seq_rows + (size_t)i0 * size, (size_t)b * size * sizeof *own) == 0;
             }
-            if (!same) printf("  %s: rows differ from the net's forward (last error: %s)\n", ints ? "integers" : "doubles",
-                              an_error_message());
+            if (!same) printf("  %s, %s: rows differ from the net's forward (last error: %s)\n", ints ? "integers" : "doubles",
+                              bf16 ? "bf16" : "f32", an_error_message());
             an_pixel_range range;
             same = same && an_loader_pixel_range(seq_ld, &range) == AN_OK && !range.nonfinite && range.max > 250;
             free(own);
@@ -1630,6 +1734,7 @@ static void test_array_loader(void)
         }
         free(seq_inputs);
         free(seq_rows);
+        same = same && an_net_set_precision(net, AN_PRECISION_F32) == AN_OK;
         CHECK("batch path forward: consecutive images converted into the input = the net's forward, bit for bit",
               same, "%s", same ? "" : "see above");
     }
@@ -1895,6 +2000,7 @@ int main(int argc, char **argv)
     test_box_overflow();
     test_loader();
     test_array_loader();
+    test_input_layouts();
     test_same_pixels_every_route();
     test_frozen_rows();
     if (!getenv("AN_KEEP")) cleanup();
