@@ -254,16 +254,11 @@ void an_pixel_range_merge(an_pixel_range *into, const an_pixel_range *r);
  * torchvision's 224) convert in blocks of 16 columns of every image of a
  * batch (for planes, of one channel; for pixels, of all three, whose
  * values are adjacent there); a loader's workers share them out. */
-enum { AN_PIXEL_BLOCK_WIDTH = 16, AN_PIXEL_BLOCK_WIDTH_PIXELS = 16 };
-/* a block's columns in a layout */
-static inline int an_pixel_block_width(an_input_layout layout)
-{
-    return layout == AN_INPUT_PLANES ? AN_PIXEL_BLOCK_WIDTH : AN_PIXEL_BLOCK_WIDTH_PIXELS;
-}
+enum { AN_PIXEL_BLOCK_WIDTH = 16 };
 /* the blocks of an image `side` pixels wide in a layout */
 static inline int an_pixel_blocks(int side, an_input_layout layout)
 {
-    int columns = (side + an_pixel_block_width(layout) - 1) / an_pixel_block_width(layout);
+    int columns = (side + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH;
     return layout == AN_INPUT_PLANES ? 3 * columns : columns;
 }
 

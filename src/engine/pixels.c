@@ -6,7 +6,12 @@
  * transpose, done in blocks of 8 images x 8 columns (AVX2 registers where
  * the CPU has them: a block's 64 values are 8 loads, 8 conversions, 24
  * shuffles and 8 stores), so every cache line read from the array serves 8
- * images and every 32 bytes of input are written at once. */
+ * images and every 32 bytes of input are written at once. Into the layout
+ * of pixels (the 3 values of a pixel adjacent: what the first convolution
+ * computes from on AVX-512 CPUs), the three channels' blocks are transposed
+ * together and interleaved by permutes, 24 values an image at a time.
+ *
+ * an_preprocess writes planar images (a JPEG's, or floats) into the same layouts. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -472,10 +477,10 @@ void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int 
         an_pixel_range_init(&ignored);
         range = &ignored;
     }
-    const int S = a->w, planes = layout == AN_INPUT_PLANES, width = an_pixel_block_width(layout);
-    const int column_blocks = (S + width - 1) / width;
+    const int S = a->w, planes = layout == AN_INPUT_PLANES, column_blocks = an_pixel_blocks(S, AN_INPUT_PIXELS_F32);
     const int c0 = planes ? block / column_blocks : 0, c1 = planes ? c0 + 1 : 3;
-    const int x0 = block % column_blocks * width, w = x0 + width < S ? width : S - x0;
+    const int x0 = block % column_blocks * AN_PIXEL_BLOCK_WIDTH;
+    const int w = x0 + AN_PIXEL_BLOCK_WIDTH < S ? AN_PIXEL_BLOCK_WIDTH : S - x0;
     const size_t value_bytes = layout == AN_INPUT_PIXELS_BF16 ? 2 : 4;
     int j = 0;
 #ifdef AN_HAVE_AVX2_KERNEL
