@@ -229,8 +229,9 @@ struct an_backend {
 void an_copy_parallel(void *dst, const void *src, size_t bytes);
 
 /* whether this CPU runs AVX2 (the x86-64 kernels written for it: pixel
- * conversion, SGD) */
+ * conversion, SGD), and AVX-512 F and VL (the conversion into pixels) */
 int an_cpu_has_avx2(void);
+int an_cpu_has_avx512(void);
 
 /* the CPU device: one for the process, never closed */
 an_device *an_cpu_device(void);

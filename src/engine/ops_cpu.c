@@ -294,9 +294,12 @@ static dnnl_memory_desc_t conv_weights_md(const an_conv_spec *s, int any)
     return g > 1 ? plain_md(5, d5) : plain_md(4, d4);
 }
 
-/* pixels where the forward primitive computes from them (in f32 or bf16) */
+/* pixels where the forward primitive computes from them (in f32 or bf16)
+ * and the CPU has the vector kernels that write them (pixels.c: AVX-512;
+ * one value at a time they would cost more than oneDNN's reorder) */
 static an_input_layout computed_input_layout(const an_conv *op)
 {
+    if (!an_cpu_has_avx512()) return AN_INPUT_PLANES;
     const dnnl_memory_desc_t *src_md = query(op->fwd_pd, dnnl_query_src_md);
     dnnl_dims_t dims = {op->s.n, op->s.in, op->s.h, op->s.w};
     dnnl_memory_desc_t pixels;
@@ -831,6 +834,20 @@ int an_cpu_has_avx2(void)
     if (known < 0) {
         __builtin_cpu_init();
         known = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return known;
+#else
+    return 0;
+#endif
+}
+
+int an_cpu_has_avx512(void)
+{
+#if defined(__GNUC__) && defined(__x86_64__)
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
     }
     return known;
 #else

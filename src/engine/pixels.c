@@ -458,15 +458,6 @@ AVX512 static void preprocess_row_pixels(const float *planes, int S, int y, cons
     }
 }
 
-static int cpu_has_avx512(void)
-{
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-    }
-    return known;
-}
 #endif
 
 void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int block, an_input_layout layout,
@@ -484,7 +475,7 @@ void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int 
     const size_t value_bytes = layout == AN_INPUT_PIXELS_BF16 ? 2 : 4;
     int j = 0;
 #ifdef AN_HAVE_AVX2_KERNEL
-    if (a->si == 1 && (planes ? an_cpu_has_avx2() : cpu_has_avx512())) {
+    if (a->si == 1 && (planes ? an_cpu_has_avx2() : an_cpu_has_avx512())) {
         int x8 = w / 8 * 8, ints = a->type == AN_PIXELS_I32, bf16 = layout == AN_INPUT_PIXELS_BF16;
         j = count / 8 * 8;
         if (j && x8) {
@@ -519,7 +510,7 @@ void an_preprocess(int n, int side, const float *x, const float mean[3], const f
     const int bf16 = layout == AN_INPUT_PIXELS_BF16;
     int vector = 0;
 #ifdef AN_HAVE_AVX2_KERNEL
-    vector = cpu_has_avx512();
+    vector = an_cpu_has_avx512();
 #endif
 #pragma omp parallel for collapse(2) schedule(static) num_threads(an_get_threads())
     for (int i = 0; i < n; i++)

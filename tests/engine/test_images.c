@@ -1347,12 +1347,12 @@ static size_t layout_mismatches(const float *planes, an_input_layout layout, con
 /* The first convolution's input layouts (an_input_layout): an array's
  * blocks and an_preprocess write in pixels, f32 and bf16, the values they
  * write in planes, by the vector kernels (8 images, 8 columns at a time)
- * and one value at a time (the last 3 of 11 images and of 227 columns; an
+ * and one value at a time (the last 3 of 11 images and of 51 columns; an
  * array whose images are not adjacent), from doubles, grey integers and
  * doubles stored image by image. */
 static void test_input_layouts(void)
 {
-    const int n = 11, S = 227;
+    const int n = 11, S = 51;   /* 51 = 3 x 16 + 3 = 6 x 8 + 3: every kind of block */
     const size_t values = (size_t)n * 3 * S * S;
     const an_input_norm norm = {{123.68f, 116.779f, 103.939f}, {1.0f, 0.5f, 2.0f}};
     float *planes = malloc(values * sizeof *planes), *raw = malloc(values * sizeof *raw);
