@@ -1,9 +1,10 @@
 /* bench_convert: the array loader's conversion alone, one thread. A batch
  * of B consecutive 227 x 227 RGB images of an R array c(n, 227, 227, 3) of
  * doubles (n = 4 B, the batch second, as bench_r.R calls it) into the net's
- * input (an_pixels_convert_block, every block), against a contiguous
- * double-to-float copy of as many values (the memory's own rate).
- * Prints: convert batch=B ms_per_image=X copy_ms_per_image=Y */
+ * input (an_pixels_convert_block, every block) in each layout (planes,
+ * pixels f32, pixels bf16), against a contiguous double-to-float copy of
+ * as many values (the memory's own rate).
+ * Prints: convert batch=B layout=L ms_per_image=X copy_ms_per_image=Y */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
