@@ -511,7 +511,6 @@ static an_status plan_ops(const an_net *net, an_plan *p)
                                net->precision == AN_PRECISION_BF16, i == 0};
             s = B->conv_create(dev, &cs, training, prev, 0, &p->op[i].conv);
             if (s == AN_OK) prev = B->conv_out_layout(p->op[i].conv);
-            if (s == AN_OK && i == 0) p->input_layout = B->conv_input_layout(p->op[0].conv);
         } else if (st->kind == AN_STEP_POOL) {
             /* before a dense layer the output is plain: the dense layers read it as a matrix */
             int plain = i + 1 < AN_N_OUTPUTS && steps[i + 1].kind == AN_STEP_DENSE;
@@ -732,11 +731,17 @@ int an_net_frozen_start(const an_net *net)
     return at;
 }
 
+/* the layout of a plan's input: its first convolution's (conv_1 in every variant) */
+static an_input_layout plan_input_layout(const an_net *net, const an_plan *p)
+{
+    return net->dev->ops->conv_input_layout(p->op[0].conv);
+}
+
 an_status an_plan_load(an_net *net, an_plan *p, int at, const float *x)
 {
     if (at == -1)
         return net->dev->ops->preprocess(net->dev, p->n, net->arch->input_size, x, net->mean, net->input_scale,
-                                         p->input_layout, p->input);
+                                         plan_input_layout(net, p), p->input);
     an_status s = an_start_check(at);
     if (s != AN_OK) return s;
     if (p->layout[at]) return an_fail(AN_ERR_ARGUMENT, "step %d's output is not plain rows on this device", at);
@@ -788,7 +793,7 @@ static an_status net_forward(an_net *net, int at, const float *x, an_input_fill 
         an_input_norm norm;
         memcpy(norm.mean, net->mean, sizeof norm.mean);
         memcpy(norm.scale, net->input_scale, sizeof norm.scale);
-        s = fill(ctx, &norm, p->input_layout, p->input);
+        s = fill(ctx, &norm, plan_input_layout(net, p), p->input);
     } else {
         s = an_plan_load(net, p, at, x);
     }

@@ -52,8 +52,8 @@ typedef struct {
     an_step_kind kind[AN_N_OUTPUTS];    /* the net's steps', kept for freeing */
     /* each step's op (conv, pool or LRN; dense and softmax need none) */
     union { an_conv *conv; an_pool *pool; an_lrn *lrn; } op[AN_N_OUTPUTS];
-    float *input;                       /* mean-subtracted images (device memory), in input_layout */
-    an_input_layout input_layout;       /* the first convolution's own (planes on a GPU) */
+    float *input;                       /* mean-subtracted images (device memory), in the
+                                         * layout of its first convolution (planes on a GPU) */
     float *act[AN_N_OUTPUTS];           /* each step's output (an AN_STEP_NONE's is its input's) */
     const an_layout *layout[AN_N_OUTPUTS]; /* its layout; NULL = plain */
     /* training only */

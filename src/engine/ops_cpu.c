@@ -827,13 +827,16 @@ void an_loss_forward_backward(int n, int classes, const float *logits, const flo
 
 /* -------------------------------------------------------------------- SGD */
 
-int an_cpu_has_avx2(void)
+/* the vector extensions the x86-64 kernels use, probed once: bit 0 AVX2,
+ * bit 1 AVX-512 F and VL */
+static int cpu_vector_isa(void)
 {
 #if defined(__GNUC__) && defined(__x86_64__)
     static int known = -1;
     if (known < 0) {
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+        known = (__builtin_cpu_supports("avx2") ? 1 : 0) |
+                (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") ? 2 : 0);
     }
     return known;
 #else
@@ -841,19 +844,8 @@ int an_cpu_has_avx2(void)
 #endif
 }
 
-int an_cpu_has_avx512(void)
-{
-#if defined(__GNUC__) && defined(__x86_64__)
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-    }
-    return known;
-#else
-    return 0;
-#endif
-}
+int an_cpu_has_avx2(void) { return (cpu_vector_isa() & 1) != 0; }
+int an_cpu_has_avx512(void) { return (cpu_vector_isa() & 2) != 0; }
 
 /* Values lo..hi-1, all weights (decayed) or all biases, one at a time. */
 static void sgd_run_scalar(size_t lo, size_t hi, float *p, const float *g, float *v, int decayed,

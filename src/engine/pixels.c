@@ -167,6 +167,13 @@ static inline uint16_t bf16_bits(float f)
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }
 
+/* value v at index `at` of a layout's values */
+static inline void store_value(an_input_layout layout, void *dst, size_t at, float v)
+{
+    if (layout == AN_INPUT_PIXELS_BF16) ((uint16_t *)dst)[at] = bf16_bits(v);
+    else ((float *)dst)[at] = v;
+}
+
 /* Images first..first+count-1, columns x0..x0+w-1 of channels c0..c1-1,
  * one value at a time (any strides, types and layouts); dst is image
  * first's. */
@@ -183,9 +190,7 @@ static void convert_columns_scalar(const an_pixel_array *a, int first, int count
                 for (int j = 0; j < count; j++) {
                     float v = (float)pixel_at(a, o + j * a->si, r);
                     if (norm) v = (v - m) * k;
-                    size_t at = input_at(layout, S, j, c, y, x0 + x);
-                    if (layout == AN_INPUT_PIXELS_BF16) ((uint16_t *)dst)[at] = bf16_bits(v);
-                    else ((float *)dst)[at] = v;
+                    store_value(layout, dst, input_at(layout, S, j, c, y, x0 + x), v);
                 }
             }
     }
@@ -527,9 +532,7 @@ void an_preprocess(int n, int side, const float *x, const float mean[3], const f
             for (int col = done; col < side; col++)
                 for (int c = 0; c < AN_INPUT_CHANNELS; c++) {
                     float v = (planes[c * plane + (size_t)row * side + col] - mean[c]) * scale[c];
-                    size_t at = input_at(layout, side, i, c, row, col);
-                    if (bf16) ((uint16_t *)y)[at] = bf16_bits(v);
-                    else ((float *)y)[at] = v;
+                    store_value(layout, y, input_at(layout, side, i, c, row, col), v);
                 }
         }
 }
