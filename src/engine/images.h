@@ -251,15 +251,16 @@ void an_pixel_range_init(an_pixel_range *r);
 void an_pixel_range_merge(an_pixel_range *into, const an_pixel_range *r);
 
 /* The images of a square array already of the net's input size (227, or
- * torchvision's 224) convert in blocks of 16 columns of every image of a
- * batch (for planes, of one channel; for pixels, of all three, whose
- * values are adjacent there); a loader's workers share them out. */
-enum { AN_PIXEL_BLOCK_WIDTH = 16 };
+ * torchvision's 224) convert in blocks of 16 columns by a quarter of the
+ * rows of every image of a batch (for planes, of one channel; for pixels,
+ * of all three, whose values are adjacent there); a loader's workers share
+ * them out (60 blocks of pixels: the two threads finish together). */
+enum { AN_PIXEL_BLOCK_WIDTH = 16, AN_PIXEL_BLOCK_BANDS = 4 };
 /* the blocks of an image `side` pixels wide in a layout */
 static inline int an_pixel_blocks(int side, an_input_layout layout)
 {
     int columns = (side + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH;
-    return layout == AN_INPUT_PLANES ? 3 * columns : columns;
+    return (layout == AN_INPUT_PLANES ? 3 : 1) * columns * AN_PIXEL_BLOCK_BANDS;
 }
 
 /* Block `block` of images first..first+count-1 of a square array into dst,

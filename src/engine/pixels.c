@@ -174,23 +174,28 @@ static inline void store_value(an_input_layout layout, void *dst, size_t at, flo
     else ((float *)dst)[at] = v;
 }
 
-/* Images first..first+count-1, columns x0..x0+w-1 of channels c0..c1-1,
- * one value at a time (any strides, types and layouts); dst is image
- * first's. */
-static void convert_columns_scalar(const an_pixel_array *a, int first, int count, int c0, int c1, int x0, int w,
-                                   an_input_layout layout, void *dst, an_pixel_range *r, const an_input_norm *norm)
+/* The part of a batch that one block converts: images first..first +
+ * count - 1, columns x0..x0 + w - 1 and rows y0..y1 - 1 of channels c0..c1 - 1. */
+typedef struct {
+    int first, count, x0, w, y0, y1, c0, c1;
+} block_span;
+
+/* A span one value at a time (any strides, types and layouts); dst is
+ * image s->first's. */
+static void convert_span_scalar(const an_pixel_array *a, const block_span *s, an_input_layout layout, void *dst,
+                                an_pixel_range *r, const an_input_norm *norm)
 {
     const int S = a->w;
-    for (int c = c0; c < c1; c++) {
+    for (int c = s->c0; c < s->c1; c++) {
         const float m = norm ? norm->mean[c] : 0.0f, k = norm ? norm->scale[c] : 1.0f;
-        ptrdiff_t base = (ptrdiff_t)first * a->si + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
-        for (int y = 0; y < S; y++)
-            for (int x = 0; x < w; x++) {
+        ptrdiff_t base = (ptrdiff_t)s->first * a->si + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)s->x0 * a->sx;
+        for (int y = s->y0; y < s->y1; y++)
+            for (int x = 0; x < s->w; x++) {
                 ptrdiff_t o = base + y * a->sy + x * a->sx;
-                for (int j = 0; j < count; j++) {
+                for (int j = 0; j < s->count; j++) {
                     float v = (float)pixel_at(a, o + j * a->si, r);
                     if (norm) v = (v - m) * k;
-                    store_value(layout, dst, input_at(layout, S, j, c, y, x0 + x), v);
+                    store_value(layout, dst, input_at(layout, S, j, c, y, s->x0 + x), v);
                 }
             }
     }
@@ -199,6 +204,9 @@ static void convert_columns_scalar(const an_pixel_array *a, int first, int count
 #ifdef AN_HAVE_AVX2_KERNEL
 #define AVX2 __attribute__((target("avx2")))
 #define AVX2_INLINE __attribute__((target("avx2"), always_inline)) static inline
+
+/* how many rows ahead the tiles are prefetched (measured: 1 or 2 best) */
+#define PREFETCH_ROWS 1
 
 AVX2_INLINE void transpose8(__m256 *r)
 {
@@ -277,6 +285,17 @@ AVX2_INLINE void load_8x8(const an_pixel_array *a, int ints, ptrdiff_t at, __m25
     t->bad = _mm256_or_pd(t->bad, _mm256_or_pd(_mm256_or_pd(nan[0], nan[1]), _mm256_or_pd(nan[2], nan[3])));
 }
 
+/* The tile load_8x8 will read at `at` (8 cache lines) asked of the L2 now:
+ * with R's layout each line of a row is in a page of its own, beyond what
+ * the hardware prefetchers follow, so the rows ahead are asked for by hand. */
+AVX2_INLINE void prefetch_8x8(const an_pixel_array *a, int ints, ptrdiff_t at)
+{
+    const char *v = (const char *)a->data + at * (ints ? (ptrdiff_t)sizeof(int) : (ptrdiff_t)sizeof(double));
+    const ptrdiff_t step = a->sx * (ints ? (ptrdiff_t)sizeof(int) : (ptrdiff_t)sizeof(double));
+#pragma GCC unroll 8
+    for (int x = 0; x < 8; x++) _mm_prefetch(v + x * step, _MM_HINT_T1);
+}
+
 AVX2 static void tile_range_merge(an_pixel_range *range, const tile_range *t, int ints)
 {
     an_pixel_range own = {INFINITY, -INFINITY, 0};
@@ -302,25 +321,27 @@ AVX2 static void tile_range_merge(an_pixel_range *range, const tile_range *t, in
     an_pixel_range_merge(range, &own);
 }
 
-/* Images first..first + 8 groups - 1 (adjacent: si 1) x columns x0..x0 +
- * 8 xgroups - 1 of channel c into planes, 8 images x 8 columns at a time,
- * row by row: a row's values of every image are read together (adjacent
- * in R's layout), transposed into 8 rows of 8 columns and stored into
- * their images with norm as an_preprocess applies it: (x - mean) * scale,
- * two roundings. */
-AVX2_INLINE void convert_planes_8x8(const an_pixel_array *a, int ints, int first, int groups, int c, int x0,
-                                    int xgroups, float *dst, an_pixel_range *range, const an_input_norm *norm)
+/* A span of channel s->c0 (its images adjacent: si 1; its count and width
+ * multiples of 8) into planes, 8 images x 8 columns at a time, row by row:
+ * a row's values of every image are read together (adjacent in R's
+ * layout), transposed into 8 rows of 8 columns and stored into their
+ * images with norm as an_preprocess applies it: (x - mean) * scale, two
+ * roundings. */
+AVX2_INLINE void convert_planes_8x8(const an_pixel_array *a, int ints, const block_span *s, float *dst,
+                                    an_pixel_range *range, const an_input_norm *norm)
 {
+    const int c = s->c0, x0 = s->x0, groups = s->count / 8, xgroups = s->w / 8, S = a->w;
     const __m256 m = _mm256_set1_ps(norm ? norm->mean[c] : 0.0f), k = _mm256_set1_ps(norm ? norm->scale[c] : 1.0f);
-    const ptrdiff_t base = first + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
-    const int S = a->w;
+    const ptrdiff_t base = s->first + (a->channels == 1 ? 0 : c) * a->sc + (ptrdiff_t)x0 * a->sx;
     tile_range t;
     tile_range_init(&t);
-    for (int y = 0; y < S; y++)
+    for (int y = s->y0; y < s->y1; y++)
         for (int xg = 0; xg < xgroups; xg++)
             for (int g = 0; g < groups; g++) {
                 __m256 r[8];
-                load_8x8(a, ints, base + y * a->sy + 8 * g + 8 * xg * a->sx, r, &t);
+                const ptrdiff_t at = base + y * a->sy + 8 * g + 8 * xg * a->sx;
+                if (y + PREFETCH_ROWS < S) prefetch_8x8(a, ints, at + PREFETCH_ROWS * a->sy);
+                load_8x8(a, ints, at, r, &t);
                 transpose8(r);
                 if (norm)
                     for (int j = 0; j < 8; j++) r[j] = _mm256_mul_ps(_mm256_sub_ps(r[j], m), k);
@@ -331,16 +352,16 @@ AVX2_INLINE void convert_planes_8x8(const an_pixel_array *a, int ints, int first
     tile_range_merge(range, &t, ints);
 }
 
-AVX2 static void convert_planes_f64(const an_pixel_array *a, int first, int groups, int c, int x0, int xgroups,
-                                    float *dst, an_pixel_range *range, const an_input_norm *norm)
+AVX2 static void convert_planes_f64(const an_pixel_array *a, const block_span *s, float *dst, an_pixel_range *range,
+                                    const an_input_norm *norm)
 {
-    convert_planes_8x8(a, 0, first, groups, c, x0, xgroups, dst, range, norm);
+    convert_planes_8x8(a, 0, s, dst, range, norm);
 }
 
-AVX2 static void convert_planes_i32(const an_pixel_array *a, int first, int groups, int c, int x0, int xgroups,
-                                    float *dst, an_pixel_range *range, const an_input_norm *norm)
+AVX2 static void convert_planes_i32(const an_pixel_array *a, const block_span *s, float *dst, an_pixel_range *range,
+                                    const an_input_norm *norm)
 {
-    convert_planes_8x8(a, 1, first, groups, c, x0, xgroups, dst, range, norm);
+    convert_planes_8x8(a, 1, s, dst, range, norm);
 }
 
 /* ---- the same into pixels (AVX-512: a pixel's 3 values are interleaved
@@ -393,29 +414,31 @@ AVX512_INLINE void store_pixels_8(__m256 r, __m256 g, __m256 b, const pixel_lane
     }
 }
 
-/* Images first..first + 8 groups - 1 (adjacent) x columns x0..x0 + 8
- * xgroups - 1, all 3 channels, into pixels (f32, or bf16 with `bf16`):
+/* A span of all 3 channels (its images adjacent; its count and width
+ * multiples of 8) into pixels (f32, or bf16 with `bf16`):
  * each channel's 8 x 8 tile as the planes' kernel makes it, then each
  * image's 8 pixels of 3 values (24 adjacent values) by two permutes. */
-AVX512_INLINE void convert_pixels_8x8(const an_pixel_array *a, int ints, int bf16, int first, int groups, int x0,
-                                      int xgroups, void *dst, an_pixel_range *range, const an_input_norm *norm)
+AVX512_INLINE void convert_pixels_8x8(const an_pixel_array *a, int ints, int bf16, const block_span *s, void *dst,
+                                      an_pixel_range *range, const an_input_norm *norm)
 {
     const pixel_lanes lanes = pixel_lanes_make();
-    const int S = a->w, channels = a->channels == 1 ? 1 : 3;
+    const int S = a->w, channels = a->channels == 1 ? 1 : 3, x0 = s->x0, groups = s->count / 8, xgroups = s->w / 8;
     __m256 m[3], k[3];
     for (int c = 0; c < 3; c++) {
         m[c] = _mm256_set1_ps(norm ? norm->mean[c] : 0.0f);
         k[c] = _mm256_set1_ps(norm ? norm->scale[c] : 1.0f);
     }
-    const ptrdiff_t base = first + (ptrdiff_t)x0 * a->sx;
+    const ptrdiff_t base = s->first + (ptrdiff_t)x0 * a->sx;
     tile_range t;
     tile_range_init(&t);
-    for (int y = 0; y < S; y++)
+    for (int y = s->y0; y < s->y1; y++)
         for (int xg = 0; xg < xgroups; xg++)
             for (int g = 0; g < groups; g++) {
                 __m256 r[3][8];
                 for (int c = 0; c < channels; c++) {
-                    load_8x8(a, ints, base + c * a->sc + y * a->sy + 8 * g + 8 * xg * a->sx, r[c], &t);
+                    const ptrdiff_t at = base + c * a->sc + y * a->sy + 8 * g + 8 * xg * a->sx;
+                    if (y + PREFETCH_ROWS < S) prefetch_8x8(a, ints, at + PREFETCH_ROWS * a->sy);
+                    load_8x8(a, ints, at, r[c], &t);
                     transpose8(r[c]);
                 }
                 for (int c = channels; c < 3; c++) memcpy(r[c], r[0], sizeof r[0]);   /* grey */
@@ -429,18 +452,18 @@ AVX512_INLINE void convert_pixels_8x8(const an_pixel_array *a, int ints, int bf1
     tile_range_merge(range, &t, ints);
 }
 
-AVX512 static void convert_pixels_f64(const an_pixel_array *a, int bf16, int first, int groups, int x0, int xgroups,
-                                      void *dst, an_pixel_range *range, const an_input_norm *norm)
+AVX512 static void convert_pixels_f64(const an_pixel_array *a, int bf16, const block_span *s, void *dst,
+                                      an_pixel_range *range, const an_input_norm *norm)
 {
-    if (bf16) convert_pixels_8x8(a, 0, 1, first, groups, x0, xgroups, dst, range, norm);
-    else convert_pixels_8x8(a, 0, 0, first, groups, x0, xgroups, dst, range, norm);
+    if (bf16) convert_pixels_8x8(a, 0, 1, s, dst, range, norm);
+    else convert_pixels_8x8(a, 0, 0, s, dst, range, norm);
 }
 
-AVX512 static void convert_pixels_i32(const an_pixel_array *a, int bf16, int first, int groups, int x0, int xgroups,
-                                      void *dst, an_pixel_range *range, const an_input_norm *norm)
+AVX512 static void convert_pixels_i32(const an_pixel_array *a, int bf16, const block_span *s, void *dst,
+                                      an_pixel_range *range, const an_input_norm *norm)
 {
-    if (bf16) convert_pixels_8x8(a, 1, 1, first, groups, x0, xgroups, dst, range, norm);
-    else convert_pixels_8x8(a, 1, 0, first, groups, x0, xgroups, dst, range, norm);
+    if (bf16) convert_pixels_8x8(a, 1, 1, s, dst, range, norm);
+    else convert_pixels_8x8(a, 1, 0, s, dst, range, norm);
 }
 
 /* Row y of image i's planes into pixels with norm, 8 columns at a time
@@ -473,27 +496,41 @@ void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int 
         an_pixel_range_init(&ignored);
         range = &ignored;
     }
-    const int S = a->w, planes = layout == AN_INPUT_PLANES, column_blocks = an_pixel_blocks(S, AN_INPUT_PIXELS_F32);
-    const int c0 = planes ? block / column_blocks : 0, c1 = planes ? c0 + 1 : 3;
-    const int x0 = block % column_blocks * AN_PIXEL_BLOCK_WIDTH;
-    const int w = x0 + AN_PIXEL_BLOCK_WIDTH < S ? AN_PIXEL_BLOCK_WIDTH : S - x0;
+    /* block: (channel for planes,) column block, row band */
+    const int S = a->w, planes = layout == AN_INPUT_PLANES;
+    const int column_blocks = (S + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH;
+    const int band = block % AN_PIXEL_BLOCK_BANDS, columns = block / AN_PIXEL_BLOCK_BANDS;
+    const int band_rows = (S + AN_PIXEL_BLOCK_BANDS - 1) / AN_PIXEL_BLOCK_BANDS;
+    block_span s = {first, count, columns % column_blocks * AN_PIXEL_BLOCK_WIDTH, 0, band * band_rows, 0, 0, 3};
+    s.w = s.x0 + AN_PIXEL_BLOCK_WIDTH < S ? AN_PIXEL_BLOCK_WIDTH : S - s.x0;
+    s.y1 = s.y0 + band_rows < S ? s.y0 + band_rows : S;
+    if (planes) s.c1 = (s.c0 = columns / column_blocks) + 1;
+    if (s.y0 >= s.y1) return;   /* an image of fewer rows than bands */
     const size_t value_bytes = layout == AN_INPUT_PIXELS_BF16 ? 2 : 4;
     int j = 0;
 #ifdef AN_HAVE_AVX2_KERNEL
     if (a->si == 1 && (planes ? an_cpu_has_avx2() : an_cpu_has_avx512())) {
-        int x8 = w / 8 * 8, ints = a->type == AN_PIXELS_I32, bf16 = layout == AN_INPUT_PIXELS_BF16;
-        j = count / 8 * 8;
-        if (j && x8) {
-            if (planes) (ints ? convert_planes_i32 : convert_planes_f64)(a, first, j / 8, c0, x0, x8 / 8, dst, range, norm);
-            else (ints ? convert_pixels_i32 : convert_pixels_f64)(a, bf16, first, j / 8, x0, x8 / 8, dst, range, norm);
+        int ints = a->type == AN_PIXELS_I32, bf16 = layout == AN_INPUT_PIXELS_BF16;
+        block_span v = s;   /* the whole 8 x 8 tiles */
+        v.count = j = count / 8 * 8;
+        v.w = s.w / 8 * 8;
+        if (v.count && v.w) {
+            if (planes) (ints ? convert_planes_i32 : convert_planes_f64)(a, &v, dst, range, norm);
+            else (ints ? convert_pixels_i32 : convert_pixels_f64)(a, bf16, &v, dst, range, norm);
         }
-        if (x8 < w && count >= 8)   /* the last columns of those images */
-            convert_columns_scalar(a, first, j, c0, c1, x0 + x8, w - x8, layout, dst, range, norm);
+        if (v.w < s.w && v.count) {   /* the last columns of those images */
+            block_span rest = v;
+            rest.x0 += v.w;
+            rest.w = s.w - v.w;
+            convert_span_scalar(a, &rest, layout, dst, range, norm);
+        }
     }
 #endif
-    if (j < count)
-        convert_columns_scalar(a, first + j, count - j, c0, c1, x0, w, layout,
-                               (char *)dst + (size_t)j * IMAGE(a) * value_bytes, range, norm);
+    if (j < count) {   /* the last images, every column */
+        s.first += j;
+        s.count -= j;
+        convert_span_scalar(a, &s, layout, (char *)dst + (size_t)j * IMAGE(a) * value_bytes, range, norm);
+    }
 }
 
 void an_preprocess(int n, int side, const float *x, const float mean[3], const float scale[3],
