@@ -31,7 +31,9 @@ static void write_rows(const an_rows_out *out, int first, int b, size_t size, co
         for (size_t k = 0; k < size; k++) d[(ptrdiff_t)k * out->col_stride] = out->missing;
     }
     /* column by column: consecutive rows are adjacent in a column-major
-     * (R) matrix, so each column's b values are written together */
+     * (R) matrix, so each column's b values are written together; on every
+     * thread, as R's new matrix takes its pages on the first write */
+#pragma omp parallel for schedule(static) num_threads(an_get_threads()) if (size * (size_t)b >= 65536)
     for (size_t k = 0; k < size; k++) {
         double *d = out->data + (ptrdiff_t)first * out->row_stride + (ptrdiff_t)k * out->col_stride;
         for (int j = 0; j < b; j++)
