@@ -501,10 +501,11 @@ void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int 
     const int column_blocks = (S + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH;
     const int band = block % AN_PIXEL_BLOCK_BANDS, columns = block / AN_PIXEL_BLOCK_BANDS;
     const int band_rows = (S + AN_PIXEL_BLOCK_BANDS - 1) / AN_PIXEL_BLOCK_BANDS;
-    block_span s = {first, count, columns % column_blocks * AN_PIXEL_BLOCK_WIDTH, 0, band * band_rows, 0, 0, 3};
+    block_span s = {.first = first, .count = count, .x0 = columns % column_blocks * AN_PIXEL_BLOCK_WIDTH,
+                    .y0 = band * band_rows, .c0 = planes ? columns / column_blocks : 0};
     s.w = s.x0 + AN_PIXEL_BLOCK_WIDTH < S ? AN_PIXEL_BLOCK_WIDTH : S - s.x0;
     s.y1 = s.y0 + band_rows < S ? s.y0 + band_rows : S;
-    if (planes) s.c1 = (s.c0 = columns / column_blocks) + 1;
+    s.c1 = planes ? s.c0 + 1 : 3;
     if (s.y0 >= s.y1) return;   /* an image of fewer rows than bands */
     const size_t value_bytes = layout == AN_INPUT_PIXELS_BF16 ? 2 : 4;
     int j = 0;
