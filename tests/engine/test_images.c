@@ -1344,14 +1344,12 @@ static size_t layout_mismatches(const float *planes, an_input_layout layout, con
     return wrong;
 }
 
-/* The first convolution's input layouts (an_input_layout): an array's
- * blocks and an_preprocess write in pixels, f32 and bf16, the values they
- * write in planes, by the vector kernels (8 images, 8 columns at a time)
- * and one value at a time (the last 3 of 11 images and of 51 columns; an
- * array whose images are not adjacent), from doubles, grey integers and
- * doubles stored image by image. */
-/* n images of S x S through every layout, by blocks and by an_preprocess,
- * compared with the planes */
+/* The first convolution's input layouts (an_input_layout) for n images of
+ * S x S: an array's blocks and an_preprocess write in pixels, f32 and bf16,
+ * the values they write in planes, by the vector kernels (8 images, 8
+ * columns at a time) and one value at a time (images and columns past a
+ * multiple of 8; an array whose images are not adjacent), from doubles,
+ * grey integers and doubles stored image by image. */
 static void check_input_layouts(int n, int S)
 {
     const size_t values = (size_t)n * 3 * S * S;
