@@ -1,9 +1,10 @@
 /* bench_convert: the array loader's conversion alone, one thread. A batch
  * of B consecutive 227 x 227 RGB images of an R array c(n, 227, 227, 3) of
- * doubles (n = 4 B, the batch second, as bench_r.R calls it) into the net's
- * input (an_pixels_convert_block, every block) in each layout (planes,
+ * doubles (n = 4 B unless given, the batch second, as bench_r.R calls it)
+ * into the net's input (an_pixels_convert_block, every block) in each layout (planes,
  * pixels f32, pixels bf16), against a contiguous double-to-float copy of
  * as many values (the memory's own rate).
+ * Usage: bench_convert [B [n]] (no B: batches 16, 32 and 64)
  * Prints: convert batch=B layout=L ms_per_image=X copy_ms_per_image=Y */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,11 @@ int main(int argc, char **argv)
     enum { S = AN_INPUT_SIZE };
     int batches[] = {16, 32, 64};
     for (int k = 0; k < 3; k++) {
-        int b = argc > 1 ? atoi(argv[1]) : batches[k], n = 4 * b;
+        int b = argc > 1 ? atoi(argv[1]) : batches[k], n = argc > 2 ? atoi(argv[2]) : 4 * b;
+        if (b < 1 || n < 2 * b) {
+            fprintf(stderr, "bench_convert: the array needs at least two batches of images\n");
+            return 2;
+        }
         size_t image = (size_t)3 * S * S, total = (size_t)n * image;
         double *x = malloc(total * sizeof *x);
         float *dst = malloc((size_t)b * image * sizeof *dst);

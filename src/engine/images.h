@@ -256,11 +256,15 @@ void an_pixel_range_merge(an_pixel_range *into, const an_pixel_range *r);
  * of all three, whose values are adjacent there); a loader's workers share
  * them out (60 blocks of pixels: the two threads finish together). */
 enum { AN_PIXEL_BLOCK_WIDTH = 16, AN_PIXEL_BLOCK_BANDS = 4 };
+/* the column blocks of an image `side` pixels wide */
+static inline int an_pixel_column_blocks(int side)
+{
+    return (side + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH;
+}
 /* the blocks of an image `side` pixels wide in a layout */
 static inline int an_pixel_blocks(int side, an_input_layout layout)
 {
-    int columns = (side + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH;
-    return (layout == AN_INPUT_PLANES ? 3 : 1) * columns * AN_PIXEL_BLOCK_BANDS;
+    return (layout == AN_INPUT_PLANES ? 3 : 1) * an_pixel_column_blocks(side) * AN_PIXEL_BLOCK_BANDS;
 }
 
 /* Block `block` of images first..first+count-1 of a square array into dst,

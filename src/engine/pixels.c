@@ -290,10 +290,10 @@ AVX2_INLINE void load_8x8(const an_pixel_array *a, int ints, ptrdiff_t at, __m25
  * the hardware prefetchers follow, so the rows ahead are asked for by hand. */
 AVX2_INLINE void prefetch_8x8(const an_pixel_array *a, int ints, ptrdiff_t at)
 {
-    const char *v = (const char *)a->data + at * (ints ? (ptrdiff_t)sizeof(int) : (ptrdiff_t)sizeof(double));
-    const ptrdiff_t step = a->sx * (ints ? (ptrdiff_t)sizeof(int) : (ptrdiff_t)sizeof(double));
+    const ptrdiff_t bytes = ints ? (ptrdiff_t)sizeof(int) : (ptrdiff_t)sizeof(double);
+    const char *v = (const char *)a->data + at * bytes;
 #pragma GCC unroll 8
-    for (int x = 0; x < 8; x++) _mm_prefetch(v + x * step, _MM_HINT_T1);
+    for (int x = 0; x < 8; x++) _mm_prefetch(v + x * a->sx * bytes, _MM_HINT_T1);
 }
 
 AVX2 static void tile_range_merge(an_pixel_range *range, const tile_range *t, int ints)
@@ -498,7 +498,7 @@ void an_pixels_convert_block(const an_pixel_array *a, int first, int count, int 
     }
     /* block: (channel for planes,) column block, row band */
     const int S = a->w, planes = layout == AN_INPUT_PLANES;
-    const int column_blocks = (S + AN_PIXEL_BLOCK_WIDTH - 1) / AN_PIXEL_BLOCK_WIDTH;
+    const int column_blocks = an_pixel_column_blocks(S);
     const int band = block % AN_PIXEL_BLOCK_BANDS, columns = block / AN_PIXEL_BLOCK_BANDS;
     const int band_rows = (S + AN_PIXEL_BLOCK_BANDS - 1) / AN_PIXEL_BLOCK_BANDS;
     block_span s = {.first = first, .count = count, .x0 = columns % column_blocks * AN_PIXEL_BLOCK_WIDTH,
